@@ -1,0 +1,1 @@
+"""trialfhir adapter: the edges (files, servers, analysis, command line)."""

@@ -1,0 +1,1 @@
+"""pytest plugin: HAPI FHIR fixtures (being written by the HAPI harness work)."""
