@@ -32,7 +32,8 @@ class DomainSpec:
     """The --SEQ variable, unique per subject within the domain."""
     subject_level: bool = True
     sort_key: tuple[str, ...] = ()
-    """The SDTM sort order rows are written back in."""
+    """The SDTM sort order rows are written back in (--SEQ compared as a number); empty for the
+    study-level domains TS and TA, which come back in the order they were written."""
 
     @property
     def known(self) -> tuple[str, ...]:
@@ -75,13 +76,11 @@ DOMAINS: dict[str, DomainSpec] = {
             "TS", "Trial Summary", "TSSEQ TSPARMCD TSPARM TSVAL",
             optional="TSGRPID TSVALNF TSVALCD TSVCDREF TSVCDVER",
             numeric="TSSEQ", integer="TSSEQ", subject_level=False, seq="TSSEQ",
-            sort_key="TSPARMCD TSSEQ",
         ),
         _spec(
             "TA", "Trial Arms", "ARMCD ARM TAETORD ETCD ELEMENT EPOCH",
             optional="TABRANCH TATRANS",
             numeric="TAETORD", integer="TAETORD", subject_level=False,
-            sort_key="ARMCD TAETORD",
         ),
         _spec(
             "DM", "Demographics",
