@@ -1,0 +1,210 @@
+"""Treatment periods and the scores that open and close them, as the spec defines them.
+
+A treatment period is one SE element other than screening. Its first dose is the earliest EXSTDTC among
+the subject's EX rows of that EPOCH. Its baseline is the subject's last score dated on or before that
+first dose; its end is the last score dated after the first dose and on or before the period's SEENDTC.
+Dates compare as `dates.Instant` does (partial -> first possible day; times only when both have one).
+Scores on the same moment are ordered by --SEQ, so "last" is always defined.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import date, time
+
+import pandas as pd
+
+from adapter.analysis.dates import Instant, parse_instant
+from adapter.analysis.definition import Role, StudyDefinition
+
+__all__ = [
+    "MissingInputError",
+    "PeriodChange",
+    "ScoreReading",
+    "TreatmentPeriod",
+    "change_over_period",
+    "domain",
+    "records",
+    "score_readings",
+    "to_number",
+    "treatment_periods",
+]
+
+
+_PeriodKey = tuple[tuple[date, time], int, int]
+
+
+class MissingInputError(LookupError):
+    """A domain or a variable an endpoint needs is absent from the trial tables."""
+
+    def __init__(self, domain_code: str, variable: str | None = None) -> None:
+        self.domain_code = domain_code
+        self.variable = variable
+        where = f"{domain_code.lower()}.csv"
+        what = f"variable {variable}" if variable else "the file"
+        super().__init__(f"{where}: {what} is missing")
+
+
+def domain(tables: Mapping[str, pd.DataFrame], code: str, columns: tuple[str, ...]) -> pd.DataFrame:
+    """The domain's table, checked to have `columns`; raises MissingInputError naming what is absent."""
+    table = tables.get(code)
+    if table is None:
+        raise MissingInputError(code)
+    for column in columns:
+        if column not in table.columns:
+            raise MissingInputError(code, column)
+    return table.fillna("").astype(str)
+
+
+def records(table: pd.DataFrame) -> list[dict[str, str]]:
+    """The rows of a (string-valued) table as dicts."""
+    return [{str(k): str(v) for k, v in row.items()} for row in table.to_dict("records")]
+
+
+def to_number(text: str) -> float | None:
+    """A numeric cell as float; None for empty or non-numeric text."""
+    try:
+        value = float(text.strip())
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None
+
+
+def _seq(text: str) -> int:
+    number = to_number(text)
+    return int(number) if number is not None else 0
+
+
+@dataclass(frozen=True)
+class TreatmentPeriod:
+    """One subject's treatment period (an SE element with a treatment role)."""
+
+    usubjid: str
+    order: int
+    epoch: str
+    etcd: str
+    role: Role
+    start: Instant | None
+    end: Instant | None
+    first_dose: Instant | None
+
+
+@dataclass(frozen=True)
+class ScoreReading:
+    """One numeric score of a subject, with its date and sequence number."""
+
+    when: Instant
+    value: float
+    seq: int
+
+
+@dataclass(frozen=True)
+class PeriodChange:
+    """Baseline and end readings of one period for one score, and their difference."""
+
+    period: TreatmentPeriod
+    baseline: ScoreReading
+    end: ScoreReading
+
+    @property
+    def change(self) -> float:
+        """End minus baseline."""
+        return self.end.value - self.baseline.value
+
+
+def treatment_periods(
+    tables: Mapping[str, pd.DataFrame], definition: StudyDefinition
+) -> dict[str, list[TreatmentPeriod]]:
+    """Each subject's treatment periods in order (by SESTDTC, then the definition's epoch order).
+
+    Needs SE (USUBJID, ETCD, EPOCH, SESTDTC, SEENDTC); EX (USUBJID, EPOCH, EXSTDTC) when present gives
+    the first doses. Elements that are screening or have no treatment role are not periods.
+    """
+    se = domain(tables, "SE", ("USUBJID", "ETCD", "EPOCH", "SESTDTC", "SEENDTC"))
+    first_doses: dict[tuple[str, str], Instant] = {}
+    ex = tables.get("EX")
+    if ex is not None and {"USUBJID", "EPOCH", "EXSTDTC"} <= set(ex.columns):
+        for row in ex.fillna("").astype(str).itertuples(index=False):
+            when = parse_instant(str(row.EXSTDTC))
+            if when is None:
+                continue
+            subject_epoch = (str(row.USUBJID), str(row.EPOCH))
+            current = first_doses.get(subject_epoch)
+            if current is None or when.sort_key() < current.sort_key():
+                first_doses[subject_epoch] = when
+    epoch_rank = {name: i for i, name in enumerate(definition.treatment_epochs)}
+    raw: dict[str, list[tuple[_PeriodKey, dict[str, str]]]] = {}
+    for record in records(se):
+        etcd = record["ETCD"]
+        if etcd in definition.screening_elements or definition.role_of_element(etcd) is None:
+            continue
+        start = parse_instant(record["SESTDTC"])
+        key: _PeriodKey = (
+            start.sort_key() if start is not None else (date.max, time.min),
+            epoch_rank.get(record["EPOCH"], len(epoch_rank)),
+            _seq(record.get("SESEQ", "")),
+        )
+        raw.setdefault(record["USUBJID"], []).append((key, record))
+    periods: dict[str, list[TreatmentPeriod]] = {}
+    for usubjid in sorted(raw):
+        rows = [record for _, record in sorted(raw[usubjid], key=lambda item: item[0])]
+        periods[usubjid] = [
+            TreatmentPeriod(
+                usubjid=usubjid,
+                order=i + 1,
+                epoch=record["EPOCH"],
+                etcd=record["ETCD"],
+                role=definition.element_roles[record["ETCD"]],
+                start=parse_instant(record["SESTDTC"]),
+                end=parse_instant(record["SEENDTC"]),
+                first_dose=first_doses.get((usubjid, record["EPOCH"])),
+            )
+            for i, record in enumerate(rows)
+        ]
+    return periods
+
+
+def score_readings(
+    tables: Mapping[str, pd.DataFrame], testcd: str
+) -> dict[str, list[ScoreReading]]:
+    """Every dated numeric QS result of one test code, per subject, in chronological order.
+
+    The value is QSSTRESN, or QSORRES when QSSTRESN is empty and QSORRES is numeric. Undated or
+    non-numeric rows are not readings.
+    """
+    qs = domain(tables, "QS", ("USUBJID", "QSTESTCD", "QSDTC"))
+    out: dict[str, list[ScoreReading]] = {}
+    for record in records(qs[qs["QSTESTCD"] == testcd]):
+        when = parse_instant(record["QSDTC"])
+        value = to_number(record.get("QSSTRESN", ""))
+        if value is None:
+            value = to_number(record.get("QSORRES", ""))
+        if when is None or value is None:
+            continue
+        out.setdefault(record["USUBJID"], []).append(
+            ScoreReading(when, value, _seq(record.get("QSSEQ", "")))
+        )
+    for readings in out.values():
+        readings.sort(key=lambda r: (r.when.sort_key(), r.seq))
+    return out
+
+
+def change_over_period(
+    readings: list[ScoreReading], period: TreatmentPeriod, testcd: str
+) -> PeriodChange | str:
+    """Baseline, end and change of one period, or the reason they cannot be determined."""
+    label = f"{period.epoch}"
+    if period.first_dose is None:
+        return f"{label}: no dated study-drug administration (EX) in this epoch"
+    if period.end is None:
+        return f"{label}: period end date (SEENDTC) missing"
+    first_dose = period.first_dose
+    before = [r for r in readings if r.when.on_or_before(first_dose)]
+    after = [r for r in readings if r.when.after(first_dose) and r.when.on_or_before(period.end)]
+    if not before:
+        return f"{label}: no {testcd} score on or before the first dose"
+    if not after:
+        return f"{label}: no {testcd} score after the first dose and on or before the period end"
+    return PeriodChange(period, before[-1], after[-1])
