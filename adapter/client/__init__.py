@@ -1,0 +1,100 @@
+"""trialfhir's FHIR R4 REST client: sync and async clients over httpx, searches that page safely,
+conditional writes and transactions, retries, SMART Backend Services auth, and one exception tree.
+
+See docs/client.md. Only the names in ``__all__`` are public; the underscored modules are internals.
+"""
+
+import logging
+
+from ._async import AsyncFhirClient
+from ._auth import BasicAuth, BearerAuth, SmartBackendAuth
+from ._bundle import (
+    BundleResult,
+    EntryOutcome,
+    TransactionMode,
+    UploadSummary,
+    bundle_is_idempotent,
+    parse_bundle_response,
+    transaction_bundle,
+)
+from ._core import RetryPolicy, SearchParams, SearchValue, WriteResult, parse_retry_after, token
+from ._errors import (
+    AuthenticationFailed,
+    BadRequest,
+    Conflict,
+    FhirError,
+    FhirHttpError,
+    FhirTimeout,
+    FhirTransportError,
+    FhirVersionMismatch,
+    Forbidden,
+    Gone,
+    InvalidResponse,
+    Issue,
+    MethodNotAllowed,
+    PreconditionFailed,
+    ResourceNotFound,
+    RetriesExhausted,
+    ServerError,
+    TooManyRequests,
+    TransactionFailed,
+    Unauthorized,
+    UnprocessableEntity,
+    UnsafeNextLink,
+)
+from ._search import AsyncSearch, Page, Search, SearchEntry
+from ._sync import FhirClient
+
+__all__ = [
+    "AsyncFhirClient",
+    "AsyncSearch",
+    "AuthenticationFailed",
+    "BadRequest",
+    "BasicAuth",
+    "BearerAuth",
+    "BundleResult",
+    "Conflict",
+    "EntryOutcome",
+    "FhirClient",
+    "FhirError",
+    "FhirHttpError",
+    "FhirTimeout",
+    "FhirTransportError",
+    "FhirVersionMismatch",
+    "Forbidden",
+    "Gone",
+    "InvalidResponse",
+    "Issue",
+    "MethodNotAllowed",
+    "Page",
+    "PreconditionFailed",
+    "ResourceNotFound",
+    "RetriesExhausted",
+    "RetryPolicy",
+    "Search",
+    "SearchEntry",
+    "SearchParams",
+    "SearchValue",
+    "ServerError",
+    "SmartBackendAuth",
+    "TooManyRequests",
+    "TransactionFailed",
+    "TransactionMode",
+    "Unauthorized",
+    "UnprocessableEntity",
+    "UnsafeNextLink",
+    "UploadSummary",
+    "WriteResult",
+    "bundle_is_idempotent",
+    "parse_bundle_response",
+    "parse_retry_after",
+    "token",
+    "transaction_bundle",
+]
+
+# httpx logs every full URL (query strings hold identifiers) at INFO: keep it and httpcore quiet
+# unless the application configured them itself.
+for _name in ("httpx", "httpcore"):
+    _logger = logging.getLogger(_name)
+    if _logger.level == logging.NOTSET:
+        _logger.setLevel(logging.WARNING)

@@ -1,0 +1,298 @@
+"""``AsyncFhirClient``: the asyncio FHIR R4 REST client (one long-lived httpx.AsyncClient; the core decides).
+
+    async with AsyncFhirClient("https://hapi.example.org/fhir") as client:
+        await client.capabilities()
+        async for subject in client.search("ResearchSubject").where(study="ResearchStudy/s1"):
+            ...
+
+Same API as ``FhirClient`` with ``await``; searches are ``AsyncSearch`` (``async for``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import Any, Literal
+
+import httpx
+
+from ._auth import _OriginBoundAuth
+from ._bundle import (
+    BundleResult,
+    TransactionMode,
+    UploadSummary,
+    bundle_is_idempotent,
+    chunked,
+    parse_bundle_response,
+    transaction_bundle,
+)
+from ._core import (
+    DEFAULT_TIMEOUT,
+    ClientCore,
+    RequestSpec,
+    RetryPolicy,
+    RetryState,
+    SearchParams,
+    SearchValue,
+    WriteResult,
+    expect_resource,
+    loads_json,
+    retry_after_of,
+    ssl_context,
+    transaction_error,
+    write_result,
+)
+from ._errors import FhirError, FhirHttpError, Issue, TransactionFailed, parse_issues
+from ._search import AsyncSearch
+
+__all__ = ["AsyncFhirClient"]
+
+
+class AsyncFhirClient:
+    """An asyncio FHIR R4 client over one long-lived ``httpx.AsyncClient``.
+
+    Args:
+        base_url: the FHIR base, e.g. ``http://localhost:8080/fhir`` (trailing slash optional).
+        auth: ``BearerAuth``, ``BasicAuth``, ``SmartBackendAuth`` or any ``httpx.Auth``.
+        timeout: seconds or an ``httpx.Timeout``.
+        verify: True (system CAs), False, a path to a CA bundle, or an ``ssl.SSLContext``.
+        headers: extra headers for every request.
+        retry: the ``RetryPolicy`` (``RetryPolicy.none()`` disables retries).
+        transport: an httpx transport (``httpx.MockTransport`` in tests, a proxy, ...).
+        sleep: how to wait between retries (injectable so tests do not wait).
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        auth: httpx.Auth | None = None,
+        timeout: float | httpx.Timeout = DEFAULT_TIMEOUT,
+        verify: bool | str | ssl.SSLContext = True,
+        headers: Mapping[str, str] | None = None,
+        retry: RetryPolicy | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self._core = ClientCore(base_url, retry=retry)
+        if isinstance(auth, _OriginBoundAuth):
+            auth.bind(self._core.base_url)
+        self._sleep = sleep
+        self._capabilities: dict[str, Any] | None = None
+        self._http = httpx.AsyncClient(
+            auth=auth,
+            timeout=timeout,
+            verify=ssl_context(verify),
+            headers=dict(headers or {}),
+            transport=transport,
+            follow_redirects=False,
+        )
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    @property
+    def base_url(self) -> str:
+        """The normalised FHIR base (ending in ``/``)."""
+        return str(self._core.base_url)
+
+    @property
+    def retry(self) -> RetryPolicy:
+        return self._core.retry
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def __aenter__(self) -> AsyncFhirClient:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    def __repr__(self) -> str:
+        return f"AsyncFhirClient({self._core.base_url.host!r})"
+
+    # -- sending (the one place httpx exceptions are translated) ---------------------------------
+
+    async def _send(self, spec: RequestSpec) -> httpx.Response:
+        state = RetryState(self._core.retry, spec, time.monotonic())
+        while True:
+            state.attempt += 1
+            request = self._http.build_request(
+                spec.method, spec.url, headers=list(spec.headers), content=spec.content
+            )
+            started = time.perf_counter()
+            try:
+                response = await self._http.send(request)
+            except httpx.TransportError as exc:
+                failure: FhirError = self._core.transport_error(exc, spec)
+                failure.__cause__ = exc
+                decision = state.decide(failure, None, time.monotonic())
+                if isinstance(decision, FhirError):
+                    raise decision from (exc if decision is failure else failure)
+            else:
+                elapsed_ms = (time.perf_counter() - started) * 1000
+                self._core.log_response(spec, response.status_code, elapsed_ms, state.attempt)
+                if self._core.is_success(response, spec):
+                    return response
+                failure = self._core.http_error(response, spec)
+                decision = state.decide(failure, retry_after_of(response), time.monotonic())
+                if isinstance(decision, FhirError):
+                    raise decision from (None if decision is failure else failure)
+            await self._sleep(decision)
+
+    async def _request_json(self, spec: RequestSpec) -> Any:
+        return loads_json(await self._send(spec), spec)
+
+    # -- reading ---------------------------------------------------------------------------------
+
+    async def capabilities(self, *, refresh: bool = False) -> dict[str, Any]:
+        """The server's CapabilityStatement (``GET metadata``), cached.
+
+        Raises:
+            FhirVersionMismatch: the server announces a fhirVersion other than 4.0.x.
+        """
+        if self._capabilities is None or refresh:
+            spec = self._core.capabilities()
+            statement = expect_resource(await self._request_json(spec), "CapabilityStatement", spec)
+            self._core.check_fhir_version(statement)
+            self._capabilities = statement
+        return self._capabilities
+
+    metadata = capabilities
+
+    async def read(self, resource_type: str, resource_id: str) -> dict[str, Any]:
+        """``GET Type/id``.
+
+        Raises:
+            ResourceNotFound: no such resource (404); Gone: it was deleted (410).
+        """
+        spec = self._core.read(resource_type, resource_id)
+        return expect_resource(await self._request_json(spec), resource_type, spec)
+
+    async def vread(self, resource_type: str, resource_id: str, version_id: str) -> dict[str, Any]:
+        """``GET Type/id/_history/vid``."""
+        spec = self._core.vread(resource_type, resource_id, version_id)
+        return expect_resource(await self._request_json(spec), resource_type, spec)
+
+    def search(
+        self,
+        resource_type: str | None = None,
+        params: SearchParams | None = None,
+        /,
+        **kwargs: SearchValue | list[SearchValue],
+    ) -> AsyncSearch:
+        """A lazy search; nothing is sent until it is iterated with ``async for`` (see ``AsyncSearch``)."""
+        if resource_type is not None:
+            self._core.check_type(resource_type)
+        return AsyncSearch(self, resource_type).where(params, **kwargs)
+
+    # -- writing ---------------------------------------------------------------------------------
+
+    async def create(
+        self, resource: Mapping[str, Any], *, if_none_exist: SearchParams | None = None
+    ) -> WriteResult:
+        """``POST Type`` (with ``If-None-Exist`` when given: a conditional create).
+
+        A plain create is never retried (it is not idempotent); a conditional one is.
+        """
+        return write_result(
+            await self._send(self._core.create(resource, if_none_exist=if_none_exist))
+        )
+
+    async def update(
+        self,
+        resource: Mapping[str, Any],
+        *,
+        condition: SearchParams | None = None,
+        if_match: str | None = None,
+    ) -> WriteResult:
+        """``PUT Type/id``, or the conditional ``PUT Type?condition`` (e.g. ``{"identifier": "sys|val"}``)."""
+        return write_result(
+            await self._send(self._core.update(resource, condition=condition, if_match=if_match))
+        )
+
+    async def delete(self, resource_type: str, resource_id: str) -> None:
+        """``DELETE Type/id`` (deleting what is already gone is not an error)."""
+        await self._send(self._core.delete(resource_type, resource_id))
+
+    async def transaction(self, bundle: Mapping[str, Any]) -> BundleResult:
+        """POST a transaction Bundle; per-entry outcomes come back typed.
+
+        Retried only when every entry is conditional or idempotent.
+
+        Raises:
+            TransactionFailed: the server rejected it (with its OperationOutcome) or an entry failed.
+        """
+        spec = self._core.bundle(bundle, idempotent=bundle_is_idempotent(bundle))
+        try:
+            body = await self._request_json(spec)
+        except FhirHttpError as exc:
+            rejected = transaction_error(exc)
+            if rejected is None:
+                raise
+            raise rejected from exc
+        result = parse_bundle_response(expect_resource(body, "Bundle", spec), bundle)
+        if result.failed:
+            raise TransactionFailed(200, failed_entries=result.failed)
+        return result
+
+    async def batch(self, bundle: Mapping[str, Any]) -> BundleResult:
+        """POST a batch Bundle; entries succeed or fail one by one (see ``BundleResult.failed``)."""
+        spec = self._core.bundle(bundle, idempotent=bundle_is_idempotent(bundle))
+        return parse_bundle_response(
+            expect_resource(await self._request_json(spec), "Bundle", spec), bundle
+        )
+
+    async def upload(
+        self,
+        resources: Iterable[Mapping[str, Any]],
+        *,
+        chunk_size: int = 200,
+        mode: TransactionMode = "conditional-update",
+        identifier_system: str | None = None,
+        bundle_type: Literal["transaction", "batch"] = "transaction",
+        progress: Callable[[int], None] | None = None,
+    ) -> UploadSummary:
+        """Write resources in transaction bundles of ``chunk_size``, in order; count what happened.
+
+        Order matters: put referenced resources (ResearchStudy, Patient) before those that refer to
+        them, or in the same chunk. ``progress`` is called with the number of resources sent so far.
+
+        Raises:
+            TransactionFailed: with ``chunk`` (its index) and ``completed`` (chunks committed before).
+        """
+        summary = UploadSummary()
+        sent = 0
+        for number, chunk in enumerate(chunked(resources, chunk_size)):
+            bundle = transaction_bundle(
+                chunk,
+                mode=mode,
+                bundle_type=bundle_type,
+                identifier_system=identifier_system,
+                base_url=self.base_url,
+            )
+            try:
+                result = await (
+                    self.transaction(bundle) if bundle_type == "transaction" else self.batch(bundle)
+                )
+            except TransactionFailed as exc:
+                raise TransactionFailed(
+                    exc.status,
+                    outcome=exc.outcome,
+                    failed_entries=exc.failed_entries,
+                    chunk=number,
+                    completed=summary,
+                ) from exc
+            summary.add(result)
+            sent += len(chunk)
+            if progress is not None:
+                progress(sent)
+        return summary
+
+    async def validate(self, resource: Mapping[str, Any]) -> list[Issue]:
+        """``POST Type/$validate``: the OperationOutcome's issues (empty or informational when valid)."""
+        spec = self._core.validate(resource)
+        body = await self._request_json(spec)
+        return parse_issues(expect_resource(body, "OperationOutcome", spec))

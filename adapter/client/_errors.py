@@ -1,0 +1,360 @@
+"""The client's exception tree: every failure the FHIR client reports, rooted in one class.
+
+Every class carries a stable ``code`` string (documented in docs/client.md and checked by a test) so the
+command line can map failures to exit codes without matching on messages.
+
+    FhirError                               fhir_error
+    ├── FhirHttpError                       http_error        (any other non-2xx status)
+    │   ├── BadRequest                      bad_request       400
+    │   ├── Unauthorized                    unauthorized      401
+    │   ├── Forbidden                       forbidden         403
+    │   ├── ResourceNotFound                not_found         404
+    │   ├── MethodNotAllowed                method_not_allowed 405
+    │   ├── Conflict                        conflict          409
+    │   ├── Gone                            gone              410
+    │   ├── PreconditionFailed              precondition_failed 412
+    │   ├── UnprocessableEntity             unprocessable     422
+    │   ├── TooManyRequests                 too_many_requests 429
+    │   └── ServerError                     server_error      5xx
+    ├── FhirTransportError                  transport_error   (connection refused, reset, TLS, ...)
+    │   └── FhirTimeout                     timeout
+    ├── RetriesExhausted                    retries_exhausted (wraps the last failure)
+    ├── UnsafeNextLink                      unsafe_next_link  (a paging link to another origin)
+    ├── FhirVersionMismatch                 fhir_version_mismatch
+    ├── InvalidResponse                     invalid_response  (not JSON, not the resource expected)
+    ├── AuthenticationFailed                auth_failed       (SMART discovery or token request failed)
+    └── TransactionFailed                   transaction_failed (carries the failing entries)
+
+Foreign exceptions (httpx's) are translated in one place, the client's send loop, with ``raise ... from``.
+Messages never contain query strings, request bodies or resource ids: only the method, the resource
+type, the status and what the server said (its OperationOutcome diagnostics).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:
+    from ._bundle import EntryOutcome, UploadSummary
+
+__all__ = [
+    "AuthenticationFailed",
+    "BadRequest",
+    "Conflict",
+    "FhirError",
+    "FhirHttpError",
+    "FhirTimeout",
+    "FhirTransportError",
+    "FhirVersionMismatch",
+    "Forbidden",
+    "Gone",
+    "InvalidResponse",
+    "Issue",
+    "MethodNotAllowed",
+    "PreconditionFailed",
+    "ResourceNotFound",
+    "RetriesExhausted",
+    "ServerError",
+    "TooManyRequests",
+    "TransactionFailed",
+    "Unauthorized",
+    "UnprocessableEntity",
+    "UnsafeNextLink",
+    "error_class_for_status",
+    "parse_issues",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Issue:
+    """One ``OperationOutcome.issue``: severity, code, what the server said and where."""
+
+    severity: str
+    code: str
+    diagnostics: str | None = None
+    details: str | None = None
+    expression: tuple[str, ...] = ()
+
+    @property
+    def text(self) -> str:
+        """The human-readable part: diagnostics, else details.text, else the issue code."""
+        return self.diagnostics or self.details or self.code
+
+    @property
+    def is_error(self) -> bool:
+        """True for severity ``error`` or ``fatal``."""
+        return self.severity in ("error", "fatal")
+
+
+def parse_issues(outcome: Any) -> list[Issue]:
+    """The issues of an OperationOutcome dict (an empty list for anything else)."""
+    if not isinstance(outcome, dict) or outcome.get("resourceType") != "OperationOutcome":
+        return []
+    issues: list[Issue] = []
+    for raw in outcome.get("issue") or []:
+        if not isinstance(raw, dict):
+            continue
+        details = raw.get("details")
+        details_text = details.get("text") if isinstance(details, dict) else None
+        expression = raw.get("expression") or raw.get("location") or []
+        issues.append(
+            Issue(
+                severity=str(raw.get("severity", "")),
+                code=str(raw.get("code", "")),
+                diagnostics=raw.get("diagnostics"),
+                details=details_text,
+                expression=tuple(str(e) for e in expression if isinstance(e, str)),
+            )
+        )
+    return issues
+
+
+class FhirError(Exception):
+    """Base of every error the FHIR client raises."""
+
+    code: ClassVar[str] = "fhir_error"
+
+
+class FhirHttpError(FhirError):
+    """The server answered with a non-success status.
+
+    Attributes:
+        status: the HTTP status code.
+        method: the request method.
+        url: the full request URL (with its query: do not log it).
+        resource_type: the FHIR resource type the request was about, when known.
+        outcome: the parsed OperationOutcome body, when the server sent one.
+        issues: the outcome's issues.
+    """
+
+    code: ClassVar[str] = "http_error"
+
+    def __init__(
+        self,
+        status: int,
+        method: str,
+        url: str,
+        *,
+        resource_type: str | None = None,
+        outcome: dict[str, Any] | None = None,
+        reason: str = "",
+    ) -> None:
+        self.status = status
+        self.method = method
+        self.url = url
+        self.resource_type = resource_type
+        self.outcome = outcome
+        self.issues = parse_issues(outcome)
+        self.reason = reason
+        super().__init__(self._message())
+
+    @property
+    def diagnostics(self) -> str:
+        """What the server said, joined from its OperationOutcome issues ('' when it said nothing)."""
+        return "; ".join(issue.text for issue in self.issues if issue.text)
+
+    def _message(self) -> str:
+        target = self.resource_type or "server"
+        head = f"{self.method} {target} -> HTTP {self.status}"
+        if self.reason:
+            head += f" {self.reason}"
+        said = self.diagnostics
+        return f"{head}: {said}" if said else head
+
+
+class BadRequest(FhirHttpError):
+    """400: the server could not parse or accept the request."""
+
+    code = "bad_request"
+
+
+class Unauthorized(FhirHttpError):
+    """401: no or an invalid access token (after one forced token refresh, when auth can refresh)."""
+
+    code = "unauthorized"
+
+
+class Forbidden(FhirHttpError):
+    """403: authenticated but not allowed."""
+
+    code = "forbidden"
+
+
+class ResourceNotFound(FhirHttpError):
+    """404: the resource (or type, or operation) does not exist. A search with no match is not this."""
+
+    code = "not_found"
+
+
+class MethodNotAllowed(FhirHttpError):
+    """405: the server does not support this interaction."""
+
+    code = "method_not_allowed"
+
+
+class Conflict(FhirHttpError):
+    """409: a version conflict or a concurrent change."""
+
+    code = "conflict"
+
+
+class Gone(FhirHttpError):
+    """410: the resource was deleted, or a paging link expired."""
+
+    code = "gone"
+
+
+class PreconditionFailed(FhirHttpError):
+    """412: a conditional request matched several resources, or If-Match failed."""
+
+    code = "precondition_failed"
+
+
+class UnprocessableEntity(FhirHttpError):
+    """422: the resource broke a profile or business rule."""
+
+    code = "unprocessable"
+
+
+class TooManyRequests(FhirHttpError):
+    """429: rate limited (retried first when the request is safe to repeat)."""
+
+    code = "too_many_requests"
+
+
+class ServerError(FhirHttpError):
+    """5xx: the server failed."""
+
+    code = "server_error"
+
+
+_STATUS_TABLE: dict[int, type[FhirHttpError]] = {
+    400: BadRequest,
+    401: Unauthorized,
+    403: Forbidden,
+    404: ResourceNotFound,
+    405: MethodNotAllowed,
+    409: Conflict,
+    410: Gone,
+    412: PreconditionFailed,
+    422: UnprocessableEntity,
+    429: TooManyRequests,
+}
+
+
+def error_class_for_status(status: int) -> type[FhirHttpError]:
+    """The exception class for an HTTP error status, through one table (5xx -> ServerError)."""
+    if status >= 500:
+        return ServerError
+    return _STATUS_TABLE.get(status, FhirHttpError)
+
+
+class FhirTransportError(FhirError):
+    """The request did not get an HTTP answer: connection refused or reset, TLS failure, protocol error."""
+
+    code: ClassVar[str] = "transport_error"
+
+    def __init__(self, message: str, *, method: str, resource_type: str | None = None) -> None:
+        self.method = method
+        self.resource_type = resource_type
+        super().__init__(message)
+
+
+class FhirTimeout(FhirTransportError):
+    """Connecting, sending or reading took longer than the configured timeout."""
+
+    code = "timeout"
+
+
+class RetriesExhausted(FhirError):
+    """Every attempt the RetryPolicy allowed failed (in count or in total time); ``last_error`` says how."""
+
+    code: ClassVar[str] = "retries_exhausted"
+
+    def __init__(self, attempts: int, last_error: FhirError, *, reason: str = "attempts") -> None:
+        self.attempts = attempts
+        self.last_error = last_error
+        self.reason = reason
+        budget = "retry time budget spent" if reason == "time" else "no attempts left"
+        super().__init__(f"gave up after {attempts} attempt(s), {budget}; last error: {last_error}")
+
+
+class UnsafeNextLink(FhirError):
+    """A Bundle paging link points away from the server's own origin (scheme, host, port)."""
+
+    code: ClassVar[str] = "unsafe_next_link"
+
+    def __init__(self, link_origin: str, server_origin: str) -> None:
+        self.link_origin = link_origin
+        self.server_origin = server_origin
+        super().__init__(
+            f"refusing to follow a paging link to {link_origin}: the server is {server_origin}"
+        )
+
+
+class FhirVersionMismatch(FhirError):
+    """The server's CapabilityStatement announces a FHIR version other than 4.0.x (R4)."""
+
+    code: ClassVar[str] = "fhir_version_mismatch"
+
+    def __init__(self, found: str | None, expected: str = "4.0.x") -> None:
+        self.found = found
+        self.expected = expected
+        super().__init__(
+            f"the server speaks FHIR {found or '(no fhirVersion announced)'}; this client needs {expected} (R4)"
+        )
+
+
+class InvalidResponse(FhirError):
+    """The server answered 2xx with something that is not the FHIR JSON expected."""
+
+    code: ClassVar[str] = "invalid_response"
+
+
+class AuthenticationFailed(FhirError):
+    """SMART discovery or the token request failed (the token endpoint's error is in the message)."""
+
+    code: ClassVar[str] = "auth_failed"
+
+
+class TransactionFailed(FhirError):
+    """A transaction was rejected (atomically) or came back with failing entries.
+
+    Attributes:
+        status: the HTTP status of the whole request (200 when the failure is per entry).
+        outcome: the OperationOutcome of the whole request, when the server sent one.
+        issues: its issues.
+        failed_entries: the per-entry outcomes that did not succeed (indexes into the request bundle).
+        chunk: in a chunked upload, the 0-based index of the bundle that failed.
+        completed: in a chunked upload, the summary of the chunks committed before it.
+    """
+
+    code: ClassVar[str] = "transaction_failed"
+
+    def __init__(
+        self,
+        status: int,
+        *,
+        outcome: dict[str, Any] | None = None,
+        failed_entries: Sequence[EntryOutcome] = (),
+        chunk: int | None = None,
+        completed: UploadSummary | None = None,
+    ) -> None:
+        self.status = status
+        self.chunk = chunk
+        self.completed = completed
+        self.outcome = outcome
+        self.issues = parse_issues(outcome)
+        self.failed_entries = list(failed_entries)
+        where = f" in chunk {chunk}" if chunk is not None else ""
+        parts = [f"transaction failed{where} (HTTP {status})"]
+        said = "; ".join(issue.text for issue in self.issues if issue.text)
+        if said:
+            parts.append(said)
+        for entry in self.failed_entries[:5]:
+            parts.append(f"entry {entry.index}: {entry.summary()}")
+        if len(self.failed_entries) > 5:
+            parts.append(f"... and {len(self.failed_entries) - 5} more failing entries")
+        super().__init__(": ".join(parts[:2]) + ("; " + "; ".join(parts[2:]) if parts[2:] else ""))

@@ -1,0 +1,334 @@
+"""Searches: a lazy, immutable, chainable query that pages through ``Bundle.link[next]`` when iterated.
+
+    search = client.search("Patient").where(identifier=token(system, value)).count(50)
+    for patient in search: ...              # matches only, over every page
+    for entry in search.entries(): ...      # every entry, with search.mode (match / include / outcome)
+    n = search.total()                      # _summary=count
+
+Every builder method returns a new object; nothing is sent before iteration. ``Search`` runs on a
+``FhirClient``, ``AsyncSearch`` (``async for``) on an ``AsyncFhirClient``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, Generic, Literal, Protocol, Self, TypeVar
+
+from ._core import (
+    ClientCore,
+    RequestSpec,
+    SearchParams,
+    SearchValue,
+    format_search_value,
+    search_pairs,
+)
+from ._errors import InvalidResponse
+
+__all__ = ["AsyncSearch", "Page", "Search", "SearchEntry"]
+
+logger = logging.getLogger("trialfhir.client")
+
+SummaryMode = Literal["true", "false", "text", "data", "count"]
+TotalMode = Literal["none", "estimate", "accurate"]
+
+
+@dataclass(frozen=True, slots=True)
+class SearchEntry:
+    """One entry of a searchset: the resource and why it is there (``match``, ``include``, ``outcome``)."""
+
+    resource: dict[str, Any]
+    mode: str | None
+    full_url: str | None = None
+    score: float | None = None
+
+    @property
+    def is_match(self) -> bool:
+        """True for resources that matched the search (mode ``match``, or no mode given)."""
+        return (
+            self.mode in (None, "match") and self.resource.get("resourceType") != "OperationOutcome"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """One searchset Bundle and its position (1-based) in the paging sequence."""
+
+    bundle: dict[str, Any] = field(repr=False)
+    number: int
+
+    @property
+    def entries(self) -> list[SearchEntry]:
+        out: list[SearchEntry] = []
+        for raw in self.bundle.get("entry") or []:
+            resource = raw.get("resource")
+            if not isinstance(resource, dict):
+                continue
+            search = raw.get("search") or {}
+            out.append(
+                SearchEntry(resource, search.get("mode"), raw.get("fullUrl"), search.get("score"))
+            )
+        return out
+
+    @property
+    def next_link(self) -> str | None:
+        for link in self.bundle.get("link") or []:
+            if link.get("relation") == "next" and isinstance(link.get("url"), str):
+                return str(link["url"])
+        return None
+
+    @property
+    def total(self) -> int | None:
+        value = self.bundle.get("total")
+        return value if isinstance(value, int) else None
+
+
+def _as_page(body: Any, number: int) -> Page:
+    if not isinstance(body, dict) or body.get("resourceType") != "Bundle":
+        raise InvalidResponse(f"search page {number}: expected a Bundle")
+    return Page(body, number)
+
+
+class _Sender(Protocol):
+    """What a Search needs from FhirClient: its core and one JSON request."""
+
+    @property
+    def _core(self) -> ClientCore: ...
+
+    def _request_json(self, spec: RequestSpec) -> Any: ...
+
+
+class _AsyncSender(Protocol):
+    """What an AsyncSearch needs from AsyncFhirClient."""
+
+    @property
+    def _core(self) -> ClientCore: ...
+
+    async def _request_json(self, spec: RequestSpec) -> Any: ...
+
+
+C = TypeVar("C")
+
+
+@dataclass(frozen=True)
+class _Query(Generic[C]):
+    """The immutable query state and its builder methods (shared by Search and AsyncSearch)."""
+
+    client: C = field(repr=False, compare=False)
+    resource_type: str | None
+    params: tuple[tuple[str, str], ...] = ()
+    page_cap: int | None = None
+    max_resources: int | None = None
+
+    def _with(self, *pairs: tuple[str, str]) -> Self:
+        return replace(self, params=self.params + pairs)
+
+    def where(
+        self, params: SearchParams | None = None, /, **kwargs: SearchValue | Sequence[SearchValue]
+    ) -> Self:
+        """Add search parameters: ``where(identifier="sys|val")`` or ``where({"subject:Patient.identifier": v})``.
+
+        A list value repeats the parameter (AND); OR is a comma inside one value. Keyword names are used
+        as given, except ``__`` which becomes ``:`` (``code__text="x"`` is ``code:text=x``).
+        """
+        pairs = search_pairs(params)
+        pairs += search_pairs({name.replace("__", ":"): value for name, value in kwargs.items()})
+        return self._with(*pairs)
+
+    def include(self, target: str, *, iterate: bool = False) -> Self:
+        """``_include=Type:param[:target]`` (``_include:iterate`` with ``iterate=True``)."""
+        return self._with(("_include:iterate" if iterate else "_include", target))
+
+    def revinclude(self, target: str, *, iterate: bool = False) -> Self:
+        """``_revinclude=Type:param`` (``_revinclude:iterate`` with ``iterate=True``)."""
+        return self._with(("_revinclude:iterate" if iterate else "_revinclude", target))
+
+    def has(self, chain: str, value: SearchValue) -> Self:
+        """Reverse chaining: ``has("Observation:patient:code", "1234-5")`` is ``_has:Observation:patient:code=1234-5``."""
+        return self._with((f"_has:{chain}", format_search_value(value)))
+
+    def count(self, page_size: int) -> Self:
+        """``_count``: resources per page (the server may cap it)."""
+        if page_size < 0:
+            raise ValueError("_count must not be negative")
+        return self._with(("_count", str(page_size)))
+
+    def sort(self, *fields: str) -> Self:
+        """``_sort=a,-b``."""
+        return self._with(("_sort", ",".join(fields)))
+
+    def elements(self, *names: str) -> Self:
+        """``_elements=a,b``."""
+        return self._with(("_elements", ",".join(names)))
+
+    def summary(self, mode: SummaryMode) -> Self:
+        """``_summary``."""
+        return self._with(("_summary", mode))
+
+    def total_mode(self, mode: TotalMode) -> Self:
+        """``_total``: ask the server to compute Bundle.total (``accurate``) or not."""
+        return self._with(("_total", mode))
+
+    def max_pages(self, pages: int) -> Self:
+        """Stop after this many pages (the page cap); later pages are not fetched."""
+        if pages < 1:
+            raise ValueError("the page cap must be at least 1")
+        return replace(self, page_cap=pages)
+
+    def limit(self, resources: int) -> Self:
+        """Stop iterating matches after this many resources."""
+        if resources < 0:
+            raise ValueError("limit must not be negative")
+        return replace(self, max_resources=resources)
+
+    def query_pairs(self) -> list[tuple[str, str]]:
+        """The (name, value) pairs that will be sent (before percent-encoding)."""
+        return list(self.params)
+
+    def _without(self, *names: str) -> tuple[tuple[str, str], ...]:
+        return tuple(p for p in self.params if p[0] not in names)
+
+    def _log_page(self, page: Page) -> None:
+        logger.debug(
+            "search %s page %d: %d entries%s",
+            self.resource_type or "-",
+            page.number,
+            len(page.bundle.get("entry") or []),
+            ", more" if page.next_link else "",
+        )
+
+    def _cap_reached(self, page: Page) -> bool:
+        if self.page_cap is not None and page.number >= self.page_cap and page.next_link:
+            logger.info(
+                "search %s: page cap of %d reached, not following next",
+                self.resource_type or "-",
+                self.page_cap,
+            )
+            return True
+        return False
+
+
+class Search(_Query[_Sender]):
+    """A search on a ``FhirClient``; iterating it yields the matching resources of every page."""
+
+    def pages(self) -> Iterator[Page]:
+        """Every searchset page, following ``next`` links exactly as the server gave them."""
+        spec: RequestSpec = self.client._core.search(self.resource_type, self.params)
+        number = 1
+        while True:
+            page = _as_page(self.client._request_json(spec), number)
+            self._log_page(page)
+            yield page
+            link = page.next_link
+            if link is None or self._cap_reached(page):
+                return
+            spec = self.client._core.next_page(link, self.resource_type)
+            number += 1
+
+    def entries(self) -> Iterator[SearchEntry]:
+        """Every entry of every page (matches, included resources, outcome warnings), lazily."""
+        for page in self.pages():
+            yield from page.entries
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        remaining = self.max_resources
+        if remaining == 0:
+            return
+        for entry in self.entries():
+            if entry.is_match:
+                yield entry.resource
+                if remaining is not None:
+                    remaining -= 1
+                    if remaining == 0:
+                        return
+
+    def all(self) -> list[dict[str, Any]]:
+        """Every matching resource, as a list."""
+        return list(self)
+
+    def included(self) -> list[dict[str, Any]]:
+        """Every resource that came with search.mode ``include`` (from _include / _revinclude)."""
+        return [e.resource for e in self.entries() if e.mode == "include"]
+
+    def first(self) -> dict[str, Any] | None:
+        """The first match, or None when the search found nothing (never a 404)."""
+        return next(iter(self.limit(1)), None)
+
+    def total(self) -> int:
+        """How many resources match (``_summary=count``)."""
+        spec = self.client._core.search(
+            self.resource_type,
+            (
+                *self._without("_count", "_summary", "_include", "_revinclude"),
+                ("_summary", "count"),
+            ),
+        )
+        total = _as_page(self.client._request_json(spec), 1).total
+        if total is None:
+            raise InvalidResponse("the server did not return Bundle.total for _summary=count")
+        return total
+
+
+class AsyncSearch(_Query[_AsyncSender]):
+    """A search on an ``AsyncFhirClient``; ``async for`` yields the matching resources of every page."""
+
+    async def pages(self) -> AsyncIterator[Page]:
+        """Every searchset page, following ``next`` links exactly as the server gave them."""
+        spec: RequestSpec = self.client._core.search(self.resource_type, self.params)
+        number = 1
+        while True:
+            page = _as_page(await self.client._request_json(spec), number)
+            self._log_page(page)
+            yield page
+            link = page.next_link
+            if link is None or self._cap_reached(page):
+                return
+            spec = self.client._core.next_page(link, self.resource_type)
+            number += 1
+
+    async def entries(self) -> AsyncIterator[SearchEntry]:
+        """Every entry of every page (matches, included resources, outcome warnings), lazily."""
+        async for page in self.pages():
+            for entry in page.entries:
+                yield entry
+
+    async def __aiter__(self) -> AsyncIterator[dict[str, Any]]:
+        remaining = self.max_resources
+        if remaining == 0:
+            return
+        async for entry in self.entries():
+            if entry.is_match:
+                yield entry.resource
+                if remaining is not None:
+                    remaining -= 1
+                    if remaining == 0:
+                        return
+
+    async def all(self) -> list[dict[str, Any]]:
+        """Every matching resource, as a list."""
+        return [resource async for resource in self]
+
+    async def included(self) -> list[dict[str, Any]]:
+        """Every resource that came with search.mode ``include``."""
+        return [e.resource async for e in self.entries() if e.mode == "include"]
+
+    async def first(self) -> dict[str, Any] | None:
+        """The first match, or None when the search found nothing (never a 404)."""
+        async for resource in self.limit(1):
+            return resource
+        return None
+
+    async def total(self) -> int:
+        """How many resources match (``_summary=count``)."""
+        spec = self.client._core.search(
+            self.resource_type,
+            (
+                *self._without("_count", "_summary", "_include", "_revinclude"),
+                ("_summary", "count"),
+            ),
+        )
+        total = _as_page(await self.client._request_json(spec), 1).total
+        if total is None:
+            raise InvalidResponse("the server did not return Bundle.total for _summary=count")
+        return total
