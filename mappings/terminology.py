@@ -59,6 +59,8 @@ ARM_TYPE: Final = "http://terminology.hl7.org/CodeSystem/research-study-arm-type
 OBSERVATION_CATEGORY: Final = "http://terminology.hl7.org/CodeSystem/observation-category"
 STUDY_PURPOSE: Final = "http://terminology.hl7.org/CodeSystem/research-study-prp-type"
 ADMIN_GENDER: Final = "http://hl7.org/fhir/administrative-gender"
+CONDITION_CLINICAL: Final = "http://terminology.hl7.org/CodeSystem/condition-clinical"
+CONDITION_VERIFICATION: Final = "http://terminology.hl7.org/CodeSystem/condition-ver-status"
 
 # --- public codes (sources: shared/spec/fhir-conventions.md) ---------------------------------------
 DERMATOMYOSITIS_SNOMED: Final = ("396230008", "Dermatomyositis")
