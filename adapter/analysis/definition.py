@@ -111,9 +111,9 @@ class PublishedFigure:
     def as_dict(self) -> dict[str, Any]:
         """The JSON form, omitting what is not given."""
         out: dict[str, Any] = {}
-        if self.relation is not None:
+        if self.relation is not None and self.value is not None:
             out["relation"] = self.relation
-            out["value"] = self.value
+            out["value"] = int(self.value) if self.value.is_integer() else self.value
         if self.decimals is not None:
             out["decimals"] = self.decimals
         if self.text is not None:

@@ -1,0 +1,230 @@
+"""The report's figures, built as matplotlib Figure objects (Agg canvas, no pyplot state).
+
+Each builder returns a Figure whose artists carry a `gid` naming what they draw ("subject", "mean",
+"bar", "pair"), so a test can count what a figure shows before it is saved.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Mapping
+
+import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from adapter.analysis.dates import Instant
+from adapter.analysis.definition import ROLES, Role
+from adapter.analysis.endpoints import CATEGORIES
+from adapter.analysis.periods import MissingInputError, score_readings, treatment_periods
+from adapter.analysis.results import Results
+
+__all__ = [
+    "TREATMENT_COLOURS",
+    "biopsy_pairs",
+    "change_by_arm",
+    "png_bytes",
+    "responder_bars",
+    "strength_trajectories",
+]
+
+TREATMENT_COLOURS: dict[str, str] = {"ivig": "#1f5fa8", "placebo": "#e07b00", "off": "#9a9a9a"}
+_CATEGORY_LABELS = {
+    "major": "Major improvement",
+    "mild": "Mild improvement",
+    "none": "No change",
+    "worse": "Worsening",
+}
+
+
+def _figure(width: float, height: float, ncols: int = 1) -> tuple[Figure, list[Axes]]:
+    figure = Figure(figsize=(width, height), dpi=100, layout="constrained")
+    FigureCanvasAgg(figure)
+    axes = [figure.add_subplot(1, ncols, i + 1) for i in range(ncols)]
+    return figure, axes
+
+
+def png_bytes(figure: Figure) -> bytes:
+    """The figure as PNG bytes (no timestamp or software metadata, so reruns give the same file)."""
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", metadata={"Software": None})
+    return buffer.getvalue()
+
+
+def _empty(axes: Axes, message: str) -> None:
+    axes.text(0.5, 0.5, message, ha="center", va="center", transform=axes.transAxes, color="0.4")
+    axes.set_xticks([])
+    axes.set_yticks([])
+
+
+def strength_trajectories(tables: Mapping[str, pd.DataFrame], results: Results) -> Figure:
+    """Each subject's strength score across visits and periods, one panel per randomised arm.
+
+    x = days from the subject's first study-drug dose; one grey line per subject (gid "subject");
+    each reading is coloured by the treatment period it falls in (after that period's first dose, on
+    or before its end), grey when off treatment (screening / baseline).
+    """
+    definition = results.definition
+    score = definition.score("E1")
+    figure, axes = _figure(11, 4.6, ncols=2)
+    try:
+        readings = score_readings(tables, score.code)
+        periods = treatment_periods(tables, definition)
+        arms = {
+            row["USUBJID"]: definition.role_of_arm(row["ARMCD"])
+            for row in tables["DM"].fillna("").astype(str).to_dict("records")
+        }
+    except (MissingInputError, KeyError) as exc:
+        for ax in axes:
+            _empty(ax, f"not available: {exc}")
+        return figure
+    drawn: dict[Role, int] = dict.fromkeys(ROLES, 0)
+    for panel, role in zip(axes, ROLES, strict=True):
+        for usubjid in sorted(readings):
+            subject_periods = periods.get(usubjid, [])
+            if arms.get(usubjid) != role or not subject_periods:
+                continue
+            doses = [p.first_dose for p in subject_periods if p.first_dose is not None]
+            if not doses:
+                continue
+            origin = min(doses, key=Instant.sort_key).day
+            xs = [(r.when.day - origin).days for r in readings[usubjid]]
+            ys = [r.value for r in readings[usubjid]]
+            panel.plot(xs, ys, color="0.75", linewidth=1, zorder=1, gid="subject")
+            colours = []
+            for r in readings[usubjid]:
+                colour = TREATMENT_COLOURS["off"]
+                for p in subject_periods:
+                    if (
+                        p.first_dose is not None
+                        and p.end is not None
+                        and r.when.after(p.first_dose)
+                        and r.when.on_or_before(p.end)
+                    ):
+                        colour = TREATMENT_COLOURS[p.role]
+                colours.append(colour)
+            panel.scatter(xs, ys, c=colours, s=22, zorder=2, gid="reading")
+            drawn[role] += 1
+        panel.axvline(0, color="0.3", linestyle=":", linewidth=1)
+        panel.set_title(f"Randomised to {definition.role_labels[role]} ({drawn[role]} patients)")
+        panel.set_xlabel("Days from first study-drug dose")
+        panel.grid(alpha=0.3)
+    direction = "higher = stronger" if score.higher_is_better else "lower = better"
+    axes[0].set_ylabel(f"{score.label} ({score.code}; {direction})")
+    handles = [
+        axes[0].scatter([], [], c=TREATMENT_COLOURS[key], s=22, label=label)
+        for key, label in (
+            ("ivig", f"on {definition.role_labels['ivig']}"),
+            ("placebo", f"on {definition.role_labels['placebo']}"),
+            ("off", "baseline / off study drug"),
+        )
+    ]
+    figure.legend(handles=handles, loc="outside lower center", ncols=3, frameon=False)
+    figure.suptitle(f"{score.label}: every patient, every visit")
+    return figure
+
+
+def change_by_arm(results: Results) -> Figure:
+    """First-period change from baseline of E1's and E2's scores, by randomised arm.
+
+    One point per subject (gid "subject"), the arm mean as a bar (gid "mean"), zero as a dashed line.
+    """
+    definition = results.definition
+    figure, axes = _figure(10, 4.4, ncols=2)
+    for panel, endpoint in zip(axes, ("E1", "E2"), strict=True):
+        data = results.datasets.get(f"{endpoint}_changes")
+        score = definition.score(endpoint)
+        if data is None or data.empty:
+            _empty(panel, "no changes to show")
+            continue
+        for i, role in enumerate(ROLES):
+            values = data.loc[data["ARM_ROLE"] == role, "CHANGE"].astype(float).tolist()
+            offsets = [((j % 5) - 2) * 0.05 for j in range(len(values))]
+            panel.scatter(
+                [i + o for o in offsets],
+                values,
+                color=TREATMENT_COLOURS[role],
+                s=30,
+                zorder=3,
+                gid="subject",
+            )
+            if values:
+                mean = sum(values) / len(values)
+                panel.hlines(mean, i - 0.25, i + 0.25, color="black", linewidth=2, gid="mean")
+        panel.axhline(0, color="0.5", linestyle="--", linewidth=1)
+        panel.set_xticks(
+            range(len(ROLES)),
+            [f"{definition.role_labels[r]}\n(n={(data['ARM_ROLE'] == r).sum()})" for r in ROLES],
+        )
+        p = results.endpoints[endpoint].values.get("p_between_mwu")
+        p_text = f"between arms P={p:.3g}" if isinstance(p, float) else "between arms P n/a"
+        better = "higher" if score.higher_is_better else "lower"
+        panel.set_title(f"{score.label}\n{p_text}")
+        panel.set_ylabel(f"Change, end - baseline ({better} = better)")
+        panel.grid(axis="y", alpha=0.3)
+    figure.suptitle("First treatment period: change from baseline by randomised arm (bar = mean)")
+    return figure
+
+
+def responder_bars(results: Results) -> Figure:
+    """Clinical response of every treatment period, by treatment received (gid "bar" per bar)."""
+    definition = results.definition
+    values = results.endpoints["E3"].values
+    figure, (panel,) = _figure(8, 4.2)
+    width = 0.38
+    for j, role in enumerate(ROLES):
+        counts = [values.get(f"{role}_{c}") or 0 for c in CATEGORIES]
+        xs = [i + (j - 0.5) * width for i in range(len(CATEGORIES))]
+        total = sum(int(c) for c in counts)
+        bars = panel.bar(
+            xs,
+            counts,
+            width,
+            color=TREATMENT_COLOURS[role],
+            label=f"{definition.role_labels[role]} ({total} courses)",
+        )
+        for bar in bars:
+            bar.set_gid("bar")
+        panel.bar_label(bars, padding=2)
+    panel.set_xticks(range(len(CATEGORIES)), [_CATEGORY_LABELS[c] for c in CATEGORIES])
+    panel.set_ylabel("Treatment courses")
+    panel.legend(frameon=False)
+    panel.grid(axis="y", alpha=0.3)
+    panel.set_ylim(
+        0, max([1.0, *[float(v or 0) for v in values.values() if isinstance(v, int)]]) * 1.2
+    )
+    panel.set_title("Clinical response per treatment course (crossovers included)")
+    return figure
+
+
+def biopsy_pairs(results: Results) -> Figure:
+    """Each measured biopsy finding before vs after IVIG, one line per patient (gid "pair")."""
+    definition = results.definition
+    data = results.datasets.get("E6_biopsies")
+    measures = definition.biopsy_measures
+    figure, axes = _figure(3.6 * len(measures), 4.2, ncols=len(measures))
+    for panel, measure in zip(axes, measures, strict=True):
+        rows = pd.DataFrame() if data is None else data[data["TESTCD"] == measure.testcd]
+        if rows.empty:
+            _empty(panel, "no paired biopsies")
+            panel.set_title(measure.label)
+            continue
+        for pre, post in zip(rows["PRE"].astype(float), rows["POST"].astype(float), strict=True):
+            panel.plot(
+                [0, 1],
+                [pre, post],
+                marker="o",
+                color=TREATMENT_COLOURS["ivig"],
+                alpha=0.8,
+                gid="pair",
+            )
+        p = results.endpoints["E6"].values.get(f"p_{measure.key}_t")
+        p_text = f"P={p:.3g}" if isinstance(p, float) else "P n/a"
+        panel.set_xticks([0, 1], ["Before IVIG", "After IVIG"])
+        panel.set_xlim(-0.3, 1.3)
+        panel.set_title(f"{measure.label}\n({len(rows)} patients, {p_text})")
+        panel.set_ylabel(measure.unit)
+        panel.grid(axis="y", alpha=0.3)
+    figure.suptitle("Repeat muscle biopsies, paired by patient")
+    return figure

@@ -1,0 +1,36 @@
+"""Shared fixtures for the analysis tests: the study definition and the reconstructed cohort."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from adapter.analysis import StudyDefinition, load_definition
+
+FIXTURE = Path(__file__).resolve().parents[2] / "fixtures" / "dalakas1993"
+
+
+def read_tables(folder: Path) -> dict[str, pd.DataFrame]:
+    """The trial tables of an SDTM folder (adapter.tables.read_trial when it exists)."""
+    try:
+        from adapter.tables import read_trial  # type: ignore[attr-defined]
+    except ImportError:
+        return {
+            path.stem.upper(): pd.read_csv(path, dtype=str, keep_default_na=False)
+            for path in sorted(folder.glob("*.csv"))
+        }
+    return dict(read_trial(folder))
+
+
+@pytest.fixture(scope="session")
+def definition() -> StudyDefinition:
+    return load_definition(FIXTURE / "study.json")
+
+
+@pytest.fixture(scope="session")
+def cohort() -> dict[str, pd.DataFrame]:
+    if not (FIXTURE / "dm.csv").exists():
+        pytest.skip("the reconstructed cohort fixture is not generated yet")
+    return read_tables(FIXTURE)
