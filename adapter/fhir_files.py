@@ -1,0 +1,288 @@
+"""FHIR resources on disk: NDJSON folders (the Bulk Data layout) and Bundle files, read and written
+without losing a decimal's written precision.
+
+Writing: `dumps` is orjson with `Decimal` emitted as its text (`Decimal("74.50")` -> `74.50`).
+`write_ndjson` streams one `<Type>.ndjson` per resource type; `write_bundle` streams a transaction (or
+batch / collection) Bundle whose entry requests come from ONE function, `entry_request`.
+
+Reading: `read_resources` takes an NDJSON folder, one `.ndjson` file, a Bundle JSON file or a folder of
+Bundle files. Each line (or Bundle file) is parsed by orjson unless a cheap byte scan finds a number whose
+float would not print as written (`74.50`, `1E+3`, 16 or more digits, `0.00001`, `-0`); such text is
+parsed with `json.loads(parse_float=DecimalText)`, a `Decimal` that also remembers its exact text.
+Every number therefore comes back either as an int, as a float whose `repr` is the written text, or as a
+`DecimalText`. Errors (`FhirFileError`) name the file and line. Formats: docs/files.md.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import IO, Any, Literal
+
+import orjson
+
+__all__ = [
+    "BUNDLE_ENTRY_MODE",
+    "DecimalText",
+    "FhirFileError",
+    "ReadStats",
+    "bundle_entry",
+    "dumps",
+    "entry_request",
+    "loads",
+    "read_resources",
+    "write_bundle",
+    "write_ndjson",
+]
+
+JSON = dict[str, Any]
+BundleType = Literal["transaction", "batch", "collection"]
+
+
+class FhirFileError(Exception):
+    """A FHIR file cannot be read: `path`, 1-based `line` (None for a whole file) and `reason`."""
+
+    def __init__(self, path: Path | str, line: int | None, reason: str) -> None:
+        self.path = str(path)
+        self.line = line
+        self.reason = reason
+        where = self.path if line is None else f"{self.path}, line {line}"
+        super().__init__(f"{where}: {reason}")
+
+
+# --- decimals --------------------------------------------------------------------------------------
+
+
+class DecimalText(Decimal):
+    """A FHIR decimal read from JSON: a `Decimal` whose `str` is the text exactly as written
+    (`Decimal("0.0000001")` prints `1E-7`; `DecimalText("0.0000001")` prints `0.0000001`)."""
+
+    __slots__ = ("text",)
+    text: str
+
+    def __new__(cls, text: str) -> DecimalText:
+        self = super().__new__(cls, text)
+        self.text = text
+        return self
+
+    def __str__(self) -> str:
+        return self.text
+
+    def __repr__(self) -> str:
+        return f"DecimalText({self.text!r})"
+
+
+def _default(value: object) -> orjson.Fragment:
+    if isinstance(value, Decimal):
+        if not value.is_finite():
+            raise TypeError(f"a FHIR decimal must be finite, not {value}")
+        return orjson.Fragment(str(value).encode())
+    raise TypeError(f"cannot write {type(value).__name__} as JSON")
+
+
+def dumps(value: Any) -> bytes:
+    """Compact JSON bytes; decimals written exactly as their text."""
+    return orjson.dumps(value, default=_default)
+
+
+_SUSPECT_FORMS = (
+    rb"[0-9]+\.[0-9]+0\s*[,\]}]",  # a trailing zero: 74.50, 1.00 (1.0 prints as written)
+    rb"[0-9]+(?:\.[0-9]+)?[eE][+-]?[0-9]+\s*[,\]}]",  # an exponent: 1E+3
+    rb"(?:[0-9]\.?){16}",  # 16 or more digits: more than a float keeps
+    rb"0\.0000",  # 0.00001 and smaller print with an exponent
+    rb"0\s*[,\]}]",  # -0 (an int loses the sign)
+)
+SUSPECT_NUMBER = re.compile(rb"[:\[,]\s*-?(?:" + b"|".join(_SUSPECT_FORMS) + rb")")
+"""A number in JSON whose float (or int) would not print back as written. False alarms (a string that
+looks like such a number after `:`) only cost speed: the exact parser is used for that text."""
+
+
+def loads(data: bytes | str) -> Any:
+    """Parse JSON keeping every number's written text (see the module docstring)."""
+    raw = data.encode() if isinstance(data, str) else data
+    if SUSPECT_NUMBER.search(raw) is None:
+        return orjson.loads(raw)
+    return json.loads(raw, parse_float=DecimalText)
+
+
+# --- writing ---------------------------------------------------------------------------------------
+
+
+def write_ndjson(resources: Iterable[JSON], folder: str | Path) -> dict[str, int]:
+    """Stream `resources` into `folder/<resourceType>.ndjson` (one resource per line, files created as
+    types appear, existing ones replaced); returns the count per resource type."""
+    root = Path(folder)
+    root.mkdir(parents=True, exist_ok=True)
+    handles: dict[str, IO[bytes]] = {}
+    counts: dict[str, int] = {}
+    option = orjson.OPT_APPEND_NEWLINE
+    try:
+        for resource in resources:
+            resource_type = resource["resourceType"]
+            handle = handles.get(resource_type)
+            if handle is None:
+                handle = open(root / f"{resource_type}.ndjson", "wb", buffering=1 << 20)  # noqa: SIM115
+                handles[resource_type] = handle
+                counts[resource_type] = 0
+            handle.write(orjson.dumps(resource, default=_default, option=option))
+            counts[resource_type] += 1
+    finally:
+        for handle in handles.values():
+            handle.close()
+    return counts
+
+
+BUNDLE_ENTRY_MODE: Literal["update", "conditional-update", "conditional-create"] = "update"
+"""How a written transaction Bundle's entries write their resource: `update` = `PUT Type/<id>` (our
+ids are deterministic, so this is idempotent). Switch here when the server needs a conditional form."""
+
+
+def entry_request(resource: JSON) -> JSON:
+    """The `request` of the Bundle entry that writes `resource` (the ONE place this is decided).
+
+    Built by the FHIR client's transaction builder (`adapter.client.transaction_bundle`) in
+    `BUNDLE_ENTRY_MODE`, so a written Bundle and an upload say the same thing."""
+    from adapter.client import transaction_bundle
+
+    entry = transaction_bundle([resource], mode=BUNDLE_ENTRY_MODE)["entry"][0]
+    request: JSON = entry["request"]
+    return request
+
+
+def bundle_entry(resource: JSON, bundle_type: BundleType = "transaction") -> JSON:
+    """One Bundle entry: `fullUrl` `urn:uuid:<id>` (our ids are UUIDs; any other id gets a name-based
+    UUID), the resource, and for a transaction or batch its `request`."""
+    rid = resource.get("id")
+    full_url: str
+    try:
+        full_url = f"urn:uuid:{uuid.UUID(str(rid))}" if rid is not None else ""
+    except ValueError:
+        full_url = ""
+    if not full_url:
+        key = f"{resource.get('resourceType')}/{rid}" if rid is not None else None
+        full_url = f"urn:uuid:{uuid.uuid5(uuid.NAMESPACE_URL, key) if key else uuid.uuid4()}"
+    entry: JSON = {"fullUrl": full_url, "resource": resource}
+    if bundle_type != "collection":
+        entry["request"] = entry_request(resource)
+    return entry
+
+
+def write_bundle(
+    resources: Iterable[JSON], path: str | Path, type: BundleType = "transaction"
+) -> dict[str, int]:
+    """Stream `resources` into one Bundle JSON file of `type` (one entry per line); returns the count
+    per resource type."""
+    counts: dict[str, int] = {}
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with open(target, "wb", buffering=1 << 20) as handle:
+        handle.write(b'{"resourceType":"Bundle","type":' + dumps(type) + b',"entry":[')
+        separator = b"\n"
+        for resource in resources:
+            handle.write(separator)
+            handle.write(dumps(bundle_entry(resource, type)))
+            separator = b",\n"
+            resource_type = str(resource.get("resourceType"))
+            counts[resource_type] = counts.get(resource_type, 0) + 1
+        handle.write(b"\n]}\n")
+    return counts
+
+
+# --- reading ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class ReadStats:
+    """What `read_resources` went through: files, resources yielded, OperationOutcome entries of
+    searchsets skipped."""
+
+    files: list[str] = field(default_factory=list)
+    resources: int = 0
+    outcomes_skipped: int = 0
+
+
+def read_resources(path: str | Path, stats: ReadStats | None = None) -> Iterator[JSON]:
+    """Every resource in `path`: a folder of `.ndjson` files (then other files there are ignored), a
+    folder of Bundle `.json` files, one `.ndjson` file, or one `.json` file (a Bundle, whose entries'
+    resources are yielded, or a single resource).
+
+    Raises:
+        FhirFileError: naming the file and line of the first text that is not a FHIR resource.
+    """
+    stats = stats if stats is not None else ReadStats()
+    for file in _resource_files(Path(path)):
+        stats.files.append(str(file))
+        if file.suffix.lower() == ".ndjson":
+            yield from _read_ndjson(file, stats)
+        else:
+            yield from _read_json(file, stats)
+
+
+def _resource_files(path: Path) -> list[Path]:
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.is_file())
+        ndjson = [p for p in files if p.suffix.lower() == ".ndjson"]
+        if ndjson:
+            return ndjson
+        bundles = [p for p in files if p.suffix.lower() == ".json"]
+        if not bundles:
+            raise FhirFileError(path, None, "no .ndjson or .json files in this folder")
+        return bundles
+    if not path.exists():
+        raise FhirFileError(path, None, "no such file or folder")
+    return [path]
+
+
+def _read_ndjson(file: Path, stats: ReadStats) -> Iterator[JSON]:
+    search = SUSPECT_NUMBER.search
+    orjson_loads = orjson.loads
+    with open(file, "rb", buffering=1 << 20) as handle:
+        for number, line in enumerate(handle, start=1):
+            if line.isspace() or not line:
+                continue
+            try:
+                if search(line) is None:
+                    resource = orjson_loads(line)
+                else:
+                    resource = json.loads(line, parse_float=DecimalText)
+            except (orjson.JSONDecodeError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+                raise FhirFileError(file, number, f"not JSON: {exc}") from exc
+            if not isinstance(resource, dict) or not isinstance(resource.get("resourceType"), str):
+                raise FhirFileError(file, number, "not a FHIR resource (no resourceType)")
+            stats.resources += 1
+            yield resource
+
+
+def _read_json(file: Path, stats: ReadStats) -> Iterator[JSON]:
+    try:
+        document = loads(file.read_bytes())
+    except (orjson.JSONDecodeError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+        line = getattr(exc, "lineno", None)
+        raise FhirFileError(file, line, f"not JSON: {exc}") from exc
+    except OSError as exc:
+        raise FhirFileError(file, None, f"cannot read: {exc.strerror or exc}") from exc
+    if not isinstance(document, dict) or not isinstance(document.get("resourceType"), str):
+        raise FhirFileError(file, None, "not a FHIR resource or Bundle (no resourceType)")
+    if document["resourceType"] != "Bundle":
+        stats.resources += 1
+        yield document
+        return
+    for index, entry in enumerate(document.get("entry") or [], start=1):
+        resource = entry.get("resource") if isinstance(entry, dict) else None
+        if resource is None:
+            continue  # a request-only entry (DELETE, GET) or a response without a body
+        if not isinstance(resource, dict) or not isinstance(resource.get("resourceType"), str):
+            raise FhirFileError(file, None, f"Bundle entry {index}: not a FHIR resource")
+        if (
+            resource["resourceType"] == "OperationOutcome"
+            and (entry.get("search") or {}).get("mode") == "outcome"
+        ):
+            stats.outcomes_skipped += 1
+            continue
+        stats.resources += 1
+        yield resource
