@@ -8,6 +8,7 @@ Business identifiers carry the readable keys and are what conditional writes mat
 from __future__ import annotations
 
 import uuid
+from hashlib import sha1
 from typing import Final
 from urllib.parse import quote
 
@@ -37,9 +38,19 @@ def key_value(*parts: str) -> str:
     return "/".join(quote(p, safe=" -._~:@!*'()+;=&") for p in parts)
 
 
+_NAMESPACE_BYTES: Final = NAMESPACE.bytes
+_VARIANT: Final = {c: format((int(c, 16) & 3) | 8, "x") for c in "0123456789abcdef"}
+
+
+def name_uuid(name: str) -> str:
+    """`str(uuid.uuid5(NAMESPACE, name))`, about four times faster (the hot path of every mapping)."""
+    h = sha1(_NAMESPACE_BYTES + name.encode()).hexdigest()
+    return f"{h[:8]}-{h[8:12]}-5{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:32]}"
+
+
 def resource_id(resource_type: str, *key: str) -> str:
     """The id of a resource of `resource_type` identified by `key` (e.g. STUDYID, USUBJID, DOMAIN, SEQ)."""
-    return str(uuid.uuid5(NAMESPACE, key_value(resource_type, *key)))
+    return name_uuid(key_value(resource_type, *key))
 
 
 def reference(resource_type: str, *key: str) -> dict[str, str]:
