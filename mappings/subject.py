@@ -1,0 +1,385 @@
+"""DM (demographics) and SE (subject elements) <-> Patient, ResearchSubject and the dermatomyositis Condition.
+
+One DM row makes one Patient (who the subject is), one ResearchSubject (the subject's part in the study)
+and one Condition (the disease the study enrolled them for). R4 has no element for a subject's path
+through the trial's elements (epochs), so each SE row becomes one `subject-element` extension on the
+ResearchSubject; the way back rebuilds DM by joining ResearchSubject and Patient, and SE from those
+extensions.
+
+Placement of the DM cells:
+- Patient: USUBJID -> identifier; SEX -> gender (M/F/U -> male/female/unknown; any other text rides as an
+  `sdtm-variable`, with gender `other` for UNDIFFERENTIATED); BRTHDTC -> birthDate (partial stays partial,
+  a time rides in `sdtm-dtc`); AGE/AGEU -> `age` valueQuantity (never a birth date); COUNTRY ->
+  address.country; RACE, ETHNIC -> `sdtm-variable`.
+- ResearchSubject: STUDYID + USUBJID -> identifier; ARM -> assignedArm, ACTARM -> actualArm with ARMCD and
+  ACTARMCD in `arm-code` on `_assignedArm` / `_actualArm`; RFSTDTC..RFENDTC -> period; SUBJID, SITEID,
+  DMDTC and any extra column -> `sdtm-variable`.
+- SE row -> `subject-element`: SESEQ, ETCD, ELEMENT, EPOCH (valueString), `period` (SESTDTC..SEENDTC,
+  valuePeriod), every other cell (TAETORD, SEUPDES, extras) as a nested `sdtm-variable`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from decimal import Decimal, InvalidOperation
+from typing import Final
+from urllib.parse import unquote
+
+from mappings.identity import (
+    SID_DERIVED,
+    SID_RESEARCH_SUBJECT,
+    SID_USUBJID,
+    key_value,
+    patient_id,
+    research_subject_id,
+    resource_id,
+    study_id,
+)
+from mappings.primitives import (
+    JSON,
+    decimal_text,
+    dtc_to_fhir,
+    get_dtc,
+    read_variable_extensions,
+    set_dtc,
+    variable_extension,
+)
+from mappings.sdtm import Trial
+from mappings.study import CODE_RE, DERMATOMYOSITIS, cells_extension, read_cells
+from mappings.terminology import (
+    CONDITION_CLINICAL,
+    CONDITION_VERIFICATION,
+    EXT_AGE,
+    EXT_ARM_CODE,
+    EXT_SUBJECT_ELEMENT,
+    UCUM,
+)
+
+__all__ = ["SubjectReader", "condition", "patient", "research_subject", "to_fhir"]
+
+SEX_TO_GENDER: Final = {"M": "male", "F": "female", "U": "unknown"}
+GENDER_TO_SEX: Final = {gender: sex for sex, gender in SEX_TO_GENDER.items()}
+AGE_UNITS: Final = {"YEARS": "a", "MONTHS": "mo", "WEEKS": "wk", "DAYS": "d", "HOURS": "h"}
+"""SDTM AGEU -> UCUM code (the unit text itself is kept exactly as AGEU)."""
+
+PATIENT_NATIVE: Final = frozenset(
+    {"STUDYID", "DOMAIN", "USUBJID", "SEX", "BRTHDTC", "AGE", "AGEU", "COUNTRY"}
+)
+PATIENT_CARRIED: Final = ("RACE", "ETHNIC")
+SUBJECT_NATIVE: Final = frozenset({"ARMCD", "ARM", "ACTARMCD", "ACTARM", "RFSTDTC", "RFENDTC"})
+SE_NAMED: Final = frozenset({"SESEQ", "ETCD", "ELEMENT", "EPOCH"})
+SE_PERIOD: Final = ("SESTDTC", "SEENDTC")
+_SE_SKIP: Final = frozenset({"STUDYID", "USUBJID", *SE_PERIOD})
+
+_ACTIVE: Final[JSON] = {
+    "coding": [{"system": CONDITION_CLINICAL, "code": "active", "display": "Active"}]
+}
+_CONFIRMED: Final[JSON] = {
+    "coding": [{"system": CONDITION_VERIFICATION, "code": "confirmed", "display": "Confirmed"}]
+}
+_CONDITION_KEY: Final = "Condition"
+
+
+# --- SDTM -> FHIR --------------------------------------------------------------------------------
+
+
+def patient(
+    row: Mapping[str, str], carried: Sequence[str] = PATIENT_CARRIED, pid: str | None = None
+) -> JSON:
+    """The Patient of one DM row; `carried` = the row's columns that ride as `sdtm-variable` here."""
+    extension = [variable_extension(n, row[n]) for n in carried if row.get(n, "")]
+    resource: JSON = {"resourceType": "Patient"}
+    resource["id"] = pid if pid is not None else patient_id(row["STUDYID"], row["USUBJID"])
+    age = row.get("AGE", "")
+    ageu = row.get("AGEU", "")
+    if age or ageu:
+        quantity: JSON = {}
+        if age:
+            try:
+                value = Decimal(age)
+            except InvalidOperation:
+                value = None
+            if value is not None and value.is_finite():
+                quantity["value"] = value
+            if value is None or not value.is_finite() or str(value) != age:
+                extension.append(variable_extension("AGE", age))
+        if ageu:
+            quantity["unit"] = ageu
+            code = AGE_UNITS.get(ageu)
+            if code is not None:
+                quantity["system"] = UCUM
+                quantity["code"] = code
+        if quantity:
+            extension.append({"url": EXT_AGE, "valueQuantity": quantity})
+    sex = row.get("SEX", "")
+    gender = SEX_TO_GENDER.get(sex)
+    if sex and gender is None:
+        extension.append(variable_extension("SEX", sex))
+        if sex == "UNDIFFERENTIATED":
+            gender = "other"
+    domain = row.get("DOMAIN", "DM")
+    if domain != "DM" and domain:
+        extension.append(variable_extension("DOMAIN", domain))
+    if extension:
+        resource["extension"] = extension
+    resource["identifier"] = [{"system": SID_USUBJID, "value": row["USUBJID"]}]
+    if gender is not None:
+        resource["gender"] = gender
+    brthdtc = row.get("BRTHDTC", "")
+    if brthdtc:
+        set_dtc(resource, "birthDate", brthdtc)
+    country = row.get("COUNTRY", "")
+    if country:
+        resource["address"] = [{"country": country}]
+    return resource
+
+
+def _arm(
+    resource: JSON, key: str, arm: str, code: str, extension: list[JSON], code_name: str
+) -> None:
+    if arm:
+        resource[key] = arm
+    if code:
+        if CODE_RE.fullmatch(code):
+            resource["_" + key] = {"extension": [{"url": EXT_ARM_CODE, "valueCode": code}]}
+        else:
+            extension.append(variable_extension(code_name, code))
+
+
+def _period(start: str, end: str) -> JSON:
+    period: JSON = {}
+    if start:
+        value, primitive = dtc_to_fhir(start)
+        period["start"] = value
+        if primitive is not None:
+            period["_start"] = primitive
+    if end:
+        value, primitive = dtc_to_fhir(end)
+        period["end"] = value
+        if primitive is not None:
+            period["_end"] = primitive
+    return period
+
+
+def subject_element(row: Mapping[str, str]) -> JSON:
+    """The `subject-element` extension of one SE row."""
+    ext = cells_extension(EXT_SUBJECT_ELEMENT, row, SE_NAMED, "SE", skip=_SE_SKIP)
+    start = row.get("SESTDTC", "")
+    end = row.get("SEENDTC", "")
+    if start or end:
+        ext["extension"].append({"url": "period", "valuePeriod": _period(start, end)})
+    return ext
+
+
+def research_subject(
+    row: Mapping[str, str],
+    carried: Sequence[str],
+    elements: Sequence[Mapping[str, str]] = (),
+    pid: str | None = None,
+) -> JSON:
+    """The ResearchSubject of one DM row and the subject's SE rows; `carried` = the row's columns that
+    ride as `sdtm-variable` here (SUBJID, SITEID, DMDTC, extras)."""
+    studyid = row["STUDYID"]
+    usubjid = row["USUBJID"]
+    extension = [variable_extension(n, row[n]) for n in carried if row.get(n, "")]
+    resource: JSON = {
+        "resourceType": "ResearchSubject",
+        "id": research_subject_id(studyid, usubjid),
+        "extension": extension,
+        "identifier": [{"system": SID_RESEARCH_SUBJECT, "value": key_value(studyid, usubjid)}],
+    }
+    rfendtc = row.get("RFENDTC", "")
+    resource["status"] = "off-study" if rfendtc else "on-study"
+    rfstdtc = row.get("RFSTDTC", "")
+    if rfstdtc or rfendtc:
+        resource["period"] = _period(rfstdtc, rfendtc)
+    resource["study"] = {"reference": "ResearchStudy/" + study_id(studyid)}
+    resource["individual"] = {
+        "reference": "Patient/" + (pid if pid is not None else patient_id(studyid, usubjid))
+    }
+    _arm(resource, "assignedArm", row.get("ARM", ""), row.get("ARMCD", ""), extension, "ARMCD")
+    _arm(
+        resource, "actualArm", row.get("ACTARM", ""), row.get("ACTARMCD", ""), extension, "ACTARMCD"
+    )
+    extension.extend(subject_element(se) for se in elements)
+    if not extension:
+        del resource["extension"]
+    return resource
+
+
+def condition(studyid: str, usubjid: str, pid: str | None = None) -> JSON:
+    """The subject's dermatomyositis (the condition the study enrolled them for)."""
+    return {
+        "resourceType": "Condition",
+        "id": resource_id(_CONDITION_KEY, studyid, usubjid),
+        "identifier": [
+            {"system": SID_DERIVED, "value": key_value(_CONDITION_KEY, studyid, usubjid)}
+        ],
+        "clinicalStatus": _ACTIVE,
+        "verificationStatus": _CONFIRMED,
+        "code": DERMATOMYOSITIS,
+        "subject": {
+            "reference": "Patient/" + (pid if pid is not None else patient_id(studyid, usubjid))
+        },
+    }
+
+
+def to_fhir(trial: Trial) -> Iterator[JSON]:
+    """Patients, then ResearchSubjects, then Conditions, one of each per DM row (SE rides on the
+    ResearchSubject). SE rows of a subject without a DM row are an error of the tables (ValueError)."""
+    dm = trial.get("DM")
+    se = trial.get("SE")
+    elements: dict[tuple[str, str], list[dict[str, str]]] = {}
+    if se is not None:
+        for row in se.rows:
+            key = (row["STUDYID"], row["USUBJID"])
+            found = elements.get(key)
+            if found is None:
+                elements[key] = [row]
+            else:
+                found.append(row)
+    if dm is None:
+        if elements:
+            raise ValueError(f"SE has rows for {len(elements)} subject(s) but there is no DM table")
+        return
+    keys = [(row["STUDYID"], row["USUBJID"]) for row in dm.rows]
+    orphans = elements.keys() - set(keys)
+    if orphans:
+        raise ValueError(f"SE has rows for {len(orphans)} subject(s) without a DM row")
+    patient_carried = [c for c in dm.columns if c in PATIENT_CARRIED]
+    subject_carried = [
+        c
+        for c in dm.columns
+        if c not in PATIENT_NATIVE and c not in SUBJECT_NATIVE and c not in PATIENT_CARRIED
+    ]
+    pids = [patient_id(studyid, usubjid) for studyid, usubjid in keys]
+    for row, pid in zip(dm.rows, pids, strict=True):
+        yield patient(row, patient_carried, pid)
+    no_elements: list[dict[str, str]] = []
+    for row, key, pid in zip(dm.rows, keys, pids, strict=True):
+        yield research_subject(row, subject_carried, elements.get(key, no_elements), pid)
+    for (studyid, usubjid), pid in zip(keys, pids, strict=True):
+        yield condition(studyid, usubjid, pid)
+
+
+# --- FHIR -> SDTM --------------------------------------------------------------------------------
+
+
+def _split_key(value: str) -> list[str]:
+    return [unquote(part) for part in value.split("/")]
+
+
+def _first_identifier(resource: JSON, system: str) -> str | None:
+    for identifier in resource.get("identifier", ()):
+        if identifier.get("system") == system:
+            value = identifier.get("value")
+            return None if value is None else str(value)
+    return None
+
+
+def _arm_code(resource: JSON, key: str) -> str:
+    primitive = resource.get("_" + key)
+    if isinstance(primitive, dict):
+        for ext in primitive.get("extension", ()):
+            if ext.get("url") == EXT_ARM_CODE and "valueCode" in ext:
+                return str(ext["valueCode"])
+    return ""
+
+
+def _read_period(period: JSON | None, start_name: str, end_name: str, row: dict[str, str]) -> None:
+    if not period:
+        return
+    start = get_dtc(period, "start")
+    if start:
+        row[start_name] = start
+    end = get_dtc(period, "end")
+    if end:
+        row[end_name] = end
+
+
+class SubjectReader:
+    """Takes Patients, ResearchSubjects and the derived dermatomyositis Conditions; gives back DM rows
+    (ResearchSubject joined with its Patient) and SE rows."""
+
+    def __init__(self) -> None:
+        self._patients: dict[str, JSON] = {}
+        self._subjects: list[JSON] = []
+
+    def feed(self, resource: JSON) -> bool:
+        kind = resource.get("resourceType")
+        if kind == "Patient":
+            if _first_identifier(resource, SID_USUBJID) is None:
+                return False
+            self._patients["Patient/" + str(resource.get("id"))] = resource
+            return True
+        if kind == "ResearchSubject":
+            if _first_identifier(resource, SID_RESEARCH_SUBJECT) is None:
+                return False
+            self._subjects.append(resource)
+            return True
+        if kind == "Condition":
+            value = _first_identifier(resource, SID_DERIVED)
+            return value is not None and value.startswith(_CONDITION_KEY + "/")
+        return False
+
+    def rows(self) -> dict[str, list[dict[str, str]]]:
+        dm: list[dict[str, str]] = []
+        se: list[dict[str, str]] = []
+        for subject in self._subjects:
+            key = _first_identifier(subject, SID_RESEARCH_SUBJECT)
+            assert key is not None
+            studyid, usubjid = _split_key(key)
+            row: dict[str, str] = {"STUDYID": studyid, "DOMAIN": "DM", "USUBJID": usubjid}
+            individual = subject.get("individual") or {}
+            found = self._patients.get(str(individual.get("reference")))
+            if found is not None:
+                _read_patient(found, row)
+            if "assignedArm" in subject:
+                row["ARM"] = str(subject["assignedArm"])
+            code = _arm_code(subject, "assignedArm")
+            if code:
+                row["ARMCD"] = code
+            if "actualArm" in subject:
+                row["ACTARM"] = str(subject["actualArm"])
+            code = _arm_code(subject, "actualArm")
+            if code:
+                row["ACTARMCD"] = code
+            _read_period(subject.get("period"), "RFSTDTC", "RFENDTC", row)
+            for ext in subject.get("extension", ()):
+                if ext.get("url") == EXT_SUBJECT_ELEMENT:
+                    element = read_cells(
+                        ext, {"STUDYID": studyid, "DOMAIN": "SE", "USUBJID": usubjid}
+                    )
+                    for part in ext.get("extension", ()):
+                        if part.get("url") == "period":
+                            _read_period(part.get("valuePeriod"), "SESTDTC", "SEENDTC", element)
+                    se.append(element)
+            row.update(read_variable_extensions(subject))
+            dm.append(row)
+        found_rows: dict[str, list[dict[str, str]]] = {}
+        if dm:
+            found_rows["DM"] = dm
+        if se:
+            found_rows["SE"] = se
+        return found_rows
+
+
+def _read_patient(resource: JSON, row: dict[str, str]) -> None:
+    gender = resource.get("gender")
+    if gender in GENDER_TO_SEX:
+        row["SEX"] = GENDER_TO_SEX[gender]
+    birth = get_dtc(resource, "birthDate")
+    if birth:
+        row["BRTHDTC"] = birth
+    for address in resource.get("address", ()):
+        if "country" in address:
+            row["COUNTRY"] = str(address["country"])
+            break
+    for ext in resource.get("extension", ()):
+        if ext.get("url") == EXT_AGE:
+            quantity = ext.get("valueQuantity") or {}
+            if "value" in quantity:
+                row["AGE"] = decimal_text(quantity["value"])
+            if "unit" in quantity:
+                row["AGEU"] = str(quantity["unit"])
+    row.update(read_variable_extensions(resource))

@@ -1,0 +1,182 @@
+"""The whole trial both ways: every mapping family run over the tables, and every resource sent back to
+the family that made it.
+
+`trial_to_fhir` streams resources in an order where every reference points backwards: the project
+CodeSystem, ResearchStudies, Patients, ResearchSubjects, Conditions, then the event families
+(medication, observation, biopsy). `TrialAssembler` takes resources one at a time in any order, hands
+each to its family's reader (dispatch on resourceType and identifier system, learnt once per pair) and
+rebuilds the tables: columns as the study's `sdtm-table` layout says (else the domain's required
+variables, the known optional ones present, then extras in first-seen order), rows in the domain's sort
+order (--SEQ compared as a number), TS and TA in the order written.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from typing import Final, Protocol
+
+from mappings import study, subject
+from mappings.primitives import JSON
+from mappings.sdtm import DOMAINS, DomainSpec, Table, Trial
+
+__all__ = ["FamilyReader", "TrialAssembler", "fhir_to_trial", "trial_to_fhir"]
+
+
+class FamilyReader(Protocol):
+    """What every mapping family offers on the way back."""
+
+    def feed(self, resource: JSON) -> bool: ...
+
+    def rows(self) -> dict[str, list[dict[str, str]]]: ...
+
+
+ToFhir = Callable[[Trial], Iterator[JSON]]
+
+EVENT_FAMILIES: Final = (
+    ("mappings.medication", "MedicationReader"),
+    ("mappings.observation", "ObservationReader"),
+    ("mappings.biopsy", "BiopsyReader"),
+)
+"""The event families, in output order (biopsy last: its Specimens come before the Observations that
+point to them and its DiagnosticReports after)."""
+
+
+def _event_families() -> list[tuple[ToFhir, type[FamilyReader]]]:
+    families: list[tuple[ToFhir, type[FamilyReader]]] = []
+    for module_name, reader_name in EVENT_FAMILIES:
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name != module_name:
+                raise
+            continue
+        families.append((module.to_fhir, getattr(module, reader_name)))
+    return families
+
+
+def trial_to_fhir(trial: Trial) -> Iterator[JSON]:
+    """Every resource of the trial, streamed, each after everything it refers to."""
+    yield study.codesystem()
+    yield from study.to_fhir(trial)
+    yield from subject.to_fhir(trial)
+    for to_fhir, _ in _event_families():
+        yield from to_fhir(trial)
+
+
+def _number_or_text(text: str) -> tuple[int, float, str]:
+    try:
+        return (0, float(text), text)
+    except ValueError:
+        return (1, 0.0, text)
+
+
+def _sort_rows(spec: DomainSpec, rows: list[dict[str, str]]) -> None:
+    if not spec.sort_key:
+        return
+    numeric = [name == spec.seq or name in spec.numeric for name in spec.sort_key]
+    if spec.sort_key == ("USUBJID",):
+        rows.sort(key=lambda row: row["USUBJID"])
+        return
+    if len(spec.sort_key) == 2 and spec.sort_key[0] == "USUBJID" and numeric[1]:
+        seq = spec.sort_key[1]
+        rows.sort(key=lambda row: (row["USUBJID"], _number_or_text(row[seq])))
+        return
+
+    def key(row: dict[str, str]) -> tuple[object, ...]:
+        return tuple(
+            _number_or_text(row[name]) if is_number else row[name]
+            for name, is_number in zip(spec.sort_key, numeric, strict=True)
+        )
+
+    rows.sort(key=key)
+
+
+def _default_columns(domain: str, rows: list[dict[str, str]]) -> list[str]:
+    present: dict[str, None] = {}
+    for row in rows:
+        present.update(dict.fromkeys(row))
+    spec = DOMAINS.get(domain)
+    if spec is None:
+        return list(present)
+    columns = list(spec.required)
+    columns.extend(v for v in spec.optional if v in present and v not in spec.required)
+    known = set(columns)
+    columns.extend(c for c in present if c not in known)
+    return columns
+
+
+class TrialAssembler:
+    """Rebuilds the trial's tables from its resources, fed one at a time in any order.
+
+    A resource no family takes is counted in `unrecognised` (resourceType -> count), never silently
+    dropped.
+    """
+
+    def __init__(self) -> None:
+        self.study = study.StudyReader()
+        self.readers: list[FamilyReader] = [self.study, subject.SubjectReader()]
+        self.readers.extend(reader() for _, reader in _event_families())
+        self.unrecognised: Counter[str] = Counter()
+        self._route: dict[tuple[str, str], FamilyReader] = {}
+
+    def add(self, resource: JSON) -> bool:
+        """Hand `resource` to the family that made it; False (and counted) when no family takes it."""
+        kind = str(resource.get("resourceType"))
+        identifiers = resource.get("identifier")
+        system = str(identifiers[0].get("system")) if identifiers else str(resource.get("url"))
+        route = (kind, system)
+        reader = self._route.get(route)
+        if reader is not None and reader.feed(resource):
+            return True
+        for candidate in self.readers:
+            if candidate is not reader and candidate.feed(resource):
+                self._route[route] = candidate
+                return True
+        self.unrecognised[kind] += 1
+        return False
+
+    def tables(self) -> Trial:
+        """The trial's tables: every domain a study layout names (zero rows included) or a family
+        gave rows for."""
+        rows: dict[str, list[dict[str, str]]] = {}
+        for reader in self.readers:
+            for domain, found in reader.rows().items():
+                if domain in rows:
+                    rows[domain].extend(found)
+                else:
+                    rows[domain] = list(found)
+        trial: Trial = {}
+        domains = list(self.study.columns)
+        domains.extend(d for d in DOMAINS if d in rows and d not in self.study.columns)
+        domains.extend(d for d in rows if d not in domains)
+        for domain in domains:
+            found = rows.get(domain, [])
+            columns = self.study.columns.get(domain)
+            if columns is None:
+                columns = _default_columns(domain, found)
+            else:
+                columns = list(columns)
+                known = set(columns)
+                for row in found:
+                    if not known.issuperset(row):
+                        extra = [c for c in row if c not in known]
+                        columns.extend(extra)
+                        known.update(extra)
+            empty = dict.fromkeys(columns, "")
+            table_rows = [{**empty, **row} for row in found]
+            spec = DOMAINS.get(domain)
+            if spec is not None:
+                _sort_rows(spec, table_rows)
+            trial[domain] = Table(domain, columns, table_rows)
+        return trial
+
+
+def fhir_to_trial(resources: Iterable[JSON]) -> Trial:
+    """The trial's tables rebuilt from its resources (any order)."""
+    assembler = TrialAssembler()
+    add = assembler.add
+    for resource in resources:
+        add(resource)
+    return assembler.tables()
