@@ -852,11 +852,12 @@ def check(tables: Tables) -> tuple[dict[str, float], list[str]]:
         p_ivig = float(stats.wilcoxon(ivig).pvalue)
         p_pbo = float(stats.wilcoxon(pbo).pvalue)
         p_mwu = float(stats.mannwhitneyu(ivig, pbo, alternative="two-sided").pvalue)
+        p_welch = float(stats.ttest_ind(ivig, pbo, equal_var=False).pvalue)
         figures.update({
             f"{endpoint}_change_mean_ivig": sum(ivig) / len(ivig),
             f"{endpoint}_change_mean_placebo": sum(pbo) / len(pbo),
             f"{endpoint}_p_within_ivig": p_ivig, f"{endpoint}_p_within_placebo": p_pbo,
-            f"{endpoint}_p_between_mwu": p_mwu,
+            f"{endpoint}_p_between_mwu": p_mwu, f"{endpoint}_p_between_welch": p_welch,
         })
         require(f"{endpoint} p_within_ivig <= {bound}", p_ivig <= bound)
         require(f"{endpoint} p_between_mwu <= {bound}", p_mwu <= bound)
@@ -866,6 +867,20 @@ def check(tables: Tables) -> tuple[dict[str, float], list[str]]:
                 0 not in all_changes and len(set(all_changes)) == len(all_changes)
                 and len({abs(c) for c in ivig}) == len(ivig)
                 and len({abs(c) for c in pbo}) == len(pbo))
+
+    table = [[responses.get("ivig_major", 0), figures["ivig_courses"] - responses.get("ivig_major", 0)],
+             [responses.get("pbo_major", 0), figures["placebo_courses"] - responses.get("pbo_major", 0)]]
+    figures["E3_p_fisher_major"] = float(stats.fisher_exact(table).pvalue)
+    for testcd in ("MSSUM", "NSSTOT"):
+        changes = _period_changes(tables, testcd)
+        diffs = []
+        for subject, actarm in zip(arm_of, actarms, strict=True):
+            if "-" in actarm:
+                on = {changes[(subject, e)][0]: changes[(subject, e)] for e in EPOCHS}
+                diffs.append((on["IVIG"][2] - on["IVIG"][1]) - (on["PBO"][2] - on["PBO"][1]))
+        figures[f"E5_diff_mean_{testcd.lower()}"] = sum(diffs) / len(diffs)
+        figures[f"E5_p_{testcd.lower()}"] = float(stats.wilcoxon(diffs).pvalue)
+    figures["E5_n"] = len(diffs)
 
     mssum = _period_changes(tables, "MSSUM")
     response = {(r["USUBJID"], r["EPOCH"]): r["RSORRES"] for r in tables["RS"]}
