@@ -12,7 +12,9 @@ BASE = "http://fhir.test/fhir"
 RECORDED = Path(__file__).resolve().parents[2] / "fixtures" / "recorded"
 
 
-def outcome(diagnostics: str, *, severity: str = "error", code: str = "processing") -> dict[str, Any]:
+def outcome(
+    diagnostics: str, *, severity: str = "error", code: str = "processing"
+) -> dict[str, Any]:
     return {
         "resourceType": "OperationOutcome",
         "issue": [{"severity": severity, "code": code, "diagnostics": diagnostics}],
@@ -27,11 +29,19 @@ def searchset(
     include: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     entries = [
-        {"fullUrl": f"{BASE}/{r['resourceType']}/{r['id']}", "resource": r, "search": {"mode": "match"}}
+        {
+            "fullUrl": f"{BASE}/{r['resourceType']}/{r['id']}",
+            "resource": r,
+            "search": {"mode": "match"},
+        }
         for r in resources
     ]
     entries += [
-        {"fullUrl": f"{BASE}/{r['resourceType']}/{r['id']}", "resource": r, "search": {"mode": "include"}}
+        {
+            "fullUrl": f"{BASE}/{r['resourceType']}/{r['id']}",
+            "resource": r,
+            "search": {"mode": "include"},
+        }
         for r in include or []
     ]
     bundle: dict[str, Any] = {"resourceType": "Bundle", "type": "searchset", "entry": entries}

@@ -40,9 +40,7 @@ def test_pipe_plus_and_space_are_percent_encoded() -> None:
     query = encode_query(
         [("identifier", "urn:trial:usubjid|DM 001"), ("date", "ge2020-01-01T10:00:00+01:00")]
     )
-    assert query == (
-        "identifier=urn:trial:usubjid%7CDM%20001&date=ge2020-01-01T10:00:00%2B01:00"
-    )
+    assert query == ("identifier=urn:trial:usubjid%7CDM%20001&date=ge2020-01-01T10:00:00%2B01:00")
 
 
 def test_modifiers_in_names_stay_readable() -> None:

@@ -26,7 +26,8 @@ def getpages(offset: int) -> str:
 
 def add_three_pages(httpx_mock: HTTPXMock) -> None:
     httpx_mock.add_response(
-        url=f"{BASE}/Patient?_count=2", json=searchset([patient("a"), patient("b")], next_url=getpages(2))
+        url=f"{BASE}/Patient?_count=2",
+        json=searchset([patient("a"), patient("b")], next_url=getpages(2)),
     )
     httpx_mock.add_response(
         url=getpages(2), json=searchset([patient("c"), patient("d")], next_url=getpages(4))
@@ -45,7 +46,8 @@ def test_iterating_a_search_follows_every_hapi_getpages_link(httpx_mock: HTTPXMo
 
 def test_pages_are_fetched_lazily(httpx_mock: HTTPXMock) -> None:
     httpx_mock.add_response(
-        url=f"{BASE}/Patient?_count=2", json=searchset([patient("a"), patient("b")], next_url=getpages(2))
+        url=f"{BASE}/Patient?_count=2",
+        json=searchset([patient("a"), patient("b")], next_url=getpages(2)),
     )
     with FhirClient(BASE) as client:
         search = client.search("Patient").count(2)
@@ -97,10 +99,12 @@ def test_chained_has_include_revinclude_summary_and_total_params(httpx_mock: HTT
 
 
 def test_included_resources_are_told_apart_from_matches(httpx_mock: HTTPXMock) -> None:
-    subject = {"resourceType": "ResearchSubject", "id": "rs1", "individual": {"reference": "Patient/a"}}
-    httpx_mock.add_response(
-        json=searchset([subject], include=[patient("a")]), is_reusable=True
-    )
+    subject = {
+        "resourceType": "ResearchSubject",
+        "id": "rs1",
+        "individual": {"reference": "Patient/a"},
+    }
+    httpx_mock.add_response(json=searchset([subject], include=[patient("a")]), is_reusable=True)
     with FhirClient(BASE) as client:
         search = client.search("ResearchSubject").include("ResearchSubject:individual")
         matches = search.all()
@@ -113,7 +117,9 @@ def test_included_resources_are_told_apart_from_matches(httpx_mock: HTTPXMock) -
 
 def test_a_next_link_to_another_host_is_refused_and_never_requested(httpx_mock: HTTPXMock) -> None:
     httpx_mock.add_response(
-        json=searchset([patient("a")], next_url="http://evil.test/fhir?_getpages=x&_getpagesoffset=1")
+        json=searchset(
+            [patient("a")], next_url="http://evil.test/fhir?_getpages=x&_getpagesoffset=1"
+        )
     )
     seen: list[str] = []
     with FhirClient(BASE, auth=None) as client, pytest.raises(UnsafeNextLink):
@@ -125,7 +131,8 @@ def test_a_next_link_to_another_host_is_refused_and_never_requested(httpx_mock: 
 
 def test_page_cap_stops_following_next(httpx_mock: HTTPXMock) -> None:
     httpx_mock.add_response(
-        url=f"{BASE}/Patient?_count=2", json=searchset([patient("a"), patient("b")], next_url=getpages(2))
+        url=f"{BASE}/Patient?_count=2",
+        json=searchset([patient("a"), patient("b")], next_url=getpages(2)),
     )
     httpx_mock.add_response(
         url=getpages(2), json=searchset([patient("c"), patient("d")], next_url=getpages(4))
@@ -139,7 +146,8 @@ def test_page_cap_stops_following_next(httpx_mock: HTTPXMock) -> None:
 def test_limit_stops_after_n_matches(httpx_mock: HTTPXMock) -> None:
     # only the first two pages are asked for
     httpx_mock.add_response(
-        url=f"{BASE}/Patient?_count=2", json=searchset([patient("a"), patient("b")], next_url=getpages(2))
+        url=f"{BASE}/Patient?_count=2",
+        json=searchset([patient("a"), patient("b")], next_url=getpages(2)),
     )
     httpx_mock.add_response(
         url=getpages(2), json=searchset([patient("c"), patient("d")], next_url=getpages(4))
@@ -175,7 +183,9 @@ def test_search_that_finds_nothing_is_not_a_404(httpx_mock: HTTPXMock) -> None:
 
 def test_outcome_entries_are_not_matches(httpx_mock: HTTPXMock) -> None:
     bundle = searchset([patient("a")])
-    bundle["entry"].append({"resource": outcome("warn", severity="warning"), "search": {"mode": "outcome"}})
+    bundle["entry"].append(
+        {"resource": outcome("warn", severity="warning"), "search": {"mode": "outcome"}}
+    )
     httpx_mock.add_response(json=bundle)
     with FhirClient(BASE) as client:
         assert [r["resourceType"] for r in client.search("Patient")] == ["Patient"]
