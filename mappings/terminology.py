@@ -59,6 +59,9 @@ ARM_TYPE: Final = "http://terminology.hl7.org/CodeSystem/research-study-arm-type
 OBSERVATION_CATEGORY: Final = "http://terminology.hl7.org/CodeSystem/observation-category"
 STUDY_PURPOSE: Final = "http://terminology.hl7.org/CodeSystem/research-study-prp-type"
 ADMIN_GENDER: Final = "http://hl7.org/fhir/administrative-gender"
+DIAGNOSTIC_SERVICE_SECTION: Final = "http://terminology.hl7.org/CodeSystem/v2-0074"
+"""HL7 v2 table 0074 (DiagnosticReport.category): PAT = pathology."""
+DATA_ABSENT_REASON: Final = "http://terminology.hl7.org/CodeSystem/data-absent-reason"
 CONDITION_CLINICAL: Final = "http://terminology.hl7.org/CodeSystem/condition-clinical"
 CONDITION_VERIFICATION: Final = "http://terminology.hl7.org/CodeSystem/condition-ver-status"
 
@@ -78,6 +81,8 @@ ROUTE_ORAL_SNOMED: Final = ("26643006", "Oral route")
 # --- extensions ---------------------------------------------------------------------------------
 EXT_RESEARCH_STUDY: Final = "http://hl7.org/fhir/StructureDefinition/workflow-researchStudy"
 """Standard: links an event (Observation, MedicationAdministration, Procedure, ...) to its ResearchStudy."""
+EXT_DATA_ABSENT_REASON: Final = "http://hl7.org/fhir/StructureDefinition/data-absent-reason"
+"""Standard (valueCode): why a required element has no value, e.g. an empty cell where FHIR needs one."""
 
 
 def _ext(name: str) -> str:
