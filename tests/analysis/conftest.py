@@ -13,15 +13,10 @@ FIXTURE = Path(__file__).resolve().parents[2] / "fixtures" / "dalakas1993"
 
 
 def read_tables(folder: Path) -> dict[str, pd.DataFrame]:
-    """The trial tables of an SDTM folder (adapter.tables.read_trial when it exists)."""
-    try:
-        from adapter.tables import read_trial  # type: ignore[attr-defined]
-    except ImportError:
-        return {
-            path.stem.upper(): pd.read_csv(path, dtype=str, keep_default_na=False)
-            for path in sorted(folder.glob("*.csv"))
-        }
-    return dict(read_trial(folder))
+    """The trial tables of an SDTM folder, as the analysis receives them."""
+    from adapter.tables import read_trial, trial_frames
+
+    return trial_frames(read_trial(folder))
 
 
 @pytest.fixture(scope="session")
