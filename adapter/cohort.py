@@ -57,6 +57,7 @@ EPOCHS = ("TREATMENT 1", "TREATMENT 2")
 MAJOR, MILD, NONE, WORSE = "MAJOR IMPROVEMENT", "MILD IMPROVEMENT", "NO CHANGE", "WORSENING"
 
 #: Column order of every domain (SDTM order: identifiers, topic, qualifiers, timing).
+# fmt: off
 COLUMNS: dict[str, tuple[str, ...]] = {
     "TS": ("STUDYID", "DOMAIN", "TSSEQ", "TSPARMCD", "TSPARM", "TSVAL"),
     "TA": ("STUDYID", "DOMAIN", "ARMCD", "ARM", "TAETORD", "ETCD", "ELEMENT", "TATRANS", "EPOCH"),
@@ -90,6 +91,7 @@ COLUMNS: dict[str, tuple[str, ...]] = {
         "MIORRESU", "MISTRESC", "MISTRESN", "MISPEC", "MILOC", "EPOCH", "MIDTC",
     ),
 }
+# fmt: on
 _SEQ = {d: f"{d}SEQ" for d in ("SE", "VS", "EX", "CM", "QS", "RS", "PR", "MI")}
 
 QS_TESTS = {
@@ -98,11 +100,13 @@ QS_TESTS = {
     "RASHGR": ("Rash Grade", "SKIN RASH"),
 }
 #: Per-muscle items (scaled cohort only): Kendall 0-10 grade, left and right.
+# fmt: off
 MUSCLE_GROUPS = (
     ("NF", "Neck Flexors"), ("DE", "Deltoid"), ("BI", "Biceps"), ("TR", "Triceps"),
     ("WE", "Wrist Extensors"), ("IP", "Iliopsoas"), ("GM", "Gluteus Medius"),
     ("QU", "Quadriceps"), ("HA", "Hamstrings"), ("AD", "Ankle Dorsiflexors"),
 )
+# fmt: on
 MI_TESTS = {
     "FIBDIAM": ("Mean Muscle Fiber Diameter", "um"),
     "CAPDENS": ("Capillary Density", "/mm2"),
@@ -114,8 +118,6 @@ MI_TESTS = {
 }
 GRADES = ("NONE", "FOCAL", "WIDESPREAD")
 VISITS = ("SCREENING", "BASELINE", "MONTH 1", "MONTH 2", "MONTH 3", "MONTH 4", "MONTH 5", "MONTH 6")
-
-
 
 
 class _AddRow(Protocol):
@@ -220,6 +222,7 @@ class Subject:
 
 # subject: randomised arm, (MSSUM screening, baseline), NSSTOT baseline, rash baseline,
 #          periods as (treatment, response, MSSUM end, NSSTOT change, rash end)
+# fmt: off
 _DESIGN: tuple[tuple[str, float, int, int, tuple[tuple[str, str, float, int, int], ...]], ...] = (
     ("IVIG", 80.5, 31, 3, (("IVIG", MAJOR, 91.0, 9, 1),)),                             # 001 bx
     ("PBO", 71.0, 36, 2, (("PBO", MILD, 73.5, 2, 2),)),                                # 002
@@ -237,6 +240,7 @@ _DESIGN: tuple[tuple[str, float, int, int, tuple[tuple[str, str, float, int, int
     ("IVIG", 66.5, 26, 4, (("IVIG", MAJOR, 75.5, 8, 2), ("PBO", NONE, 75.0, -1, 2))),   # 014
     ("PBO", 62.0, 30, 3, (("PBO", NONE, 61.0, -3, 3), ("IVIG", MILD, 65.0, 5, 2))),     # 015
 )
+# fmt: on
 _REPEAT_BIOPSY = {"001", "004", "005", "011", "012"}
 _AGES = (41, 34, 55, 47, 29, 52, 38, 18, 44, 36, 50, 27, 45, 33, 40)
 _SEXES = "FFMFFMFFMFFFMFM"
@@ -376,6 +380,7 @@ def generate(seed: int = 1993) -> Tables:
 
 def _tune_prednisone(subjects: list[Subject], rng: random.Random) -> None:
     """Place each taper so that the E7 mean daily prednisone is 25.0 mg (to one decimal)."""
+
     def window(s: Subject) -> int:
         return (s.last_day - s.first_dose).days + 1
 
@@ -454,7 +459,9 @@ def generate_scaled(n_subjects: int, seed: int) -> Tables:
         sex = "F" if rng.random() < 0.65 else "M"
         age = rng.randint(18, 55)
         ivig_end = next((p for p in periods if p.treatment == "IVIG"), None)
-        pre = _pre_biopsy(rng, rng.choice(("PRESENT", "PRESENT", "ABSENT")), rng.choice(_PRE_CONCLUSIONS))
+        pre = _pre_biopsy(
+            rng, rng.choice(("PRESENT", "PRESENT", "ABSENT")), rng.choice(_PRE_CONCLUSIONS)
+        )
         post = _post_biopsy(pre, rng) if ivig_end is not None and ivig_end.mssum_end >= 88 else None
         weight = rng.uniform(50.0, 80.0) if sex == "F" else rng.uniform(62.0, 100.0)
         weights = [round(weight * 4) / 4] * len(periods)
@@ -484,8 +491,11 @@ def generate_scaled(n_subjects: int, seed: int) -> Tables:
                 biopsy_pre=pre,
                 biopsy_post=post,
                 prednisone=Prednisone(
-                    dose=dose, start_before=rng.randint(30, 300), daily_emar=True,
-                    partial_start=rng.random() < 0.02, tail=rng.randint(0, 60),
+                    dose=dose,
+                    start_before=rng.randint(30, 300),
+                    daily_emar=True,
+                    partial_start=rng.random() < 0.02,
+                    tail=rng.randint(0, 60),
                 ),
                 items=True,
             )
@@ -499,9 +509,12 @@ def generate_scaled(n_subjects: int, seed: int) -> Tables:
 
 def _trial_tables(studyid: str, plansub: int) -> Tables:
     ts_rows = [
-        ("TITLE", "Trial Title",
-         "A controlled trial of high-dose intravenous immune globulin infusions as treatment "
-         "for dermatomyositis"),
+        (
+            "TITLE",
+            "Trial Title",
+            "A controlled trial of high-dose intravenous immune globulin infusions as treatment "
+            "for dermatomyositis",
+        ),
         ("STYPE", "Study Type", "INTERVENTIONAL"),
         ("TBLIND", "Trial Blinding Schema", "DOUBLE BLIND"),
         ("TCNTRL", "Control Type", "PLACEBO"),
@@ -514,8 +527,14 @@ def _trial_tables(studyid: str, plansub: int) -> Tables:
         ("DATASRC", "Data source", DATASRC),
     ]
     ts = [
-        {"STUDYID": studyid, "DOMAIN": "TS", "TSSEQ": str(n), "TSPARMCD": cd, "TSPARM": name,
-         "TSVAL": val}
+        {
+            "STUDYID": studyid,
+            "DOMAIN": "TS",
+            "TSSEQ": str(n),
+            "TSPARMCD": cd,
+            "TSPARM": name,
+            "TSVAL": val,
+        }
         for n, (cd, name, val) in enumerate(ts_rows, start=1)
     ]
     ta = []
@@ -523,13 +542,21 @@ def _trial_tables(studyid: str, plansub: int) -> Tables:
         for order, (etcd, epoch) in enumerate(
             (("SCRN", "SCREENING"), (armcd, EPOCHS[0]), (other, EPOCHS[1])), start=1
         ):
-            ta.append({
-                "STUDYID": studyid, "DOMAIN": "TA", "ARMCD": armcd, "ARM": ARMS[armcd],
-                "TAETORD": str(order), "ETCD": etcd, "ELEMENT": ELEMENTS[etcd],
-                "TATRANS": "Optional crossover to the other therapy after 3 months"
-                if order == 2 else "",
-                "EPOCH": epoch,
-            })
+            ta.append(
+                {
+                    "STUDYID": studyid,
+                    "DOMAIN": "TA",
+                    "ARMCD": armcd,
+                    "ARM": ARMS[armcd],
+                    "TAETORD": str(order),
+                    "ETCD": etcd,
+                    "ELEMENT": ELEMENTS[etcd],
+                    "TATRANS": "Optional crossover to the other therapy after 3 months"
+                    if order == 2
+                    else "",
+                    "EPOCH": epoch,
+                }
+            )
     return {"TS": ts, "TA": ta}
 
 
@@ -561,19 +588,48 @@ def _subject_rows(s: Subject, studyid: str, tables: Tables) -> None:
     starts = s.period_starts()
     ends = [s.period_end(i) for i in range(len(s.periods))]
     birth = s.birth.isoformat()[:7] if s.birth_partial else s.birth.isoformat()
-    tables["DM"].append({col: v for col, v in {
-        "STUDYID": studyid, "DOMAIN": "DM", "USUBJID": s.usubjid, "SUBJID": s.subjid,
-        "RFSTDTC": _iso(s.first_dose), "RFENDTC": _iso(s.last_day), "SITEID": s.siteid,
-        "BRTHDTC": birth, "AGE": str(s.age), "AGEU": "YEARS", "SEX": s.sex, "ARMCD": s.arm,
-        "ARM": ARMS[s.arm], "ACTARMCD": s.actarm, "ACTARM": ACTARMS[s.actarm], "COUNTRY": "USA",
-    }.items()})
+    tables["DM"].append(
+        {
+            col: v
+            for col, v in {
+                "STUDYID": studyid,
+                "DOMAIN": "DM",
+                "USUBJID": s.usubjid,
+                "SUBJID": s.subjid,
+                "RFSTDTC": _iso(s.first_dose),
+                "RFENDTC": _iso(s.last_day),
+                "SITEID": s.siteid,
+                "BRTHDTC": birth,
+                "AGE": str(s.age),
+                "AGEU": "YEARS",
+                "SEX": s.sex,
+                "ARMCD": s.arm,
+                "ARM": ARMS[s.arm],
+                "ACTARMCD": s.actarm,
+                "ACTARM": ACTARMS[s.actarm],
+                "COUNTRY": "USA",
+            }.items()
+        }
+    )
 
     # SE
-    add("SE", ETCD="SCRN", ELEMENT=ELEMENTS["SCRN"], EPOCH="SCREENING", SESTDTC=_iso(s.screen),
-        SEENDTC=_iso(s.first_dose))
+    add(
+        "SE",
+        ETCD="SCRN",
+        ELEMENT=ELEMENTS["SCRN"],
+        EPOCH="SCREENING",
+        SESTDTC=_iso(s.screen),
+        SEENDTC=_iso(s.first_dose),
+    )
     for i, p in enumerate(s.periods):
-        add("SE", ETCD=p.treatment, ELEMENT=ELEMENTS[p.treatment], EPOCH=EPOCHS[i],
-            SESTDTC=_iso(starts[i]), SEENDTC=_iso(ends[i]))
+        add(
+            "SE",
+            ETCD=p.treatment,
+            ELEMENT=ELEMENTS[p.treatment],
+            EPOCH=EPOCHS[i],
+            SESTDTC=_iso(starts[i]),
+            SEENDTC=_iso(ends[i]),
+        )
 
     # VS: weight at screening and, for a second period, at its start (dosing weight)
     for i, weight in enumerate(s.weights):
@@ -581,9 +637,19 @@ def _subject_rows(s: Subject, studyid: str, tables: Tables) -> None:
             visitnum, visit, epoch, day = 1, "SCREENING", "SCREENING", s.screen
         else:
             visitnum, visit, epoch, day = 5, "MONTH 3", EPOCHS[0], starts[i]
-        add("VS", VSTESTCD="WEIGHT", VSTEST="Weight", VSORRES=_fmt(weight, 2), VSORRESU="kg",
-            VSSTRESN=_fmt(weight, 2), VSSTRESU="kg", VISITNUM=str(visitnum), VISIT=visit,
-            EPOCH=epoch, VSDTC=_iso(day))
+        add(
+            "VS",
+            VSTESTCD="WEIGHT",
+            VSTEST="Weight",
+            VSORRES=_fmt(weight, 2),
+            VSORRESU="kg",
+            VSSTRESN=_fmt(weight, 2),
+            VSSTRESU="kg",
+            VISITNUM=str(visitnum),
+            VISIT=visit,
+            EPOCH=epoch,
+            VSDTC=_iso(day),
+        )
 
     # EX: three monthly courses per period, 1 g/kg on each of 2 consecutive days
     for i, p in enumerate(s.periods):
@@ -597,17 +663,31 @@ def _subject_rows(s: Subject, studyid: str, tables: Tables) -> None:
                 else:
                     stdtc = endtc = _iso(day)
                 ivig = p.treatment == "IVIG"
-                add("EX", EXTRT=IVIG_TRT if ivig else "PLACEBO", EXDOSE="1" if ivig else "0",
-                    EXDOSU="g/kg", EXDOSFRM="SOLUTION", EXROUTE="INTRAVENOUS", EPOCH=EPOCHS[i],
-                    EXSTDTC=stdtc, EXENDTC=endtc)
+                add(
+                    "EX",
+                    EXTRT=IVIG_TRT if ivig else "PLACEBO",
+                    EXDOSE="1" if ivig else "0",
+                    EXDOSU="g/kg",
+                    EXDOSFRM="SOLUTION",
+                    EXROUTE="INTRAVENOUS",
+                    EPOCH=EPOCHS[i],
+                    EXSTDTC=stdtc,
+                    EXENDTC=endtc,
+                )
 
     _prednisone_rows(s, add)
     _score_rows(s, starts, add)
 
     # RS: one clinical response per period, at its end visit
     for i, p in enumerate(s.periods):
-        add("RS", RSTESTCD="CLINRESP", RSTEST="Clinical Response", RSORRES=p.response,
-            EPOCH=EPOCHS[i], RSDTC=_iso(ends[i]))
+        add(
+            "RS",
+            RSTESTCD="CLINRESP",
+            RSTEST="Clinical Response",
+            RSORRES=p.response,
+            EPOCH=EPOCHS[i],
+            RSDTC=_iso(ends[i]),
+        )
 
     # PR + MI: baseline biopsy in screening, repeat biopsy near the end of the IVIG period
     biopsies: list[tuple[Biopsy, dt.date, str]] = [
@@ -615,12 +695,19 @@ def _subject_rows(s: Subject, studyid: str, tables: Tables) -> None:
     ]
     if s.biopsy_post is not None:
         i = next(i for i, p in enumerate(s.periods) if p.treatment == "IVIG")
-        biopsies.append((s.biopsy_post, ends[i] - dt.timedelta(days=2 + int(s.subjid) % 3),
-                         EPOCHS[i]))
+        biopsies.append(
+            (s.biopsy_post, ends[i] - dt.timedelta(days=2 + int(s.subjid) % 3), EPOCHS[i])
+        )
     for n, (b, day, epoch) in enumerate(biopsies, start=1):
         refid = f"MB-{s.subjid}-{n}"
-        add("PR", PRREFID=refid, PRTRT="MUSCLE BIOPSY", PRLOC=s.muscle, EPOCH=epoch,
-            PRSTDTC=_iso(day))
+        add(
+            "PR",
+            PRREFID=refid,
+            PRTRT="MUSCLE BIOPSY",
+            PRLOC=s.muscle,
+            EPOCH=epoch,
+            PRSTDTC=_iso(day),
+        )
         findings = (
             ("FIBDIAM", _fmt(b.fibdiam, 1), True),
             ("CAPDENS", str(b.capdens), True),
@@ -632,9 +719,20 @@ def _subject_rows(s: Subject, studyid: str, tables: Tables) -> None:
         )
         for code, value, numeric in findings:
             name, unit = MI_TESTS[code]
-            add("MI", MIREFID=refid, MITESTCD=code, MITEST=name, MIORRES=value, MIORRESU=unit,
-                MISTRESC=value, MISTRESN=value if numeric else "", MISPEC="SKELETAL MUSCLE",
-                MILOC=s.muscle, EPOCH=epoch, MIDTC=_iso(day))
+            add(
+                "MI",
+                MIREFID=refid,
+                MITESTCD=code,
+                MITEST=name,
+                MIORRES=value,
+                MIORRESU=unit,
+                MISTRESC=value,
+                MISTRESN=value if numeric else "",
+                MISPEC="SKELETAL MUSCLE",
+                MILOC=s.muscle,
+                EPOCH=epoch,
+                MIDTC=_iso(day),
+            )
 
 
 def _prednisone_rows(s: Subject, add: _AddRow) -> None:
@@ -642,16 +740,27 @@ def _prednisone_rows(s: Subject, add: _AddRow) -> None:
     first, last = s.first_dose, s.last_day
     begin = first - dt.timedelta(days=p.start_before)
     begin_text = begin.isoformat()[:7] if p.partial_start else _iso(begin)
-    common = {"CMTRT": "PREDNISONE", "CMDECOD": "PREDNISONE", "CMINDC": "DERMATOMYOSITIS",
-              "CMDOSU": "mg", "CMROUTE": "ORAL"}
+    common = {
+        "CMTRT": "PREDNISONE",
+        "CMDECOD": "PREDNISONE",
+        "CMINDC": "DERMATOMYOSITIS",
+        "CMDOSU": "mg",
+        "CMROUTE": "ORAL",
+    }
     tail_end = _iso(last + dt.timedelta(days=p.tail))
 
     def period(dose: int, start: str, end: str) -> None:
         add("CM", CMDOSE=str(dose), CMDOSFRQ="QD", CMSTDTC=start, CMENDTC=end, **common)
 
     def single(dose: int, day: dt.date) -> None:
-        add("CM", CMDOSE=str(dose), CMDOSFRQ="ONCE", CMSTDTC=f"{_iso(day)}T08:00",
-            CMENDTC=f"{_iso(day)}T08:00", **common)
+        add(
+            "CM",
+            CMDOSE=str(dose),
+            CMDOSFRQ="ONCE",
+            CMSTDTC=f"{_iso(day)}T08:00",
+            CMENDTC=f"{_iso(day)}T08:00",
+            **common,
+        )
 
     if p.daily_emar:
         period(p.dose, begin_text, _iso(first - dt.timedelta(days=1)))
@@ -697,26 +806,55 @@ def _score_rows(s: Subject, starts: list[dt.date], add: _AddRow) -> None:
                 values = s.mid_scores[key]
             else:
                 values = (p.mssum_end, p.nsstot_end, p.rash_end)
-            visits.append((2 + 3 * i + m, EPOCHS[i], starts[i] + dt.timedelta(days=offset),
-                           *values))
+            visits.append(
+                (2 + 3 * i + m, EPOCHS[i], starts[i] + dt.timedelta(days=offset), *values)
+            )
         mss, nss, rash = p.mssum_end, p.nsstot_end, p.rash_end
     for visitnum, epoch, day, m_value, n_value, r_value in visits:
         visit = VISITS[visitnum - 1]
         note = s.notes.get(visitnum, "")
-        for code, text in (("MSSUM", _fmt(m_value, 1)), ("NSSTOT", str(n_value)),
-                           ("RASHGR", str(r_value))):
+        for code, text in (
+            ("MSSUM", _fmt(m_value, 1)),
+            ("NSSTOT", str(n_value)),
+            ("RASHGR", str(r_value)),
+        ):
             name, cat = QS_TESTS[code]
-            add("QS", QSTESTCD=code, QSTEST=name, QSCAT=cat, QSORRES=text, QSSTRESN=text,
-                VISITNUM=str(visitnum), VISIT=visit, EPOCH=epoch, QSDTC=_iso(day), XXNOTE=note)
+            add(
+                "QS",
+                QSTESTCD=code,
+                QSTEST=name,
+                QSCAT=cat,
+                QSORRES=text,
+                QSSTRESN=text,
+                VISITNUM=str(visitnum),
+                VISIT=visit,
+                EPOCH=epoch,
+                QSDTC=_iso(day),
+                XXNOTE=note,
+            )
         if s.items and (visitnum == 2 or visit in ("MONTH 3", "MONTH 6")):
             for (code, name), grade in zip(
-                [(f"MS{g}{side}", f"{n}, {'Left' if side == 'L' else 'Right'}")
-                 for g, n in MUSCLE_GROUPS for side in "LR"],
-                _items_for(m_value), strict=True,
+                [
+                    (f"MS{g}{side}", f"{n}, {'Left' if side == 'L' else 'Right'}")
+                    for g, n in MUSCLE_GROUPS
+                    for side in "LR"
+                ],
+                _items_for(m_value),
+                strict=True,
             ):
-                add("QS", QSTESTCD=code, QSTEST=name, QSCAT="MUSCLE STRENGTH", QSORRES=str(grade),
-                    QSSTRESN=str(grade), VISITNUM=str(visitnum), VISIT=visit, EPOCH=epoch,
-                    QSDTC=_iso(day), XXNOTE="")
+                add(
+                    "QS",
+                    QSTESTCD=code,
+                    QSTEST=name,
+                    QSCAT="MUSCLE STRENGTH",
+                    QSORRES=str(grade),
+                    QSSTRESN=str(grade),
+                    VISITNUM=str(visitnum),
+                    VISIT=visit,
+                    EPOCH=epoch,
+                    QSDTC=_iso(day),
+                    XXNOTE="",
+                )
 
 
 def _items_for(mssum: float) -> list[int]:
@@ -819,14 +957,27 @@ def check(tables: Tables) -> tuple[dict[str, float], list[str]]:
     ages = [int(r["AGE"]) for r in dm]
     periods = [r for r in tables["SE"] if r["ETCD"] != "SCRN"]
     figures.update(
-        n_subjects=len(dm), n_ivig_arm=arms.count("IVIG"), n_placebo_arm=arms.count("PBO"),
-        n_ivig_to_placebo=actarms.count("IVIG-PBO"), n_placebo_to_ivig=actarms.count("PBO-IVIG"),
-        n_periods=len(periods), ivig_courses=sum(r["ETCD"] == "IVIG" for r in periods),
-        placebo_courses=sum(r["ETCD"] == "PBO" for r in periods), age_min=min(ages),
+        n_subjects=len(dm),
+        n_ivig_arm=arms.count("IVIG"),
+        n_placebo_arm=arms.count("PBO"),
+        n_ivig_to_placebo=actarms.count("IVIG-PBO"),
+        n_placebo_to_ivig=actarms.count("PBO-IVIG"),
+        n_periods=len(periods),
+        ivig_courses=sum(r["ETCD"] == "IVIG" for r in periods),
+        placebo_courses=sum(r["ETCD"] == "PBO" for r in periods),
+        age_min=min(ages),
         age_max=max(ages),
     )
-    expected = {"n_subjects": 15, "n_ivig_arm": 8, "n_placebo_arm": 7, "n_ivig_to_placebo": 4,
-                "n_placebo_to_ivig": 4, "n_periods": 23, "ivig_courses": 12, "placebo_courses": 11}
+    expected = {
+        "n_subjects": 15,
+        "n_ivig_arm": 8,
+        "n_placebo_arm": 7,
+        "n_ivig_to_placebo": 4,
+        "n_placebo_to_ivig": 4,
+        "n_periods": 23,
+        "ivig_courses": 12,
+        "placebo_courses": 11,
+    }
     for name, value in expected.items():
         require(f"{name} == {value}", figures[name] == value)
     require("ages within 18-55", figures["age_min"] >= 18 and figures["age_max"] <= 55)
@@ -836,8 +987,16 @@ def check(tables: Tables) -> tuple[dict[str, float], list[str]]:
     for r in tables["RS"]:
         key = f"{etcd[(r['USUBJID'], r['EPOCH'])].lower()}_{r['RSORRES'].split()[0].lower()}"
         responses[key] = responses.get(key, 0) + 1
-    published_rs = {"ivig_major": 9, "ivig_mild": 2, "ivig_no": 1, "ivig_worsening": 0,
-                    "pbo_major": 0, "pbo_mild": 3, "pbo_no": 3, "pbo_worsening": 5}
+    published_rs = {
+        "ivig_major": 9,
+        "ivig_mild": 2,
+        "ivig_no": 1,
+        "ivig_worsening": 0,
+        "pbo_major": 0,
+        "pbo_mild": 3,
+        "pbo_no": 3,
+        "pbo_worsening": 5,
+    }
     for name, value in published_rs.items():
         figures[f"rs_{name}"] = responses.get(name, 0)
         require(f"RS {name} == {value}", responses.get(name, 0) == value)
@@ -845,31 +1004,41 @@ def check(tables: Tables) -> tuple[dict[str, float], list[str]]:
     arm_of = {r["USUBJID"]: r["ARMCD"] for r in dm}
     for endpoint, testcd, bound in (("E1", "MSSUM", 0.018), ("E2", "NSSTOT", 0.035)):
         changes = _period_changes(tables, testcd)
-        first = {s: end - base for (s, epoch), (_, base, end) in changes.items()
-                 if epoch == EPOCHS[0]}
+        first = {
+            s: end - base for (s, epoch), (_, base, end) in changes.items() if epoch == EPOCHS[0]
+        }
         ivig = [c for s, c in first.items() if arm_of[s] == "IVIG"]
         pbo = [c for s, c in first.items() if arm_of[s] == "PBO"]
         p_ivig = float(stats.wilcoxon(ivig).pvalue)
         p_pbo = float(stats.wilcoxon(pbo).pvalue)
         p_mwu = float(stats.mannwhitneyu(ivig, pbo, alternative="two-sided").pvalue)
         p_welch = float(stats.ttest_ind(ivig, pbo, equal_var=False).pvalue)
-        figures.update({
-            f"{endpoint}_change_mean_ivig": sum(ivig) / len(ivig),
-            f"{endpoint}_change_mean_placebo": sum(pbo) / len(pbo),
-            f"{endpoint}_p_within_ivig": p_ivig, f"{endpoint}_p_within_placebo": p_pbo,
-            f"{endpoint}_p_between_mwu": p_mwu, f"{endpoint}_p_between_welch": p_welch,
-        })
+        figures.update(
+            {
+                f"{endpoint}_change_mean_ivig": sum(ivig) / len(ivig),
+                f"{endpoint}_change_mean_placebo": sum(pbo) / len(pbo),
+                f"{endpoint}_p_within_ivig": p_ivig,
+                f"{endpoint}_p_within_placebo": p_pbo,
+                f"{endpoint}_p_between_mwu": p_mwu,
+                f"{endpoint}_p_between_welch": p_welch,
+            }
+        )
         require(f"{endpoint} p_within_ivig <= {bound}", p_ivig <= bound)
         require(f"{endpoint} p_between_mwu <= {bound}", p_mwu <= bound)
         require(f"{endpoint} p_within_placebo > 0.05", p_pbo > 0.05)
         all_changes = ivig + pbo
-        require(f"{endpoint} changes without ties or zeros",
-                0 not in all_changes and len(set(all_changes)) == len(all_changes)
-                and len({abs(c) for c in ivig}) == len(ivig)
-                and len({abs(c) for c in pbo}) == len(pbo))
+        require(
+            f"{endpoint} changes without ties or zeros",
+            0 not in all_changes
+            and len(set(all_changes)) == len(all_changes)
+            and len({abs(c) for c in ivig}) == len(ivig)
+            and len({abs(c) for c in pbo}) == len(pbo),
+        )
 
-    table = [[responses.get("ivig_major", 0), figures["ivig_courses"] - responses.get("ivig_major", 0)],
-             [responses.get("pbo_major", 0), figures["placebo_courses"] - responses.get("pbo_major", 0)]]
+    table = [
+        [responses.get("ivig_major", 0), figures["ivig_courses"] - responses.get("ivig_major", 0)],
+        [responses.get("pbo_major", 0), figures["placebo_courses"] - responses.get("pbo_major", 0)],
+    ]
     figures["E3_p_fisher_major"] = float(stats.fisher_exact(table).pvalue)
     for testcd in ("MSSUM", "NSSTOT"):
         changes = _period_changes(tables, testcd)
@@ -919,8 +1088,11 @@ def _check_biopsies(tables: Tables, figures: dict[str, float], require: Any) -> 
             pairs.append((subject, findings[before[-1]], findings[after[-1]]))
     figures["E6_n"] = len(pairs)
     require("E6 five biopsy pairs", len(pairs) == 5)
-    for code, bound, direction in (("FIBDIAM", 0.04, 1), ("CAPDENS", 0.01, 1),
-                                   ("CAPDIAM", 0.01, -1)):
+    for code, bound, direction in (
+        ("FIBDIAM", 0.04, 1),
+        ("CAPDENS", 0.01, 1),
+        ("CAPDIAM", 0.01, -1),
+    ):
         pre = [float(b[code]) for _, b, _ in pairs]
         post = [float(a[code]) for _, _, a in pairs]
         p = float(stats.ttest_rel(pre, post).pvalue)
@@ -928,13 +1100,18 @@ def _check_biopsies(tables: Tables, figures: dict[str, float], require: Any) -> 
         figures[f"E6_{code.lower()}_post_mean"] = sum(post) / len(post)
         figures[f"E6_p_{code.lower()}_t"] = p
         require(f"E6 p_{code.lower()}_t < {bound}", p < bound)
-        require(f"E6 {code} direction", all((a - b) * direction > 0 for b, a in zip(pre, post, strict=True)))
+        require(
+            f"E6 {code} direction",
+            all((a - b) * direction > 0 for b, a in zip(pre, post, strict=True)),
+        )
     resolved = sum(b["MACCAP"] == "PRESENT" and a["MACCAP"] == "ABSENT" for _, b, a in pairs)
     figures["E6_mac_resolved"] = resolved
     require("E6 MAC resolved in all 5", resolved == 5)
     for code in ("ICAM1", "MHC1"):
-        require(f"E6 {code} reduced",
-                all(GRADES.index(a[code]) < GRADES.index(b[code]) for _, b, a in pairs))
+        require(
+            f"E6 {code} reduced",
+            all(GRADES.index(a[code]) < GRADES.index(b[code]) for _, b, a in pairs),
+        )
 
 
 def _prednisone_mean(tables: Tables) -> Fraction:

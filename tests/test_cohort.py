@@ -28,8 +28,11 @@ def read(domain: str) -> pd.DataFrame:
 def first_day(value: str) -> dt.date:
     """A (possibly partial) ISO 8601 date by its first possible day."""
     parts = value[:10].split("-")
-    return dt.date(int(parts[0]), int(parts[1]) if len(parts) > 1 else 1,
-                   int(parts[2]) if len(parts) > 2 else 1)
+    return dt.date(
+        int(parts[0]),
+        int(parts[1]) if len(parts) > 1 else 1,
+        int(parts[2]) if len(parts) > 2 else 1,
+    )
 
 
 def first_instant(value: str) -> tuple[dt.date, str]:
@@ -43,7 +46,9 @@ def first_instant(value: str) -> tuple[dt.date, str]:
 def test_regenerating_with_the_seed_reproduces_the_committed_csvs(tmp_path: Path) -> None:
     cohort.write_csv_folder(cohort.generate(1993), tmp_path)
     for domain in DOMAINS:
-        assert (tmp_path / f"{domain}.csv").read_bytes() == (FIXTURE / f"{domain}.csv").read_bytes(), domain
+        assert (tmp_path / f"{domain}.csv").read_bytes() == (
+            FIXTURE / f"{domain}.csv"
+        ).read_bytes(), domain
 
 
 def test_another_seed_gives_other_values_but_still_meets_every_figure() -> None:
@@ -98,7 +103,12 @@ def test_cohort_counts_and_arms() -> None:
     dm = read("dm")
     assert len(dm) == 15 and dm.USUBJID.is_unique
     assert dm.ARMCD.value_counts().to_dict() == {"IVIG": 8, "PBO": 7}
-    assert dm.ACTARMCD.value_counts().to_dict() == {"IVIG": 4, "IVIG-PBO": 4, "PBO-IVIG": 4, "PBO": 3}
+    assert dm.ACTARMCD.value_counts().to_dict() == {
+        "IVIG": 4,
+        "IVIG-PBO": 4,
+        "PBO-IVIG": 4,
+        "PBO": 3,
+    }
     assert (dm.ACTARMCD.str.split("-").str[0] == dm.ARMCD).all()
 
 
@@ -126,8 +136,14 @@ def test_periods_and_courses() -> None:
 
 
 def test_dates_are_in_1990_to_1992() -> None:
-    for domain, column in (("se", "SESTDTC"), ("se", "SEENDTC"), ("ex", "EXSTDTC"),
-                           ("qs", "QSDTC"), ("pr", "PRSTDTC"), ("rs", "RSDTC")):
+    for domain, column in (
+        ("se", "SESTDTC"),
+        ("se", "SEENDTC"),
+        ("ex", "EXSTDTC"),
+        ("qs", "QSDTC"),
+        ("pr", "PRSTDTC"),
+        ("rs", "RSDTC"),
+    ):
         years = {first_day(v).year for v in read(domain)[column]}
         assert years <= {1990, 1991, 1992}, (domain, column)
 
@@ -149,9 +165,12 @@ def test_clinical_response_distribution() -> None:
     assert len(rs) == 23
     counts = rs.groupby(["ETCD", "RSORRES"]).size().to_dict()
     assert counts == {
-        ("IVIG", "MAJOR IMPROVEMENT"): 9, ("IVIG", "MILD IMPROVEMENT"): 2,
+        ("IVIG", "MAJOR IMPROVEMENT"): 9,
+        ("IVIG", "MILD IMPROVEMENT"): 2,
         ("IVIG", "NO CHANGE"): 1,
-        ("PBO", "MILD IMPROVEMENT"): 3, ("PBO", "NO CHANGE"): 3, ("PBO", "WORSENING"): 5,
+        ("PBO", "MILD IMPROVEMENT"): 3,
+        ("PBO", "NO CHANGE"): 3,
+        ("PBO", "WORSENING"): 5,
     }
 
 
@@ -167,21 +186,34 @@ def period_scores(testcd: str) -> pd.DataFrame:
         doses = ex[(ex.USUBJID == period.USUBJID) & (ex.EPOCH == period.EPOCH)].EXSTDTC
         first_dose = min(doses, key=first_instant)
         scores = sorted(
-            ((first_instant(d), float(v)) for d, v in
-             zip(qs[qs.USUBJID == period.USUBJID].QSDTC, qs[qs.USUBJID == period.USUBJID].QSSTRESN,
-                 strict=True)),
+            (
+                (first_instant(d), float(v))
+                for d, v in zip(
+                    qs[qs.USUBJID == period.USUBJID].QSDTC,
+                    qs[qs.USUBJID == period.USUBJID].QSSTRESN,
+                    strict=True,
+                )
+            ),
         )
         dose_key = first_instant(first_dose)
 
         def on_or_before(key: tuple[dt.date, str], limit: tuple[dt.date, str]) -> bool:
-            return key[0] < limit[0] or (key[0] == limit[0] and (not key[1] or not limit[1]
-                                                                  or key[1] <= limit[1]))
+            return key[0] < limit[0] or (
+                key[0] == limit[0] and (not key[1] or not limit[1] or key[1] <= limit[1])
+            )
 
         baseline = [v for k, v in scores if on_or_before(k, dose_key)]
         end_limit = first_instant(str(period.SEENDTC))
         end = [v for k, v in scores if not on_or_before(k, dose_key) and on_or_before(k, end_limit)]
-        rows.append({"USUBJID": period.USUBJID, "EPOCH": period.EPOCH, "ETCD": period.ETCD,
-                     "baseline": baseline[-1], "end": end[-1]})
+        rows.append(
+            {
+                "USUBJID": period.USUBJID,
+                "EPOCH": period.EPOCH,
+                "ETCD": period.ETCD,
+                "baseline": baseline[-1],
+                "end": end[-1],
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -228,8 +260,9 @@ def test_scores_stay_within_their_scales() -> None:
 def test_repeat_biopsies_for_the_five_nearly_normal_patients() -> None:
     pr, mi, ex = read("pr"), read("mi"), read("ex")
     assert set(mi.MIREFID) == set(pr.PRREFID)
-    first_ivig = ex[ex.EXTRT == IVIG].groupby("USUBJID").EXSTDTC.agg(
-        lambda s: min(first_day(v) for v in s))
+    first_ivig = (
+        ex[ex.EXTRT == IVIG].groupby("USUBJID").EXSTDTC.agg(lambda s: min(first_day(v) for v in s))
+    )
     # everybody has a biopsy before any treatment
     first_dose = ex.groupby("USUBJID").EXSTDTC.agg(lambda s: min(first_day(v) for v in s))
     for subject, dates in pr.groupby("USUBJID").PRSTDTC:
@@ -261,8 +294,9 @@ def test_repeat_biopsies_for_the_five_nearly_normal_patients() -> None:
     assert (pre.MACCAP == "PRESENT").all() and (post.MACCAP == "ABSENT").all()
     order = ["NONE", "FOCAL", "WIDESPREAD"]
     for code in ("ICAM1", "MHC1"):
-        assert all(order.index(a) < order.index(b)
-                   for b, a in zip(pre[code], post[code], strict=True)), code
+        assert all(
+            order.index(a) < order.index(b) for b, a in zip(pre[code], post[code], strict=True)
+        ), code
 
 
 # -- prednisone (E7) ----------------------------------------------------------------------------
@@ -330,5 +364,7 @@ def test_scaled_cohort_is_deterministic_and_writable(tmp_path: Path) -> None:
     assert not items.empty
     # the per-muscle items add up to the sum score at the same visit (MSSUM = half their sum)
     for (subject, visit), rows in items.groupby(["USUBJID", "VISITNUM"]):
-        total = qs[qs.USUBJID.eq(str(subject)) & qs.VISITNUM.eq(str(visit)) & qs.QSTESTCD.eq("MSSUM")]
+        total = qs[
+            qs.USUBJID.eq(str(subject)) & qs.VISITNUM.eq(str(visit)) & qs.QSTESTCD.eq("MSSUM")
+        ]
         assert rows.QSSTRESN.astype(int).sum() / 2 == float(total.QSSTRESN.item())
