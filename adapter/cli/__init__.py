@@ -20,7 +20,7 @@ def _register() -> None:
         ("adapter.cli.transfer_cmd", "push"),
         ("adapter.cli.transfer_cmd", "pull"),
         ("adapter.cli.analyze_cmd", "analyze"),
-        ("adapter.cli.analyze_cmd", "run"),
+        ("adapter.cli.run_cmd", "run"),
         ("adapter.cli.hapi_cmd", "hapi"),
     ):
         try:

@@ -1,0 +1,242 @@
+"""Moving a trial to and from a FHIR server: `push` (SDTM or FHIR folder -> conditional transactions) and
+`pull_study` (a study and everything linked to it -> resource dicts or a FHIR folder).
+
+This is where the client meets the mappings: the client knows nothing of trials, the mappings know
+nothing of servers.
+
+How a study is pulled (HAPI does not index the `workflow-researchStudy` extension, so the study is
+followed through its subjects):
+1. the ResearchStudy by its business identifier;
+2. its ResearchSubjects (`ResearchSubject?study=...`, with `_include=ResearchSubject:individual` for the
+   Patients);
+3. for groups of patients, concurrently (bounded): Condition, Specimen, Observation,
+   MedicationAdministration, Procedure and DiagnosticReport by `subject`; events are kept only when their
+   `workflow-researchStudy` extension points at this study (a patient may be in several studies);
+   the Conditions of the study's patients are kept, and their Specimens when an event of the study
+   refers to them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+from adapter.client import AsyncFhirClient, FhirClient, UploadSummary, token
+from adapter.client._bundle import TransactionMode
+from adapter.fhir_files import read_resources, write_ndjson
+from adapter.tables import domain_files, read_trial
+from mappings.identity import SID_STUDY
+from mappings.terminology import EXT_RESEARCH_STUDY
+from mappings.trial import trial_to_fhir
+
+__all__ = [
+    "PullResult",
+    "StudyNotFound",
+    "pull_study",
+    "pull_study_async",
+    "push",
+    "source_resources",
+]
+
+log = logging.getLogger("trialfhir.transfer")
+
+JSON = dict[str, Any]
+
+EVENT_TYPES: Final = ("Observation", "MedicationAdministration", "Procedure", "DiagnosticReport")
+PATIENT_TYPES: Final = ("Condition", "Specimen")
+
+
+class StudyNotFound(LookupError):
+    """The server has no ResearchStudy with the identifier asked for (or has several)."""
+
+
+def source_resources(source: str | Path) -> tuple[str, Iterator[JSON]]:
+    """What a folder holds, as FHIR resources: ("sdtm", ...) for a folder of domain tables (read and
+    checked in full first: a bad table raises `TableError` before anything is yielded), ("fhir", ...)
+    for NDJSON files or Bundles."""
+    path = Path(source)
+    if path.is_dir() and domain_files(path):
+        trial = read_trial(path)
+        return "sdtm", trial_to_fhir(trial)
+    return "fhir", read_resources(path)
+
+
+def push(
+    client: FhirClient,
+    source: str | Path | Iterable[JSON],
+    *,
+    chunk_size: int = 200,
+    mode: TransactionMode = "conditional-update",
+    progress: Callable[[int], None] | None = None,
+) -> UploadSummary:
+    """Write a trial to the server as transactions of `chunk_size` conditional entries, in reference
+    order. Pushing the same trial twice creates nothing new.
+
+    For an SDTM folder every table is read and checked before the first request is sent, so bad input
+    uploads nothing. A transaction that fails leaves the chunks before it committed (each is atomic);
+    the `TransactionFailed` error says which chunk failed and what was committed.
+    """
+    if isinstance(source, (str, Path)):
+        _, resources = source_resources(source)
+    else:
+        resources = iter(source)
+    return client.upload(resources, chunk_size=chunk_size, mode=mode, progress=progress)
+
+
+@dataclass
+class PullResult:
+    """What `pull_study` brought back: the resources (study first) and counts per type."""
+
+    study: JSON
+    resources: list[JSON] = field(default_factory=list)
+    skipped_other_studies: int = 0
+
+    @property
+    def counts(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for resource in self.resources:
+            rt = resource["resourceType"]
+            counts[rt] = counts.get(rt, 0) + 1
+        return dict(sorted(counts.items()))
+
+
+def _study_identifier(study: str) -> str:
+    """The token search for `study`: `system|value` as given, or a bare STUDYID under the project's
+    study identifier system (escaped as FHIR token search wants)."""
+    if "|" in study:
+        system, value = study.split("|", 1)
+        return token(system, value)
+    return token(SID_STUDY, study)
+
+
+def _links_to(resource: JSON, study_ref: str) -> bool:
+    for ext in resource.get("extension", ()):
+        if ext.get("url") == EXT_RESEARCH_STUDY:
+            ref = (ext.get("valueReference") or {}).get("reference", "")
+            if ref == study_ref or ref.endswith("/" + study_ref):
+                return True
+    return False
+
+
+def _referenced(resource: JSON, key: str) -> list[str]:
+    value = resource.get(key)
+    refs = value if isinstance(value, list) else [value]
+    return [r["reference"] for r in refs if isinstance(r, dict) and "reference" in r]
+
+
+async def pull_study_async(
+    client: AsyncFhirClient,
+    study: str,
+    *,
+    concurrency: int = 8,
+    patients_per_query: int = 20,
+    page_size: int = 500,
+    progress: Callable[[int], None] | None = None,
+) -> PullResult:
+    """Pull the study `study` (`system|value`, or a STUDYID under the project's system) with at most
+    `concurrency` requests in flight.
+
+    Raises:
+        StudyNotFound: no ResearchStudy (or more than one) carries that identifier.
+        FhirError: from the client, for anything the server refuses.
+    """
+    identifier = _study_identifier(study)
+    found = await client.search("ResearchStudy", identifier=identifier).count(2).all()
+    if len(found) != 1:
+        raise StudyNotFound(
+            f"{len(found)} ResearchStudy resources carry the identifier asked for (expected 1)"
+        )
+    research_study = found[0]
+    study_ref = f"ResearchStudy/{research_study['id']}"
+    result = PullResult(study=research_study, resources=[research_study])
+
+    subjects: list[JSON] = []
+    patients: dict[str, JSON] = {}
+    search = (
+        client.search("ResearchSubject", study=study_ref)
+        .include("ResearchSubject:individual")
+        .count(page_size)
+    )
+    async for entry in search.entries():
+        resource = entry.resource
+        if resource.get("resourceType") == "ResearchSubject" and entry.is_match:
+            subjects.append(resource)
+        elif resource.get("resourceType") == "Patient":
+            patients[f"Patient/{resource['id']}"] = resource
+    wanted = {r["reference"] for s in subjects for r in [s.get("individual") or {}] if r}
+    result.resources.extend(patients[ref] for ref in sorted(patients) if ref in wanted)
+    result.resources.extend(sorted(subjects, key=lambda r: str(r["id"])))
+    if progress is not None:
+        progress(len(result.resources))
+
+    patient_refs = sorted(wanted)
+    groups = [
+        patient_refs[i : i + patients_per_query]
+        for i in range(0, len(patient_refs), patients_per_query)
+    ]
+    gate = asyncio.Semaphore(concurrency)
+    gathered: dict[str, list[JSON]] = {rt: [] for rt in (*PATIENT_TYPES, *EVENT_TYPES)}
+
+    async def fetch(resource_type: str, group: list[str]) -> None:
+        async with gate:
+            query = client.search(resource_type, subject=",".join(group)).count(page_size)
+            batch = [resource async for resource in query]
+        gathered[resource_type].extend(batch)
+        if progress is not None:
+            progress(len(batch))
+
+    await asyncio.gather(
+        *(fetch(rt, group) for group in groups for rt in (*PATIENT_TYPES, *EVENT_TYPES))
+    )
+
+    events: list[JSON] = []
+    for rt in EVENT_TYPES:
+        for resource in gathered[rt]:
+            if _links_to(resource, study_ref):
+                events.append(resource)
+            else:
+                result.skipped_other_studies += 1
+    used_specimens = {ref for e in events for ref in _referenced(e, "specimen")}
+    for rt in PATIENT_TYPES:
+        for resource in sorted(gathered[rt], key=lambda r: str(r["id"])):
+            if rt == "Specimen" and f"Specimen/{resource['id']}" not in used_specimens:
+                result.skipped_other_studies += 1
+                continue
+            result.resources.append(resource)
+    result.resources.extend(sorted(events, key=lambda r: (r["resourceType"], str(r["id"]))))
+    log.info(
+        "pulled study: %d resources (%d types), %d skipped as other studies'",
+        len(result.resources),
+        len(result.counts),
+        result.skipped_other_studies,
+    )
+    return result
+
+
+def pull_study(
+    base_url: str,
+    study: str,
+    *,
+    out: str | Path | None = None,
+    concurrency: int = 8,
+    client_options: dict[str, Any] | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> PullResult:
+    """Synchronous front of `pull_study_async`: opens an `AsyncFhirClient` on `base_url` (with
+    `client_options`: auth, timeout, verify, retry, transport), pulls, and writes the resources to the
+    FHIR folder `out` when given (one NDJSON file per type)."""
+
+    async def run() -> PullResult:
+        async with AsyncFhirClient(base_url, **(client_options or {})) as client:
+            return await pull_study_async(
+                client, study, concurrency=concurrency, progress=progress
+            )
+
+    result = asyncio.run(run())
+    if out is not None:
+        write_ndjson(result.resources, out)
+    return result
