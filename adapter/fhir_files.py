@@ -28,6 +28,7 @@ import orjson
 
 __all__ = [
     "BUNDLE_ENTRY_MODE",
+    "BundleWriter",
     "DecimalText",
     "FhirFileError",
     "ReadStats",
@@ -145,8 +146,10 @@ ids are deterministic, so this is idempotent). Switch here when the server needs
 def entry_request(resource: JSON) -> JSON:
     """The `request` of the Bundle entry that writes `resource` (the ONE place this is decided).
 
-    Built by the FHIR client's transaction builder (`adapter.client.transaction_bundle`) in
-    `BUNDLE_ENTRY_MODE`, so a written Bundle and an upload say the same thing."""
+    `update` is `PUT Type/<id>`; the conditional modes are built by the FHIR client's transaction
+    builder (`adapter.client.transaction_bundle`), so a written Bundle and an upload say the same."""
+    if BUNDLE_ENTRY_MODE == "update":
+        return {"method": "PUT", "url": f"{resource['resourceType']}/{resource['id']}"}
     from adapter.client import transaction_bundle
 
     entry = transaction_bundle([resource], mode=BUNDLE_ENTRY_MODE)["entry"][0]
@@ -154,22 +157,58 @@ def entry_request(resource: JSON) -> JSON:
     return request
 
 
+_UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
 def bundle_entry(resource: JSON, bundle_type: BundleType = "transaction") -> JSON:
-    """One Bundle entry: `fullUrl` `urn:uuid:<id>` (our ids are UUIDs; any other id gets a name-based
-    UUID), the resource, and for a transaction or batch its `request`."""
+    """One Bundle entry: `fullUrl` `urn:uuid:<id>` (our ids are lower-case UUIDs; any other id gets a
+    name-based UUID of `Type/id`), the resource, and for a transaction or batch its `request`."""
     rid = resource.get("id")
-    full_url: str
-    try:
-        full_url = f"urn:uuid:{uuid.UUID(str(rid))}" if rid is not None else ""
-    except ValueError:
-        full_url = ""
-    if not full_url:
-        key = f"{resource.get('resourceType')}/{rid}" if rid is not None else None
-        full_url = f"urn:uuid:{uuid.uuid5(uuid.NAMESPACE_URL, key) if key else uuid.uuid4()}"
+    if isinstance(rid, str) and _UUID_RE.fullmatch(rid):
+        full_url = f"urn:uuid:{rid}"
+    elif rid is not None:
+        name = f"{resource.get('resourceType')}/{rid}"
+        full_url = f"urn:uuid:{uuid.uuid5(uuid.NAMESPACE_URL, name)}"
+    else:
+        full_url = f"urn:uuid:{uuid.uuid4()}"
     entry: JSON = {"fullUrl": full_url, "resource": resource}
     if bundle_type != "collection":
         entry["request"] = entry_request(resource)
     return entry
+
+
+class BundleWriter:
+    """Streams a Bundle JSON file, one entry per line: `with BundleWriter(path) as w: w.add(r)`.
+
+    `counts` holds the number of entries per resource type. The file is complete (valid JSON) only
+    once the writer is closed."""
+
+    def __init__(self, path: str | Path, type: BundleType = "transaction") -> None:
+        self.path = Path(path)
+        self.type: BundleType = type
+        self.counts: dict[str, int] = {}
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._handle: IO[bytes] = open(self.path, "wb", buffering=1 << 20)  # noqa: SIM115
+        self._handle.write(b'{"resourceType":"Bundle","type":' + dumps(type) + b',"entry":[')
+        self._separator = b"\n"
+
+    def add(self, resource: JSON) -> None:
+        self._handle.write(self._separator)
+        self._handle.write(dumps(bundle_entry(resource, self.type)))
+        self._separator = b",\n"
+        resource_type = str(resource.get("resourceType"))
+        self.counts[resource_type] = self.counts.get(resource_type, 0) + 1
+
+    def close(self) -> None:
+        if not self._handle.closed:
+            self._handle.write(b"\n]}\n")
+            self._handle.close()
+
+    def __enter__(self) -> BundleWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def write_bundle(
@@ -177,20 +216,10 @@ def write_bundle(
 ) -> dict[str, int]:
     """Stream `resources` into one Bundle JSON file of `type` (one entry per line); returns the count
     per resource type."""
-    counts: dict[str, int] = {}
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with open(target, "wb", buffering=1 << 20) as handle:
-        handle.write(b'{"resourceType":"Bundle","type":' + dumps(type) + b',"entry":[')
-        separator = b"\n"
+    with BundleWriter(path, type) as writer:
         for resource in resources:
-            handle.write(separator)
-            handle.write(dumps(bundle_entry(resource, type)))
-            separator = b",\n"
-            resource_type = str(resource.get("resourceType"))
-            counts[resource_type] = counts.get(resource_type, 0) + 1
-        handle.write(b"\n]}\n")
-    return counts
+            writer.add(resource)
+    return writer.counts
 
 
 # --- reading ---------------------------------------------------------------------------------------
