@@ -219,7 +219,7 @@ def ts_ta_trials(draw: st.DrawFn) -> Trial:
     return {"TS": Table("TS", ts_columns, ts_rows), "TA": Table("TA", ta_columns, ta_rows)}
 
 
-@settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(trial=ts_ta_trials())
 def test_any_ts_and_ta_round_trip_exactly(trial: Trial, validate: Validate) -> None:
     resources = list(trial_to_fhir(trial))
