@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy import stats
 
 from adapter import cohort
@@ -61,6 +63,25 @@ def test_another_seed_gives_other_values_but_still_meets_every_figure() -> None:
 def test_the_generator_check_passes_on_the_fixture_seed() -> None:
     _, failures = cohort.check(cohort.generate(1993))
     assert failures == []
+
+
+@settings(max_examples=15, deadline=None)
+@given(seed=st.integers(min_value=0, max_value=2**32 - 1))
+def test_every_seed_meets_the_published_figures_by_design(seed: int) -> None:
+    _, failures = cohort.check(cohort.generate(seed))
+    assert failures == []
+
+
+def test_the_command_line_writes_the_eleven_tables_and_checks_them(tmp_path: Path) -> None:
+    assert cohort.main(["--out", str(tmp_path), "--check"]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(f"{d}.csv" for d in DOMAINS)
+
+
+def test_the_check_reports_a_broken_figure() -> None:
+    tables = cohort.generate(1993)
+    tables["RS"][0] = {**tables["RS"][0], "RSORRES": "WORSENING"}
+    _, failures = cohort.check(tables)
+    assert failures and all(f.startswith("RS ") or f.startswith("E4") for f in failures)
 
 
 # -- labels and conventions ---------------------------------------------------------------------
