@@ -103,7 +103,7 @@ def reported(func: Callable[P, R]) -> Callable[P, R]:
         try:
             return func(*args, **kwargs)
         except (FhirError, TableError, FhirFileError, StudyNotFound) as exc:
-            raise CommandError(f"error: {exc}", exit_code_for(exc)) from exc
+            raise CommandError(str(exc), exit_code_for(exc)) from exc
 
     return wrapper
 
