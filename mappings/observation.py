@@ -1,0 +1,552 @@
+"""VS, QS, RS <-> Observation, and the row machinery the event families (medication, observation, biopsy)
+share: ids, identifiers, subject and study links, EPOCH/VISIT, the `sdtm-variable` carrier, and reading a
+row back from a resource.
+
+Placement of the cells (every one comes back exactly as written; docs/mapping.md has the full table):
+- STUDYID, USUBJID, --SEQ, DOMAIN: `identifier` (system `.../sid/sdtm/<domain>`, value STUDYID/USUBJID/SEQ);
+  `subject` -> the Patient, `workflow-researchStudy` -> the ResearchStudy; EPOCH -> `epoch`,
+  VISITNUM/VISIT -> `visit`.
+- --TESTCD: `code.coding` (project CodeSystem; VS WEIGHT also LOINC 29463-7), --TEST: `code.text`.
+- --DTC: `effectiveDateTime` (a time rides in `sdtm-dtc`, see primitives.set_dtc).
+- VS: VSSTRESN/VSSTRESU -> `valueQuantity` (UCUM code where the unit is a known UCUM unit), VSLOC ->
+  `bodySite.text`. QS: QSSTRESN -> `valueQuantity` in UCUM `{score}`. RS: RSORRES -> `valueCodeableConcept`
+  (project coding when it is a known response, `text` as written).
+- Every other cell (VSORRES, VSORRESU, QSORRES, QSCAT, RSSTRESC, sponsor columns, ...) -> `sdtm-variable`,
+  in file column order. A number whose Decimal does not write back as written (`1e3`) keeps its FHIR value
+  and also rides in `sdtm-variable`, which wins on the way back.
+
+Emitted resources may share immutable sub-structures (codings, `code`, `subject`, the study link, EPOCH and
+VISIT extensions): treat them as read-only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from decimal import Decimal, InvalidOperation
+from typing import Any, Final
+from urllib.parse import unquote
+
+from mappings.identity import (
+    ROW_SYSTEM_PREFIX,
+    key_value,
+    name_uuid,
+    patient_id,
+    row_system,
+    study_id,
+)
+from mappings.primitives import JSON, decimal_text, get_dtc, set_dtc, variable_extension
+from mappings.sdtm import DOMAINS, Table, Trial
+from mappings.terminology import (
+    BODY_WEIGHT_LOINC,
+    EXT_DATA_ABSENT_REASON,
+    EXT_EPOCH,
+    EXT_RESEARCH_STUDY,
+    EXT_SDTM_VARIABLE,
+    EXT_VISIT,
+    LOINC,
+    OBSERVATION_CATEGORY,
+    PROJECT_CODESYSTEM,
+    UCUM,
+    project_coding,
+)
+
+__all__ = [
+    "DOMAINS_MAPPED",
+    "RS_ANSWERS",
+    "UCUM_CODES",
+    "ObservationReader",
+    "RowContext",
+    "RowHead",
+    "codeable",
+    "data_absent",
+    "decimal_cell",
+    "is_code",
+    "quantity",
+    "read_code",
+    "read_head",
+    "row_domain",
+    "set_date",
+    "split_key",
+    "to_fhir",
+]
+
+DOMAINS_MAPPED: Final = ("VS", "QS", "RS")
+
+UCUM_CODES: Final[dict[str, str]] = {
+    # mass, length, area and their inverses as SDTM writes them -> UCUM (case-sensitive)
+    "kg": "kg",
+    "g": "g",
+    "mg": "mg",
+    "ug": "ug",
+    "LB": "[lb_av]",
+    "lb": "[lb_av]",
+    "m": "m",
+    "cm": "cm",
+    "mm": "mm",
+    "um": "um",
+    "IN": "[in_i]",
+    "in": "[in_i]",
+    "mm2": "mm2",
+    "um2": "um2",
+    "/mm2": "/mm2",
+    "g/kg": "g/kg",
+    "mg/kg": "mg/kg",
+    "mL": "mL",
+    "L": "L",
+    "%": "%",
+    "C": "Cel",
+    "mmHg": "mm[Hg]",
+    "beats/min": "/min",
+    "BEATS/MIN": "/min",
+    "breaths/min": "/min",
+    "kg/m2": "kg/m2",
+    "{score}": "{score}",
+}
+"""SDTM unit (as written) -> UCUM code. A unit not listed is kept as `Quantity.unit` only (no system and
+no code: nothing is guessed)."""
+
+RS_ANSWERS: Final = frozenset({"MAJOR IMPROVEMENT", "MILD IMPROVEMENT", "NO CHANGE", "WORSENING"})
+"""RSORRES values that are concepts of the project CodeSystem (matched exactly as written)."""
+
+SCORE_UNIT: Final = "{score}"
+
+
+def _category(code: str, display: str) -> JSON:
+    return {"coding": [{"system": OBSERVATION_CATEGORY, "code": code, "display": display}]}
+
+
+_VITAL_SIGNS: Final = _category("vital-signs", "Vital Signs")
+_SURVEY: Final = _category("survey", "Survey")
+_EXAM: Final = _category("exam", "Exam")
+_LOINC_WEIGHT: Final = {
+    "system": LOINC,
+    "code": BODY_WEIGHT_LOINC[0],
+    "display": BODY_WEIGHT_LOINC[1],
+}
+
+_HEAD: Final = frozenset({"STUDYID", "DOMAIN", "USUBJID", "EPOCH", "VISITNUM", "VISIT"})
+"""Cells every row-level resource holds the same way (plus the domain's --SEQ)."""
+
+
+# --- cells -----------------------------------------------------------------------------------------
+
+
+def decimal_cell(text: str) -> tuple[Decimal | None, bool]:
+    """A numeric cell as (FHIR decimal or None when it is none, whether that decimal writes back as `text`)."""
+    try:
+        value = Decimal(text)
+    except InvalidOperation:
+        return None, False
+    if not value.is_finite():
+        return None, False
+    return value, str(value) == text
+
+
+def is_code(text: str) -> bool:
+    """Whether `text` is a valid FHIR `code` (no leading, trailing or repeated whitespace)."""
+    return bool(text) and " ".join(text.split()) == text
+
+
+def data_absent() -> JSON:
+    """An element whose value is missing where FHIR requires one (a fresh dict every time)."""
+    return {"extension": [{"url": EXT_DATA_ABSENT_REASON, "valueCode": "unknown"}]}
+
+
+def codeable(codings: list[JSON], text: str) -> JSON:
+    """A CodeableConcept: `codings` plus `text` as written; data-absent when both are empty."""
+    concept: JSON = {}
+    if codings:
+        concept["coding"] = codings
+    if text:
+        concept["text"] = text
+    return concept if concept else data_absent()
+
+
+def quantity(value: Decimal, unit: str) -> JSON:
+    """A Quantity of `value` in `unit` (as written), with UCUM system and code when the unit is known."""
+    q: JSON = {"value": value}
+    if unit:
+        q["unit"] = unit
+        ucum = UCUM_CODES.get(unit)
+        if ucum is not None:
+            q["system"] = UCUM
+            q["code"] = ucum
+    return q
+
+
+def set_date(target: JSON, key: str, text: str) -> None:
+    """`set_dtc` with a fast path for values without a time (they pass as written)."""
+    if len(text) <= 10:
+        if text:
+            target[key] = text
+    else:
+        set_dtc(target, key, text)
+
+
+# --- the way out: per-domain row context -------------------------------------------------------------
+
+
+class RowContext:
+    """Everything the resources made from one table's rows share, computed once per subject or value:
+    ids, identifiers, the subject reference, the study link, EPOCH/VISIT extensions, coded `code`s."""
+
+    def __init__(self, table: Table, resource_type: str, native: Iterable[str] = ()) -> None:
+        spec = DOMAINS[table.domain]
+        self.domain = spec.code
+        self.seq = spec.seq or ""
+        self.system = row_system(spec.code)
+        self.resource_type = resource_type
+        placed = _HEAD | {self.seq} | frozenset(native)
+        self.carried: tuple[str, ...] = tuple(c for c in table.columns if c not in placed)
+        """Columns that always ride in `sdtm-variable` (file order)."""
+        self.has_epoch = "EPOCH" in table.columns
+        self.has_visit = "VISITNUM" in table.columns or "VISIT" in table.columns
+        self._subjects: dict[tuple[str, str], tuple[str, str, JSON, JSON]] = {}
+        self._epochs: dict[str, JSON] = {}
+        self._visits: dict[tuple[str, str], tuple[JSON | None, JSON | None]] = {}
+        self._codes: dict[tuple[str, str], tuple[JSON, bool]] = {}
+
+    def subject(self, studyid: str, usubjid: str) -> tuple[str, str, JSON, JSON]:
+        """(id prefix, identifier value prefix, subject reference, study link) of one subject."""
+        key = (studyid, usubjid)
+        found = self._subjects.get(key)
+        if found is None:
+            found = (
+                key_value(self.resource_type, studyid, usubjid, self.domain) + "/",
+                key_value(studyid, usubjid) + "/",
+                {"reference": f"Patient/{patient_id(studyid, usubjid)}"},
+                {
+                    "url": EXT_RESEARCH_STUDY,
+                    "valueReference": {"reference": f"ResearchStudy/{study_id(studyid)}"},
+                },
+            )
+            self._subjects[key] = found
+        return found
+
+    def head(self, row: dict[str, str]) -> tuple[str, list[JSON], JSON, list[JSON]]:
+        """(id, identifier list, subject reference, extension list) of the resource made from `row`.
+        The extension list holds the study link, EPOCH, VISIT and the always-carried cells; callers
+        append further `sdtm-variable`s to it."""
+        get = row.get
+        id_prefix, value_prefix, subject, study = self.subject(
+            get("STUDYID", ""), get("USUBJID", "")
+        )
+        seq = get(self.seq, "")
+        part = seq if seq.isascii() and seq.isdigit() else key_value(seq)
+        extensions = [study]
+        if get("DOMAIN", self.domain) != self.domain:
+            extensions.append(variable_extension("DOMAIN", row["DOMAIN"]))
+        if self.has_epoch:
+            epoch = get("EPOCH", "")
+            if epoch:
+                ext = self._epochs.get(epoch)
+                if ext is None:
+                    ext = self._epochs[epoch] = {"url": EXT_EPOCH, "valueString": epoch}
+                extensions.append(ext)
+        if self.has_visit:
+            visitnum = get("VISITNUM", "")
+            visit = get("VISIT", "")
+            if visitnum or visit:
+                key = (visitnum, visit)
+                pair = self._visits.get(key)
+                if pair is None:
+                    pair = self._visits[key] = _visit_extension(visitnum, visit)
+                if pair[0] is not None:
+                    extensions.append(pair[0])
+                if pair[1] is not None:
+                    extensions.append(pair[1])
+        for name in self.carried:
+            value = get(name)
+            if value:
+                extensions.append(variable_extension(name, value))
+        identifier = [{"system": self.system, "value": value_prefix + part}]
+        return name_uuid(id_prefix + part), identifier, subject, extensions
+
+    def code(
+        self,
+        testcd_name: str,
+        testcd: str,
+        test: str,
+        extensions: list[JSON],
+        public: tuple[JSON, ...] = (),
+    ) -> JSON:
+        """`code` from --TESTCD (project coding, after the `public` codings) and --TEST (text); a
+        --TESTCD that is not a valid FHIR code rides in `sdtm-variable` instead."""
+        key = (testcd, test)
+        found = self._codes.get(key)
+        if found is None:
+            valid = is_code(testcd)
+            codings = [*public, project_coding(testcd)] if valid else list(public)
+            found = self._codes[key] = (codeable(codings, test), bool(testcd) and not valid)
+        if found[1]:
+            extensions.append(variable_extension(testcd_name, testcd))
+        return found[0]
+
+
+def _visit_extension(visitnum: str, visit: str) -> tuple[JSON | None, JSON | None]:
+    """(the `visit` extension, an `sdtm-variable` for a VISITNUM that does not write back as written)."""
+    parts: list[JSON] = []
+    carried = None
+    if visitnum:
+        value, exact = decimal_cell(visitnum)
+        if value is not None:
+            parts.append({"url": "visitnum", "valueDecimal": value})
+        if not exact:
+            carried = variable_extension("VISITNUM", visitnum)
+    if visit:
+        parts.append({"url": "visit", "valueString": visit})
+    return ({"url": EXT_VISIT, "extension": parts} if parts else None), carried
+
+
+# --- the way back: reading a row head ------------------------------------------------------------------
+
+
+RowHead = tuple[str, dict[str, str], dict[str, str]]
+"""(domain, row with the head cells, cells carried in `sdtm-variable`)."""
+
+
+def split_key(value: str, parts: int) -> list[str]:
+    """The key parts of an identifier value made by `key_value` (raises ValueError on a foreign shape)."""
+    keys = value.split("/")
+    if len(keys) != parts:
+        raise ValueError(f"identifier value has {len(keys)} parts, expected {parts}")
+    if "%" in value:
+        keys = [unquote(k) for k in keys]
+    return keys
+
+
+def row_domain(resource: JSON) -> tuple[str, str] | None:
+    """(domain, identifier value) of a row-level resource, from its first `.../sid/sdtm/` identifier."""
+    for identifier in resource.get("identifier", ()):
+        system = identifier.get("system")
+        if isinstance(system, str) and system.startswith(ROW_SYSTEM_PREFIX):
+            return system[len(ROW_SYSTEM_PREFIX) :].upper(), str(identifier.get("value", ""))
+    return None
+
+
+def read_head(resource: JSON, domain: str, value: str) -> tuple[dict[str, str], dict[str, str]]:
+    """The head cells of the row behind `resource` (STUDYID, DOMAIN, USUBJID, --SEQ, EPOCH, VISITNUM,
+    VISIT) and the cells it carries in `sdtm-variable` (to apply last: they win)."""
+    studyid, usubjid, seq = split_key(value, 3)
+    row = {"STUDYID": studyid, "DOMAIN": domain, "USUBJID": usubjid}
+    seq_name = DOMAINS[domain].seq
+    if seq_name:
+        row[seq_name] = seq
+    carried: dict[str, str] = {}
+    for ext in resource.get("extension", ()):
+        url = ext.get("url")
+        if url == EXT_SDTM_VARIABLE:
+            name = cell = None
+            for part in ext.get("extension", ()):
+                if part.get("url") == "name":
+                    name = part.get("valueString")
+                elif part.get("url") == "value":
+                    cell = part.get("valueString")
+            if name is not None and cell is not None:
+                carried[str(name)] = str(cell)
+        elif url == EXT_EPOCH:
+            row["EPOCH"] = str(ext.get("valueString", ""))
+        elif url == EXT_VISIT:
+            for part in ext.get("extension", ()):
+                if part.get("url") == "visitnum" and "valueDecimal" in part:
+                    row["VISITNUM"] = decimal_text(part["valueDecimal"])
+                elif part.get("url") == "visit":
+                    row["VISIT"] = str(part.get("valueString", ""))
+    return row, carried
+
+
+def read_code(concept: Any, row: dict[str, str], testcd_name: str, test_name: str) -> None:
+    """--TESTCD from the project coding of `concept` and --TEST from its text."""
+    if not isinstance(concept, dict):
+        return
+    for coding in concept.get("coding", ()):
+        if coding.get("system") == PROJECT_CODESYSTEM and "code" in coding:
+            row[testcd_name] = str(coding["code"])
+            break
+    text = concept.get("text")
+    if text:
+        row[test_name] = str(text)
+
+
+# --- VS, QS, RS -> Observation --------------------------------------------------------------------------
+
+_VS_NATIVE: Final = ("VSTESTCD", "VSTEST", "VSSTRESN", "VSSTRESU", "VSDTC", "VSLOC")
+_QS_NATIVE: Final = ("QSTESTCD", "QSTEST", "QSSTRESN", "QSDTC")
+_RS_NATIVE: Final = ("RSTESTCD", "RSTEST", "RSORRES", "RSDTC")
+
+
+def to_fhir(trial: Trial) -> Iterator[JSON]:
+    """Every Observation made from the VS, QS and RS tables of `trial` (absent tables are skipped)."""
+    if "VS" in trial:
+        yield from _vital_signs(trial["VS"])
+    if "QS" in trial:
+        yield from _scores(trial["QS"])
+    if "RS" in trial:
+        yield from _responses(trial["RS"])
+
+
+def _vital_signs(table: Table) -> Iterator[JSON]:
+    context = RowContext(table, "Observation", _VS_NATIVE)
+    code = context.code
+    for row in table.rows:
+        get = row.get
+        rid, identifier, subject, extensions = context.head(row)
+        testcd = get("VSTESTCD", "")
+        observation: JSON = {
+            "resourceType": "Observation",
+            "id": rid,
+            "extension": extensions,
+            "identifier": identifier,
+            "status": "final",
+            "category": [_VITAL_SIGNS],
+            "code": code(
+                "VSTESTCD",
+                testcd,
+                get("VSTEST", ""),
+                extensions,
+                (_LOINC_WEIGHT,) if testcd == "WEIGHT" else (),
+            ),
+            "subject": subject,
+        }
+        set_date(observation, "effectiveDateTime", get("VSDTC", ""))
+        number = get("VSSTRESN", "")
+        unit = get("VSSTRESU", "")
+        value, exact = decimal_cell(number) if number else (None, True)
+        if value is not None:
+            observation["valueQuantity"] = quantity(value, unit)
+        elif unit:
+            extensions.append(variable_extension("VSSTRESU", unit))
+        if not exact:
+            extensions.append(variable_extension("VSSTRESN", number))
+        location = get("VSLOC", "")
+        if location:
+            observation["bodySite"] = {"text": location}
+        yield observation
+
+
+def _scores(table: Table) -> Iterator[JSON]:
+    context = RowContext(table, "Observation", _QS_NATIVE)
+    code = context.code
+    for row in table.rows:
+        get = row.get
+        rid, identifier, subject, extensions = context.head(row)
+        observation: JSON = {
+            "resourceType": "Observation",
+            "id": rid,
+            "extension": extensions,
+            "identifier": identifier,
+            "status": "final",
+            "category": [_SURVEY],
+            "code": code("QSTESTCD", get("QSTESTCD", ""), get("QSTEST", ""), extensions),
+            "subject": subject,
+        }
+        set_date(observation, "effectiveDateTime", get("QSDTC", ""))
+        number = get("QSSTRESN", "")
+        if number:
+            value, exact = decimal_cell(number)
+            if value is not None:
+                observation["valueQuantity"] = {
+                    "value": value,
+                    "unit": SCORE_UNIT,
+                    "system": UCUM,
+                    "code": SCORE_UNIT,
+                }
+            if not exact:
+                extensions.append(variable_extension("QSSTRESN", number))
+        yield observation
+
+
+def _responses(table: Table) -> Iterator[JSON]:
+    context = RowContext(table, "Observation", _RS_NATIVE)
+    code = context.code
+    answers: dict[str, JSON] = {}
+    for row in table.rows:
+        get = row.get
+        rid, identifier, subject, extensions = context.head(row)
+        observation: JSON = {
+            "resourceType": "Observation",
+            "id": rid,
+            "extension": extensions,
+            "identifier": identifier,
+            "status": "final",
+            "category": [_EXAM],
+            "code": code("RSTESTCD", get("RSTESTCD", ""), get("RSTEST", ""), extensions),
+            "subject": subject,
+        }
+        set_date(observation, "effectiveDateTime", get("RSDTC", ""))
+        result = get("RSORRES", "")
+        if result:
+            answer = answers.get(result)
+            if answer is None:
+                codings = [project_coding(result)] if result in RS_ANSWERS else []
+                answer = answers[result] = codeable(codings, result)
+            observation["valueCodeableConcept"] = answer
+        yield observation
+
+
+# --- Observation -> VS, QS, RS ---------------------------------------------------------------------------
+
+_SYSTEMS: Final = {row_system(d): d for d in DOMAINS_MAPPED}
+
+
+class ObservationReader:
+    """Takes the Observations made from VS, QS and RS rows and gives the rows back."""
+
+    def __init__(self) -> None:
+        self._rows: dict[str, list[dict[str, str]]] = {d: [] for d in DOMAINS_MAPPED}
+
+    def feed(self, resource: JSON) -> bool:
+        """Take `resource` when it is an Observation of VS, QS or RS (True), else leave it (False)."""
+        if resource.get("resourceType") != "Observation":
+            return False
+        identifiers = resource.get("identifier")
+        if not identifiers:
+            return False
+        first = identifiers[0]
+        domain = _SYSTEMS.get(first.get("system"))
+        if domain is not None:
+            value = str(first.get("value", ""))
+        else:
+            found = row_domain(resource)
+            if found is None or found[0] not in _SYSTEMS.values():
+                return False
+            domain, value = found
+        row, carried = read_head(resource, domain, value)
+        if domain == "QS":
+            read_code(resource.get("code"), row, "QSTESTCD", "QSTEST")
+            dtc = get_dtc(resource, "effectiveDateTime")
+            if dtc:
+                row["QSDTC"] = dtc
+            q = resource.get("valueQuantity")
+            if q and "value" in q:
+                row["QSSTRESN"] = decimal_text(q["value"])
+        elif domain == "VS":
+            read_code(resource.get("code"), row, "VSTESTCD", "VSTEST")
+            dtc = get_dtc(resource, "effectiveDateTime")
+            if dtc:
+                row["VSDTC"] = dtc
+            q = resource.get("valueQuantity")
+            if q:
+                if "value" in q:
+                    row["VSSTRESN"] = decimal_text(q["value"])
+                if q.get("unit"):
+                    row["VSSTRESU"] = str(q["unit"])
+            site = resource.get("bodySite")
+            if site and site.get("text"):
+                row["VSLOC"] = str(site["text"])
+        else:
+            read_code(resource.get("code"), row, "RSTESTCD", "RSTEST")
+            dtc = get_dtc(resource, "effectiveDateTime")
+            if dtc:
+                row["RSDTC"] = dtc
+            answer = resource.get("valueCodeableConcept")
+            if answer and answer.get("text"):
+                row["RSORRES"] = str(answer["text"])
+        if carried:
+            row.update(carried)
+        self._rows[domain].append(row)
+        return True
+
+    def rows(self) -> dict[str, list[dict[str, str]]]:
+        """Domain -> the rows read so far (only domains with rows; unsorted)."""
+        return {d: rows for d, rows in self._rows.items() if rows}
