@@ -8,6 +8,7 @@ A test the data cannot support returns `p=None` with the reason instead of raisi
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -87,8 +88,8 @@ def paired_t(differences: Sequence[float]) -> TestResult:
         return TestResult(None, name, len(d), reason="fewer than 2 pairs")
     if float(np.std(d)) == 0.0:
         return TestResult(None, name, len(d), reason="differences have no variance")
-    res = stats.ttest_1samp(d, 0.0, alternative="two-sided")
-    return TestResult(_p(res.pvalue), name, len(d), float(res.statistic))
+    statistic, p = _quiet_t_test(d, None)
+    return TestResult(_p(p), name, len(d), statistic)
 
 
 def mann_whitney_u(first: Sequence[float], second: Sequence[float]) -> TestResult:
@@ -109,6 +110,19 @@ def mann_whitney_u(first: Sequence[float], second: Sequence[float]) -> TestResul
     return TestResult(_p(res.pvalue), method, n, float(res.statistic))
 
 
+def _quiet_t_test(
+    x: list[float], y: list[float] | None, *, welch: bool = True
+) -> tuple[float, float]:
+    """scipy's t-tests without its precision-loss warning for near-constant groups."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        if y is None:
+            res = stats.ttest_1samp(x, 0.0, alternative="two-sided")
+        else:
+            res = stats.ttest_ind(x, y, equal_var=not welch, alternative="two-sided")
+    return float(res.statistic), float(res.pvalue)
+
+
 def _two_sample_t(first: Sequence[float], second: Sequence[float], *, welch: bool) -> TestResult:
     x, y = _finite(first), _finite(second)
     name = "Welch t-test" if welch else "Student t-test (pooled variance)"
@@ -117,8 +131,8 @@ def _two_sample_t(first: Sequence[float], second: Sequence[float], *, welch: boo
         return TestResult(None, name, n, reason="fewer than 2 values in a group")
     if float(np.var(x)) == 0.0 and float(np.var(y)) == 0.0:
         return TestResult(None, name, n, reason="no variance in either group")
-    res = stats.ttest_ind(x, y, equal_var=not welch, alternative="two-sided")
-    return TestResult(_p(res.pvalue), name, n, float(res.statistic))
+    statistic, p = _quiet_t_test(x, y, welch=welch)
+    return TestResult(_p(p), name, n, statistic)
 
 
 def welch_t(first: Sequence[float], second: Sequence[float]) -> TestResult:

@@ -9,6 +9,7 @@ from adapter.analysis.periods import (
     score_readings,
     treatment_periods,
 )
+
 from .trial_builder import TrialBuilder
 
 
