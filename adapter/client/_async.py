@@ -125,7 +125,7 @@ class AsyncFhirClient:
             started = time.perf_counter()
             try:
                 response = await self._http.send(request)
-            except httpx.TransportError as exc:
+            except httpx.RequestError as exc:
                 failure: FhirError = self._core.transport_error(exc, spec)
                 failure.__cause__ = exc
                 decision = state.decide(failure, None, time.monotonic())

@@ -127,6 +127,12 @@ class SmartBackendAuth(_OriginBoundAuth):
         self._async_lock: asyncio.Lock | None = None
         self.token_requests = 0
         """How many token requests this instance has sent (for monitoring and tests)."""
+        try:  # fail at construction, not at the first request, when key and algorithm do not fit
+            self.assertion("urn:trialfhir:key-check")
+        except (ValueError, TypeError, jwt.PyJWTError) as exc:
+            raise ValueError(
+                f"the private key cannot sign {algorithm}: {type(exc).__name__}"
+            ) from exc
 
     def __repr__(self) -> str:
         return f"SmartBackendAuth(client_id={self.client_id!r}, algorithm={self.algorithm!r})"

@@ -246,10 +246,24 @@ class ClientCore:
         url = self.url(rt, self.check_id(resource_id), "_history", self.check_id(version_id))
         return RequestSpec("GET", url, rt, "vread", self.headers_for(body=False))
 
-    def search(self, resource_type: str | None, pairs: Sequence[tuple[str, str]]) -> RequestSpec:
+    def search(
+        self, resource_type: str | None, pairs: Sequence[tuple[str, str]], *, post: bool = False
+    ) -> RequestSpec:
+        """``GET Type?query``, or ``POST Type/_search`` with a form body (for long queries)."""
         segments = (self.check_type(resource_type),) if resource_type else ()
-        url = self.url(*segments, query=encode_query(pairs))
-        return RequestSpec("GET", url, resource_type, "search", self.headers_for(body=False))
+        if not post:
+            url = self.url(*segments, query=encode_query(pairs))
+            return RequestSpec("GET", url, resource_type, "search", self.headers_for(body=False))
+        headers = (("Accept", FHIR_JSON), ("Content-Type", "application/x-www-form-urlencoded"))
+        return RequestSpec(
+            "POST",
+            self.url(*segments, "_search"),
+            resource_type,
+            "search",
+            headers,
+            encode_query(pairs).encode("ascii"),
+            idempotent=True,
+        )
 
     def next_page(self, link: str, resource_type: str | None) -> RequestSpec:
         return RequestSpec(
@@ -364,9 +378,13 @@ class ClientCore:
         return response.is_success or response.status_code in spec.ok_statuses
 
     @staticmethod
-    def transport_error(exc: httpx.TransportError, spec: RequestSpec) -> FhirTransportError:
-        """Translate an httpx transport failure (the caller raises it ``from exc``)."""
+    def transport_error(exc: httpx.RequestError, spec: RequestSpec) -> FhirError:
+        """Translate an httpx request failure (the caller raises it ``from exc``): timeouts and
+        connection failures become FhirTimeout / FhirTransportError (retryable), an undecodable body
+        (bad gzip) InvalidResponse."""
         target = spec.resource_type or "server"
+        if isinstance(exc, httpx.DecodingError):
+            return InvalidResponse(f"{spec.method} {target}: the body could not be decoded")
         if isinstance(exc, httpx.TimeoutException):
             return FhirTimeout(
                 f"{spec.method} {target}: timed out ({type(exc).__name__})",

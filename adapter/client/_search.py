@@ -120,6 +120,7 @@ class _Query(Generic[C]):
     params: tuple[tuple[str, str], ...] = ()
     page_cap: int | None = None
     max_resources: int | None = None
+    use_post: bool = False
 
     def _with(self, *pairs: tuple[str, str]) -> Self:
         return replace(self, params=self.params + pairs)
@@ -182,6 +183,11 @@ class _Query(Generic[C]):
             raise ValueError("limit must not be negative")
         return replace(self, max_resources=resources)
 
+    def post(self, enabled: bool = True) -> Self:
+        """Send the first page as ``POST Type/_search`` with a form body (long queries, no values in
+        the URL); the server's next links are then followed with GET as given."""
+        return replace(self, use_post=enabled)
+
     def query_pairs(self) -> list[tuple[str, str]]:
         """The (name, value) pairs that will be sent (before percent-encoding)."""
         return list(self.params)
@@ -214,7 +220,9 @@ class Search(_Query[_Sender]):
 
     def pages(self) -> Iterator[Page]:
         """Every searchset page, following ``next`` links exactly as the server gave them."""
-        spec: RequestSpec = self.client._core.search(self.resource_type, self.params)
+        spec: RequestSpec = self.client._core.search(
+            self.resource_type, self.params, post=self.use_post
+        )
         number = 1
         while True:
             page = _as_page(self.client._request_json(spec), number)
@@ -275,7 +283,9 @@ class AsyncSearch(_Query[_AsyncSender]):
 
     async def pages(self) -> AsyncIterator[Page]:
         """Every searchset page, following ``next`` links exactly as the server gave them."""
-        spec: RequestSpec = self.client._core.search(self.resource_type, self.params)
+        spec: RequestSpec = self.client._core.search(
+            self.resource_type, self.params, post=self.use_post
+        )
         number = 1
         while True:
             page = _as_page(await self.client._request_json(spec), number)

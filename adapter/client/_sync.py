@@ -123,7 +123,7 @@ class FhirClient:
             started = time.perf_counter()
             try:
                 response = self._http.send(request)
-            except httpx.TransportError as exc:
+            except httpx.RequestError as exc:
                 failure: FhirError = self._core.transport_error(exc, spec)
                 failure.__cause__ = exc
                 decision = state.decide(failure, None, time.monotonic())

@@ -296,3 +296,12 @@ def test_auth_reprs_hide_secrets(rsa_key: rsa.RSAPrivateKey) -> None:
     assert "secret" not in repr(BearerAuth("secret"))
     assert "pw" not in repr(BasicAuth("user", "pw"))
     assert "PRIVATE" not in repr(SmartBackendAuth(CLIENT_ID, rsa_key))
+
+
+def test_a_key_that_cannot_sign_the_algorithm_is_refused_at_once(
+    rsa_key: rsa.RSAPrivateKey, ec_key: ec.EllipticCurvePrivateKey
+) -> None:
+    with pytest.raises(ValueError, match="ES384"):
+        SmartBackendAuth(CLIENT_ID, rsa_key, algorithm="ES384")
+    with pytest.raises(ValueError, match="RS384"):
+        SmartBackendAuth(CLIENT_ID, ec_key, algorithm="RS384")

@@ -137,3 +137,12 @@ def test_every_error_code_is_documented() -> None:
     doc = (Path(__file__).resolve().parents[2] / "docs" / "client.md").read_text()
     missing = [cls.code for cls in _all_error_classes() if f"`{cls.code}`" not in doc]
     assert missing == []
+
+
+def test_an_undecodable_body_is_an_invalid_response(httpx_mock: HTTPXMock) -> None:
+    httpx_mock.add_response(
+        url=f"{BASE}/Patient/a", content=b"not gzip at all", headers={"Content-Encoding": "gzip"}
+    )
+    with FhirClient(BASE) as client, pytest.raises(InvalidResponse) as info:
+        client.read("Patient", "a")
+    assert info.value.__cause__ is not None

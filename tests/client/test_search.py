@@ -221,3 +221,29 @@ def test_async_first_and_total(httpx_mock: HTTPXMock) -> None:
             return (first or {}).get("id"), await search.total()
 
     assert asyncio.run(run()) == ("z", 1)
+
+
+def test_post_search_sends_the_query_in_a_form_body(httpx_mock: HTTPXMock) -> None:
+    httpx_mock.add_response(url=f"{BASE}/Observation/_search", method="POST", json=searchset([]))
+    refs = ",".join(f"Patient/p{i}" for i in range(50))
+    with FhirClient(BASE) as client:
+        assert client.search("Observation").where(subject=refs).count(100).post().all() == []
+    request = httpx_mock.get_request()
+    assert request is not None
+    assert request.url.query == b""
+    assert request.headers["Content-Type"] == "application/x-www-form-urlencoded"
+    assert request.content.startswith(b"subject=Patient/p0,Patient/p1,")
+
+
+def test_an_injected_transport_replaces_the_network() -> None:
+    import httpx
+
+    seen: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request.url.path)
+        return httpx.Response(200, json=searchset([patient("m")]))
+
+    with FhirClient(BASE, transport=httpx.MockTransport(handler)) as client:
+        assert [p["id"] for p in client.search("Patient")] == ["m"]
+    assert seen == ["/fhir/Patient"]
