@@ -7,6 +7,7 @@ import asyncio
 import re
 import threading
 import time
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import parse_qs
@@ -88,7 +89,7 @@ class TokenServer:
         return self.answer(request)
 
 
-def fhir_server(valid: set[str]) -> Any:
+def fhir_server(valid: set[str]) -> Callable[[httpx.Request], httpx.Response]:
     def answer(request: httpx.Request) -> httpx.Response:
         if request.headers.get("Authorization", "").removeprefix("Bearer ") in valid:
             return httpx.Response(200, json=patient(request.url.path.rsplit("/", 1)[-1]))
@@ -97,7 +98,7 @@ def fhir_server(valid: set[str]) -> Any:
     return answer
 
 
-def slow_fhir_server(valid: set[str]) -> Any:
+def slow_fhir_server(valid: set[str]) -> Callable[[httpx.Request], Awaitable[httpx.Response]]:
     """The same server, answering after a pause so that concurrent requests overlap."""
     answer = fhir_server(valid)
 
