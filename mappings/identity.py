@@ -7,6 +7,7 @@ Business identifiers carry the readable keys and are what conditional writes mat
 
 from __future__ import annotations
 
+import re
 import uuid
 from hashlib import sha1
 from typing import Final
@@ -32,10 +33,16 @@ def row_system(domain: str) -> str:
 ROW_SYSTEM_PREFIX: Final = f"{CANONICAL_BASE}/sid/sdtm/"
 
 
+_KEY_SAFE: Final = " -._~:@!*'()+;=&"
+_PLAIN_KEY: Final = re.compile(r"[A-Za-z0-9 \-._~:@!*'()+;=&]*")
+"""A key part `quote` would leave unchanged (the common case, checked far faster than quoting)."""
+
+
 def key_value(*parts: str) -> str:
     """Join key parts with '/', escaping what would be ambiguous there or in a token search
     ('/', ',', '|', '$', '\\', '%')."""
-    return "/".join(quote(p, safe=" -._~:@!*'()+;=&") for p in parts)
+    plain = _PLAIN_KEY.fullmatch
+    return "/".join(p if plain(p) else quote(p, safe=_KEY_SAFE) for p in parts)
 
 
 _NAMESPACE_BYTES: Final = NAMESPACE.bytes
