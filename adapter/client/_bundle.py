@@ -11,7 +11,7 @@ from __future__ import annotations
 import uuid
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from ._core import encode_query, search_pairs, token
@@ -25,6 +25,7 @@ __all__ = [
     "bundle_is_idempotent",
     "chunked",
     "parse_bundle_response",
+    "shift_indexes",
     "transaction_bundle",
 ]
 
@@ -117,6 +118,11 @@ def transaction_bundle(
     if problems:
         raise ValueError("cannot build the bundle: " + "; ".join(problems))
     return {"resourceType": "Bundle", "type": bundle_type, "entry": entries}
+
+
+def shift_indexes(entries: Iterable[EntryOutcome], offset: int) -> list[EntryOutcome]:
+    """Entry outcomes with their indexes moved by ``offset`` (chunk positions -> upload positions)."""
+    return [replace(e, index=e.index + offset) for e in entries]
 
 
 def bundle_is_idempotent(bundle: Mapping[str, Any]) -> bool:
@@ -304,11 +310,12 @@ class UploadSummary:
     bundles: int = 0
     failed: list[EntryOutcome] = field(default_factory=list)
 
-    def add(self, result: BundleResult) -> None:
+    def add(self, result: BundleResult, *, offset: int = 0) -> None:
+        """Count one bundle's outcomes; ``offset`` turns entry indexes into positions in the upload."""
         self.bundles += 1
         for entry in result.entries:
             self.counts.setdefault(entry.resource_type or "?", Counter())[entry.result] += 1
-        self.failed.extend(result.failed)
+        self.failed.extend(replace(e, index=e.index + offset) for e in result.failed)
 
     def total(self, result: str) -> int:
         """How many entries, over all types, ended with ``result`` (e.g. ``"created"``)."""

@@ -24,6 +24,7 @@ from ._bundle import (
     bundle_is_idempotent,
     chunked,
     parse_bundle_response,
+    shift_indexes,
     transaction_bundle,
 )
 from ._core import (
@@ -37,6 +38,7 @@ from ._core import (
     WriteResult,
     expect_resource,
     loads_json,
+    logger,
     retry_after_of,
     ssl_context,
     transaction_error,
@@ -277,12 +279,18 @@ class FhirClient:
                 raise TransactionFailed(
                     exc.status,
                     outcome=exc.outcome,
-                    failed_entries=exc.failed_entries,
+                    failed_entries=shift_indexes(exc.failed_entries, sent),
                     chunk=number,
                     completed=summary,
                 ) from exc
-            summary.add(result)
+            summary.add(result, offset=sent)
             sent += len(chunk)
+            logger.info(
+                "upload chunk %d: %d entries, %s",
+                number,
+                len(chunk),
+                ", ".join(f"{rt} {dict(c)}" for rt, c in result.counts().items()),
+            )
             if progress is not None:
                 progress(sent)
         return summary

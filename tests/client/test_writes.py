@@ -304,3 +304,16 @@ def test_async_transaction_and_upload(httpx_mock: HTTPXMock) -> None:
     request = httpx_mock.get_request()
     assert request is not None
     assert all("ifNoneExist" in e["request"] for e in json.loads(request.content)["entry"])
+
+
+def test_failing_entries_of_an_upload_are_numbered_in_upload_order(httpx_mock: HTTPXMock) -> None:
+    httpx_mock.add_response(
+        url=f"{BASE}/", method="POST", json=response_bundle("201 Created", "201 Created")
+    )
+    httpx_mock.add_response(
+        url=f"{BASE}/", method="POST", json=response_bundle("201 Created", "409 Conflict")
+    )
+    with FhirClient(BASE) as client, pytest.raises(TransactionFailed) as info:
+        client.upload([patient(str(i)) for i in range(4)], chunk_size=2)
+    assert [e.index for e in info.value.failed_entries] == [3]
+    assert info.value.chunk == 1
