@@ -1,0 +1,73 @@
+"""Against a live HAPI FHIR R4 server (TRIALFHIR_HAPI_URL, e.g. http://localhost:8080/fhir); skipped otherwise.
+
+Checks what mocks cannot: that HAPI's real _getpages links are followed, that conditional uploads are
+idempotent, and that real OperationOutcomes land in the exception messages.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from adapter.client import (
+    BadRequest,
+    FhirClient,
+    ResourceNotFound,
+    UnprocessableEntity,
+    token,
+)
+
+pytestmark = pytest.mark.hapi
+
+SYSTEM = "urn:trialfhir:test:client"
+
+
+@pytest.fixture(scope="module")
+def client() -> Iterator[FhirClient]:
+    url = os.environ.get("TRIALFHIR_HAPI_URL")
+    if not url:
+        pytest.skip("TRIALFHIR_HAPI_URL is not set")
+    with FhirClient(url) as fhir:
+        yield fhir
+
+
+def test_hapi_speaks_r4(client: FhirClient) -> None:
+    assert client.capabilities(refresh=True)["fhirVersion"].startswith("4.0")
+
+
+def test_conditional_upload_is_idempotent_and_pages_like_hapi(client: FhirClient) -> None:
+    run = uuid.uuid4().hex[:12]
+    patients = [
+        {
+            "resourceType": "Patient",
+            "id": f"cl-{run}-{i}",
+            "identifier": [{"system": SYSTEM, "value": f"{run}-{i}"}],
+            "gender": "female",
+        }
+        for i in range(7)
+    ]
+    first = client.upload(patients, chunk_size=3)
+    assert first.total("failed") == 0
+    assert first.total("created") + first.total("updated") == 7
+    second = client.upload(patients, chunk_size=3)
+    assert second.total("created") == 0
+    search = client.search("Patient").where(_id=",".join(p["id"] for p in patients)).count(2)
+    pages = list(search.pages())
+    assert len(pages) == 4
+    assert sorted(r["id"] for r in search) == sorted(p["id"] for p in patients)
+    assert search.total() == 7
+    found = client.search("Patient").where(identifier=token(SYSTEM, f"{run}-3")).all()
+    assert [p["id"] for p in found] == [f"cl-{run}-3"]
+
+
+def test_missing_and_invalid(client: FhirClient) -> None:
+    with pytest.raises(ResourceNotFound):
+        client.read("Patient", f"missing-{uuid.uuid4().hex[:12]}")
+    with pytest.raises((BadRequest, UnprocessableEntity)) as info:
+        client.create({"resourceType": "Patient", "gender": "not-a-gender"})
+    assert info.value.diagnostics
+    issues = client.validate({"resourceType": "Patient", "gender": "not-a-gender"})
+    assert any(issue.is_error for issue in issues)
