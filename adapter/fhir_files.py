@@ -1,5 +1,6 @@
 """FHIR resources on disk: NDJSON folders (the Bulk Data layout) and Bundle files, read and written
-without losing a decimal's written precision.
+without losing a decimal's written precision (the JSON codec itself is `adapter.fhir_json`, shared with
+the client; `dumps`, `loads` and `DecimalText` are re-exported here).
 
 Writing: `dumps` is orjson with `Decimal` emitted as its text (`Decimal("74.50")` -> `74.50`).
 `write_ndjson` streams one `<Type>.ndjson` per resource type; `write_bundle` streams a transaction (or
@@ -8,7 +9,8 @@ batch / collection) Bundle whose entry requests come from ONE function, `entry_r
 Reading: `read_resources` takes an NDJSON folder, one `.ndjson` file, a Bundle JSON file or a folder of
 Bundle files. Each line (or Bundle file) is parsed by orjson unless a cheap byte scan finds a number whose
 float would not print as written (`74.50`, `1E+3`, 16 or more digits, `0.00001`, `-0`); such text is
-parsed with `json.loads(parse_float=DecimalText)`, a `Decimal` that also remembers its exact text.
+parsed with `json.loads(parse_float=DecimalText)`, a `Decimal` that also remembers its exact text
+(integers stay ints, except `-0` and those beyond 64 bits, which become `DecimalText` too).
 Every number therefore comes back either as an int, as a float whose `repr` is the written text, or as a
 `DecimalText`. Errors (`FhirFileError`) name the file and line. Formats: docs/files.md.
 """
@@ -20,14 +22,17 @@ import re
 import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from decimal import Decimal
 from pathlib import Path
 from typing import IO, Any, Literal
 
 import orjson
 
+from adapter.fhir_json import SUSPECT_NUMBER, DecimalText, dumps, exact_loads, loads
+from adapter.fhir_json import default as _default
+
 __all__ = [
     "BUNDLE_ENTRY_MODE",
+    "SUSPECT_NUMBER",
     "BundleWriter",
     "DecimalText",
     "FhirFileError",
@@ -56,60 +61,7 @@ class FhirFileError(Exception):
         super().__init__(f"{where}: {reason}")
 
 
-# --- decimals --------------------------------------------------------------------------------------
-
-
-class DecimalText(Decimal):
-    """A FHIR decimal read from JSON: a `Decimal` whose `str` is the text exactly as written
-    (`Decimal("0.0000001")` prints `1E-7`; `DecimalText("0.0000001")` prints `0.0000001`)."""
-
-    __slots__ = ("text",)
-    text: str
-
-    def __new__(cls, text: str) -> DecimalText:
-        self = super().__new__(cls, text)
-        self.text = text
-        return self
-
-    def __str__(self) -> str:
-        return self.text
-
-    def __repr__(self) -> str:
-        return f"DecimalText({self.text!r})"
-
-
-def _default(value: object) -> orjson.Fragment:
-    if isinstance(value, Decimal):
-        if not value.is_finite():
-            raise TypeError(f"a FHIR decimal must be finite, not {value}")
-        return orjson.Fragment(str(value).encode())
-    raise TypeError(f"cannot write {type(value).__name__} as JSON")
-
-
-def dumps(value: Any) -> bytes:
-    """Compact JSON bytes; decimals written exactly as their text."""
-    return orjson.dumps(value, default=_default)
-
-
-_SUSPECT_FORMS = (
-    rb"[0-9]+\.[0-9]+0\s*[,\]}]",  # a trailing zero: 74.50, 1.00 (1.0 prints as written)
-    rb"[0-9]+(?:\.[0-9]+)?[eE][+-]?[0-9]+\s*[,\]}]",  # an exponent: 1E+3
-    rb"(?:[0-9]\.?){16}",  # 16 or more digits: more than a float keeps
-    rb"0\.0000",  # 0.00001 and smaller print with an exponent
-    rb"0\s*[,\]}]",  # -0 (an int loses the sign)
-)
-SUSPECT_NUMBER = re.compile(rb"[:\[,]\s*-?(?:" + b"|".join(_SUSPECT_FORMS) + rb")")
-"""A number in JSON whose float (or int) would not print back as written. False alarms (a string that
-looks like such a number after `:`) only cost speed: the exact parser is used for that text."""
-
-
-def loads(data: bytes | str) -> Any:
-    """Parse JSON keeping every number's written text (see the module docstring)."""
-    raw = data.encode() if isinstance(data, str) else data
-    if SUSPECT_NUMBER.search(raw) is None:
-        return orjson.loads(raw)
-    return json.loads(raw, parse_float=DecimalText)
-
+# --- decimals: the codec lives in adapter.fhir_json (shared with the client) --------------------------
 
 # --- writing ---------------------------------------------------------------------------------------
 
@@ -275,10 +227,7 @@ def _read_ndjson(file: Path, stats: ReadStats) -> Iterator[JSON]:
             if line.isspace() or not line:
                 continue
             try:
-                if search(line) is None:
-                    resource = orjson_loads(line)
-                else:
-                    resource = json.loads(line, parse_float=DecimalText)
+                resource = orjson_loads(line) if search(line) is None else exact_loads(line)
             except (orjson.JSONDecodeError, json.JSONDecodeError, UnicodeDecodeError) as exc:
                 raise FhirFileError(file, number, f"not JSON: {exc}") from exc
             if not isinstance(resource, dict) or not isinstance(resource.get("resourceType"), str):

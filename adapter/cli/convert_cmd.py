@@ -88,7 +88,9 @@ def _sdtm_to_fhir(src: Path, staging: Path, validate: bool) -> str:
     if validate:
         summary = validate_all(trial_to_fhir(trial))
         if summary["invalid"]:
-            lines = [f"{summary['invalid']} of {summary['resources']} resources made are not valid R4B:"]
+            lines = [
+                f"{summary['invalid']} of {summary['resources']} resources made are not valid R4B:"
+            ]
             lines.extend(summary["problems"])
             raise click.ClickException("\n".join(lines))
     with BundleWriter(staging / "bundle.json", "transaction") as bundle:
@@ -116,7 +118,9 @@ def _fhir_to_sdtm(src: Path, staging: Path, validate: bool) -> tuple[str, list[s
         if validate:
             summary = validate_all(read_resources(src))
             if summary["invalid"]:
-                lines = [f"{summary['invalid']} of {summary['resources']} resources are not valid R4B:"]
+                lines = [
+                    f"{summary['invalid']} of {summary['resources']} resources are not valid R4B:"
+                ]
                 lines.extend(summary["problems"])
                 raise BadInput("\n".join(lines))
         assembler = TrialAssembler()
@@ -149,7 +153,9 @@ def _fhir_to_sdtm(src: Path, staging: Path, validate: bool) -> tuple[str, list[s
     show_default=True,
     help="fhir: SRC is an SDTM folder; sdtm: SRC is an NDJSON folder, .ndjson file or Bundle.",
 )
-@click.option("--validate", is_flag=True, help="Also check every resource with the R4B models (slow).")
+@click.option(
+    "--validate", is_flag=True, help="Also check every resource with the R4B models (slow)."
+)
 @click.option("--force", is_flag=True, help="Replace DIR when it exists and is not empty.")
 def convert(src: Path, out: Path, target: str, validate: bool, force: bool) -> None:
     """Convert SRC (SDTM tables or FHIR files) and write the result into DIR, all or nothing.
