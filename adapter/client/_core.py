@@ -23,6 +23,8 @@ from urllib.parse import quote
 import httpx
 import orjson
 
+from adapter import fhir_json
+
 from ._errors import (
     FhirError,
     FhirHttpError,
@@ -39,8 +41,8 @@ from ._errors import (
 logger = logging.getLogger("trialfhir.client")
 
 FHIR_JSON = "application/fhir+json"
-RESOURCE_TYPE_RE = re.compile(r"^[A-Z][A-Za-z]{1,63}$")
-RESOURCE_ID_RE = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
+RESOURCE_TYPE_RE = re.compile(r"[A-Z][A-Za-z]{1,63}")
+RESOURCE_ID_RE = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 
 SearchValue = str | int | float | Decimal | bool | dt.date | dt.datetime
 """A typed search value: dates become ISO 8601, booleans ``true``/``false``, numbers their text."""
@@ -142,15 +144,15 @@ class RequestSpec:
 
 
 def dumps(resource: Any) -> bytes:
-    """Serialise a FHIR JSON value (orjson; keeps str decimals as given)."""
-    return orjson.dumps(resource)
+    """Serialise a FHIR JSON value; a `Decimal` is written exactly as its text (`74.50`)."""
+    return fhir_json.dumps(resource)
 
 
 def loads_json(response: httpx.Response, spec: RequestSpec) -> Any:
     """Parse a response body as JSON, or raise InvalidResponse (without echoing the body)."""
     try:
-        return orjson.loads(response.content)
-    except orjson.JSONDecodeError as exc:
+        return fhir_json.loads(response.content)
+    except fhir_json.JSONDecodeErrors as exc:
         raise InvalidResponse(
             f"{spec.method} {spec.resource_type or 'server'}: HTTP {response.status_code} "
             f"with a body that is not JSON ({response.headers.get('content-type', 'no content-type')})"
@@ -188,13 +190,13 @@ class ClientCore:
 
     @staticmethod
     def check_type(resource_type: str) -> str:
-        if not RESOURCE_TYPE_RE.match(resource_type):
+        if not RESOURCE_TYPE_RE.fullmatch(resource_type):
             raise ValueError(f"not a FHIR resource type: {resource_type!r}")
         return resource_type
 
     @staticmethod
     def check_id(resource_id: str) -> str:
-        if not RESOURCE_ID_RE.match(resource_id):
+        if not RESOURCE_ID_RE.fullmatch(resource_id):
             raise ValueError("not a valid FHIR resource id (1-64 of A-Z a-z 0-9 - .)")
         return resource_id
 
@@ -203,7 +205,10 @@ class ClientCore:
 
         Absolute links are used exactly as given; relative ones are resolved against the base URL.
         """
-        url = httpx.URL(link)
+        try:
+            url = httpx.URL(link)
+        except httpx.InvalidURL as exc:
+            raise InvalidResponse("the server sent a paging link that is not a URL") from exc
         if not url.is_absolute_url:
             url = self.base_url.join(link)
         if origin_of(url) != self.origin:

@@ -192,6 +192,10 @@ class _Query(Generic[C]):
         """The (name, value) pairs that will be sent (before percent-encoding)."""
         return list(self.params)
 
+    def _first_query(self) -> Self:
+        query = self if any(n == "_count" for n, _ in self.params) else self.count(1)
+        return query.limit(1)
+
     def _without(self, *names: str) -> tuple[tuple[str, str], ...]:
         return tuple(p for p in self.params if p[0] not in names)
 
@@ -261,7 +265,7 @@ class Search(_Query[_Sender]):
 
     def first(self) -> dict[str, Any] | None:
         """The first match, or None when the search found nothing (never a 404)."""
-        return next(iter(self.limit(1)), None)
+        return next(iter(self._first_query()), None)
 
     def total(self) -> int:
         """How many resources match (``_summary=count``)."""
@@ -325,7 +329,7 @@ class AsyncSearch(_Query[_AsyncSender]):
 
     async def first(self) -> dict[str, Any] | None:
         """The first match, or None when the search found nothing (never a 404)."""
-        async for resource in self.limit(1):
+        async for resource in self._first_query():
             return resource
         return None
 

@@ -134,3 +134,9 @@ def test_ids_and_types_cannot_inject_paths() -> None:
     with pytest.raises(ValueError):
         core.read("Patient/x", "1")
     assert core.read("Patient", "dm-001.a").url == httpx.URL("http://h/fhir/Patient/dm-001.a")
+
+
+@pytest.mark.parametrize("bad_id", ["abc\n", "a/b", "", "x" * 65, "a b", "a?b"])
+def test_bad_ids_are_refused(bad_id: str) -> None:
+    with pytest.raises(ValueError):
+        ClientCore("http://h/fhir").read("Patient", bad_id)

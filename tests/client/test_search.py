@@ -173,7 +173,7 @@ def test_total_without_bundle_total_is_an_invalid_response(httpx_mock: HTTPXMock
 
 
 def test_search_that_finds_nothing_is_not_a_404(httpx_mock: HTTPXMock) -> None:
-    httpx_mock.add_response(url=f"{BASE}/Patient?identifier=s%7Cnone", json=searchset([]))
+    httpx_mock.add_response(url=f"{BASE}/Patient?identifier=s%7Cnone&_count=1", json=searchset([]))
     httpx_mock.add_response(url=f"{BASE}/Patient/none", status_code=404, json=outcome("not found"))
     with FhirClient(BASE) as client:
         assert client.search("Patient").where(identifier="s|none").first() is None
@@ -208,7 +208,7 @@ def test_async_search_pages_the_same_way(httpx_mock: HTTPXMock) -> None:
 
 
 def test_async_first_and_total(httpx_mock: HTTPXMock) -> None:
-    httpx_mock.add_response(url=f"{BASE}/Patient?gender=male", json=searchset([patient("z")]))
+    httpx_mock.add_response(url=f"{BASE}/Patient?gender=male&_count=1", json=searchset([patient("z")]))
     httpx_mock.add_response(
         url=f"{BASE}/Patient?gender=male&_summary=count",
         json={"resourceType": "Bundle", "type": "searchset", "total": 1},
