@@ -1,0 +1,88 @@
+"""FHIR JSON that keeps every decimal as written, one codec for files and for the wire.
+
+Writing: `dumps` is orjson with `Decimal` emitted as its text (`Decimal("74.50")` -> `74.50`).
+Reading: `loads` parses with orjson unless a cheap byte scan finds a number whose float would not print
+as written (`74.50`, `1E+3`, 16 or more digits, `0.00001`, `-0`); such text is parsed with
+`json.loads(parse_float=DecimalText)`, a `Decimal` that also remembers its exact text (integers stay ints,
+except `-0` and those beyond 64 bits, which become `DecimalText` too). Every number therefore comes back
+as an int, as a float whose `repr` is the written text, or as a `DecimalText`.
+
+`adapter.fhir_files` (NDJSON and Bundles on disk) and `adapter.client` (request and response bodies) both
+use it, so a decimal survives file -> server -> file unchanged.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from decimal import Decimal
+from typing import Any
+
+import orjson
+
+__all__ = ["SUSPECT_NUMBER", "DecimalText", "JSONDecodeErrors", "dumps", "exact_loads", "loads"]
+
+JSONDecodeErrors = (orjson.JSONDecodeError, json.JSONDecodeError, UnicodeDecodeError)
+"""What a parse of bad JSON raises, whichever parser ran."""
+
+
+
+class DecimalText(Decimal):
+    """A FHIR decimal read from JSON: a `Decimal` whose `str` is the text exactly as written
+    (`Decimal("0.0000001")` prints `1E-7`; `DecimalText("0.0000001")` prints `0.0000001`)."""
+
+    __slots__ = ("text",)
+    text: str
+
+    def __new__(cls, text: str) -> DecimalText:
+        self = super().__new__(cls, text)
+        self.text = text
+        return self
+
+    def __str__(self) -> str:
+        return self.text
+
+    def __repr__(self) -> str:
+        return f"DecimalText({self.text!r})"
+
+
+def default(value: object) -> orjson.Fragment:
+    if isinstance(value, Decimal):
+        if not value.is_finite():
+            raise TypeError(f"a FHIR decimal must be finite, not {value}")
+        return orjson.Fragment(str(value).encode())
+    raise TypeError(f"cannot write {type(value).__name__} as JSON")
+
+
+def dumps(value: Any) -> bytes:
+    """Compact JSON bytes; decimals written exactly as their text."""
+    return orjson.dumps(value, default=default)
+
+
+_SUSPECT_FORMS = (
+    rb"[0-9]+\.[0-9]+0\s*[,\]}]",  # a trailing zero: 74.50, 1.00 (1.0 prints as written)
+    rb"[0-9]+(?:\.[0-9]+)?[eE][+-]?[0-9]+\s*[,\]}]",  # an exponent: 1E+3
+    rb"(?:[0-9]\.?){16}",  # 16 or more digits: more than a float keeps
+    rb"0\.0000",  # 0.00001 and smaller print with an exponent
+    rb"0\s*[,\]}]",  # -0 (an int loses the sign)
+)
+SUSPECT_NUMBER = re.compile(rb"[:\[,]\s*-?(?:" + b"|".join(_SUSPECT_FORMS) + rb")")
+"""A number in JSON whose float (or int) would not print back as written. False alarms (a string that
+looks like such a number after `:`) only cost speed: the exact parser is used for that text."""
+
+
+def _parse_int(text: str) -> int | DecimalText:
+    """An int, except `-0` (whose sign an int loses) and beyond 64 bits (which orjson cannot write)."""
+    return DecimalText(text) if text == "-0" or len(text) > 18 else int(text)
+
+
+def exact_loads(data: bytes | str) -> Any:
+    return json.loads(data, parse_float=DecimalText, parse_int=_parse_int)
+
+
+def loads(data: bytes | str) -> Any:
+    """Parse JSON keeping every number's written text (see the module docstring)."""
+    raw = data.encode() if isinstance(data, str) else data
+    if SUSPECT_NUMBER.search(raw) is None:
+        return orjson.loads(raw)
+    return exact_loads(raw)
