@@ -208,7 +208,9 @@ def test_async_search_pages_the_same_way(httpx_mock: HTTPXMock) -> None:
 
 
 def test_async_first_and_total(httpx_mock: HTTPXMock) -> None:
-    httpx_mock.add_response(url=f"{BASE}/Patient?gender=male&_count=1", json=searchset([patient("z")]))
+    httpx_mock.add_response(
+        url=f"{BASE}/Patient?gender=male&_count=1", json=searchset([patient("z")])
+    )
     httpx_mock.add_response(
         url=f"{BASE}/Patient?gender=male&_summary=count",
         json={"resourceType": "Bundle", "type": "searchset", "total": 1},
@@ -247,3 +249,16 @@ def test_an_injected_transport_replaces_the_network() -> None:
     with FhirClient(BASE, transport=httpx.MockTransport(handler)) as client:
         assert [p["id"] for p in client.search("Patient")] == ["m"]
     assert seen == ["/fhir/Patient"]
+
+
+def test_a_search_resumes_from_a_saved_next_link(httpx_mock: HTTPXMock) -> None:
+    httpx_mock.add_response(url=getpages(4), json=searchset([patient("e")]))
+    with FhirClient(BASE) as client:
+        pages = list(client.search("Patient").resume(getpages(4), page_number=3).pages())
+    assert [(p.number, [e.resource["id"] for e in p.entries]) for p in pages] == [(3, ["e"])]
+
+
+def test_resuming_from_a_foreign_link_is_refused(httpx_mock: HTTPXMock) -> None:
+    with FhirClient(BASE) as client, pytest.raises(UnsafeNextLink):
+        client.search("Patient").resume("https://elsewhere.test/fhir?_getpages=x").all()
+    assert httpx_mock.get_requests() == []
