@@ -1,0 +1,123 @@
+package org.trialfhir.hapiserver;
+
+import ca.uhn.fhir.context.FhirContext;
+import ca.uhn.fhir.jpa.api.config.JpaStorageSettings;
+import ca.uhn.fhir.jpa.binary.api.IBinaryStorageSvc;
+import ca.uhn.fhir.jpa.binstore.MemoryBinaryStorageSvcImpl;
+import ca.uhn.fhir.jpa.config.util.HapiEntityManagerFactoryUtil;
+import ca.uhn.fhir.jpa.model.config.PartitionSettings;
+import ca.uhn.fhir.jpa.model.config.SubscriptionSettings;
+import ca.uhn.fhir.jpa.model.dialect.HapiFhirH2Dialect;
+import com.zaxxer.hikari.HikariDataSource;
+import jakarta.persistence.EntityManagerFactory;
+import java.util.HashMap;
+import java.util.Map;
+import javax.sql.DataSource;
+import org.springframework.beans.factory.annotation.Value;
+import org.springframework.beans.factory.config.ConfigurableListableBeanFactory;
+import org.springframework.boot.orm.jpa.hibernate.SpringImplicitNamingStrategy;
+import org.springframework.context.annotation.Bean;
+import org.springframework.context.annotation.Configuration;
+import org.springframework.context.annotation.Primary;
+import org.springframework.orm.jpa.JpaTransactionManager;
+import org.springframework.orm.jpa.LocalContainerEntityManagerFactoryBean;
+import org.springframework.transaction.annotation.EnableTransactionManagement;
+
+/**
+ * Storage side of the server: the H2 in-memory database, Hibernate, and HAPI's storage settings.
+ *
+ * <p>The settings are the ones a test server for trialfhir needs: client-assigned ids of any shape
+ * (server-assigned ids are UUIDs so they never collide with them), no reuse of cached search
+ * results (a search right after a write sees the write), and $expunge enabled so a test run can
+ * empty the server between modules.
+ */
+@Configuration
+@EnableTransactionManagement
+public class StorageConfig {
+
+  @Bean
+  public JpaStorageSettings storageSettings() {
+    JpaStorageSettings settings = new JpaStorageSettings();
+    settings.setResourceClientIdStrategy(JpaStorageSettings.ClientIdStrategyEnum.ANY);
+    settings.setResourceServerIdStrategy(JpaStorageSettings.IdStrategyEnum.UUID);
+    settings.setReuseCachedSearchResultsForMillis(null);
+    settings.setExpungeEnabled(true);
+    settings.setAllowMultipleDelete(true);
+    settings.setDeleteExpungeEnabled(true);
+    settings.setAllowContainsSearches(true);
+    settings.setFetchSizeDefaultMaximum(RestServerConfig.MAXIMUM_PAGE_SIZE);
+    return settings;
+  }
+
+  @Bean
+  public PartitionSettings partitionSettings() {
+    return new PartitionSettings();
+  }
+
+  @Bean
+  public SubscriptionSettings subscriptionSettings() {
+    return new SubscriptionSettings();
+  }
+
+  @Bean
+  public IBinaryStorageSvc binaryStorageSvc() {
+    return new MemoryBinaryStorageSvcImpl();
+  }
+
+  @Bean(destroyMethod = "close")
+  public DataSource dataSource(
+      @Value("${trialfhir.h2.url:jdbc:h2:mem:trialfhir;DB_CLOSE_DELAY=-1}") String url) {
+    HikariDataSource dataSource = new HikariDataSource();
+    dataSource.setDriverClassName("org.h2.Driver");
+    dataSource.setJdbcUrl(url);
+    dataSource.setUsername("sa");
+    dataSource.setPassword("");
+    dataSource.setMaximumPoolSize(20);
+    return dataSource;
+  }
+
+  @Bean
+  @Primary
+  public LocalContainerEntityManagerFactoryBean entityManagerFactory(
+      ConfigurableListableBeanFactory beanFactory,
+      FhirContext fhirContext,
+      JpaStorageSettings storageSettings,
+      DataSource dataSource) {
+    LocalContainerEntityManagerFactoryBean factory =
+        HapiEntityManagerFactoryUtil.newEntityManagerFactory(
+            beanFactory, fhirContext, storageSettings);
+    factory.setPersistenceUnitName("HAPI_PU");
+    factory.setDataSource(dataSource);
+    factory.setJpaPropertyMap(hibernateProperties());
+    return factory;
+  }
+
+  private static Map<String, Object> hibernateProperties() {
+    Map<String, Object> properties = new HashMap<>();
+    properties.put("hibernate.dialect", HapiFhirH2Dialect.class.getName());
+    properties.put("hibernate.hbm2ddl.auto", "update");
+    properties.put("hibernate.search.enabled", "false");
+    properties.put("hibernate.format_sql", "false");
+    properties.put("hibernate.show_sql", "false");
+    properties.put("hibernate.jdbc.batch_size", "20");
+    properties.put("hibernate.cache.use_query_cache", "false");
+    properties.put("hibernate.cache.use_second_level_cache", "false");
+    properties.put("hibernate.cache.use_structured_entries", "false");
+    properties.put("hibernate.cache.use_minimal_puts", "false");
+    properties.put("hibernate.archive.scanner", "org.hibernate.boot.archive.scan.internal.DisabledScanner");
+    properties.put(
+        "hibernate.implicit_naming_strategy", SpringImplicitNamingStrategy.class.getName());
+    properties.put(
+        "hibernate.physical_naming_strategy",
+        "org.hibernate.boot.model.naming.CamelCaseToUnderscoresNamingStrategy");
+    return properties;
+  }
+
+  @Bean
+  @Primary
+  public JpaTransactionManager transactionManager(EntityManagerFactory entityManagerFactory) {
+    JpaTransactionManager manager = new JpaTransactionManager();
+    manager.setEntityManagerFactory(entityManagerFactory);
+    return manager;
+  }
+}
