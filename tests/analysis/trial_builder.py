@@ -8,11 +8,10 @@ import pandas as pd
 
 STUDYID = "TEST01"
 
+_KEYS = ["STUDYID", "DOMAIN", "USUBJID"]
 COLUMNS: dict[str, list[str]] = {
     "DM": [
-        "STUDYID",
-        "DOMAIN",
-        "USUBJID",
+        *_KEYS,
         "SUBJID",
         "SITEID",
         "AGE",
@@ -25,78 +24,71 @@ COLUMNS: dict[str, list[str]] = {
         "RFSTDTC",
         "RFENDTC",
     ],
-    "SE": [
-        "STUDYID",
-        "DOMAIN",
-        "USUBJID",
-        "SESEQ",
-        "ETCD",
-        "ELEMENT",
-        "EPOCH",
-        "SESTDTC",
-        "SEENDTC",
-    ],
+    "SE": [*_KEYS, "SESEQ", "ETCD", "ELEMENT", "EPOCH", "SESTDTC", "SEENDTC"],
     "EX": [
-        "STUDYID",
-        "DOMAIN",
-        "USUBJID",
+        *_KEYS,
         "EXSEQ",
         "EXTRT",
         "EXDOSE",
         "EXDOSU",
+        "EXDOSFRM",
+        "EXROUTE",
         "EXSTDTC",
         "EXENDTC",
         "EPOCH",
     ],
     "QS": [
-        "STUDYID",
-        "DOMAIN",
-        "USUBJID",
+        *_KEYS,
         "QSSEQ",
+        "QSCAT",
         "QSTESTCD",
         "QSTEST",
         "QSORRES",
         "QSSTRESN",
+        "VISITNUM",
+        "VISIT",
         "QSDTC",
         "EPOCH",
     ],
-    "RS": [
-        "STUDYID",
-        "DOMAIN",
-        "USUBJID",
-        "RSSEQ",
-        "RSTESTCD",
-        "RSTEST",
-        "RSORRES",
-        "RSDTC",
-        "EPOCH",
-    ],
-    "PR": ["STUDYID", "DOMAIN", "USUBJID", "PRSEQ", "PRTRT", "PRSTDTC", "PRREFID", "EPOCH"],
+    "RS": [*_KEYS, "RSSEQ", "RSTESTCD", "RSTEST", "RSORRES", "RSDTC", "EPOCH"],
+    "PR": [*_KEYS, "PRSEQ", "PRTRT", "PRLOC", "PRSTDTC", "PRREFID", "EPOCH"],
     "MI": [
-        "STUDYID",
-        "DOMAIN",
-        "USUBJID",
+        *_KEYS,
         "MISEQ",
         "MIREFID",
         "MITESTCD",
+        "MITEST",
         "MIORRES",
+        "MIORRESU",
         "MISTRESN",
         "MISTRESC",
+        "MISPEC",
+        "MILOC",
         "MIDTC",
+        "EPOCH",
     ],
     "CM": [
-        "STUDYID",
-        "DOMAIN",
-        "USUBJID",
+        *_KEYS,
         "CMSEQ",
         "CMTRT",
         "CMDOSE",
         "CMDOSU",
         "CMDOSFRQ",
+        "CMROUTE",
         "CMSTDTC",
         "CMENDTC",
     ],
-    "VS": ["STUDYID", "DOMAIN", "USUBJID", "VSSEQ", "VSTESTCD", "VSSTRESN", "VSSTRESU", "VSDTC"],
+    "VS": [
+        *_KEYS,
+        "VSSEQ",
+        "VSTESTCD",
+        "VSTEST",
+        "VSORRES",
+        "VSORRESU",
+        "VSSTRESN",
+        "VSSTRESU",
+        "VSDTC",
+    ],
     "TS": ["STUDYID", "DOMAIN", "TSSEQ", "TSPARMCD", "TSPARM", "TSVAL"],
 }
 
@@ -154,6 +146,8 @@ class TrialBuilder:
             EXTRT=treatment,
             EXDOSE="1",
             EXDOSU="g/kg",
+            EXDOSFRM="SOLUTION",
+            EXROUTE="INTRAVENOUS",
             EXSTDTC=when,
             EXENDTC=when,
             EPOCH=epoch,
@@ -166,10 +160,13 @@ class TrialBuilder:
         self._add(
             "QS",
             usubjid,
+            QSCAT=testcd,
             QSTESTCD=testcd,
             QSTEST=testcd,
             QSORRES=value,
             QSSTRESN=value,
+            VISITNUM="",
+            VISIT="",
             QSDTC=when,
             EPOCH=epoch,
         )
@@ -190,7 +187,15 @@ class TrialBuilder:
     def biopsy(
         self, usubjid: str, refid: str, when: str, findings: dict[str, object]
     ) -> TrialBuilder:
-        self._add("PR", usubjid, PRTRT="MUSCLE BIOPSY", PRSTDTC=when, PRREFID=refid, EPOCH="")
+        self._add(
+            "PR",
+            usubjid,
+            PRTRT="MUSCLE BIOPSY",
+            PRLOC="QUADRICEPS",
+            PRSTDTC=when,
+            PRREFID=refid,
+            EPOCH="",
+        )
         for testcd, value in findings.items():
             numeric = isinstance(value, int | float)
             self._add(
@@ -198,10 +203,15 @@ class TrialBuilder:
                 usubjid,
                 MIREFID=refid,
                 MITESTCD=testcd,
+                MITEST=testcd,
                 MIORRES=value,
+                MIORRESU="",
                 MISTRESN=value if numeric else "",
                 MISTRESC="" if numeric else value,
+                MISPEC="SKELETAL MUSCLE",
+                MILOC="QUADRICEPS",
                 MIDTC=when,
+                EPOCH="",
             )
         return self
 
@@ -221,13 +231,24 @@ class TrialBuilder:
             CMDOSE=dose,
             CMDOSU=unit,
             CMDOSFRQ=frequency,
+            CMROUTE="ORAL",
             CMSTDTC=start,
             CMENDTC=end,
         )
         return self
 
     def weight(self, usubjid: str, kg: object, when: str) -> TrialBuilder:
-        self._add("VS", usubjid, VSTESTCD="WEIGHT", VSSTRESN=kg, VSSTRESU="kg", VSDTC=when)
+        self._add(
+            "VS",
+            usubjid,
+            VSTESTCD="WEIGHT",
+            VSTEST="Weight",
+            VSORRES=kg,
+            VSORRESU="kg",
+            VSSTRESN=kg,
+            VSSTRESU="kg",
+            VSDTC=when,
+        )
         return self
 
     def trial_summary(self, parmcd: str, value: str) -> TrialBuilder:
@@ -262,9 +283,9 @@ def simple_subject(
 ) -> TrialBuilder:
     """One subject: screening, a first period on `arm` (Feb-Apr 1991) and optionally a second.
 
-    Scores (MSSUM, NSSTOT) at screening (1991-01-15) = base, at the first dose (1991-02-01, same
-    day, counts as baseline), at the end of period 1 (1991-04-20) = base + change, and at the end of
-    period 2 (1991-07-20) = end of period 1 + second change.
+    Scores (MSSUM, NSSTOT) at screening (1991-01-15) = base - 5, on the first-dose day
+    (1991-02-01, no time: counts as baseline against the 10:00 dose) = base, at the end of period 1
+    (1991-04-20) = base + change, and at the end of period 2 (1991-07-20) = that + second change.
     """
     trial.subject(usubjid, arm, rfst="1991-01-15", rfen="1991-07-31" if second else "1991-04-30")
     trial.period(usubjid, "SCRN", "SCREENING", "1991-01-15", "1991-01-31")
