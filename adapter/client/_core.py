@@ -21,7 +21,6 @@ from typing import Any
 from urllib.parse import quote
 
 import httpx
-import orjson
 
 from adapter import fhir_json
 
@@ -364,8 +363,8 @@ class ClientCore:
         """The exception for an error response, through the status table, with its OperationOutcome."""
         outcome: dict[str, Any] | None = None
         try:
-            body = orjson.loads(response.content) if response.content else None
-        except orjson.JSONDecodeError:
+            body = fhir_json.loads(response.content) if response.content else None
+        except fhir_json.JSONDecodeErrors:
             body = None
         if isinstance(body, dict) and body.get("resourceType") == "OperationOutcome":
             outcome = body
@@ -605,8 +604,8 @@ def write_result(response: httpx.Response) -> WriteResult:
     body: Any = None
     if response.content:
         try:
-            body = orjson.loads(response.content)
-        except orjson.JSONDecodeError:
+            body = fhir_json.loads(response.content)
+        except fhir_json.JSONDecodeErrors:
             body = None
     resource = body if isinstance(body, dict) and "resourceType" in body else None
     outcome = None

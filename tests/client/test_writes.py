@@ -317,3 +317,33 @@ def test_failing_entries_of_an_upload_are_numbered_in_upload_order(httpx_mock: H
         client.upload([patient(str(i)) for i in range(4)], chunk_size=2)
     assert [e.index for e in info.value.failed_entries] == [3]
     assert info.value.chunk == 1
+
+
+def test_decimals_keep_their_written_precision_both_ways(httpx_mock: HTTPXMock) -> None:
+    from decimal import Decimal
+
+    weight = {
+        "resourceType": "Observation",
+        "id": "w",
+        "status": "final",
+        "code": {"text": "weight"},
+        "valueQuantity": {"value": Decimal("74.50"), "unit": "kg"},
+    }
+    httpx_mock.add_response(
+        url=f"{BASE}/Observation/w",
+        method="PUT",
+        json=None,
+        content=b'{"resourceType":"Observation","id":"w","valueQuantity":{"value":74.50}}',
+    )
+    httpx_mock.add_response(
+        url=f"{BASE}/Observation/w",
+        method="GET",
+        content=b'{"resourceType":"Observation","id":"w","valueQuantity":{"value":1.50}}',
+    )
+    with FhirClient(BASE) as client:
+        stored = client.update(weight).resource
+        read = client.read("Observation", "w")
+    sent = httpx_mock.get_requests()[0].content
+    assert b'"value":74.50' in sent
+    assert stored is not None and str(stored["valueQuantity"]["value"]) == "74.50"
+    assert str(read["valueQuantity"]["value"]) == "1.50"
