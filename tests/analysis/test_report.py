@@ -6,8 +6,11 @@ import base64
 import json
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
 
 from adapter.analysis import StudyDefinition, analyze, write_outputs
 from adapter.analysis import figures as report_figures
@@ -16,8 +19,9 @@ from adapter.analysis.periods import score_readings
 from .test_endpoints import biopsy_trial, mini_trial
 
 
-def _artists(figure: object, gid: str) -> list[object]:
-    return [a for a in figure.findobj() if getattr(a, "get_gid", lambda: None)() == gid]  # type: ignore[attr-defined]
+def _artists(figure: Figure | Axes, gid: str) -> list[Any]:
+    """The artists of a figure (or one panel) tagged with `gid`."""
+    return [a for a in figure.findobj() if a.get_gid() == gid]
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +103,7 @@ def test_the_spaghetti_figure_draws_one_line_per_subject_with_scores(
     lines = _artists(figure, "subject")
     with_scores = score_readings(tables, "MSSUM")
     assert len(lines) == len(with_scores) == 9
-    points = sum(len(line.get_xdata()) for line in lines)  # type: ignore[attr-defined]
+    points = sum(len(line.get_xdata()) for line in lines)
     assert points == sum(len(r) for r in with_scores.values())
     panel_titles = [ax.get_title() for ax in figure.axes]
     assert "Randomised to IVIG (5 patients)" in panel_titles
@@ -113,13 +117,13 @@ def test_the_change_figure_plots_each_subject_change(definition: StudyDefinition
     plotted = sorted(
         float(y)
         for collection in _artists(strength_panel, "subject")
-        for _, y in collection.get_offsets()  # type: ignore[attr-defined]
+        for _, y in collection.get_offsets()
     )
     assert plotted == sorted([2.0, 4.0, 6.0, 8.0, 10.0, -1.0, 3.0, -5.0, 7.0])
     means = sorted(
         float(seg[0][1])
         for collection in _artists(strength_panel, "mean")
-        for seg in collection.get_segments()  # type: ignore[attr-defined]
+        for seg in collection.get_segments()
     )
     assert means == pytest.approx([1.0, 6.0])
 
@@ -127,7 +131,7 @@ def test_the_change_figure_plots_each_subject_change(definition: StudyDefinition
 def test_the_responder_bars_have_the_e3_counts(definition: StudyDefinition) -> None:
     results = analyze(mini_trial().tables(), definition, "mini")
     figure = report_figures.responder_bars(results)
-    heights = [bar.get_height() for bar in _artists(figure, "bar")]  # type: ignore[attr-defined]
+    heights = [bar.get_height() for bar in _artists(figure, "bar")]
     values = results.endpoints["E3"].values
     expected = [
         values[f"{role}_{c}"]
@@ -143,5 +147,5 @@ def test_the_biopsy_figure_draws_one_pair_per_patient(definition: StudyDefinitio
     fibre_panel = figure.axes[0]
     pairs = _artists(fibre_panel, "pair")
     assert len(pairs) == results.endpoints["E6"].values["n"] == 3
-    ys = sorted(tuple(line.get_ydata()) for line in pairs)  # type: ignore[attr-defined]
+    ys = sorted(tuple(line.get_ydata()) for line in pairs)
     assert ys == [(38.0, 45.5), (40.0, 46.0), (42.0, 47.0)]

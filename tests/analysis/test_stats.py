@@ -24,7 +24,7 @@ def _signed_rank_exact_p(differences: list[float]) -> float:
         positive = sum(r for r, on in zip(range(1, n + 1), signs, strict=True) if on)
         if min(positive, total - positive) <= w:
             count += 1
-    return min(1.0, count / 2**n)
+    return min(1.0, count / float(2**n))
 
 
 def test_wilcoxon_exact_five_positive_pairs_is_one_in_sixteen() -> None:
