@@ -21,7 +21,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, Final
 
 from mappings.identity import SID_STUDY, study_id
-from mappings.primitives import JSON, variable_extension
+from mappings.primitives import JSON
 from mappings.sdtm import Table, Trial
 from mappings.terminology import (
     ARM_TYPE,
@@ -43,8 +43,8 @@ from mappings.terminology import (
 __all__ = [
     "CODESYSTEM_VERSION",
     "DERMATOMYOSITIS",
+    "CellLayout",
     "StudyReader",
-    "cells_extension",
     "codesystem",
     "read_cells",
     "research_study",
@@ -91,29 +91,43 @@ _ROW: Final = "row"
 ROW_KEYS: Final = frozenset({"STUDYID", "USUBJID"})
 
 
-def cells_extension(
-    url: str,
-    row: Mapping[str, str],
-    named: frozenset[str],
-    domain: str,
-    head: list[JSON] | None = None,
-    skip: frozenset[str] = ROW_KEYS,
-) -> JSON:
-    """One complex extension holding every non-empty cell of `row` in column order: the `named`
-    variables as `{"url": NAME, "valueString": cell}`, every other one as a nested `sdtm-variable`.
-    The `skip` variables (STUDYID and USUBJID, carried by the resource) and a DOMAIN equal to `domain`
-    are left out; `head` = parts to put first."""
-    parts: list[JSON] = [] if head is None else head
-    for name, value in row.items():
-        if value == "" or name in skip:
-            continue
-        if name in named:
-            parts.append({"url": name, "valueString": value})
-        elif name == "DOMAIN" and value == domain:
-            continue
-        else:
-            parts.append(variable_extension(name, value))
-    return {"url": url, "extension": parts}
+class CellLayout:
+    """How the cells of one table's rows ride in a complex extension (worked out once per table):
+    every non-empty cell in column order, the `named` variables as `{"url": NAME, "valueString": cell}`
+    and every other one as a nested `sdtm-variable`. The `skip` variables (STUDYID and USUBJID, carried
+    by the resource) and a DOMAIN cell equal to `domain` are left out."""
+
+    def __init__(
+        self,
+        columns: Iterable[str],
+        named: frozenset[str],
+        domain: str,
+        skip: frozenset[str] = ROW_KEYS,
+    ) -> None:
+        self.domain = domain
+        self.plan = [(name, name in named) for name in columns if name not in skip]
+
+    def extension(self, url: str, row: Mapping[str, str], head: list[JSON] | None = None) -> JSON:
+        """The extension `url` holding the cells of `row`; `head` = parts to put first."""
+        parts: list[JSON] = [] if head is None else head
+        append = parts.append
+        for name, is_named in self.plan:
+            value = row.get(name)
+            if not value:
+                continue
+            if is_named:
+                append({"url": name, "valueString": value})
+            elif name != "DOMAIN" or value != self.domain:
+                append(
+                    {
+                        "url": EXT_SDTM_VARIABLE,
+                        "extension": [
+                            {"url": "name", "valueString": name},
+                            {"url": "value", "valueString": value},
+                        ],
+                    }
+                )
+        return {"url": url, "extension": parts}
 
 
 def read_cells(extension: JSON, row: dict[str, str]) -> dict[str, str]:
@@ -152,6 +166,15 @@ def study_ids(trial: Trial) -> list[str]:
     return list(seen)
 
 
+def _columns_of(rows: Sequence[Mapping[str, str]], columns: Iterable[str] | None) -> list[str]:
+    if columns is not None:
+        return list(columns)
+    seen: dict[str, None] = {}
+    for row in rows:
+        seen.update(dict.fromkeys(row))
+    return list(seen)
+
+
 def _table_layout(table: Table) -> JSON:
     parts: list[JSON] = [{"url": "domain", "valueCode": table.domain}]
     parts.extend({"url": "column", "valueString": column} for column in table.columns)
@@ -162,8 +185,9 @@ def _is_placebo_arm(armcd: str, arm: str) -> bool:
     return armcd.upper().startswith(("PBO", "PLACEBO")) or arm.casefold().startswith("placebo")
 
 
-def _arms(ta_rows: Iterable[Mapping[str, str]]) -> list[JSON]:
+def _arms(ta_rows: Sequence[Mapping[str, str]], columns: Iterable[str] | None = None) -> list[JSON]:
     arms: dict[str, JSON] = {}
+    layout = CellLayout(_columns_of(ta_rows, columns), TA_NAMED, "TA")
     for position, row in enumerate(ta_rows, start=1):
         armcd = row.get("ARMCD", "")
         arm = arms.get(armcd)
@@ -178,9 +202,7 @@ def _arms(ta_rows: Iterable[Mapping[str, str]]) -> list[JSON]:
                 arm["extension"].append({"url": EXT_ARM_CODE, "valueCode": armcd})
             arms[armcd] = arm
         arm["extension"].append(
-            cells_extension(
-                EXT_ARM_ELEMENT, row, TA_NAMED, "TA", [{"url": _ROW, "valuePositiveInt": position}]
-            )
+            layout.extension(EXT_ARM_ELEMENT, row, [{"url": _ROW, "valuePositiveInt": position}])
         )
     return list(arms.values())
 
@@ -190,9 +212,13 @@ def research_study(
     ts_rows: Sequence[Mapping[str, str]] = (),
     ta_rows: Sequence[Mapping[str, str]] = (),
     layouts: Iterable[JSON] = (),
+    ts_columns: Iterable[str] | None = None,
+    ta_columns: Iterable[str] | None = None,
 ) -> JSON:
-    """The ResearchStudy of `studyid` from its TS and TA rows (in written order) and the table layouts."""
-    extension = [cells_extension(EXT_TRIAL_SUMMARY, row, TS_NAMED, "TS") for row in ts_rows]
+    """The ResearchStudy of `studyid` from its TS and TA rows (in written order), the tables' columns
+    (else the rows' keys) and the table layouts (`sdtm-table` extensions)."""
+    summary = CellLayout(_columns_of(ts_rows, ts_columns), TS_NAMED, "TS")
+    extension = [summary.extension(EXT_TRIAL_SUMMARY, row) for row in ts_rows]
     title = next(
         (
             row.get("TSVAL", "")
@@ -211,7 +237,7 @@ def research_study(
     study["status"] = "completed"
     study["primaryPurposeType"] = _TREATMENT_PURPOSE
     study["condition"] = [DERMATOMYOSITIS]
-    arms = _arms(ta_rows)
+    arms = _arms(ta_rows, ta_columns)
     if arms:
         study["arm"] = arms
     return study
@@ -225,7 +251,14 @@ def to_fhir(trial: Trial) -> Iterator[JSON]:
     for studyid in study_ids(trial):
         ts_rows = [r for r in ts.rows if r.get("STUDYID") == studyid] if ts else []
         ta_rows = [r for r in ta.rows if r.get("STUDYID") == studyid] if ta else []
-        yield research_study(studyid, ts_rows, ta_rows, layouts)
+        yield research_study(
+            studyid,
+            ts_rows,
+            ta_rows,
+            layouts,
+            ts.columns if ts else None,
+            ta.columns if ta else None,
+        )
 
 
 def codesystem() -> JSON:

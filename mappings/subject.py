@@ -30,9 +30,8 @@ from mappings.identity import (
     SID_RESEARCH_SUBJECT,
     SID_USUBJID,
     key_value,
+    name_uuid,
     patient_id,
-    research_subject_id,
-    resource_id,
     study_id,
 )
 from mappings.primitives import (
@@ -45,7 +44,7 @@ from mappings.primitives import (
     variable_extension,
 )
 from mappings.sdtm import Trial
-from mappings.study import CODE_RE, DERMATOMYOSITIS, cells_extension, read_cells
+from mappings.study import CODE_RE, DERMATOMYOSITIS, CellLayout, read_cells
 from mappings.terminology import (
     CONDITION_CLINICAL,
     CONDITION_VERIFICATION,
@@ -55,7 +54,15 @@ from mappings.terminology import (
     UCUM,
 )
 
-__all__ = ["SubjectReader", "condition", "patient", "research_subject", "to_fhir"]
+__all__ = [
+    "SubjectKeys",
+    "SubjectReader",
+    "condition",
+    "patient",
+    "research_subject",
+    "subject_element",
+    "to_fhir",
+]
 
 SEX_TO_GENDER: Final = {"M": "male", "F": "female", "U": "unknown"}
 GENDER_TO_SEX: Final = {gender: sex for sex, gender in SEX_TO_GENDER.items()}
@@ -149,21 +156,50 @@ def _arm(
 def _period(start: str, end: str) -> JSON:
     period: JSON = {}
     if start:
-        value, primitive = dtc_to_fhir(start)
-        period["start"] = value
-        if primitive is not None:
-            period["_start"] = primitive
+        if len(start) <= 10:  # a date, possibly partial: FHIR as written
+            period["start"] = start
+        else:
+            value, primitive = dtc_to_fhir(start)
+            period["start"] = value
+            if primitive is not None:
+                period["_start"] = primitive
     if end:
-        value, primitive = dtc_to_fhir(end)
-        period["end"] = value
-        if primitive is not None:
-            period["_end"] = primitive
+        if len(end) <= 10:
+            period["end"] = end
+        else:
+            value, primitive = dtc_to_fhir(end)
+            period["end"] = value
+            if primitive is not None:
+                period["_end"] = primitive
     return period
 
 
-def subject_element(row: Mapping[str, str]) -> JSON:
+class SubjectKeys:
+    """The ids and references of one subject, worked out once for its three resources."""
+
+    __slots__ = ("condition_id", "key", "patient_id", "research_subject_id", "study_reference")
+
+    def __init__(self, studyid: str, usubjid: str, study_reference: str | None = None) -> None:
+        key = key_value(studyid, usubjid)
+        self.key = key
+        # resource_id(Type, STUDYID, USUBJID) == name_uuid("Type/" + key_value(STUDYID, USUBJID))
+        self.patient_id = name_uuid("Patient/" + key)
+        self.research_subject_id = name_uuid("ResearchSubject/" + key)
+        self.condition_id = name_uuid(_CONDITION_KEY + "/" + key)
+        self.study_reference = (
+            study_reference if study_reference is not None else "ResearchStudy/" + study_id(studyid)
+        )
+
+
+SE_LAYOUT: Final = CellLayout(
+    ("DOMAIN", "SESEQ", "ETCD", "ELEMENT", "EPOCH", "TAETORD", "SEUPDES"), SE_NAMED, "SE", _SE_SKIP
+)
+"""The SE cells of a table with the conventional columns; `to_fhir` works one out per SE table."""
+
+
+def subject_element(row: Mapping[str, str], layout: CellLayout = SE_LAYOUT) -> JSON:
     """The `subject-element` extension of one SE row."""
-    ext = cells_extension(EXT_SUBJECT_ELEMENT, row, SE_NAMED, "SE", skip=_SE_SKIP)
+    ext = layout.extension(EXT_SUBJECT_ELEMENT, row)
     start = row.get("SESTDTC", "")
     end = row.get("SEENDTC", "")
     if start or end:
@@ -175,52 +211,50 @@ def research_subject(
     row: Mapping[str, str],
     carried: Sequence[str],
     elements: Sequence[Mapping[str, str]] = (),
-    pid: str | None = None,
+    keys: SubjectKeys | None = None,
+    se_layout: CellLayout = SE_LAYOUT,
 ) -> JSON:
     """The ResearchSubject of one DM row and the subject's SE rows; `carried` = the row's columns that
     ride as `sdtm-variable` here (SUBJID, SITEID, DMDTC, extras)."""
-    studyid = row["STUDYID"]
-    usubjid = row["USUBJID"]
-    extension = [variable_extension(n, row[n]) for n in carried if row.get(n, "")]
+    if keys is None:
+        keys = SubjectKeys(row["STUDYID"], row["USUBJID"])
+    extension = [variable_extension(n, row[n]) for n in carried if row.get(n)]
     resource: JSON = {
         "resourceType": "ResearchSubject",
-        "id": research_subject_id(studyid, usubjid),
+        "id": keys.research_subject_id,
         "extension": extension,
-        "identifier": [{"system": SID_RESEARCH_SUBJECT, "value": key_value(studyid, usubjid)}],
+        "identifier": [{"system": SID_RESEARCH_SUBJECT, "value": keys.key}],
     }
     rfendtc = row.get("RFENDTC", "")
     resource["status"] = "off-study" if rfendtc else "on-study"
     rfstdtc = row.get("RFSTDTC", "")
     if rfstdtc or rfendtc:
         resource["period"] = _period(rfstdtc, rfendtc)
-    resource["study"] = {"reference": "ResearchStudy/" + study_id(studyid)}
-    resource["individual"] = {
-        "reference": "Patient/" + (pid if pid is not None else patient_id(studyid, usubjid))
-    }
+    resource["study"] = {"reference": keys.study_reference}
+    resource["individual"] = {"reference": "Patient/" + keys.patient_id}
     _arm(resource, "assignedArm", row.get("ARM", ""), row.get("ARMCD", ""), extension, "ARMCD")
     _arm(
         resource, "actualArm", row.get("ACTARM", ""), row.get("ACTARMCD", ""), extension, "ACTARMCD"
     )
-    extension.extend(subject_element(se) for se in elements)
+    for element in elements:
+        extension.append(subject_element(element, se_layout))
     if not extension:
         del resource["extension"]
     return resource
 
 
-def condition(studyid: str, usubjid: str, pid: str | None = None) -> JSON:
+def condition(studyid: str, usubjid: str, keys: SubjectKeys | None = None) -> JSON:
     """The subject's dermatomyositis (the condition the study enrolled them for)."""
+    if keys is None:
+        keys = SubjectKeys(studyid, usubjid)
     return {
         "resourceType": "Condition",
-        "id": resource_id(_CONDITION_KEY, studyid, usubjid),
-        "identifier": [
-            {"system": SID_DERIVED, "value": key_value(_CONDITION_KEY, studyid, usubjid)}
-        ],
+        "id": keys.condition_id,
+        "identifier": [{"system": SID_DERIVED, "value": _CONDITION_KEY + "/" + keys.key}],
         "clinicalStatus": _ACTIVE,
         "verificationStatus": _CONFIRMED,
         "code": DERMATOMYOSITIS,
-        "subject": {
-            "reference": "Patient/" + (pid if pid is not None else patient_id(studyid, usubjid))
-        },
+        "subject": {"reference": "Patient/" + keys.patient_id},
     }
 
 
@@ -242,8 +276,8 @@ def to_fhir(trial: Trial) -> Iterator[JSON]:
         if elements:
             raise ValueError(f"SE has rows for {len(elements)} subject(s) but there is no DM table")
         return
-    keys = [(row["STUDYID"], row["USUBJID"]) for row in dm.rows]
-    orphans = elements.keys() - set(keys)
+    pairs = [(row["STUDYID"], row["USUBJID"]) for row in dm.rows]
+    orphans = elements.keys() - set(pairs)
     if orphans:
         raise ValueError(f"SE has rows for {len(orphans)} subject(s) without a DM row")
     patient_carried = [c for c in dm.columns if c in PATIENT_CARRIED]
@@ -252,14 +286,20 @@ def to_fhir(trial: Trial) -> Iterator[JSON]:
         for c in dm.columns
         if c not in PATIENT_NATIVE and c not in SUBJECT_NATIVE and c not in PATIENT_CARRIED
     ]
-    pids = [patient_id(studyid, usubjid) for studyid, usubjid in keys]
-    for row, pid in zip(dm.rows, pids, strict=True):
-        yield patient(row, patient_carried, pid)
+    se_layout = SE_LAYOUT if se is None else CellLayout(se.columns, SE_NAMED, "SE", _SE_SKIP)
+    study_references = {
+        studyid: "ResearchStudy/" + study_id(studyid) for studyid in {p[0] for p in pairs}
+    }
+    keys = [SubjectKeys(studyid, usubjid, study_references[studyid]) for studyid, usubjid in pairs]
+    for row, subject_keys in zip(dm.rows, keys, strict=True):
+        yield patient(row, patient_carried, subject_keys.patient_id)
     no_elements: list[dict[str, str]] = []
-    for row, key, pid in zip(dm.rows, keys, pids, strict=True):
-        yield research_subject(row, subject_carried, elements.get(key, no_elements), pid)
-    for (studyid, usubjid), pid in zip(keys, pids, strict=True):
-        yield condition(studyid, usubjid, pid)
+    for row, pair, subject_keys in zip(dm.rows, pairs, keys, strict=True):
+        yield research_subject(
+            row, subject_carried, elements.get(pair, no_elements), subject_keys, se_layout
+        )
+    for (studyid, usubjid), subject_keys in zip(pairs, keys, strict=True):
+        yield condition(studyid, usubjid, subject_keys)
 
 
 # --- FHIR -> SDTM --------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from mappings.identity import (
     SID_USUBJID,
     patient_id,
     research_subject_id,
+    resource_id,
     study_id,
 )
 from mappings.primitives import read_variable_extensions
@@ -253,6 +254,14 @@ SE_CELLS: dict[str, st.SearchStrategy[str]] = {
 }
 
 
+ID_MAKERS: dict[str, Callable[[str, str], str]] = {
+    "Patient": patient_id,
+    "ResearchSubject": research_subject_id,
+    "Condition": lambda studyid, usubjid: resource_id("Condition", studyid, usubjid),
+}
+"""The identity module's ids, which the subject mapping must give whatever the keys' text."""
+
+
 @st.composite
 def dm_se_trials(draw: st.DrawFn) -> Trial:
     studyid = draw(TEXT)
@@ -290,6 +299,14 @@ def test_any_dm_and_se_round_trip_exactly(trial: Trial, validate: Validate) -> N
         validate(resource)
     ids = [r["id"] for r in resources]
     assert len(set(ids)) == len(ids)
+    expected_ids = {
+        (kind, make(row["STUDYID"], row["USUBJID"]))
+        for row in trial["DM"].rows
+        for kind, make in ID_MAKERS.items()
+    }
+    assert {(r["resourceType"], r["id"]) for r in resources if r["resourceType"] in ID_MAKERS} == (
+        expected_ids
+    )
     back = fhir_to_trial(resources)
     if not trial["DM"].rows:
         assert back == {}
