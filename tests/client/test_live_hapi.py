@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -45,7 +46,8 @@ def test_hapi_speaks_r4(client: FhirClient) -> None:
 
 def test_conditional_upload_is_idempotent_and_pages_like_hapi(client: FhirClient) -> None:
     run = uuid.uuid4().hex[:12]
-    patients = [
+    ids = [f"cl-{run}-{i}" for i in range(7)]
+    patients: list[dict[str, Any]] = [
         {
             "resourceType": "Patient",
             "id": f"cl-{run}-{i}",
@@ -59,10 +61,10 @@ def test_conditional_upload_is_idempotent_and_pages_like_hapi(client: FhirClient
     assert first.total("created") + first.total("updated") == 7
     second = client.upload(patients, chunk_size=3)
     assert second.total("created") == 0
-    search = client.search("Patient").where(_id=",".join(p["id"] for p in patients)).count(2)
+    search = client.search("Patient").where(_id=",".join(ids)).count(2)
     pages = list(search.pages())
     assert len(pages) == 4
-    assert sorted(r["id"] for r in search) == sorted(p["id"] for p in patients)
+    assert sorted(r["id"] for r in search) == sorted(ids)
     assert search.total() == 7
     found = client.search("Patient").where(identifier=token(SYSTEM, f"{run}-3")).all()
     assert [p["id"] for p in found] == [f"cl-{run}-3"]
