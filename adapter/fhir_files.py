@@ -1,6 +1,6 @@
 """FHIR resources on disk: NDJSON folders (the Bulk Data layout) and Bundle files, read and written
 without losing a decimal's written precision (the JSON codec itself is `adapter.fhir_json`, shared with
-the client; `dumps`, `loads` and `DecimalText` are re-exported here).
+the client; `dumps` and `DecimalText` are re-exported here; `loads` here uses a faster guard).
 
 Writing: `dumps` is orjson with `Decimal` emitted as its text (`Decimal("74.50")` -> `74.50`).
 `write_ndjson` streams one `<Type>.ndjson` per resource type; `write_bundle` streams a transaction (or
@@ -27,7 +27,7 @@ from typing import IO, Any, Literal
 
 import orjson
 
-from adapter.fhir_json import SUSPECT_NUMBER, DecimalText, dumps, exact_loads, loads
+from adapter.fhir_json import SUSPECT_NUMBER, DecimalText, dumps, exact_loads
 from adapter.fhir_json import default as _default
 
 __all__ = [
@@ -40,6 +40,7 @@ __all__ = [
     "bundle_entry",
     "dumps",
     "entry_request",
+    "has_suspect_number",
     "loads",
     "read_resources",
     "write_bundle",
@@ -62,6 +63,38 @@ class FhirFileError(Exception):
 
 
 # --- decimals: the codec lives in adapter.fhir_json (shared with the client) --------------------------
+
+# --- the fast guard ---------------------------------------------------------------------------------
+
+_MEMBER_SUSPECT = re.compile(
+    rb'":(?=\s*-?[0-9])\s*-?(?:'
+    rb"[0-9]+\.[0-9]+0\s*[,\]}]"
+    rb"|[0-9]+(?:\.[0-9]+)?[eE][+-]?[0-9]+\s*[,\]}]"
+    rb"|(?:[0-9]\.?){16}"
+    rb"|0\.0000"
+    rb"|0\s*[,\]}])"
+)
+"""SUSPECT_NUMBER's forms, only after `":` (an object member's value): the literal `":` prefix and
+the look-ahead for a digit let the regex engine skip string values quickly (about 4x faster)."""
+
+_ARRAY_NUMBER = re.compile(rb"\[\s*-?[0-9]")
+
+
+def has_suspect_number(raw: bytes) -> bool:
+    """True when `raw` (a JSON text) may hold a number that orjson would not give back as written.
+
+    Members' values are checked directly; when an array starts with a number (FHIR arrays hold one
+    type, so its other elements are numbers too) the whole text is checked with `SUSPECT_NUMBER`."""
+    if _MEMBER_SUSPECT.search(raw) is not None:
+        return True
+    return _ARRAY_NUMBER.search(raw) is not None and SUSPECT_NUMBER.search(raw) is not None
+
+
+def loads(data: bytes | str) -> Any:
+    """Parse JSON keeping every number's written text: orjson unless `has_suspect_number`."""
+    raw = data.encode() if isinstance(data, str) else data
+    return exact_loads(raw) if has_suspect_number(raw) else orjson.loads(raw)
+
 
 # --- writing ---------------------------------------------------------------------------------------
 
@@ -220,14 +253,14 @@ def _resource_files(path: Path) -> list[Path]:
 
 
 def _read_ndjson(file: Path, stats: ReadStats) -> Iterator[JSON]:
-    search = SUSPECT_NUMBER.search
+    suspect = has_suspect_number
     orjson_loads = orjson.loads
     with open(file, "rb", buffering=1 << 20) as handle:
         for number, line in enumerate(handle, start=1):
             if line.isspace() or not line:
                 continue
             try:
-                resource = orjson_loads(line) if search(line) is None else exact_loads(line)
+                resource = exact_loads(line) if suspect(line) else orjson_loads(line)
             except (orjson.JSONDecodeError, json.JSONDecodeError, UnicodeDecodeError) as exc:
                 raise FhirFileError(file, number, f"not JSON: {exc}") from exc
             if not isinstance(resource, dict) or not isinstance(resource.get("resourceType"), str):

@@ -294,6 +294,7 @@ def _check_table(table: Table, name: str) -> list[Problem]:
     dates = [v for v in table.columns if v in spec.dates]
     key_column = _key_column(spec)
     keys: dict[tuple[str, str], int] = {}
+    date_reasons: dict[str, str] = {}  # date text -> reason ("" = valid): each text checked once
     for number, row in enumerate(table.rows, start=1):
         for variable in non_empty:
             if row[variable] == "":
@@ -312,8 +313,10 @@ def _check_table(table: Table, name: str) -> list[Problem]:
             text = row[variable]
             if text == "":
                 continue
-            reason = check_dtc(text)
-            if reason is not None:
+            reason = date_reasons.get(text)
+            if reason is None:
+                reason = date_reasons[text] = check_dtc(text) or ""
+            if reason:
                 problems.append(Problem(name, number, variable, reason))
         if spec.seq is not None and spec.seq in columns and key_column in columns:
             seq = row[spec.seq]

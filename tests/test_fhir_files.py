@@ -21,6 +21,7 @@ from adapter.fhir_files import (
     bundle_entry,
     dumps,
     entry_request,
+    has_suspect_number,
     loads,
     read_resources,
     write_bundle,
@@ -253,6 +254,7 @@ def test_a_suspect_number_is_parsed_as_exact_text() -> None:
 def test_a_uuid_that_looks_like_an_exponent_is_not_a_suspect() -> None:
     line = b'{"fullUrl":"urn:uuid:5e3a0000-1111-5222-8333-444455556666","ref":"Patient/1e5"}'
     assert SUSPECT_NUMBER.search(line) is None
+    assert not has_suspect_number(line)
 
 
 def test_negative_zero_keeps_its_sign() -> None:
@@ -283,10 +285,26 @@ def test_any_decimal_text_survives_ndjson_write_then_read(text: str) -> None:
 @settings(max_examples=200, deadline=None)
 @given(DECIMAL_TEXT)
 def test_a_number_the_guard_lets_through_prints_as_written(text: str) -> None:
-    line = b'{"v":' + text.encode() + b"}"
-    if SUSPECT_NUMBER.search(line) is None:
-        value = orjson.loads(line)["v"]
-        assert (repr(value) if isinstance(value, float) else str(value)) == text
+    for line in (
+        b'{"v":' + text.encode() + b"}",
+        b'{"v": [2, ' + text.encode() + b"]}",
+        b'{"v":{"w":' + text.encode() + b', "x":"y"}}',
+    ):
+        if not has_suspect_number(line):
+            value = orjson.loads(line)["v"]
+            while not isinstance(value, int | float):
+                value = value[-1] if isinstance(value, list) else value["w"]
+            assert (repr(value) if isinstance(value, float) else str(value)) == text
+
+
+def test_the_fast_guard_agrees_with_the_full_scan_on_fhir_shapes() -> None:
+    for text in [*TRICKY, "-0", "0.00001", "1.0", "74.5", "3"]:
+        for line in (
+            b'{"value":' + text.encode() + b"}",
+            b'{"a":[{"value": ' + text.encode() + b"}]}",
+            b'{"data":[' + text.encode() + b"," + text.encode() + b"]}",
+        ):
+            assert has_suspect_number(line) == (SUSPECT_NUMBER.search(line) is not None), line
 
 
 # --- validation ----------------------------------------------------------------------------------------

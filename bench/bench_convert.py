@@ -1,0 +1,319 @@
+"""Benchmark: SDTM <-> FHIR conversion speed and peak memory, beside what parsing, validating and
+flattening the same NDJSON costs. Run by hand (results go to docs/performance.md):
+
+    python bench/bench_convert.py --subjects 1000            # ~200,000 records, ~2 minutes
+    python bench/bench_convert.py --subjects 50 --sample 200 # a quick look
+
+Every measured step runs in a fresh Python process and reports its own wall time and peak resident
+memory (`resource.getrusage(RUSAGE_SELF).ru_maxrss`, which includes the interpreter and its imports;
+the import-only baseline is printed too). Steps:
+
+- to-fhir:   SDTM CSV folder -> read and check (adapter.tables) -> mappings.trial_to_fhir -> NDJSON
+- to-sdtm:   NDJSON folder -> adapter.fhir_files.read_resources -> TrialAssembler -> CSV folder
+- orjson:    orjson.loads of every NDJSON line, nothing else (the floor for reading)
+- validate:  fhir.resources R4B model_validate of a SAMPLE of resources, extrapolated to all
+- normalize: pandas.json_normalize of every resource (one frame per resource type)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _ndjson_files(folder: Path) -> list[Path]:
+    return sorted(folder.glob("*.ndjson"))
+
+
+# --- the steps (each runs in its own process) ----------------------------------------------------------
+
+
+def step_baseline(src: Path, out: Path, sample: int) -> dict[str, Any]:
+    import orjson  # noqa: F401
+    import pandas  # noqa: F401
+
+    import adapter.fhir_files
+    import adapter.tables  # noqa: F401
+    import mappings.trial  # noqa: F401
+
+    return {"count": 0, "seconds": 0.0, "cpu_seconds": 0.0, "phases": {}}
+
+
+def step_to_fhir(src: Path, out: Path, sample: int) -> dict[str, Any]:
+    from adapter.fhir_files import write_ndjson
+    from adapter.tables import read_trial
+    from mappings.trial import trial_to_fhir
+
+    start, cpu = time.perf_counter(), time.process_time()
+    trial = read_trial(src)
+    read = time.perf_counter()
+    counts = write_ndjson(trial_to_fhir(trial), out)
+    done, cpu = time.perf_counter(), time.process_time() - cpu
+    mapped = time.perf_counter()
+    # the mapping alone, without the writing (a second pass over the same tables)
+    n = sum(1 for _ in trial_to_fhir(trial))
+    mapped = time.perf_counter() - mapped
+    rows = sum(len(t.rows) for t in trial.values())
+    return {
+        "count": sum(counts.values()),
+        "rows": rows,
+        "seconds": done - start,
+        "cpu_seconds": cpu,
+        "phases": {
+            "read+check CSV": read - start,
+            "map+write NDJSON": done - read,
+            "map only": mapped,
+        },
+        "by_type": counts,
+        "map_only_count": n,
+    }
+
+
+def step_to_sdtm(src: Path, out: Path, sample: int) -> dict[str, Any]:
+    from adapter.fhir_files import read_resources
+    from adapter.tables import write_trial
+    from mappings.trial import TrialAssembler
+
+    start, cpu = time.perf_counter(), time.process_time()
+    assembler = TrialAssembler()
+    add = assembler.add
+    count = 0
+    for res in read_resources(src):
+        add(res)
+        count += 1
+    fed = time.perf_counter()
+    trial = assembler.tables()
+    assembled = time.perf_counter()
+    write_trial(trial, out)
+    done, cpu = time.perf_counter(), time.process_time() - cpu
+    parse = time.perf_counter()
+    parsed = sum(1 for _ in read_resources(src))
+    parse = time.perf_counter() - parse
+    return {
+        "count": count,
+        "rows": sum(len(t.rows) for t in trial.values()),
+        "seconds": done - start,
+        "cpu_seconds": cpu,
+        "phases": {
+            "read NDJSON + feed readers": fed - start,
+            "tables (sort, columns)": assembled - fed,
+            "write CSV": done - assembled,
+            "read NDJSON only (separately)": parse,
+        },
+        "parsed": parsed,
+    }
+
+
+def step_orjson(src: Path, out: Path, sample: int) -> dict[str, Any]:
+    import orjson
+
+    start, cpu = time.perf_counter(), time.process_time()
+    count = 0
+    for file in _ndjson_files(src):
+        with open(file, "rb") as handle:
+            for line in handle:
+                orjson.loads(line)
+                count += 1
+    return {
+        "count": count,
+        "seconds": time.perf_counter() - start,
+        "cpu_seconds": time.process_time() - cpu,
+        "phases": {},
+    }
+
+
+def step_validate(src: Path, out: Path, sample: int) -> dict[str, Any]:
+    import random
+
+    from adapter.fhir_files import read_resources
+    from adapter.validation import validate_resource
+
+    everything = list(read_resources(src))
+    random.Random(7).shuffle(everything)
+    chosen = everything[:sample]
+    warm: dict[str, dict[str, Any]] = {}
+    for r in everything:
+        warm.setdefault(r["resourceType"], r)
+    for r in warm.values():  # build each model class once, outside the timing
+        validate_resource(r)
+    start, cpu = time.perf_counter(), time.process_time()
+    invalid = sum(1 for r in chosen if validate_resource(r))
+    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
+    per, cpu_per = seconds / max(len(chosen), 1), cpu / max(len(chosen), 1)
+    return {
+        "count": len(everything),
+        "seconds": per * len(everything),
+        "cpu_seconds": cpu_per * len(everything),
+        "phases": {f"validated sample of {len(chosen)}": seconds},
+        "sampled": len(chosen),
+        "invalid_in_sample": invalid,
+    }
+
+
+def step_normalize(src: Path, out: Path, sample: int) -> dict[str, Any]:
+    import orjson
+    import pandas as pd
+
+    start, cpu = time.perf_counter(), time.process_time()
+    count = columns = 0
+    for file in _ndjson_files(src):
+        with open(file, "rb") as handle:
+            records = [orjson.loads(line) for line in handle]
+        frame = pd.json_normalize(records)
+        count += len(frame)
+        columns += frame.shape[1]
+        del records, frame
+    return {
+        "count": count,
+        "seconds": time.perf_counter() - start,
+        "cpu_seconds": time.process_time() - cpu,
+        "phases": {},
+        "columns": columns,
+    }
+
+
+STEPS: dict[str, Callable[[Path, Path, int], dict[str, Any]]] = {
+    "baseline": step_baseline,
+    "to-fhir": step_to_fhir,
+    "to-sdtm": step_to_sdtm,
+    "orjson": step_orjson,
+    "validate": step_validate,
+    "normalize": step_normalize,
+}
+
+
+def run_step(name: str, src: Path, out: Path, sample: int) -> dict[str, Any]:
+    """Run one step in a fresh interpreter; its JSON report (with peak_mb) back."""
+    done = subprocess.run(
+        [
+            sys.executable,
+            __file__,
+            "--step",
+            name,
+            "--src",
+            str(src),
+            "--out",
+            str(out),
+            "--sample",
+            str(sample),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=ROOT,
+    )
+    if done.returncode != 0:
+        raise SystemExit(f"step {name} failed:\n{done.stderr}")
+    report: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return report
+
+
+# --- the driver ----------------------------------------------------------------------------------------
+
+
+def prepare(subjects: int, seed: int, folder: Path) -> int:
+    from adapter.cohort import generate_scaled, write_csv_folder
+
+    tables = generate_scaled(subjects, seed)
+    write_csv_folder(tables, folder)
+    return sum(len(rows) for rows in tables.values())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("--subjects", type=int, default=1000)
+    parser.add_argument("--seed", type=int, default=1993)
+    parser.add_argument(
+        "--sample", type=int, default=2000, help="resources validated (extrapolated)"
+    )
+    parser.add_argument("--workdir", type=Path, default=None)
+    parser.add_argument("--step", choices=sorted(STEPS), help=argparse.SUPPRESS)
+    parser.add_argument("--src", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+
+    if args.step:
+        report = STEPS[args.step](args.src, args.out, args.sample)
+        report["peak_mb"] = _peak_mb()
+        print(json.dumps(report))
+        return
+
+    work = args.workdir or Path(tempfile.mkdtemp(prefix="bench-convert-"))
+    sdtm, fhir, back = work / "sdtm", work / "fhir", work / "back"
+    print(
+        f"generating {args.subjects} subjects (seed {args.seed}) into {work} ...", file=sys.stderr
+    )
+    records = prepare(args.subjects, args.seed, sdtm)
+    results: dict[str, dict[str, Any]] = {}
+    for name, src, out in (
+        ("baseline", sdtm, work / "unused"),
+        ("to-fhir", sdtm, fhir),
+        ("to-sdtm", fhir, back),
+        ("orjson", fhir, work / "unused"),
+        ("validate", fhir, work / "unused"),
+        ("normalize", fhir, work / "unused"),
+    ):
+        print(f"  {name} ...", file=sys.stderr)
+        results[name] = run_step(name, src, out, args.sample)
+
+    identical = all(
+        (back / p.name).read_bytes() == p.read_bytes() for p in sorted(sdtm.glob("*.csv"))
+    )
+    resources = results["to-fhir"]["count"]
+    ours_read = results["to-sdtm"]["cpu_seconds"]
+
+    def rate(step: str) -> float:
+        return float(results[step]["count"] / results[step]["cpu_seconds"])
+
+    rows = [
+        ("SDTM -> FHIR (read+check CSV, map, write NDJSON)", "to-fhir"),
+        ("FHIR -> SDTM (read NDJSON, assemble, write CSV)", "to-sdtm"),
+        ("(a) orjson.loads of each line only", "orjson"),
+        (f"(b) R4B validation (sample {results['validate']['sampled']}, extrapolated)", "validate"),
+        ("(c) pandas.json_normalize (per type)", "normalize"),
+    ]
+    lines = [
+        f"{args.subjects} subjects, {records:,} SDTM records -> {resources:,} FHIR resources; "
+        f"{os.cpu_count()} CPUs, Python {sys.version.split()[0]}; round trip byte-identical: "
+        f"{'yes' if identical else 'NO'}",
+        "",
+        "| step | resources | wall s | CPU s | resources/CPU-s | CPU time vs FHIR -> SDTM | peak RSS MB |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for label, step in rows:
+        r = results[step]
+        lines.append(
+            f"| {label} | {r['count']:,} | {r['seconds']:.2f} | {r['cpu_seconds']:.2f} | "
+            f"{rate(step):,.0f} | {r['cpu_seconds'] / ours_read:.2f}x | {r['peak_mb']:.0f} |"
+        )
+    lines.append(
+        f"| (interpreter + imports only) | | | | | | {results['baseline']['peak_mb']:.0f} |"
+    )
+    lines.append("")
+    lines.append("Phases (seconds):")
+    for step in ("to-fhir", "to-sdtm"):
+        phases = ", ".join(f"{k} {v:.2f}" for k, v in results[step]["phases"].items())
+        lines.append(f"- {step}: {phases}")
+    lines.append(f"- by type: {results['to-fhir']['by_type']}")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
