@@ -69,6 +69,48 @@ VALUE_LABELS: dict[str, str] = {
     "placebo_courses": "Placebo courses",
 }
 
+#: Labels that depend on the endpoint (E4's `n` counts courses, E6's `n` patients with biopsies).
+ENDPOINT_LABELS: dict[tuple[str, str], str] = {
+    ("E4", "n"): "IVIG courses with major improvement analysed",
+    ("E5", "n"): "Crossover patients analysed (strength)",
+    ("E6", "n"): "Patients with a biopsy before and after IVIG",
+}
+
+#: Labels for the extra values an endpoint reports beside the spec's names.
+SUPPLEMENTARY_LABELS: dict[str, str] = {
+    "baseline_mean_ivig": "mean baseline, IVIG arm",
+    "baseline_mean_placebo": "mean baseline, placebo arm",
+    "end_mean_ivig": "mean at end, IVIG arm",
+    "end_mean_placebo": "mean at end, placebo arm",
+    "change_sd_ivig": "SD of change, IVIG arm",
+    "change_sd_placebo": "SD of change, placebo arm",
+    "n_first_period_not_randomised_treatment": "patients whose first period was not their "
+    "randomised treatment",
+    "ivig_periods": "IVIG courses with a response",
+    "placebo_periods": "placebo courses with a response",
+    "change_mean": "mean change",
+    "major_ivig_periods": "IVIG courses rated major improvement",
+    "n_crossover": "patients who received both treatments",
+    "n_mssum": "pairs for strength",
+    "n_nsstot": "pairs for symptoms",
+    "n_fibdiam": "pairs for fibre diameter",
+    "n_capdens": "pairs for capillary density",
+    "n_capdiam": "pairs for capillary diameter",
+    "p_fibdiam_wilcoxon": "P fibre diameter, Wilcoxon",
+    "p_capdens_wilcoxon": "P capillary density, Wilcoxon",
+    "p_capdiam_wilcoxon": "P capillary diameter, Wilcoxon",
+    "mac_present_before": "patients with capillary MAC before",
+    "icam1_reduced": "ICAM-1 expression reduced",
+    "icam1_graded_pairs": "ICAM-1 graded pairs",
+    "mhc1_reduced": "MHC-I expression reduced",
+    "mhc1_graded_pairs": "MHC-I graded pairs",
+    "n": "patients analysed",
+    "subject_mean_min": "lowest patient mean, mg/day",
+    "subject_mean_max": "highest patient mean, mg/day",
+    "age_mean": "mean age, years",
+    "n_subjects": "patients in DM",
+}
+
 _FIGURES: dict[str, tuple[str, str]] = {
     "strength_trajectories": ("E1", "Strength score of every patient at every visit"),
     "change_by_arm": ("E2", "First-period change from baseline by randomised arm"),
@@ -116,7 +158,7 @@ def _format(name: str, value: Value) -> str:
     if isinstance(value, int):
         return str(value)
     if name.startswith("p_"):
-        return "<0.0001" if value < 0.0001 else f"{value:.4f}"
+        return "<0.001" if value < 0.001 else f"{value:.4f}"
     return f"{value:.2f}"
 
 
@@ -133,8 +175,8 @@ def _format_published(figure: PublishedFigure | None) -> str:
         )
         parts.append(shown if figure.relation == "=" else f"{figure.relation} {shown}")
     if figure.text:
-        parts.append(f"({figure.text})" if parts else figure.text)
-    return " ".join(parts)
+        parts.append(figure.text)
+    return " — ".join(parts)
 
 
 def _agreement(flag: bool | None) -> str:
@@ -147,7 +189,7 @@ def _endpoint_blocks(result: EndpointResult) -> list[_Block]:
     for name, value in result.values.items():
         rows.append(
             [
-                VALUE_LABELS.get(name, name),
+                ENDPOINT_LABELS.get((result.endpoint, name), VALUE_LABELS.get(name, name)),
                 f"`{name}`",
                 _format_published(result.published.get(name)),
                 _format(name, value)
@@ -167,10 +209,12 @@ def _endpoint_blocks(result: EndpointResult) -> list[_Block]:
         for name, extra_value in extra.items():
             shown = extra_value if isinstance(extra_value, str) else _format(name, extra_value)
             method = result.methods.get(name)
-            items.append(f"{name}: {shown}" + (f" ({method})" if method else ""))
+            label = SUPPLEMENTARY_LABELS.get(name, name)
+            items.append(f"{label}: {shown}" + (f" ({method})" if method else ""))
         blocks.append(_Paragraph("Also computed: " + "; ".join(items) + "."))
     if result.excluded:
-        blocks.append(_Paragraph(f"Left out ({len(result.excluded)}):"))
+        count = len({e.usubjid for e in result.excluded})
+        blocks.append(_Paragraph(f"Not in this endpoint ({count} patients), and why:"))
         blocks.append(_Bullets([f"{e.usubjid}: {e.reason}" for e in sorted(set(result.excluded))]))
     return blocks
 
@@ -246,13 +290,34 @@ def _blocks(results: Results, images: dict[str, bytes]) -> list[_Block]:
     blocks.append(
         _Paragraph(f"Study: {definition.citation or results.study}. Data source: {results.source}.")
     )
+    directions = "; ".join(
+        f"{score.label} ({code}): {'higher' if score.higher_is_better else 'lower'} is better"
+        + (f", maximum {score.maximum:g}" if score.maximum is not None else "")
+        for code, score in definition.scores.items()
+    )
     blocks.append(
         _Paragraph(
             "Reading the tables: 'Published' is the figure in the paper's abstract; 'Reanalysis' is "
-            "computed here; 'Consistent' says whether the reanalysis satisfies the published figure. "
-            "Changes are end of period minus baseline; for strength and symptom scores higher is "
-            "better, for rash grade lower is better. Tests are two-sided."
+            "computed here; 'Consistent' says whether the reanalysis satisfies the published "
+            "figure. Changes are end of period minus baseline. Scores: "
+            f"{directions}. Tests are two-sided; each P value names the test that produced it."
         )
+    )
+    blocks.append(_Heading(2, "At a glance"))
+    glance = []
+    for key in sorted(results.endpoints):
+        summary = results.endpoints[key]
+        flags = [f for f in summary.agreement().values() if f is not None]
+        glance.append(
+            [
+                key,
+                summary.title,
+                f"{sum(flags)} of {len(flags)}" if flags else "none published",
+                str(len({e.usubjid for e in summary.excluded})),
+            ]
+        )
+    blocks.append(
+        _Table(["Endpoint", "What", "Published figures matched", "Patients left out"], glance)
     )
     blocks.append(_Heading(2, "Cohort"))
     table = _demographics_table(results.datasets.get("demographics"))
@@ -270,7 +335,39 @@ def _blocks(results: Results, images: dict[str, bytes]) -> list[_Block]:
         for name, (anchor, caption) in _FIGURES.items():
             if anchor == endpoint and name in images:
                 blocks.append(_Image(name, caption, images[name]))
+    blocks.extend(_method_blocks(results))
     return blocks
+
+
+def _method_blocks(results: Results) -> list[_Block]:
+    """How the numbers were made, in words (the full text is docs/analysis.md)."""
+    return [
+        _Heading(2, "How the reanalysis was done"),
+        _Bullets(
+            [
+                "Treatment period: each subject element (SE) other than screening; its first dose is "
+                "the earliest study-drug administration (EX) of that epoch.",
+                "Baseline: the patient's last score dated on or before the period's first dose. End: "
+                "the last score after the first dose and on or before the period's end date. "
+                "Partial dates count from their first possible day; a time of day is compared only "
+                "when both dates have one.",
+                "Tests by default (the study definition may choose others; each P value names "
+                "the test that produced it): within-arm and crossover changes, Wilcoxon "
+                "signed-rank; between arms, Mann-Whitney U and Welch t-test; response "
+                "proportions, Fisher exact. Exact P values where the data have no ties or zero "
+                "differences, otherwise scipy's default method.",
+                "Biopsies: before = the last biopsy before the first IVIG dose, after = the last "
+                "biopsy after it; paired t-test on the per-patient values. With 5 pairs the exact "
+                "Wilcoxon test cannot give P below 0.0625, so published P<0.04 and P<0.01 must come "
+                "from a parametric test; the Wilcoxon value is shown beside it.",
+                "Prednisone: per patient, total mg between the first and last study dates (both "
+                "included) divided by the number of days; daily records count each day inside that "
+                "window, single doses count if dated inside it; then the mean over patients.",
+                "Patients without what an endpoint needs are left out of that endpoint only, and "
+                "listed with the reason; a value the data cannot give is shown as n/a with why.",
+            ]
+        ),
+    ]
 
 
 def _md_cell(text: str) -> str:
