@@ -199,6 +199,9 @@ class RowContext:
         placed = _HEAD | {self.seq} | frozenset(native)
         self.carried: tuple[str, ...] = tuple(c for c in table.columns if c not in placed)
         """Columns that always ride in `sdtm-variable` (file order)."""
+        self._carried_caches: tuple[tuple[str, dict[str, JSON]], ...] = tuple(
+            (name, {}) for name in self.carried
+        )
         self.has_epoch = "EPOCH" in table.columns
         self.has_visit = "VISITNUM" in table.columns or "VISIT" in table.columns
         self._subjects: dict[tuple[str, str], tuple[str, str, JSON, JSON]] = {}
@@ -255,10 +258,13 @@ class RowContext:
                     extensions.append(pair[0])
                 if pair[1] is not None:
                     extensions.append(pair[1])
-        for name in self.carried:
+        for name, cache in self._carried_caches:
             value = get(name)
             if value:
-                extensions.append(variable_extension(name, value))
+                ext = cache.get(value)
+                if ext is None:
+                    ext = cache[value] = variable_extension(name, value)
+                extensions.append(ext)
         identifier = [{"system": self.system, "value": value_prefix + part}]
         return name_uuid(id_prefix + part), identifier, subject, extensions
 
@@ -301,6 +307,8 @@ def _visit_extension(visitnum: str, visit: str) -> tuple[JSON | None, JSON | Non
 # --- the way back: reading a row head ------------------------------------------------------------------
 
 
+_SEQ_NAMES: Final = {code: spec.seq or code + "SEQ" for code, spec in DOMAINS.items()}
+
 RowHead = tuple[str, dict[str, str], dict[str, str]]
 """(domain, row with the head cells, cells carried in `sdtm-variable`)."""
 
@@ -328,30 +336,36 @@ def read_head(resource: JSON, domain: str, value: str) -> tuple[dict[str, str], 
     """The head cells of the row behind `resource` (STUDYID, DOMAIN, USUBJID, --SEQ, EPOCH, VISITNUM,
     VISIT) and the cells it carries in `sdtm-variable` (to apply last: they win)."""
     studyid, usubjid, seq = split_key(value, 3)
-    row = {"STUDYID": studyid, "DOMAIN": domain, "USUBJID": usubjid}
-    seq_name = DOMAINS[domain].seq
-    if seq_name:
-        row[seq_name] = seq
+    row = {"STUDYID": studyid, "DOMAIN": domain, "USUBJID": usubjid, _SEQ_NAMES[domain]: seq}
     carried: dict[str, str] = {}
     for ext in resource.get("extension", ()):
         url = ext.get("url")
         if url == EXT_SDTM_VARIABLE:
+            parts = ext.get("extension", ())
+            if len(parts) == 2:
+                name_part, value_part = parts
+                if name_part.get("url") == "name" and value_part.get("url") == "value":
+                    name = name_part.get("valueString")
+                    cell = value_part.get("valueString")
+                    if name is not None and cell is not None:
+                        carried[name] = cell
+                    continue
             name = cell = None
-            for part in ext.get("extension", ()):
+            for part in parts:
                 if part.get("url") == "name":
                     name = part.get("valueString")
                 elif part.get("url") == "value":
                     cell = part.get("valueString")
             if name is not None and cell is not None:
-                carried[str(name)] = str(cell)
+                carried[name] = cell
         elif url == EXT_EPOCH:
-            row["EPOCH"] = str(ext.get("valueString", ""))
+            row["EPOCH"] = ext.get("valueString", "")
         elif url == EXT_VISIT:
             for part in ext.get("extension", ()):
                 if part.get("url") == "visitnum" and "valueDecimal" in part:
                     row["VISITNUM"] = decimal_text(part["valueDecimal"])
                 elif part.get("url") == "visit":
-                    row["VISIT"] = str(part.get("valueString", ""))
+                    row["VISIT"] = part.get("valueString", "")
     return row, carried
 
 
