@@ -143,7 +143,12 @@ def _fhir_to_sdtm(src: Path, staging: Path, validate: bool) -> tuple[str, list[s
 @click.command(name="convert")
 @click.argument("src", type=click.Path(exists=True, path_type=Path))
 @click.option(
-    "--out", "out", required=True, type=click.Path(path_type=Path), help="Folder to write (DIR)."
+    "--out",
+    "out",
+    required=True,
+    metavar="DIR",
+    type=click.Path(path_type=Path),
+    help="Folder to write (created; must be empty unless --force).",
 )
 @click.option(
     "--to",
