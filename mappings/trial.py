@@ -12,12 +12,11 @@ order (--SEQ compared as a number), TS and TA in the order written.
 
 from __future__ import annotations
 
-import importlib
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from typing import Final, Protocol
 
-from mappings import study, subject
+from mappings import biopsy, medication, observation, study, subject
 from mappings.primitives import JSON
 from mappings.sdtm import DOMAINS, DomainSpec, Table, Trial
 
@@ -34,26 +33,13 @@ class FamilyReader(Protocol):
 
 ToFhir = Callable[[Trial], Iterator[JSON]]
 
-EVENT_FAMILIES: Final = (
-    ("mappings.medication", "MedicationReader"),
-    ("mappings.observation", "ObservationReader"),
-    ("mappings.biopsy", "BiopsyReader"),
+EVENT_FAMILIES: Final[tuple[tuple[ToFhir, type[FamilyReader]], ...]] = (
+    (medication.to_fhir, medication.MedicationReader),
+    (observation.to_fhir, observation.ObservationReader),
+    (biopsy.to_fhir, biopsy.BiopsyReader),
 )
 """The event families, in output order (biopsy last: its Specimens come before the Observations that
 point to them and its DiagnosticReports after)."""
-
-
-def _event_families() -> list[tuple[ToFhir, type[FamilyReader]]]:
-    families: list[tuple[ToFhir, type[FamilyReader]]] = []
-    for module_name, reader_name in EVENT_FAMILIES:
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name != module_name:
-                raise
-            continue
-        families.append((module.to_fhir, getattr(module, reader_name)))
-    return families
 
 
 def trial_to_fhir(trial: Trial) -> Iterator[JSON]:
@@ -61,7 +47,7 @@ def trial_to_fhir(trial: Trial) -> Iterator[JSON]:
     yield study.codesystem()
     yield from study.to_fhir(trial)
     yield from subject.to_fhir(trial)
-    for to_fhir, _ in _event_families():
+    for to_fhir, _ in EVENT_FAMILIES:
         yield from to_fhir(trial)
 
 
@@ -117,24 +103,30 @@ class TrialAssembler:
     def __init__(self) -> None:
         self.study = study.StudyReader()
         self.readers: list[FamilyReader] = [self.study, subject.SubjectReader()]
-        self.readers.extend(reader() for _, reader in _event_families())
+        self.readers.extend(reader() for _, reader in EVENT_FAMILIES)
         self.unrecognised: Counter[str] = Counter()
-        self._route: dict[tuple[str, str], FamilyReader] = {}
+        self._route: dict[tuple[object, object], FamilyReader] = {}
 
     def add(self, resource: JSON) -> bool:
         """Hand `resource` to the family that made it; False (and counted) when no family takes it."""
-        kind = str(resource.get("resourceType"))
         identifiers = resource.get("identifier")
-        system = str(identifiers[0].get("system")) if identifiers else str(resource.get("url"))
-        route = (kind, system)
+        route = (
+            resource.get("resourceType"),
+            identifiers[0].get("system") if identifiers else resource.get("url"),
+        )
         reader = self._route.get(route)
         if reader is not None and reader.feed(resource):
             return True
+        return self._add_new_route(resource, route, reader)
+
+    def _add_new_route(
+        self, resource: JSON, route: tuple[object, object], tried: FamilyReader | None
+    ) -> bool:
         for candidate in self.readers:
-            if candidate is not reader and candidate.feed(resource):
+            if candidate is not tried and candidate.feed(resource):
                 self._route[route] = candidate
                 return True
-        self.unrecognised[kind] += 1
+        self.unrecognised[str(resource.get("resourceType"))] += 1
         return False
 
     def tables(self) -> Trial:
