@@ -332,7 +332,7 @@ def test_reader_leaves_resources_of_other_families() -> None:
 
 
 def test_cohort_rows_round_trip_and_validate(dalakas_trial: Trial, validate: Validate) -> None:
-    trial = {d: dalakas_trial[d] for d in ("VS", "EX", "CM") if d in dalakas_trial}
+    trial: Trial = {d: dalakas_trial[d] for d in ("VS", "EX", "CM") if d in dalakas_trial}
     assert "EX" in trial and "CM" in trial
     for resource in assert_round_trips(trial):
         validate(resource)

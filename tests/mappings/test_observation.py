@@ -297,7 +297,7 @@ def test_absent_tables_give_nothing() -> None:
 
 
 def test_cohort_rows_round_trip_and_validate(dalakas_trial: Trial, validate: Validate) -> None:
-    trial = {d: dalakas_trial[d] for d in ("VS", "QS", "RS") if d in dalakas_trial}
+    trial: Trial = {d: dalakas_trial[d] for d in ("VS", "QS", "RS") if d in dalakas_trial}
     assert trial
     for resource in assert_round_trips(trial):
         validate(resource)
