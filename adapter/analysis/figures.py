@@ -52,6 +52,13 @@ def png_bytes(figure: Figure) -> bytes:
     return buffer.getvalue()
 
 
+def p_label(p: object) -> str:
+    """A P value as a clinician reads it: P=0.012, P<0.001, or P n/a."""
+    if not isinstance(p, float):
+        return "P n/a"
+    return "P<0.001" if p < 0.001 else f"P={p:.3f}" if p < 0.1 else f"P={p:.2f}"
+
+
 def _empty(axes: Axes, message: str) -> None:
     axes.text(0.5, 0.5, message, ha="center", va="center", transform=axes.transAxes, color="0.4")
     axes.set_xticks([])
@@ -153,13 +160,18 @@ def change_by_arm(results: Results) -> Figure:
                 mean = sum(values) / len(values)
                 panel.hlines(mean, i - 0.25, i + 0.25, color="black", linewidth=2, gid="mean")
         panel.axhline(0, color="0.5", linestyle="--", linewidth=1)
+        outcome = results.endpoints[endpoint]
         panel.set_xticks(
             range(len(ROLES)),
-            [f"{definition.role_labels[r]}\n(n={(data['ARM_ROLE'] == r).sum()})" for r in ROLES],
+            [
+                f"{definition.role_labels[r]} (n={(data['ARM_ROLE'] == r).sum()})\n"
+                f"change within arm {p_label(outcome.values.get(f'p_within_{r}'))}"
+                for r in ROLES
+            ],
         )
-        p = results.endpoints[endpoint].values.get("p_between_mwu")
-        p_text = f"between arms P={p:.3g}" if isinstance(p, float) else "between arms P n/a"
         better = "higher" if score.higher_is_better else "lower"
+        test = outcome.methods.get("p_between_mwu", "").split(",")[0]
+        p_text = f"between arms ({test}) {p_label(outcome.values.get('p_between_mwu'))}"
         panel.set_title(f"{score.label}\n{p_text}")
         panel.set_ylabel(f"Change, end - baseline ({better} = better)")
         panel.grid(axis="y", alpha=0.3)
@@ -194,7 +206,11 @@ def responder_bars(results: Results) -> Figure:
     panel.set_ylim(
         0, max([1.0, *[float(v or 0) for v in values.values() if isinstance(v, int)]]) * 1.2
     )
-    panel.set_title("Clinical response per treatment course (crossovers included)")
+    test = results.endpoints["E3"].methods.get("p_fisher_major", "")
+    panel.set_title(
+        "Clinical response per treatment course (crossovers included)\n"
+        f"major improvement, IVIG vs placebo: {test} {p_label(values.get('p_fisher_major'))}"
+    )
     return figure
 
 
@@ -220,7 +236,8 @@ def biopsy_pairs(results: Results) -> Figure:
                 gid="pair",
             )
         p = results.endpoints["E6"].values.get(f"p_{measure.key}_t")
-        p_text = f"P={p:.3g}" if isinstance(p, float) else "P n/a"
+        test = results.endpoints["E6"].methods.get(f"p_{measure.key}_t", "").split(",")[0]
+        p_text = f"{test} {p_label(p)}"
         panel.set_xticks([0, 1], ["Before IVIG", "After IVIG"])
         panel.set_xlim(-0.3, 1.3)
         panel.set_title(f"{measure.label}\n({len(rows)} patients, {p_text})")
