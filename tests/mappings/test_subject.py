@@ -10,6 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from adapter.fhir_files import dumps, loads
 from mappings import subject
 from mappings.identity import (
     SID_RESEARCH_SUBJECT,
@@ -307,7 +308,8 @@ def test_any_dm_and_se_round_trip_exactly(trial: Trial, validate: Validate) -> N
     assert {(r["resourceType"], r["id"]) for r in resources if r["resourceType"] in ID_MAKERS} == (
         expected_ids
     )
-    back = fhir_to_trial(resources)
+    # through the JSON wire format, as a file or a server would carry them
+    back = fhir_to_trial(loads(dumps(resource)) for resource in resources)
     if not trial["DM"].rows:
         assert back == {}
         return

@@ -11,6 +11,7 @@ import pytest
 
 from mappings.identity import SID_DERIVED
 from mappings.sdtm import DOMAINS, Table, Trial
+from mappings.terminology import EXT_SDTM_TABLE
 from mappings.trial import TrialAssembler, fhir_to_trial, trial_to_fhir
 
 Validate = Callable[[dict[str, Any]], None]
@@ -98,8 +99,8 @@ def test_study_level_resources_come_first_in_order(resources: list[dict[str, Any
 
 def test_the_resources_stream(dalakas_trial: Trial) -> None:
     stream = trial_to_fhir(dalakas_trial)
-    assert inspect.isgenerator(stream)
     assert next(stream)["resourceType"] == "CodeSystem"
+    assert inspect.isgenerator(stream)  # made lazily, one resource at a time, never a list of all
 
 
 def test_the_order_resources_arrive_in_does_not_matter(
@@ -149,3 +150,55 @@ def test_a_learnt_route_still_refuses_what_its_family_does_not_take(
     }
     assert not assembler.add(foreign_condition)
     assert assembler.unrecognised == {"Condition": 1}
+
+
+def without_layouts(resources: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    for resource in resources:
+        if resource["resourceType"] == "ResearchStudy":
+            resource = dict(resource)
+            resource["extension"] = [e for e in resource["extension"] if e["url"] != EXT_SDTM_TABLE]
+        yield resource
+
+
+def test_without_a_layout_columns_follow_the_domain_spec() -> None:
+    columns = ["STUDYID", "DOMAIN", "USUBJID", "SEX", "XTRA", "AGE", "RACE", "SUBJID"]
+    row = {"STUDYID": "S", "DOMAIN": "DM", "USUBJID": "S-1", "SEX": "F", "XTRA": "x", "AGE": "40",
+           "RACE": "", "SUBJID": "1"}  # fmt: skip
+    trial = {"DM": Table("DM", columns, [row])}
+    back = fhir_to_trial(without_layouts(list(trial_to_fhir(trial))))
+    spec = DOMAINS["DM"]
+    # required variables in SDTM order, then the known optional ones with a value, then extras
+    assert back["DM"].columns == [*spec.required, "XTRA"]
+    assert back["DM"].rows[0]["XTRA"] == "x"
+    assert back["DM"].rows[0]["RFSTDTC"] == ""
+
+
+def test_a_column_the_layout_does_not_name_is_kept_at_the_end() -> None:
+    trial = {
+        "DM": Table("DM", ["STUDYID", "DOMAIN", "USUBJID", "XTRA"], [
+            {"STUDYID": "S", "DOMAIN": "DM", "USUBJID": "S-1", "XTRA": "x"}
+        ]),
+    }  # fmt: skip
+    resources = list(trial_to_fhir(trial))
+    for resource in resources:
+        if resource["resourceType"] == "ResearchStudy":
+            layout = next(e for e in resource["extension"] if e["url"] == EXT_SDTM_TABLE)
+            layout["extension"] = [p for p in layout["extension"] if p.get("valueString") != "XTRA"]
+    back = fhir_to_trial(resources)
+    assert back["DM"].columns == ["STUDYID", "DOMAIN", "USUBJID", "XTRA"]
+
+
+def test_each_studyid_gets_its_own_research_study() -> None:
+    columns = ["STUDYID", "DOMAIN", "USUBJID"]
+    dm = Table("DM", columns, [
+        {"STUDYID": "A", "DOMAIN": "DM", "USUBJID": "A-1"},
+        {"STUDYID": "B", "DOMAIN": "DM", "USUBJID": "B-1"},
+    ])  # fmt: skip
+    resources = list(trial_to_fhir({"DM": dm}))
+    studies = [r for r in resources if r["resourceType"] == "ResearchStudy"]
+    assert [s["identifier"][0]["value"] for s in studies] == ["A", "B"]
+    subjects = [r for r in resources if r["resourceType"] == "ResearchSubject"]
+    assert [s["study"]["reference"] for s in subjects] == [
+        f"ResearchStudy/{s['id']}" for s in studies
+    ]
+    assert fhir_to_trial(resources)["DM"].rows == dm.rows
