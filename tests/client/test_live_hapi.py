@@ -1,4 +1,4 @@
-"""Against a live HAPI FHIR R4 server (the hapi_base_url fixture or TRIALFHIR_HAPI_URL); skipped otherwise.
+"""Against a live HAPI FHIR R4 server named by TRIALFHIR_HAPI_URL; skipped otherwise.
 
 Checks what mocks cannot: that HAPI's real _getpages links are followed, that conditional uploads are
 idempotent, and that real OperationOutcomes land in the exception messages.
@@ -27,15 +27,12 @@ SYSTEM = "urn:trialfhir:test:client"
 
 
 @pytest.fixture(scope="module")
-def client(request: pytest.FixtureRequest) -> Iterator[FhirClient]:
-    """The project's HAPI fixture (adapter.testing's ``hapi_base_url``) when there is one, else
-    TRIALFHIR_HAPI_URL, else skip."""
-    try:
-        url = str(request.getfixturevalue("hapi_base_url"))
-    except pytest.FixtureLookupError:
-        url = os.environ.get("TRIALFHIR_HAPI_URL", "")
+def client() -> Iterator[FhirClient]:
+    """Opt-in: only with TRIALFHIR_HAPI_URL, so that ``pytest tests/client`` never starts a server
+    (the integration suite in tests/integration starts one)."""
+    url = os.environ.get("TRIALFHIR_HAPI_URL", "")
     if not url:
-        pytest.skip("no HAPI server (hapi_base_url fixture or TRIALFHIR_HAPI_URL)")
+        pytest.skip("TRIALFHIR_HAPI_URL is not set (tests/integration covers a started server)")
     with FhirClient(url) as fhir:
         yield fhir
 
