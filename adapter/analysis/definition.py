@@ -161,6 +161,7 @@ class StudyDefinition:
     graded_findings: tuple[str, ...]
     grade_order: tuple[str, ...]
     background_cmtrt: str
+    weight_testcd: str
     background_unit: str
     daily_frequencies: Mapping[str, float]
     single_dose_frequencies: frozenset[str]
@@ -376,6 +377,12 @@ def parse_definition(raw: Any, source: str = "<definition>") -> StudyDefinition:
         graded_findings=tuple(r.texts(biopsy, "graded_findings", "biopsy")),
         grade_order=tuple(r.texts(biopsy, "grade_order", "biopsy")),
         background_cmtrt=r.text(background, "cmtrt", "background_medication"),
+        weight_testcd=r.text(
+            r.obj(top.get("vital_signs", {}), "vital_signs"),
+            "weight_testcd",
+            "vital_signs",
+            "WEIGHT",
+        ),
         background_unit=r.text(background, "unit", "background_medication"),
         daily_frequencies=daily,
         single_dose_frequencies=frozenset(

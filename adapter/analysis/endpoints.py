@@ -619,7 +619,7 @@ def _demographics(trial: _Trial) -> pd.DataFrame:
         dated: dict[str, tuple[tuple[date, time], float]] = {}
         for row in records(vs.fillna("").astype(str)):
             weight, when = to_number(row["VSSTRESN"]), parse_instant(row["VSDTC"])
-            if row["VSTESTCD"] != "WEIGHT" or weight is None or when is None:
+            if row["VSTESTCD"] != definition.weight_testcd or weight is None or when is None:
                 continue
             current = dated.get(row["USUBJID"])
             if current is None or when.sort_key() < current[0]:
