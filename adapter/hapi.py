@@ -277,7 +277,7 @@ def _port_is_free(port: int) -> bool:
         return True
 
 
-def metadata_answers(base_url: str, *, timeout: float = 10.0) -> bool:
+def metadata_answers(base_url: str, *, timeout: float = 30.0) -> bool:
     """True when ``GET <base>/metadata`` returns a CapabilityStatement."""
     try:
         response = httpx.get(

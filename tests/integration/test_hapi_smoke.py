@@ -140,7 +140,9 @@ def test_paging_with_count_2_follows_getpages_links_over_every_page(
         page = [entry["resource"]["id"] for entry in bundle.get("entry", [])]
         page_sizes.append(len(page))
         seen += page
-        next_url = next((link["url"] for link in bundle["link"] if link["relation"] == "next"), None)
+        next_url = next(
+            (link["url"] for link in bundle["link"] if link["relation"] == "next"), None
+        )
         if next_url is None:
             break
         next_links.append(next_url)
@@ -208,7 +210,9 @@ def test_conditional_put_with_no_match_but_a_taken_body_id_is_a_conflict(
     fhir_http: httpx.Client, hapi_base_url: str
 ) -> None:
     transaction(fhir_http, hapi_base_url, [conditional_put("COND-5", "smoke-cond-5")])
-    response = transaction(fhir_http, hapi_base_url, [conditional_put("COND-5-NEW", "smoke-cond-5")])
+    response = transaction(
+        fhir_http, hapi_base_url, [conditional_put("COND-5-NEW", "smoke-cond-5")]
+    )
     assert response.status_code == 409
     kept = fhir_http.get("Organization/smoke-cond-5").json()
     assert kept["identifier"][0]["value"] == "COND-5"
@@ -252,7 +256,9 @@ def test_post_if_none_exist_ignores_the_body_id_and_assigns_a_uuid(
     match = re.fullmatch(r"Organization/([^/]+)/_history/1", entry["response"]["location"])
     assert match is not None
     assert match.group(1) != "smoke-ine-2"
-    assert re.fullmatch(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", match.group(1))
+    assert re.fullmatch(
+        r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", match.group(1)
+    )
 
 
 def test_a_transaction_with_one_failing_entry_writes_nothing(
@@ -297,7 +303,9 @@ def test_validate_accepts_a_valid_patient(fhir_http: httpx.Client) -> None:
 
 def test_validate_reports_errors_of_an_invalid_patient(fhir_http: httpx.Client) -> None:
     # pat-1: a contact must have a name, telecom, address or organization.
-    response = fhir_http.post("Patient/$validate", json={"resourceType": "Patient", "contact": [{}]})
+    response = fhir_http.post(
+        "Patient/$validate", json={"resourceType": "Patient", "contact": [{}]}
+    )
     assert response.status_code == 200
     errors = error_issues(response.json())
     assert any("Patient.contact[0]" in issue.get("expression", []) for issue in errors)
