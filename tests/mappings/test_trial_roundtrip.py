@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -202,3 +203,20 @@ def test_each_studyid_gets_its_own_research_study() -> None:
         f"ResearchStudy/{s['id']}" for s in studies
     ]
     assert fhir_to_trial(resources)["DM"].rows == dm.rows
+
+
+@pytest.mark.hapi
+def test_hapi_finds_no_error_in_any_resource_type(resources: list[dict[str, Any]]) -> None:
+    """Opt-in (TRIALFHIR_HAPI_URL): HAPI's $validate on the first resource of every type."""
+    url = os.environ.get("TRIALFHIR_HAPI_URL", "")
+    if not url:
+        pytest.skip("TRIALFHIR_HAPI_URL is not set")
+    from adapter.client import FhirClient
+
+    first_of_type: dict[str, dict[str, Any]] = {}
+    for resource in resources:
+        first_of_type.setdefault(resource["resourceType"], resource)
+    with FhirClient(url) as client:
+        for kind, resource in first_of_type.items():
+            errors = [str(issue) for issue in client.validate(resource) if issue.is_error]
+            assert not errors, f"{kind}: {errors}"
