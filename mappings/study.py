@@ -296,6 +296,7 @@ class StudyReader:
         self.columns: dict[str, list[str]] = {}
         self._ts: list[dict[str, str]] = []
         self._ta: list[dict[str, str]] = []
+        self._seen: set[str] = set()
 
     def feed(self, resource: JSON) -> bool:
         kind = resource.get("resourceType")
@@ -313,6 +314,9 @@ class StudyReader:
         )
         if studyid is None:
             return False
+        if studyid in self._seen:  # the same study read twice (e.g. overlapping pages)
+            return True
+        self._seen.add(studyid)
         for ext in resource.get("extension", ()):
             url = ext.get("url")
             if url == EXT_TRIAL_SUMMARY:

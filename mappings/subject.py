@@ -343,7 +343,8 @@ class SubjectReader:
 
     def __init__(self) -> None:
         self._patients: dict[str, JSON] = {}
-        self._subjects: list[JSON] = []
+        self._subjects: dict[tuple[str, str], JSON] = {}
+        """(STUDYID, USUBJID) -> ResearchSubject; one per subject even if read twice."""
 
     def feed(self, resource: JSON) -> bool:
         kind = resource.get("resourceType")
@@ -353,9 +354,13 @@ class SubjectReader:
             self._patients["Patient/" + str(resource.get("id"))] = resource
             return True
         if kind == "ResearchSubject":
-            if _first_identifier(resource, SID_RESEARCH_SUBJECT) is None:
+            key = _first_identifier(resource, SID_RESEARCH_SUBJECT)
+            if key is None:
                 return False
-            self._subjects.append(resource)
+            parts = _split_key(key)
+            if len(parts) != 2:
+                return False
+            self._subjects[parts[0], parts[1]] = resource
             return True
         if kind == "Condition":
             value = _first_identifier(resource, SID_DERIVED)
@@ -365,10 +370,7 @@ class SubjectReader:
     def rows(self) -> dict[str, list[dict[str, str]]]:
         dm: list[dict[str, str]] = []
         se: list[dict[str, str]] = []
-        for subject in self._subjects:
-            key = _first_identifier(subject, SID_RESEARCH_SUBJECT)
-            assert key is not None
-            studyid, usubjid = _split_key(key)
+        for (studyid, usubjid), subject in self._subjects.items():
             row: dict[str, str] = {"STUDYID": studyid, "DOMAIN": "DM", "USUBJID": usubjid}
             individual = subject.get("individual") or {}
             found = self._patients.get(str(individual.get("reference")))

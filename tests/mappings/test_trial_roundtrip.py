@@ -220,3 +220,11 @@ def test_hapi_finds_no_error_in_any_resource_type(resources: list[dict[str, Any]
         for kind, resource in first_of_type.items():
             errors = [str(issue) for issue in client.validate(resource) if issue.is_error]
             assert not errors, f"{kind}: {errors}"
+
+
+def test_study_and_subjects_read_twice_come_back_once(dalakas_trial: Trial) -> None:
+    mine = {d: dalakas_trial[d] for d in ("TS", "TA", "DM", "SE")}
+    resources = list(trial_to_fhir(mine))
+    back = fhir_to_trial(resources + resources)
+    for domain, written in mine.items():
+        assert_same_table(written, back[domain])
