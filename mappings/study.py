@@ -127,11 +127,21 @@ class CellLayout:
                         ],
                     }
                 )
+        if not parts:  # a row with no cell of its own still needs a part (FHIR has no empty lists)
+            append(
+                {
+                    "url": EXT_SDTM_VARIABLE,
+                    "extension": [
+                        {"url": "name", "valueString": "DOMAIN"},
+                        {"url": "value", "valueString": self.domain},
+                    ],
+                }
+            )
         return {"url": url, "extension": parts}
 
 
 def read_cells(extension: JSON, row: dict[str, str]) -> dict[str, str]:
-    """Put the cells held by a `cells_extension` into `row` (valueString parts and nested
+    """Put the cells held by a `CellLayout.extension` into `row` (valueString parts and nested
     `sdtm-variable`s; other typed parts such as `row` or `period` are for the caller)."""
     for part in extension.get("extension", ()):
         url = part.get("url")

@@ -235,3 +235,12 @@ def test_any_ts_and_ta_round_trip_exactly(trial: Trial, validate: Validate) -> N
     for domain in ("TS", "TA"):
         assert back[domain].columns == trial[domain].columns
         assert back[domain].rows == trial[domain].rows
+
+
+def test_a_row_of_empty_cells_still_comes_back(validate: Validate) -> None:
+    columns = ["STUDYID", "DOMAIN", "TSSEQ", "TSPARMCD", "TSPARM", "TSVAL"]
+    ts = Table("TS", columns, [dict.fromkeys(columns, "") | {"STUDYID": "S", "DOMAIN": "TS"}])
+    resources = list(trial_to_fhir({"TS": ts}))
+    for resource in resources:
+        validate(resource)
+    assert fhir_to_trial(resources)["TS"].rows == ts.rows
