@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import date, time
+from functools import lru_cache
 
 _ISO = re.compile(
     r"^(?P<y>\d{4})(?:-(?P<m>\d{2})(?:-(?P<d>\d{2})"
@@ -50,6 +51,7 @@ class Instant:
         return self._same_day_compare(other) > 0
 
 
+@lru_cache(maxsize=65536)
 def parse_instant(text: str) -> Instant | None:
     """Parse an SDTM --DTC value; None for an empty or unreadable value (treated as missing)."""
     match = _ISO.match(text.strip())

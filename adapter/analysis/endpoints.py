@@ -537,9 +537,9 @@ def _e7(trial: _Trial) -> EndpointResult:
     dm = domain(trial.tables, "DM", ("USUBJID", "RFSTDTC", "RFENDTC"))
     cm = domain(trial.tables, "CM", ("USUBJID", "CMTRT", "CMDOSE", "CMDOSFRQ", "CMSTDTC"))
     by_subject: dict[str, list[dict[str, str]]] = {}
-    for row in records(cm):
-        if row["CMTRT"].strip().upper() == definition.background_cmtrt.upper():
-            by_subject.setdefault(row["USUBJID"], []).append(row)
+    wanted = cm["CMTRT"].str.strip().str.upper() == definition.background_cmtrt.upper()
+    for row in records(cm[wanted]):
+        by_subject.setdefault(row["USUBJID"], []).append(row)
     per_subject: list[tuple[str, float]] = []
     for row in sorted(records(dm), key=lambda r: r["USUBJID"]):
         usubjid = row["USUBJID"]

@@ -59,8 +59,10 @@ def domain(tables: Mapping[str, pd.DataFrame], code: str, columns: tuple[str, ..
 
 
 def records(table: pd.DataFrame) -> list[dict[str, str]]:
-    """The rows of a (string-valued) table as dicts."""
-    return [{str(k): str(v) for k, v in row.items()} for row in table.to_dict("records")]
+    """The rows of a string-valued table (as `domain` returns) as dicts, built column-wise."""
+    columns = [str(c) for c in table.columns]
+    data = [table[c].tolist() for c in table.columns]
+    return [dict(zip(columns, row, strict=True)) for row in zip(*data, strict=True)]
 
 
 def to_number(text: str) -> float | None:
