@@ -104,6 +104,7 @@ def read_trial(folder: str | Path, domains: Iterable[str] | None = None) -> Tria
             elif code not in wanted:
                 wanted.append(code)
     trial: Trial = {}
+    numbers: dict[str, list[int] | None] = {}
     for code in wanted:
         paths = files[code]
         if len(paths) > 1:
@@ -112,11 +113,11 @@ def read_trial(folder: str | Path, domains: Iterable[str] | None = None) -> Tria
                 Problem(str(root), None, None, f"{code} is given twice ({listed}): keep one file")
             )
             continue
-        table, table_problems = read_table(paths[0], code)
+        table, table_problems, numbers[code] = _read_and_check(paths[0], code)
         problems.extend(table_problems)
         if table is not None:
             trial[code] = table
-    problems.extend(_trial_problems(trial, {code: files[code][0] for code in trial}))
+    problems.extend(_trial_problems(trial, {code: files[code][0] for code in trial}, numbers))
     if problems:
         order = {str(files[c][0]): i for i, c in enumerate(wanted) if c in files}
         problems.sort(key=lambda p: (order.get(p.file, -1), p.row or 0))
@@ -127,47 +128,52 @@ def read_trial(folder: str | Path, domains: Iterable[str] | None = None) -> Tria
 def read_table(path: Path, domain: str) -> tuple[Table | None, list[Problem]]:
     """One domain file (CSV or XPT by suffix) and the problems found in it alone. The table is None
     when the file could not be read at all."""
-    if path.suffix.lower() == ".xpt":
-        table, problems = _read_xpt(path, domain)
-    else:
-        table, problems = _read_csv(path, domain)
-    if table is not None:
-        problems.extend(_check_table(table, str(path)))
+    table, problems, _ = _read_and_check(path, domain)
     return table, problems
 
 
-def _read_csv(path: Path, domain: str) -> tuple[Table | None, list[Problem]]:
+RowNumbers = list[int] | None
+"""The data-row number of each row of a table as read, when rows were left out (a malformed row is
+reported, not kept); None when row i is data row i + 1."""
+
+
+def _read_and_check(path: Path, domain: str) -> tuple[Table | None, list[Problem], RowNumbers]:
+    if path.suffix.lower() == ".xpt":
+        table, problems = _read_xpt(path, domain)
+        numbers: RowNumbers = None
+    else:
+        table, problems, numbers = _read_csv(path, domain)
+    if table is not None:
+        problems.extend(_check_table(table, str(path), numbers))
+    return table, problems, numbers
+
+
+def _read_csv(path: Path, domain: str) -> tuple[Table | None, list[Problem], RowNumbers]:
     name = str(path)
     try:
         raw = path.read_bytes()
     except OSError as exc:
-        return None, [Problem(name, None, None, f"cannot read the file: {exc.strerror or exc}")]
+        reason = f"cannot read the file: {exc.strerror or exc}"
+        return None, [Problem(name, None, None, reason)], None
     if not raw:
-        return None, [
-            Problem(name, None, None, "empty file (0 bytes): a domain file needs a header row")
-        ]
+        reason = "empty file (0 bytes): a domain file needs a header row"
+        return None, [Problem(name, None, None, reason)], None
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         bad = raw[exc.start : exc.start + 1].hex().upper()
         record = raw.count(b"\n", 0, exc.start)  # 0 = the header line
         row = record if record > 0 else None
-        return None, [
-            Problem(
-                name,
-                row,
-                None,
-                f"not UTF-8: byte 0x{bad} at offset {exc.start} (save the file as UTF-8)",
-            )
-        ]
+        reason = f"not UTF-8: byte 0x{bad} at offset {exc.start} (save the file as UTF-8)"
+        return None, [Problem(name, row, None, reason)], None
     problems: list[Problem] = []
     reader = csv.reader(io.StringIO(text, newline=""), strict=True)
     try:
         header = next(reader)
     except csv.Error as exc:
-        return None, [Problem(name, None, None, f"the header row cannot be read: {exc}")]
+        return None, [Problem(name, None, None, f"the header row cannot be read: {exc}")], None
     except StopIteration:
-        return None, [Problem(name, None, None, "no header row")]
+        return None, [Problem(name, None, None, "no header row")], None
     seen: set[str] = set()
     for column in header:
         if column == "":
@@ -176,60 +182,62 @@ def _read_csv(path: Path, domain: str) -> tuple[Table | None, list[Problem]]:
             problems.append(Problem(name, None, column, "column appears twice in the header"))
         seen.add(column)
     if problems:
-        return None, problems
+        return None, problems, None
     width = len(header)
-    rows: list[dict[str, str]] = []
-    record = 0
+    try:
+        records: list[list[str] | None] = [cells for cells in reader if cells]  # fast path
+    except csv.Error:
+        records = _records_one_by_one(text, name, problems)
+    if all(cells is not None and len(cells) == width for cells in records):
+        rows = [dict(zip(header, cells, strict=True)) for cells in records if cells is not None]
+        return Table(domain, list(header), rows), problems, None
+    rows = []
+    numbers: list[int] = []
     last_short: int | None = None  # index in `problems` of a short last record
+    for number, cells in enumerate(records, start=1):
+        last_short = None
+        if cells is None:
+            continue  # reported while reading
+        if len(cells) < width:
+            last_short = len(problems)
+            reason = f"{len(cells)} cells where the header has {width}"
+            problems.append(Problem(name, number, header[len(cells)], reason))
+        elif len(cells) > width:
+            reason = f"{len(cells)} cells where the header has {width} (unquoted comma?)"
+            problems.append(Problem(name, number, None, reason))
+        else:
+            rows.append(dict(zip(header, cells, strict=True)))
+            numbers.append(number)
+    if last_short is not None and not text.endswith(("\n", "\r")):
+        cut = problems[last_short]
+        reason = cut.reason + ": the last line has no newline, the file looks cut off"
+        problems[last_short] = Problem(cut.file, cut.row, cut.variable, reason)
+    problems.sort(key=lambda p: p.row or 0)
+    return Table(domain, list(header), rows), problems, numbers
+
+
+def _records_one_by_one(text: str, name: str, problems: list[Problem]) -> list[list[str] | None]:
+    """The data records of a CSV text with quoting errors: each bad record is reported and stands as
+    None, so that the records after it keep their numbers."""
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    next(reader)  # the header, already read
+    records: list[list[str] | None] = []
     while True:
-        record += 1
         try:
             cells = next(reader)
         except StopIteration:
-            break
+            return records
         except csv.Error as exc:
             reason = str(exc)
             if reason == "unexpected end of data":
                 reason = "unterminated quote: the file ends inside a quoted cell (cut off?)"
             else:
                 reason = f"badly quoted row: {reason}"
-            problems.append(Problem(name, record, None, reason))
-            last_short = None
+            problems.append(Problem(name, len(records) + 1, None, reason))
+            records.append(None)
             continue
-        if not cells:
-            record -= 1  # a blank line is not a record
-            continue
-        last_short = None
-        if len(cells) < width:
-            last_short = len(problems)
-            problems.append(
-                Problem(
-                    name,
-                    record,
-                    header[len(cells)],
-                    f"{len(cells)} cells where the header has {width}",
-                )
-            )
-        elif len(cells) > width:
-            problems.append(
-                Problem(
-                    name,
-                    record,
-                    None,
-                    f"{len(cells)} cells where the header has {width} (unquoted comma?)",
-                )
-            )
-        else:
-            rows.append(dict(zip(header, cells, strict=True)))
-    if last_short is not None and not text.endswith(("\n", "\r")):
-        cut = problems[last_short]
-        problems[last_short] = Problem(
-            cut.file,
-            cut.row,
-            cut.variable,
-            cut.reason + ": the last line has no newline, the file looks cut off",
-        )
-    return Table(domain, list(header), rows), problems
+        if cells:
+            records.append(cells)
 
 
 def xpt_number_text(value: float) -> str:
@@ -278,73 +286,99 @@ def _read_xpt(path: Path, domain: str) -> tuple[Table | None, list[Problem]]:
 # --- checking ------------------------------------------------------------------------------------
 
 
-def _check_table(table: Table, name: str) -> list[Problem]:
-    """The rules one table can break on its own."""
+def _check_table(table: Table, name: str, numbers: RowNumbers = None) -> list[Problem]:
+    """The rules one table can break on its own. Column by column, each distinct text checked once
+    (a trial repeats its dates, codes and numbers), rows looked up only for what is wrong."""
     spec = table.spec
     columns = set(table.columns)
+    rows = table.rows
     problems = [
         Problem(name, None, variable, "required column is missing")
         for variable in spec.required
         if variable not in columns
     ]
+
+    def row_number(index: int) -> int:
+        return index + 1 if numbers is None else numbers[index]
+
+    def report(values: list[str], variable: str, reasons: dict[str, str]) -> None:
+        for index, text in enumerate(values):
+            reason = reasons.get(text)
+            if reason is not None:
+                problems.append(Problem(name, row_number(index), variable, reason))
+
+    column_cache: dict[str, list[str]] = {}
+
+    def column(variable: str) -> list[str]:
+        values = column_cache.get(variable)
+        if values is None:
+            values = column_cache[variable] = [row[variable] for row in rows]
+        return values
+
     non_empty = [v for v in ("STUDYID", "DOMAIN", "USUBJID", spec.seq) if v and v in columns]
     if not spec.subject_level:
         non_empty = [v for v in non_empty if v != "USUBJID"]
-    numeric = [v for v in table.columns if v in spec.numeric]
-    dates = [v for v in table.columns if v in spec.dates]
+    for variable in table.columns:
+        checks_empty = variable in non_empty
+        checked = variable == "DOMAIN" or variable in spec.numeric or variable in spec.dates
+        if not (checks_empty or checked):
+            continue
+        values = column(variable)
+        reasons: dict[str, str] = {}
+        for text in set(values):
+            if text == "":
+                if checks_empty:
+                    reasons[text] = "missing (required on every row)"
+                continue
+            reason = _cell_problem(spec, variable, text)
+            if reason is not None:
+                reasons[text] = reason
+        if reasons:
+            report(values, variable, reasons)
+
     key_column = _key_column(spec)
-    keys: dict[tuple[str, str], int] = {}
-    date_reasons: dict[str, str] = {}  # date text -> reason ("" = valid): each text checked once
-    for number, row in enumerate(table.rows, start=1):
-        for variable in non_empty:
-            if row[variable] == "":
-                problems.append(Problem(name, number, variable, "missing (required on every row)"))
-        domain_cell = row.get("DOMAIN")
-        if domain_cell and domain_cell != spec.code:
-            problems.append(
-                Problem(name, number, "DOMAIN", f"{domain_cell!r} in the {spec.code} file")
-            )
-        for variable in numeric:
-            text = row[variable]
-            if text == "":
-                continue
-            problems.extend(_number_problem(spec, name, number, variable, text))
-        for variable in dates:
-            text = row[variable]
-            if text == "":
-                continue
-            reason = date_reasons.get(text)
-            if reason is None:
-                reason = date_reasons[text] = check_dtc(text) or ""
-            if reason:
-                problems.append(Problem(name, number, variable, reason))
-        if spec.seq is not None and spec.seq in columns and key_column in columns:
-            seq = row[spec.seq]
-            owner = row[key_column]
-            if seq != "" and INTEGER_RE.fullmatch(seq) is not None:
-                key = (owner, seq)
-                first = keys.setdefault(key, number)
-                if first != number:
-                    problems.append(
-                        Problem(
-                            name,
-                            number,
-                            spec.seq,
-                            f"{spec.seq} {seq} repeats row {first} (same {key_column})",
-                        )
+    if spec.seq is not None and spec.seq in columns and key_column in columns:
+        keys = list(zip(column(key_column), column(spec.seq), strict=True))
+        if len(set(keys)) != len(keys):
+            first_row: dict[tuple[str, str], int] = {}
+            for index, key in enumerate(keys):
+                if key[1] == "" or INTEGER_RE.fullmatch(key[1]) is None:
+                    continue
+                first = first_row.setdefault(key, index)
+                if first != index:
+                    reason = (
+                        f"{spec.seq} {key[1]} repeats row {row_number(first)} (same {key_column})"
                     )
+                    problems.append(Problem(name, row_number(index), spec.seq, reason))
     if spec.code == "DM" and "USUBJID" in columns:
-        subjects: dict[str, int] = {}
-        for number, row in enumerate(table.rows, start=1):
-            usubjid = row["USUBJID"]
-            if usubjid == "":
-                continue
-            first = subjects.setdefault(usubjid, number)
-            if first != number:
-                problems.append(
-                    Problem(name, number, "USUBJID", f"subject already in DM on row {first}")
-                )
+        subjects = column("USUBJID")
+        if len(set(subjects)) != len(subjects):
+            first_dm: dict[str, int] = {}
+            for index, usubjid in enumerate(subjects):
+                if usubjid == "":
+                    continue
+                first = first_dm.setdefault(usubjid, index)
+                if first != index:
+                    reason = f"subject already in DM on row {row_number(first)}"
+                    problems.append(Problem(name, row_number(index), "USUBJID", reason))
+    problems.sort(key=lambda p: p.row or 0)
     return problems
+
+
+def _cell_problem(spec: DomainSpec, variable: str, text: str) -> str | None:
+    """Why a non-empty cell of `variable` breaks the domain's rules, or None."""
+    if variable == "DOMAIN":
+        return None if text == spec.code else f"{text!r} in the {spec.code} file"
+    if variable in spec.dates:
+        return check_dtc(text)
+    if variable in spec.integer:
+        if INTEGER_RE.fullmatch(text) is None:
+            return f"{text!r} is not an integer"
+    elif variable in spec.numeric and DECIMAL_RE.fullmatch(text) is None:
+        return f"{text!r} is not a number"
+    if variable in spec.non_negative and Decimal(text) < 0:
+        return f"{text} is negative"
+    return None
 
 
 def _key_column(spec: DomainSpec) -> str:
@@ -353,56 +387,51 @@ def _key_column(spec: DomainSpec) -> str:
     return "USUBJID" if spec.subject_level else "TSPARMCD"
 
 
-def _number_problem(
-    spec: DomainSpec, name: str, number: int, variable: str, text: str
+def _trial_problems(
+    trial: Trial, paths: dict[str, Path], numbers: dict[str, RowNumbers]
 ) -> list[Problem]:
-    if variable in spec.integer:
-        if INTEGER_RE.fullmatch(text) is None:
-            return [Problem(name, number, variable, f"{text!r} is not an integer")]
-    elif DECIMAL_RE.fullmatch(text) is None:
-        return [Problem(name, number, variable, f"{text!r} is not a number")]
-    if variable in spec.non_negative and Decimal(text) < 0:
-        return [Problem(name, number, variable, f"{text} is negative")]
-    return []
-
-
-def _trial_problems(trial: Trial, paths: dict[str, Path]) -> list[Problem]:
     """The rules that span tables: one STUDYID, every subject known to DM."""
     problems: list[Problem] = []
-    study: tuple[str, str, int] | None = None  # value, file, row
+
+    def row_number(code: str, index: int) -> int:
+        found = numbers.get(code)
+        return index + 1 if found is None else found[index]
+
+    study: tuple[str, str, int] | None = None  # value, file name, row
     for code, table in trial.items():
         if "STUDYID" not in table.columns:
             continue
-        name = str(paths[code])
-        reported: set[str] = set()
-        for number, row in enumerate(table.rows, start=1):
-            value = row["STUDYID"]
-            if value == "":
-                continue
-            if study is None:
-                study = (value, name, number)
-            elif value != study[0] and value not in reported:
-                reported.add(value)
-                problems.append(
-                    Problem(
-                        name,
-                        number,
-                        "STUDYID",
-                        f"{value!r} differs from {study[0]!r} ({Path(study[1]).name} row "
-                        f"{study[2]}): one trial per folder",
-                    )
-                )
+        values = [row["STUDYID"] for row in table.rows]
+        distinct = set(values) - {""}
+        if study is None and values:
+            first = next((i for i, v in enumerate(values) if v), None)
+            if first is not None:
+                study = (values[first], paths[code].name, row_number(code, first))
+        if study is None or distinct <= {study[0]}:
+            continue
+        for other in sorted(distinct - {study[0]}, key=values.index):
+            index = values.index(other)
+            reason = (
+                f"{other!r} differs from {study[0]!r} ({study[1]} row {study[2]}): "
+                "one trial per folder"
+            )
+            problems.append(Problem(str(paths[code]), row_number(code, index), "STUDYID", reason))
     dm = trial.get("DM")
     if dm is not None and "USUBJID" in dm.columns:
         subjects = {row["USUBJID"] for row in dm.rows}
         for code, table in trial.items():
             if code == "DM" or not table.spec.subject_level or "USUBJID" not in table.columns:
                 continue
+            values = [row["USUBJID"] for row in table.rows]
+            unknown = set(values) - subjects - {""}
+            if not unknown:
+                continue
             name = str(paths[code])
-            for number, row in enumerate(table.rows, start=1):
-                usubjid = row["USUBJID"]
-                if usubjid != "" and usubjid not in subjects:
-                    problems.append(Problem(name, number, "USUBJID", "subject is not in DM"))
+            for index, usubjid in enumerate(values):
+                if usubjid in unknown:
+                    problems.append(
+                        Problem(name, row_number(code, index), "USUBJID", "subject is not in DM")
+                    )
     return problems
 
 

@@ -325,6 +325,27 @@ def test_a_row_with_fewer_cells_than_the_header(folder: Path) -> None:
     assert f"5 cells where the header has {len(header)}" in problem.reason
 
 
+def test_rows_after_a_malformed_row_keep_their_numbers(folder: Path) -> None:
+    set_cell(folder, "qs", 6, "QSDTC", "1990-02-30")
+    path = folder / "qs.csv"
+    lines = path.read_text(encoding="utf-8").split("\n")
+    lines[4] = ",".join(lines[4].split(",")[:5])
+    path.write_text("\n".join(lines), encoding="utf-8")
+    problems = problems_of(folder)
+    assert [(p.row, p.variable) for p in problems] == [(4, lines[0].split(",")[5]), (6, "QSDTC")]
+
+
+def test_rows_after_a_badly_quoted_row_keep_their_numbers(folder: Path) -> None:
+    set_cell(folder, "qs", 6, "QSDTC", "1990-02-30")
+    path = folder / "qs.csv"
+    lines = path.read_text(encoding="utf-8").split("\n")
+    lines[2] = lines[2].replace(",", ',"x"y,', 1)
+    path.write_text("\n".join(lines), encoding="utf-8")
+    problems = problems_of(folder)
+    assert [p.row for p in problems] == [2, 6]
+    assert "badly quoted" in problems[0].reason
+
+
 def test_a_row_with_more_cells_than_the_header(folder: Path) -> None:
     path = folder / "cm.csv"
     lines = path.read_text(encoding="utf-8").split("\n")
