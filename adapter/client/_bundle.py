@@ -226,24 +226,47 @@ def _request_type(request: Mapping[str, Any]) -> str | None:
     return head or None
 
 
+HAPI_RESULTS: dict[str, EntryResult] = {
+    "SUCCESSFUL_CREATE": "created",
+    "SUCCESSFUL_CREATE_NO_CONDITIONAL_MATCH": "created",
+    "SUCCESSFUL_CREATE_WITH_CONDITIONAL_MATCH": "unchanged",
+    "SUCCESSFUL_UPDATE": "updated",
+    "SUCCESSFUL_UPDATE_AS_CREATE": "created",
+    "SUCCESSFUL_UPDATE_NO_CHANGE": "unchanged",
+    "SUCCESSFUL_UPDATE_NO_CONDITIONAL_MATCH": "created",
+    "SUCCESSFUL_UPDATE_WITH_CONDITIONAL_MATCH": "updated",
+    "SUCCESSFUL_UPDATE_WITH_CONDITIONAL_MATCH_NO_CHANGE": "unchanged",
+    "SUCCESSFUL_PATCH": "updated",
+    "SUCCESSFUL_PATCH_NO_CHANGE": "unchanged",
+    "SUCCESSFUL_CONDITIONAL_PATCH": "updated",
+    "SUCCESSFUL_CONDITIONAL_PATCH_NO_CHANGE": "unchanged",
+    "SUCCESSFUL_DELETE": "deleted",
+    "SUCCESSFUL_DELETE_ALREADY_DELETED": "deleted",
+    "SUCCESSFUL_DELETE_NOT_FOUND": "deleted",
+}
+"""HAPI's storage-response codes (``response.outcome`` of each entry) and what they mean here."""
+
+
+def _hapi_result(outcome: dict[str, Any] | None) -> EntryResult | None:
+    for issue in (outcome or {}).get("issue") or []:
+        for coding in (issue.get("details") or {}).get("coding") or []:
+            if coding.get("system") == HAPI_STORAGE_CODES:
+                code = str(coding.get("code", ""))
+                if code in HAPI_RESULTS:
+                    return HAPI_RESULTS[code]
+                if "NO_CHANGE" in code:
+                    return "unchanged"
+    return None
+
+
 def _classify(status: int, method: str | None, outcome: dict[str, Any] | None) -> EntryResult:
     if not 200 <= status < 300:
         return "failed"
-    for issue in (outcome or {}).get("issue") or []:
-        for coding in (issue.get("details") or {}).get("coding") or []:
-            if coding.get("system") != HAPI_STORAGE_CODES:
-                continue
-            code = str(coding.get("code", ""))
-            if "NO_CHANGE" in code or "WITH_CONDITIONAL_MATCH" in code:
-                return "unchanged"
-            if "CREATE" in code:
-                return "created"
-            if "UPDATE" in code:
-                return "updated"
-            if "DELETE" in code:
-                return "deleted"
     if status == 201:
         return "created"
+    known = _hapi_result(outcome)
+    if known is not None:
+        return known
     match method:
         case "POST":
             return "unchanged"  # 200 to a (conditional) create: an existing match

@@ -336,7 +336,9 @@ class ClientCore:
             raise ValueError("expected a Bundle of type transaction or batch")
         return RequestSpec(
             "POST",
-            self.base_url,
+            httpx.URL(
+                str(self.base_url).rstrip("/")
+            ),  # POST [base], as the specification writes it
             "Bundle",
             str(kind),
             self.headers_for(body=True),

@@ -29,7 +29,7 @@ def test_a_debug_session_logs_no_identifiers_or_values(
     httpx_mock.add_exception(httpx.ConnectError(SECRET_VALUE), url=f"{BASE}/Patient/{SECRET_ID}")
     httpx_mock.add_response(url=f"{BASE}/Patient/{SECRET_ID}", json=person)
     httpx_mock.add_response(
-        url=f"{BASE}/",
+        url=BASE,
         method="POST",
         json={
             "resourceType": "Bundle",

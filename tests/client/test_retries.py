@@ -183,9 +183,9 @@ def test_an_all_conditional_transaction_is_retried_a_plain_one_is_not(
         "type": "transaction-response",
         "entry": [{"response": {"status": "201 Created"}}],
     }
-    httpx_mock.add_response(url=f"{BASE}/", method="POST", status_code=503)
-    httpx_mock.add_response(url=f"{BASE}/", method="POST", json=ok)
-    httpx_mock.add_response(url=f"{BASE}/", method="POST", status_code=503)
+    httpx_mock.add_response(url=BASE, method="POST", status_code=503)
+    httpx_mock.add_response(url=BASE, method="POST", json=ok)
+    httpx_mock.add_response(url=BASE, method="POST", status_code=503)
     with client(sleeps) as c:
         c.transaction(transaction_bundle([patient("a")], mode="conditional-update"))
         assert len(sleeps.calls) == 1

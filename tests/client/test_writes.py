@@ -173,7 +173,7 @@ def test_transaction_outcomes_are_typed(httpx_mock: HTTPXMock) -> None:
     answer = response_bundle("201 Created", "200 OK", "200 OK")
     answer["entry"][0]["response"].update(location="Patient/a/_history/1", etag='W/"1"')
     answer["entry"][2]["response"]["outcome"] = storage_outcome("SUCCESSFUL_UPDATE_NO_CHANGE")
-    httpx_mock.add_response(url=f"{BASE}/", method="POST", json=answer)
+    httpx_mock.add_response(url=BASE, method="POST", json=answer)
     with FhirClient(BASE) as client:
         result = client.transaction(transaction_bundle(resources))
     assert [e.result for e in result.entries] == ["created", "updated", "unchanged"]
@@ -185,7 +185,7 @@ def test_transaction_outcomes_are_typed(httpx_mock: HTTPXMock) -> None:
 def test_a_transaction_with_a_failing_entry_raises_with_that_entry(httpx_mock: HTTPXMock) -> None:
     answer = response_bundle("201 Created", "412 Precondition Failed")
     answer["entry"][1]["response"]["outcome"] = outcome("Multiple resources match this search")
-    httpx_mock.add_response(url=f"{BASE}/", method="POST", json=answer)
+    httpx_mock.add_response(url=BASE, method="POST", json=answer)
     with FhirClient(BASE) as client, pytest.raises(TransactionFailed) as info:
         client.transaction(transaction_bundle([patient("a"), patient("b")]))
     failed = info.value.failed_entries
@@ -198,7 +198,7 @@ def test_a_transaction_with_a_failing_entry_raises_with_that_entry(httpx_mock: H
 
 def test_a_rejected_transaction_carries_the_server_outcome(httpx_mock: HTTPXMock) -> None:
     httpx_mock.add_response(
-        url=f"{BASE}/",
+        url=BASE,
         method="POST",
         status_code=400,
         json=outcome("HAPI-0541: Invalid match URL: Multiple resources match"),
@@ -210,7 +210,7 @@ def test_a_rejected_transaction_carries_the_server_outcome(httpx_mock: HTTPXMock
 
 
 def test_server_errors_on_a_transaction_stay_server_errors(httpx_mock: HTTPXMock) -> None:
-    httpx_mock.add_response(url=f"{BASE}/", method="POST", status_code=500, json=outcome("boom"))
+    httpx_mock.add_response(url=BASE, method="POST", status_code=500, json=outcome("boom"))
     with FhirClient(BASE) as client, pytest.raises(ServerError):
         client.transaction(transaction_bundle([patient("a")], mode="create"))
 
@@ -218,7 +218,7 @@ def test_server_errors_on_a_transaction_stay_server_errors(httpx_mock: HTTPXMock
 def test_a_batch_reports_failures_per_entry_without_raising(httpx_mock: HTTPXMock) -> None:
     answer = response_bundle("201 Created", "404 Not Found", kind="batch-response")
     answer["entry"][1]["response"]["outcome"] = outcome("Resource Patient/zz is not known")
-    httpx_mock.add_response(url=f"{BASE}/", method="POST", json=answer)
+    httpx_mock.add_response(url=BASE, method="POST", json=answer)
     with FhirClient(BASE) as client:
         result = client.batch(transaction_bundle([patient("a"), patient("b")], bundle_type="batch"))
     assert not result.ok
@@ -241,14 +241,12 @@ def test_parse_bundle_response_takes_the_type_from_the_location_when_no_request(
 def test_chunked_upload_counts_what_happened(httpx_mock: HTTPXMock) -> None:
     resources = [patient(str(i)) for i in range(5)]
     httpx_mock.add_response(
-        url=f"{BASE}/", method="POST", json=response_bundle("201 Created", "201 Created")
+        url=BASE, method="POST", json=response_bundle("201 Created", "201 Created")
     )
-    httpx_mock.add_response(
-        url=f"{BASE}/", method="POST", json=response_bundle("200 OK", "201 Created")
-    )
+    httpx_mock.add_response(url=BASE, method="POST", json=response_bundle("200 OK", "201 Created"))
     last = response_bundle("200 OK")
     last["entry"][0]["response"]["outcome"] = storage_outcome("SUCCESSFUL_UPDATE_NO_CHANGE")
-    httpx_mock.add_response(url=f"{BASE}/", method="POST", json=last)
+    httpx_mock.add_response(url=BASE, method="POST", json=last)
     progress: list[int] = []
     with FhirClient(BASE) as client:
         summary = client.upload(resources, chunk_size=2, progress=progress.append)
@@ -261,10 +259,8 @@ def test_chunked_upload_counts_what_happened(httpx_mock: HTTPXMock) -> None:
 
 
 def test_a_failing_chunk_says_which_and_what_was_committed(httpx_mock: HTTPXMock) -> None:
-    httpx_mock.add_response(url=f"{BASE}/", method="POST", json=response_bundle("201 Created"))
-    httpx_mock.add_response(
-        url=f"{BASE}/", method="POST", status_code=422, json=outcome("bad gender")
-    )
+    httpx_mock.add_response(url=BASE, method="POST", json=response_bundle("201 Created"))
+    httpx_mock.add_response(url=BASE, method="POST", status_code=422, json=outcome("bad gender"))
     with FhirClient(BASE) as client, pytest.raises(TransactionFailed) as info:
         client.upload([patient("a"), patient("b"), patient("c")], chunk_size=1)
     assert info.value.chunk == 1
@@ -292,7 +288,7 @@ def test_validate_of_an_unknown_type_still_raises(httpx_mock: HTTPXMock) -> None
 
 def test_async_transaction_and_upload(httpx_mock: HTTPXMock) -> None:
     httpx_mock.add_response(
-        url=f"{BASE}/", method="POST", json=response_bundle("201 Created", "201 Created")
+        url=BASE, method="POST", json=response_bundle("201 Created", "201 Created")
     )
 
     async def run() -> dict[str, dict[str, int]]:
@@ -308,10 +304,10 @@ def test_async_transaction_and_upload(httpx_mock: HTTPXMock) -> None:
 
 def test_failing_entries_of_an_upload_are_numbered_in_upload_order(httpx_mock: HTTPXMock) -> None:
     httpx_mock.add_response(
-        url=f"{BASE}/", method="POST", json=response_bundle("201 Created", "201 Created")
+        url=BASE, method="POST", json=response_bundle("201 Created", "201 Created")
     )
     httpx_mock.add_response(
-        url=f"{BASE}/", method="POST", json=response_bundle("201 Created", "409 Conflict")
+        url=BASE, method="POST", json=response_bundle("201 Created", "409 Conflict")
     )
     with FhirClient(BASE) as client, pytest.raises(TransactionFailed) as info:
         client.upload([patient(str(i)) for i in range(4)], chunk_size=2)
