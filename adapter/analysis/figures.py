@@ -87,6 +87,8 @@ def strength_trajectories(tables: Mapping[str, pd.DataFrame], results: Results) 
             _empty(ax, f"not available: {exc}")
         return figure
     drawn: dict[Role, int] = dict.fromkeys(ROLES, 0)
+    # many patients: thinner, fainter marks so the cloud stays readable
+    fade = min(1.0, max(0.15, 40 / max(1, len(readings))))
     for panel, role in zip(axes, ROLES, strict=True):
         for usubjid in sorted(readings):
             subject_periods = periods.get(usubjid, [])
@@ -98,7 +100,7 @@ def strength_trajectories(tables: Mapping[str, pd.DataFrame], results: Results) 
             origin = min(doses, key=Instant.sort_key).day
             xs = [(r.when.day - origin).days for r in readings[usubjid]]
             ys = [r.value for r in readings[usubjid]]
-            panel.plot(xs, ys, color="0.75", linewidth=1, zorder=1, gid="subject")
+            panel.plot(xs, ys, color="0.7", linewidth=fade, alpha=fade, zorder=1, gid="subject")
             colours = []
             for r in readings[usubjid]:
                 colour = TREATMENT_COLOURS["off"]
@@ -111,7 +113,7 @@ def strength_trajectories(tables: Mapping[str, pd.DataFrame], results: Results) 
                     ):
                         colour = TREATMENT_COLOURS[p.role]
                 colours.append(colour)
-            panel.scatter(xs, ys, c=colours, s=22, zorder=2, gid="reading")
+            panel.scatter(xs, ys, c=colours, s=22 * fade, alpha=fade, zorder=2, gid="reading")
             drawn[role] += 1
         panel.axvline(0, color="0.3", linestyle=":", linewidth=1)
         panel.set_title(f"Randomised to {definition.role_labels[role]} ({drawn[role]} patients)")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import html
+from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -110,6 +111,9 @@ SUPPLEMENTARY_LABELS: dict[str, str] = {
     "age_mean": "mean age, years",
     "n_subjects": "patients in DM",
 }
+
+#: Longer exclusion lists are summarised by reason in the report (results.json keeps them all).
+_LIST_EXCLUSIONS_UP_TO = 30
 
 _FIGURES: dict[str, tuple[str, str]] = {
     "strength_trajectories": ("E1", "Strength score of every patient at every visit"),
@@ -215,7 +219,17 @@ def _endpoint_blocks(result: EndpointResult) -> list[_Block]:
     if result.excluded:
         count = len({e.usubjid for e in result.excluded})
         blocks.append(_Paragraph(f"Not in this endpoint ({count} patients), and why:"))
-        blocks.append(_Bullets([f"{e.usubjid}: {e.reason}" for e in sorted(set(result.excluded))]))
+        exclusions = sorted(set(result.excluded))
+        if len(exclusions) <= _LIST_EXCLUSIONS_UP_TO:
+            blocks.append(_Bullets([f"{e.usubjid}: {e.reason}" for e in exclusions]))
+        else:
+            reasons = Counter(e.reason for e in exclusions)
+            blocks.append(
+                _Bullets(
+                    [f"{reason} ({n})" for reason, n in sorted(reasons.items())]
+                    + ["each patient and reason is listed in results.json"]
+                )
+            )
     return blocks
 
 

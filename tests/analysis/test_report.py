@@ -149,3 +149,21 @@ def test_the_biopsy_figure_draws_one_pair_per_patient(definition: StudyDefinitio
     assert len(pairs) == results.endpoints["E6"].values["n"] == 3
     ys = sorted(tuple(line.get_ydata()) for line in pairs)
     assert ys == [(38.0, 45.5), (40.0, 46.0), (42.0, 47.0)]
+
+
+def test_long_exclusion_lists_are_summarised_by_reason(
+    definition: StudyDefinition, tmp_path: Path
+) -> None:
+    trial = mini_trial()
+    for i in range(40):
+        trial.subject(f"Z{i:02d}", "PBO")
+    tables = trial.tables()
+    results = analyze(tables, definition, "many")
+    write_outputs(results, tables, tmp_path)
+    markdown = (tmp_path / "report.md").read_text()
+    assert "- no treatment period in SE (41)" in markdown
+    assert "- Z00: no treatment period in SE" not in markdown
+    assert (
+        len(json.loads((tmp_path / "results.json").read_text())["endpoints"]["E1"]["excluded"])
+        == 41
+    )
