@@ -77,18 +77,20 @@ BODY_SITE_CODES: Final[dict[str, dict[str, str]]] = {
 }
 """PRLOC / MILOC (upper-cased) -> SNOMED body structure coding."""
 
-_LABORATORY: Final = {
-    "coding": [{"system": OBSERVATION_CATEGORY, "code": "laboratory", "display": "Laboratory"}]
-}
-_PATHOLOGY: Final = {
-    "coding": [
-        {
-            "system": DIAGNOSTIC_SERVICE_SECTION,
-            "code": "PAT",
-            "display": "Pathology (gross & histopath, not surgical)",
-        }
-    ]
-}
+_LABORATORY: Final = [
+    {"coding": [{"system": OBSERVATION_CATEGORY, "code": "laboratory", "display": "Laboratory"}]}
+]
+_PATHOLOGY: Final = [
+    {
+        "coding": [
+            {
+                "system": DIAGNOSTIC_SERVICE_SECTION,
+                "code": "PAT",
+                "display": "Pathology (gross & histopath, not surgical)",
+            }
+        ]
+    }
+]
 
 _PR_NATIVE: Final = ("PRTRT", "PRLOC", "PRSTDTC", "PRENDTC", "PRCAT")
 _MI_NATIVE: Final = ("MITESTCD", "MITEST", "MISTRESN", "MISTRESC", "MIDTC", "MILOC", "MIREFID", "MIMETHOD")  # fmt: skip
@@ -240,7 +242,7 @@ def _findings(
             "extension": extensions,
             "identifier": identifier,
             "status": "final",
-            "category": [_LABORATORY],
+            "category": _LABORATORY,
             "code": code("MITESTCD", get("MITESTCD", ""), get("MITEST", ""), extensions),
             "subject": subject,
         }
@@ -301,7 +303,7 @@ def _report(
         "extension": [first[3]],
         "identifier": [{"system": SID_DERIVED, "value": key_value("DiagnosticReport", *key)}],
         "status": "final",
-        "category": [_PATHOLOGY],
+        "category": _PATHOLOGY,
         "code": {"text": "Muscle biopsy pathology" if muscle else "Biopsy pathology"},
         "subject": first[1]["subject"],
     }

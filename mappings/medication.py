@@ -266,10 +266,33 @@ def _exposure(table: Table, weights: Weights) -> Iterator[JSON]:
         yield administration
 
 
+def _cm_dosage(
+    concepts: _Concepts, frequency: str, route: str, dose_text: str, unit: str
+) -> tuple[JSON | None, list[JSON]]:
+    """(`dosage` or None, `sdtm-variable`s for CMDOSE/CMDOSU cells it cannot hold). CM rows repeat
+    the same dosing, so one (read-only) dosage serves them all."""
+    dosage: JSON = {}
+    carried: list[JSON] = []
+    if frequency:
+        dosage["text"] = frequency
+    if route:
+        dosage["route"] = concepts.route(route)
+    value, exact = decimal_cell(dose_text) if dose_text else (None, True)
+    if value is not None:
+        dosage["dose"] = quantity(value, unit)
+    elif unit:
+        carried.append(variable_extension("CMDOSU", unit))
+    if not exact:
+        carried.append(variable_extension("CMDOSE", dose_text))
+    if dosage and "dose" not in dosage:
+        dosage["dose"] = data_absent()
+    return (dosage or None), carried
+
+
 def _concomitant(table: Table) -> Iterator[JSON]:
     context = RowContext(table, "MedicationAdministration", _CM_NATIVE)
     concepts = _Concepts()
-    doses: dict[tuple[str, str], tuple[JSON | None, bool]] = {}
+    dosages: dict[tuple[str, str, str, str], tuple[JSON | None, list[JSON]]] = {}
     reasons: dict[str, list[JSON]] = {}
     categories: dict[str, JSON] = {}
     for row in table.rows:
@@ -298,33 +321,14 @@ def _concomitant(table: Table) -> Iterator[JSON]:
             if reason_code is None:
                 reason_code = reasons[reason] = [{"text": reason}]
             administration["reasonCode"] = reason_code
-        dosage: JSON = {}
-        frequency = get("CMDOSFRQ", "")
-        if frequency:
-            dosage["text"] = frequency
-        route = get("CMROUTE", "")
-        if route:
-            dosage["route"] = concepts.route(route)
-        dose_text = get("CMDOSE", "")
-        unit = get("CMDOSU", "")
-        if dose_text:
-            key = (dose_text, unit)
-            cached = doses.get(key)
-            if cached is None:
-                value, exact = decimal_cell(dose_text)
-                cached = doses[key] = (None if value is None else quantity(value, unit), exact)
-            if cached[0] is not None:
-                dosage["dose"] = cached[0]
-            elif unit:
-                extensions.append(variable_extension("CMDOSU", unit))
-            if not cached[1]:
-                extensions.append(variable_extension("CMDOSE", dose_text))
-        elif unit:
-            extensions.append(variable_extension("CMDOSU", unit))
-        if dosage:
-            if "dose" not in dosage:
-                dosage["dose"] = data_absent()
-            administration["dosage"] = dosage
+        key = (get("CMDOSFRQ", ""), get("CMROUTE", ""), get("CMDOSE", ""), get("CMDOSU", ""))
+        found_dosage = dosages.get(key)
+        if found_dosage is None:
+            found_dosage = dosages[key] = _cm_dosage(concepts, *key)
+        if found_dosage[0] is not None:
+            administration["dosage"] = found_dosage[0]
+        if found_dosage[1]:
+            extensions.extend(found_dosage[1])
         yield administration
 
 

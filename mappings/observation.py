@@ -56,7 +56,6 @@ __all__ = [
     "UCUM_CODES",
     "ObservationReader",
     "RowContext",
-    "RowHead",
     "codeable",
     "data_absent",
     "decimal_cell",
@@ -111,8 +110,9 @@ RS_ANSWERS: Final = frozenset({"MAJOR IMPROVEMENT", "MILD IMPROVEMENT", "NO CHAN
 SCORE_UNIT: Final = "{score}"
 
 
-def _category(code: str, display: str) -> JSON:
-    return {"coding": [{"system": OBSERVATION_CATEGORY, "code": code, "display": display}]}
+def _category(code: str, display: str) -> list[JSON]:
+    """An Observation `category` list (shared by every resource of its kind: read-only)."""
+    return [{"coding": [{"system": OBSERVATION_CATEGORY, "code": code, "display": display}]}]
 
 
 _VITAL_SIGNS: Final = _category("vital-signs", "Vital Signs")
@@ -237,8 +237,9 @@ class RowContext:
         seq = get(self.seq, "")
         part = seq if seq.isascii() and seq.isdigit() else key_value(seq)
         extensions = [study]
-        if get("DOMAIN", self.domain) != self.domain:
-            extensions.append(variable_extension("DOMAIN", row["DOMAIN"]))
+        domain = get("DOMAIN")
+        if domain and domain != self.domain:
+            extensions.append(variable_extension("DOMAIN", domain))
         if self.has_epoch:
             epoch = get("EPOCH", "")
             if epoch:
@@ -309,9 +310,6 @@ def _visit_extension(visitnum: str, visit: str) -> tuple[JSON | None, JSON | Non
 
 _SEQ_NAMES: Final = {code: spec.seq or code + "SEQ" for code, spec in DOMAINS.items()}
 
-RowHead = tuple[str, dict[str, str], dict[str, str]]
-"""(domain, row with the head cells, cells carried in `sdtm-variable`)."""
-
 
 def split_key(value: str, parts: int) -> list[str]:
     """The key parts of an identifier value made by `key_value` (raises ValueError on a foreign shape)."""
@@ -337,6 +335,8 @@ def read_head(resource: JSON, domain: str, value: str) -> tuple[dict[str, str], 
     VISIT) and the cells it carries in `sdtm-variable` (to apply last: they win)."""
     studyid, usubjid, seq = split_key(value, 3)
     row = {"STUDYID": studyid, "DOMAIN": domain, "USUBJID": usubjid, _SEQ_NAMES[domain]: seq}
+    if not (studyid and usubjid and seq):  # required cells; an empty one comes back absent
+        row = {k: v for k, v in row.items() if v}
     carried: dict[str, str] = {}
     for ext in resource.get("extension", ()):
         url = ext.get("url")
@@ -412,7 +412,7 @@ def _vital_signs(table: Table) -> Iterator[JSON]:
             "extension": extensions,
             "identifier": identifier,
             "status": "final",
-            "category": [_VITAL_SIGNS],
+            "category": _VITAL_SIGNS,
             "code": code(
                 "VSTESTCD",
                 testcd,
@@ -450,7 +450,7 @@ def _scores(table: Table) -> Iterator[JSON]:
             "extension": extensions,
             "identifier": identifier,
             "status": "final",
-            "category": [_SURVEY],
+            "category": _SURVEY,
             "code": code("QSTESTCD", get("QSTESTCD", ""), get("QSTEST", ""), extensions),
             "subject": subject,
         }
@@ -483,7 +483,7 @@ def _responses(table: Table) -> Iterator[JSON]:
             "extension": extensions,
             "identifier": identifier,
             "status": "final",
-            "category": [_EXAM],
+            "category": _EXAM,
             "code": code("RSTESTCD", get("RSTESTCD", ""), get("RSTEST", ""), extensions),
             "subject": subject,
         }
