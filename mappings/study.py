@@ -47,6 +47,7 @@ __all__ = [
     "StudyReader",
     "codesystem",
     "read_cells",
+    "read_variable",
     "research_study",
     "study_ids",
     "to_fhir",
@@ -144,19 +145,25 @@ def read_cells(extension: JSON, row: dict[str, str]) -> dict[str, str]:
     """Put the cells held by a `CellLayout.extension` into `row` (valueString parts and nested
     `sdtm-variable`s; other typed parts such as `row` or `period` are for the caller)."""
     for part in extension.get("extension", ()):
-        url = part.get("url")
-        if url == EXT_SDTM_VARIABLE:
-            name = value = None
-            for sub in part.get("extension", ()):
-                if sub.get("url") == "name":
-                    name = sub.get("valueString")
-                elif sub.get("url") == "value":
-                    value = sub.get("valueString")
-            if name is not None and value is not None:
-                row[str(name)] = str(value)
-        elif "valueString" in part:
-            row[str(url)] = str(part["valueString"])
+        value = part.get("valueString")
+        if value is not None:
+            row[str(part.get("url"))] = str(value)
+        elif part.get("url") == EXT_SDTM_VARIABLE:
+            read_variable(part, row)
     return row
+
+
+def read_variable(extension: JSON, row: dict[str, str]) -> None:
+    """Put the cell one `sdtm-variable` extension holds into `row`."""
+    name = value = None
+    for sub in extension.get("extension", ()):
+        url = sub.get("url")
+        if url == "name":
+            name = sub.get("valueString")
+        elif url == "value":
+            value = sub.get("valueString")
+    if name is not None and value is not None:
+        row[str(name)] = str(value)
 
 
 # --- SDTM -> FHIR --------------------------------------------------------------------------------

@@ -44,12 +44,13 @@ from mappings.primitives import (
     variable_extension,
 )
 from mappings.sdtm import Trial
-from mappings.study import CODE_RE, DERMATOMYOSITIS, CellLayout, read_cells
+from mappings.study import CODE_RE, DERMATOMYOSITIS, CellLayout, read_variable
 from mappings.terminology import (
     CONDITION_CLINICAL,
     CONDITION_VERIFICATION,
     EXT_AGE,
     EXT_ARM_CODE,
+    EXT_SDTM_VARIABLE,
     EXT_SUBJECT_ELEMENT,
     UCUM,
 )
@@ -329,29 +330,32 @@ def _arm_code(resource: JSON, key: str) -> str:
 def _read_period(period: JSON | None, start_name: str, end_name: str, row: dict[str, str]) -> None:
     if not period:
         return
-    start = get_dtc(period, "start")
-    if start:
-        row[start_name] = start
-    end = get_dtc(period, "end")
-    if end:
-        row[end_name] = end
+    if "start" in period or "_start" in period:
+        row[start_name] = get_dtc(period, "start")
+    if "end" in period or "_end" in period:
+        row[end_name] = get_dtc(period, "end")
 
 
 class SubjectReader:
     """Takes Patients, ResearchSubjects and the derived dermatomyositis Conditions; gives back DM rows
-    (ResearchSubject joined with its Patient) and SE rows."""
+    (ResearchSubject joined with its Patient) and SE rows. Resources are read into cells as they are
+    fed, so none is kept."""
 
     def __init__(self) -> None:
-        self._patients: dict[str, JSON] = {}
-        self._subjects: dict[tuple[str, str], JSON] = {}
-        """(STUDYID, USUBJID) -> ResearchSubject; one per subject even if read twice."""
+        self._patients: dict[str, dict[str, str]] = {}
+        """"Patient/<id>" -> the DM cells the Patient holds."""
+        self._subjects: dict[tuple[str, str], tuple[str, dict[str, str], list[dict[str, str]]]] = {}
+        """(STUDYID, USUBJID) -> (Patient reference, DM cells, SE rows); a subject read twice
+        counts once."""
 
     def feed(self, resource: JSON) -> bool:
         kind = resource.get("resourceType")
         if kind == "Patient":
             if _first_identifier(resource, SID_USUBJID) is None:
                 return False
-            self._patients["Patient/" + str(resource.get("id"))] = resource
+            cells: dict[str, str] = {}
+            _read_patient(resource, cells)
+            self._patients["Patient/" + str(resource.get("id"))] = cells
             return True
         if kind == "ResearchSubject":
             key = _first_identifier(resource, SID_RESEARCH_SUBJECT)
@@ -360,7 +364,10 @@ class SubjectReader:
             parts = _split_key(key)
             if len(parts) != 2:
                 return False
-            self._subjects[parts[0], parts[1]] = resource
+            studyid, usubjid = parts
+            individual = resource.get("individual") or {}
+            row, elements = _read_research_subject(resource, studyid, usubjid)
+            self._subjects[studyid, usubjid] = (str(individual.get("reference")), row, elements)
             return True
         if kind == "Condition":
             value = _first_identifier(resource, SID_DERIVED)
@@ -370,40 +377,51 @@ class SubjectReader:
     def rows(self) -> dict[str, list[dict[str, str]]]:
         dm: list[dict[str, str]] = []
         se: list[dict[str, str]] = []
-        for (studyid, usubjid), subject in self._subjects.items():
-            row: dict[str, str] = {"STUDYID": studyid, "DOMAIN": "DM", "USUBJID": usubjid}
-            individual = subject.get("individual") or {}
-            found = self._patients.get(str(individual.get("reference")))
-            if found is not None:
-                _read_patient(found, row)
-            if "assignedArm" in subject:
-                row["ARM"] = str(subject["assignedArm"])
-            code = _arm_code(subject, "assignedArm")
-            if code:
-                row["ARMCD"] = code
-            if "actualArm" in subject:
-                row["ACTARM"] = str(subject["actualArm"])
-            code = _arm_code(subject, "actualArm")
-            if code:
-                row["ACTARMCD"] = code
-            _read_period(subject.get("period"), "RFSTDTC", "RFENDTC", row)
-            for ext in subject.get("extension", ()):
-                if ext.get("url") == EXT_SUBJECT_ELEMENT:
-                    element = read_cells(
-                        ext, {"STUDYID": studyid, "DOMAIN": "SE", "USUBJID": usubjid}
-                    )
-                    for part in ext.get("extension", ()):
-                        if part.get("url") == "period":
-                            _read_period(part.get("valuePeriod"), "SESTDTC", "SEENDTC", element)
-                    se.append(element)
-            row.update(read_variable_extensions(subject))
-            dm.append(row)
+        no_cells: dict[str, str] = {}
+        for reference, cells, elements in self._subjects.values():
+            dm.append({**self._patients.get(reference, no_cells), **cells})
+            se.extend(elements)
         found_rows: dict[str, list[dict[str, str]]] = {}
         if dm:
             found_rows["DM"] = dm
         if se:
             found_rows["SE"] = se
         return found_rows
+
+
+def _read_research_subject(
+    subject: JSON, studyid: str, usubjid: str
+) -> tuple[dict[str, str], list[dict[str, str]]]:
+    """The DM cells a ResearchSubject holds and the SE rows of its `subject-element`s."""
+    row: dict[str, str] = {"STUDYID": studyid, "DOMAIN": "DM", "USUBJID": usubjid}
+    if "assignedArm" in subject:
+        row["ARM"] = str(subject["assignedArm"])
+    code = _arm_code(subject, "assignedArm")
+    if code:
+        row["ARMCD"] = code
+    if "actualArm" in subject:
+        row["ACTARM"] = str(subject["actualArm"])
+    code = _arm_code(subject, "actualArm")
+    if code:
+        row["ACTARMCD"] = code
+    _read_period(subject.get("period"), "RFSTDTC", "RFENDTC", row)
+    elements: list[dict[str, str]] = []
+    for ext in subject.get("extension", ()):
+        url = ext.get("url")
+        if url == EXT_SUBJECT_ELEMENT:
+            element = {"STUDYID": studyid, "DOMAIN": "SE", "USUBJID": usubjid}
+            for part in ext.get("extension", ()):
+                value = part.get("valueString")
+                if value is not None:
+                    element[str(part.get("url"))] = str(value)
+                elif "valuePeriod" in part:
+                    _read_period(part["valuePeriod"], "SESTDTC", "SEENDTC", element)
+                elif part.get("url") == EXT_SDTM_VARIABLE:
+                    read_variable(part, element)
+            elements.append(element)
+        elif url == EXT_SDTM_VARIABLE:
+            read_variable(ext, row)
+    return row, elements
 
 
 def _read_patient(resource: JSON, row: dict[str, str]) -> None:
