@@ -1,10 +1,13 @@
-"""`trialfhir analyze`: reanalyse a study (E1-E8) and write the report, from an SDTM folder.
+"""`trialfhir analyze`: reanalyse a study (E1-E8) and write the report, from an SDTM folder, a FHIR
+folder, or a FHIR server.
 
     trialfhir analyze fixtures/dalakas1993 --out out/dalakas1993 [--definition study.json]
+    trialfhir analyze pulled/ --out out/ --definition fixtures/dalakas1993/study.json
+    trialfhir analyze --server http://localhost:8080/fhir --study DALAKAS1993 --out out/ --definition ...
 
-Where the trial tables come from is decided in one place, `tables_from_source` (a folder) and
-`tables_from_server` (`--server URL --study ID`); those two functions are the hook to extend when
-FHIR folders and server pulls become available. Everything else uses only `adapter.analysis`.
+Where the trial tables come from is decided in one place: `tables_from_source` (a folder) and
+`tables_from_server` (`--server URL --study ID`); each turns its source into `{domain: DataFrame}`.
+Errors leave with the exit code of their class (adapter/cli/_common.py).
 """
 
 from __future__ import annotations
@@ -16,43 +19,53 @@ import pandas as pd
 
 from adapter.analysis import DefinitionError, load_definition, write_outputs
 from adapter.analysis import analyze as analyze_study
+from adapter.cli._common import EXIT_BAD_INPUT, CommandError, client_options, reported
 
-__all__ = ["analyze", "run", "tables_from_server", "tables_from_source"]
-
-_FHIR_SUFFIXES = (".ndjson", ".json")
+__all__ = ["analyze", "tables_from_server", "tables_from_source"]
 
 
-def tables_from_source(src: Path) -> dict[str, pd.DataFrame]:
-    """The trial tables of a folder: SDTM CSV/XPT files now (FHIR NDJSON/Bundle folders: to come).
+def tables_from_source(src: Path) -> tuple[str, dict[str, pd.DataFrame]]:
+    """The kind of folder ("sdtm" or "fhir") and its trial tables.
+
+    An SDTM folder (`dm.csv`, ... or `.xpt`) is read and checked by `adapter.tables`; otherwise the
+    folder's FHIR NDJSON files (or Bundle `.json` files, `study.json` aside) are mapped back to tables.
 
     Raises:
-        click.ClickException: the folder cannot be read (every problem listed).
+        TableError, FhirFileError: the folder cannot be read (every problem / the first bad line).
     """
-    from adapter.tables import TableError, domain_files, read_trial, trial_frames
+    from adapter.fhir_files import read_resources
+    from adapter.tables import domain_files, read_trial, trial_frames
+    from mappings.trial import fhir_to_trial
 
-    if not domain_files(src) and any(
-        p.suffix.lower() in _FHIR_SUFFIXES and p.name != "study.json" for p in src.iterdir()
-    ):
-        raise click.ClickException(
-            f"{src}: looks like a FHIR folder; reading FHIR folders is not available yet "
-            "(pass an SDTM folder)"
+    if domain_files(src):
+        return "sdtm", trial_frames(read_trial(src))
+    files = sorted(p for p in src.iterdir() if p.is_file())
+    ndjson = [p for p in files if p.suffix.lower() == ".ndjson"]
+    bundles = [p for p in files if p.suffix.lower() == ".json" and p.name != "study.json"]
+    chosen = ndjson or bundles
+    if not chosen:
+        raise click.UsageError(
+            f"{src}: neither SDTM tables (dm.csv, ...) nor FHIR files (.ndjson, Bundle .json)"
         )
-    try:
-        return trial_frames(read_trial(src))
-    except TableError as exc:
-        raise click.ClickException(str(exc)) from exc
+    resources = (resource for file in chosen for resource in read_resources(file))
+    return "fhir", trial_frames(fhir_to_trial(resources))
 
 
-def tables_from_server(server: str, study: str) -> dict[str, pd.DataFrame]:
-    """The trial tables of a study pulled from a FHIR server (hook for the transfer layer).
+def tables_from_server(
+    server: str, study: str, token: str | None, timeout: float
+) -> dict[str, pd.DataFrame]:
+    """The trial tables of a study pulled from a FHIR server by its identifier.
 
     Raises:
-        click.UsageError: until the pull + mapping layers are wired in here.
+        StudyNotFound, FhirError: from the pull (mapped to exit codes by `reported`).
     """
-    raise click.UsageError(
-        f"--server/--study: pulling study {study!r} from a FHIR server is not available yet "
-        "in `analyze`; export the study to an SDTM folder and pass that folder"
-    )
+    from adapter.tables import trial_frames
+    from adapter.transfer import pull_study
+    from mappings.trial import fhir_to_trial
+
+    options = client_options(token, None, None, None, "RS384", "", timeout, None)
+    pulled = pull_study(server, study, client_options=options)
+    return trial_frames(fhir_to_trial(pulled.resources))
 
 
 def _default_definition(src: Path | None) -> Path:
@@ -80,33 +93,43 @@ def _default_definition(src: Path | None) -> Path:
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="Study definition JSON (default: SRC/study.json).",
 )
-@click.option("--server", help="FHIR server base URL (with --study).")
-@click.option("--study", "study_id", help="Study id on the FHIR server (with --server).")
+@click.option(
+    "--server", metavar="URL", help="FHIR server base URL (with --study), instead of SRC."
+)
+@click.option("--study", "study_id", metavar="ID", help="Study identifier on the server.")
+@click.option(
+    "--token", envvar="TRIALFHIR_TOKEN", help="Bearer token for --server (or env TRIALFHIR_TOKEN)."
+)
+@click.option("--timeout", type=float, default=60.0, show_default=True, help="Seconds per request.")
+@reported
 def analyze(
     src: Path | None,
     out_dir: Path,
     definition_path: Path | None,
     server: str | None,
     study_id: str | None,
+    token: str | None,
+    timeout: float,
 ) -> None:
-    """Reanalyse a study's endpoints (E1-E8) from SRC and write the report to --out."""
+    """Reanalyse a study's endpoints (E1-E8) from SRC (SDTM or FHIR folder) or a FHIR server, and
+    write the report to --out."""
     if (server is None) != (study_id is None):
         raise click.UsageError("--server and --study go together")
     if server is not None and src is not None:
         raise click.UsageError("give either SRC or --server/--study, not both")
     if server is None and src is None:
-        raise click.UsageError("missing SRC (an SDTM folder) or --server/--study")
-    if src is not None:
-        tables = tables_from_source(src)
-        source = str(src)
-    else:
-        assert server is not None and study_id is not None
-        tables = tables_from_server(server, study_id)
-        source = f"{server} (study {study_id})"
+        raise click.UsageError("missing SRC (an SDTM or FHIR folder) or --server/--study")
     try:
         definition = load_definition(definition_path or _default_definition(src))
     except DefinitionError as exc:
-        raise click.ClickException(str(exc)) from exc
+        raise CommandError(str(exc), EXIT_BAD_INPUT) from exc
+    if src is not None:
+        kind, tables = tables_from_source(src)
+        source = f"{kind.upper()} folder {src}"
+    else:
+        assert server is not None and study_id is not None
+        tables = tables_from_server(server, study_id, token, timeout)
+        source = f"{server} (study {study_id})"
     results = analyze_study(tables, definition, source)
     paths = write_outputs(results, tables, out_dir)
     checks = [
@@ -124,7 +147,3 @@ def analyze(
     click.echo(f"Report: {by_name['report.html']}")
     click.echo(f"        {by_name['report.md']}")
     click.echo(f"Results: {by_name['results.json']}")
-
-
-#: The command group also registers `run` from this module; it is the same command for now.
-run = analyze

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -58,23 +59,36 @@ def test_a_bad_folder_is_reported_not_a_traceback(tmp_path: Path) -> None:
             str(FIXTURE / "study.json"),
         ],
     )
-    assert result.exit_code == 1
+    assert result.exit_code == 3  # bad input data (adapter/cli/_common.py)
     assert "dm.csv" in result.output
     assert result.exception is None or isinstance(result.exception, SystemExit)
 
 
-def test_server_source_says_it_is_not_available_yet(tmp_path: Path) -> None:
+def test_server_and_study_go_together(tmp_path: Path) -> None:
     result = CliRunner().invoke(
-        main,
-        [
-            "analyze",
-            "--server",
-            "http://localhost:8080/fhir",
-            "--study",
-            "DALAKAS1993",
-            "--out",
-            str(tmp_path / "o"),
-        ],
+        main, ["analyze", "--server", "http://localhost:8080/fhir", "--out", str(tmp_path / "o")]
     )
     assert result.exit_code == 2
-    assert "not available yet" in result.output
+    assert "--server and --study go together" in result.output
+
+
+def test_a_fhir_folder_gives_the_same_results_as_its_sdtm_folder(
+    tmp_path: Path, cohort: dict[str, object]
+) -> None:
+    from adapter.fhir_files import write_ndjson
+    from adapter.tables import read_trial
+    from mappings.trial import trial_to_fhir
+
+    fhir = tmp_path / "fhir"
+    write_ndjson(trial_to_fhir(read_trial(FIXTURE)), fhir)
+    runs = {}
+    for name, src in (("sdtm", FIXTURE), ("fhir", fhir)):
+        out = tmp_path / name
+        result = CliRunner().invoke(
+            main,
+            ["analyze", str(src), "--out", str(out), "--definition", str(FIXTURE / "study.json")],
+        )
+        assert result.exit_code == 0, result.output
+        runs[name] = json.loads((out / "results.json").read_text())
+    assert runs["fhir"]["source"].startswith("FHIR folder")
+    assert runs["fhir"]["endpoints"] == runs["sdtm"]["endpoints"]
