@@ -45,7 +45,6 @@ def _ndjson_files(folder: Path) -> list[Path]:
 
 def step_baseline(src: Path, out: Path, sample: int) -> dict[str, Any]:
     import orjson  # noqa: F401
-    import pandas  # noqa: F401
 
     import adapter.fhir_files
     import adapter.tables  # noqa: F401
@@ -227,11 +226,24 @@ def run_step(name: str, src: Path, out: Path, sample: int) -> dict[str, Any]:
 
 
 def prepare(subjects: int, seed: int, folder: Path) -> int:
-    from adapter.cohort import generate_scaled, write_csv_folder
-
-    tables = generate_scaled(subjects, seed)
-    write_csv_folder(tables, folder)
-    return sum(len(rows) for rows in tables.values())
+    """Generate the scaled cohort into `folder` in a child process (Linux carries a process's peak
+    RSS across fork and exec, so the driver itself must stay small for the children's peaks to be
+    theirs); returns the number of records."""
+    code = (
+        "import sys; from pathlib import Path\n"
+        "from adapter.cohort import generate_scaled, write_csv_folder\n"
+        "tables = generate_scaled(int(sys.argv[1]), int(sys.argv[2]))\n"
+        "write_csv_folder(tables, Path(sys.argv[3]))\n"
+        "print(sum(len(rows) for rows in tables.values()))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(subjects), str(seed), str(folder)],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
+    )
+    return int(done.stdout.strip().splitlines()[-1])
 
 
 def main() -> None:
