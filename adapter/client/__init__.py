@@ -17,7 +17,7 @@ from ._bundle import (
     parse_bundle_response,
     transaction_bundle,
 )
-from ._core import RetryPolicy, SearchParams, SearchValue, WriteResult, parse_retry_after, token
+from ._core import RetryPolicy, WriteResult, parse_retry_after
 from ._errors import (
     AuthenticationFailed,
     BadRequest,
@@ -42,6 +42,7 @@ from ._errors import (
     UnprocessableEntity,
     UnsafeNextLink,
 )
+from ._query import SearchParams, SearchValue, token
 from ._search import AsyncSearch, Page, Search, SearchEntry
 from ._sync import FhirClient
 

@@ -22,12 +22,9 @@ from ._auth import _OriginBoundAuth
 from ._bundle import (
     BundleResult,
     TransactionMode,
+    UploadPlan,
     UploadSummary,
     bundle_is_idempotent,
-    chunked,
-    parse_bundle_response,
-    shift_indexes,
-    transaction_bundle,
 )
 from ._core import (
     DEFAULT_TIMEOUT,
@@ -35,18 +32,16 @@ from ._core import (
     RequestSpec,
     RetryPolicy,
     RetryState,
-    SearchParams,
-    SearchValue,
     WriteResult,
     expect_resource,
     loads_json,
-    logger,
     retry_after_of,
     ssl_context,
     transaction_error,
     write_result,
 )
 from ._errors import FhirError, FhirHttpError, Issue, TransactionFailed, parse_issues
+from ._query import SearchParams, SearchValue
 from ._search import AsyncSearch
 
 __all__ = ["AsyncFhirClient"]
@@ -235,17 +230,12 @@ class AsyncFhirClient:
             if rejected is None:
                 raise
             raise rejected from exc
-        result = parse_bundle_response(expect_resource(body, "Bundle", spec), bundle)
-        if result.failed:
-            raise TransactionFailed(200, failed_entries=result.failed)
-        return result
+        return self._core.bundle_result(body, bundle, spec, atomic=True)
 
     async def batch(self, bundle: Mapping[str, Any]) -> BundleResult:
         """POST a batch Bundle; entries succeed or fail one by one (see ``BundleResult.failed``)."""
         spec = self._core.bundle(bundle, idempotent=bundle_is_idempotent(bundle))
-        return parse_bundle_response(
-            expect_resource(await self._request_json(spec), "Bundle", spec), bundle
-        )
+        return self._core.bundle_result(await self._request_json(spec), bundle, spec, atomic=False)
 
     async def upload(
         self,
@@ -265,39 +255,25 @@ class AsyncFhirClient:
         Raises:
             TransactionFailed: with ``chunk`` (its index) and ``completed`` (chunks committed before).
         """
-        summary = UploadSummary()
-        sent = 0
-        for number, chunk in enumerate(chunked(resources, chunk_size)):
-            bundle = transaction_bundle(
-                chunk,
-                mode=mode,
-                bundle_type=bundle_type,
-                identifier_system=identifier_system,
-                base_url=self.base_url,
-            )
+        plan = UploadPlan(
+            resources,
+            chunk_size=chunk_size,
+            mode=mode,
+            bundle_type=bundle_type,
+            identifier_system=identifier_system,
+            base_url=self.base_url,
+            progress=progress,
+        )
+        for bundle in plan.bundles():
             try:
-                result = await (
-                    self.transaction(bundle) if bundle_type == "transaction" else self.batch(bundle)
-                )
+                if bundle_type == "transaction":
+                    result = await self.transaction(bundle)
+                else:
+                    result = await self.batch(bundle)
             except TransactionFailed as exc:
-                raise TransactionFailed(
-                    exc.status,
-                    outcome=exc.outcome,
-                    failed_entries=shift_indexes(exc.failed_entries, sent),
-                    chunk=number,
-                    completed=summary,
-                ) from exc
-            summary.add(result, offset=sent)
-            sent += len(chunk)
-            logger.info(
-                "upload chunk %d: %d entries, %s",
-                number,
-                len(chunk),
-                ", ".join(f"{rt} {dict(c)}" for rt, c in result.counts().items()),
-            )
-            if progress is not None:
-                progress(sent)
-        return summary
+                raise plan.failed(exc) from exc
+            plan.done(result)
+        return plan.summary
 
     async def validate(self, resource: Mapping[str, Any]) -> list[Issue]:
         """``POST Type/$validate``: the OperationOutcome's issues (empty or informational when valid)."""

@@ -8,19 +8,21 @@ each resource's business identifier, so loading the same data twice creates noth
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
-from ._core import encode_query, search_pairs, token
-from ._errors import Issue, parse_issues
+from ._errors import Issue, TransactionFailed, parse_issues
+from ._query import encode_query, search_pairs, token
 
 __all__ = [
     "BundleResult",
     "EntryOutcome",
     "TransactionMode",
+    "UploadPlan",
     "UploadSummary",
     "bundle_is_idempotent",
     "chunked",
@@ -346,3 +348,74 @@ class UploadSummary:
 
     def as_dict(self) -> dict[str, dict[str, int]]:
         return {rt: dict(sorted(c.items())) for rt, c in sorted(self.counts.items())}
+
+
+class UploadPlan:
+    """A chunked upload without the I/O: the bundles to send, in order, and the running summary.
+
+    plan = UploadPlan(resources, chunk_size=200, base_url=client.base_url)
+    for bundle in plan.bundles():
+        try:
+            result = client.transaction(bundle)
+        except TransactionFailed as exc:
+            raise plan.failed(exc) from exc
+        plan.done(result)
+    return plan.summary
+    """
+
+    def __init__(
+        self,
+        resources: Iterable[Mapping[str, Any]],
+        *,
+        chunk_size: int,
+        mode: TransactionMode,
+        bundle_type: Literal["transaction", "batch"],
+        identifier_system: str | None,
+        base_url: str | None,
+        progress: Callable[[int], None] | None = None,
+    ) -> None:
+        self._resources = resources
+        self._chunk_size = chunk_size
+        self._mode: TransactionMode = mode
+        self.bundle_type: Literal["transaction", "batch"] = bundle_type
+        self._identifier_system = identifier_system
+        self._base_url = base_url
+        self._progress = progress
+        self.summary = UploadSummary()
+        self.sent = 0
+        self.chunk = -1
+        self._chunk_len = 0
+
+    def bundles(self) -> Iterator[dict[str, Any]]:
+        for number, resources in enumerate(chunked(self._resources, self._chunk_size)):
+            self.chunk, self._chunk_len = number, len(resources)
+            yield transaction_bundle(
+                resources,
+                mode=self._mode,
+                bundle_type=self.bundle_type,
+                identifier_system=self._identifier_system,
+                base_url=self._base_url,
+            )
+
+    def done(self, result: BundleResult) -> None:
+        """Count a committed chunk, log its counts (types and results only), report progress."""
+        self.summary.add(result, offset=self.sent)
+        self.sent += self._chunk_len
+        logging.getLogger("trialfhir.client").info(
+            "upload chunk %d: %d entries, %s",
+            self.chunk,
+            self._chunk_len,
+            ", ".join(f"{rt} {counts}" for rt, counts in result.counts().items()),
+        )
+        if self._progress is not None:
+            self._progress(self.sent)
+
+    def failed(self, exc: TransactionFailed) -> TransactionFailed:
+        """The failure of the current chunk, with upload-wide entry indexes and what was committed."""
+        return TransactionFailed(
+            exc.status,
+            outcome=exc.outcome,
+            failed_entries=shift_indexes(exc.failed_entries, self.sent),
+            chunk=self.chunk,
+            completed=self.summary,
+        )

@@ -14,16 +14,15 @@ import logging
 import random
 import re
 import ssl
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from decimal import Decimal
 from typing import Any
-from urllib.parse import quote
 
 import httpx
 
 from adapter import fhir_json
 
+from ._bundle import BundleResult, parse_bundle_response
 from ._errors import (
     FhirError,
     FhirHttpError,
@@ -36,19 +35,13 @@ from ._errors import (
     UnsafeNextLink,
     error_class_for_status,
 )
+from ._query import SearchParams, encode_query, search_pairs
 
 logger = logging.getLogger("trialfhir.client")
 
 FHIR_JSON = "application/fhir+json"
 RESOURCE_TYPE_RE = re.compile(r"[A-Z][A-Za-z]{1,63}")
 RESOURCE_ID_RE = re.compile(r"[A-Za-z0-9\-.]{1,64}")
-
-SearchValue = str | int | float | Decimal | bool | dt.date | dt.datetime
-"""A typed search value: dates become ISO 8601, booleans ``true``/``false``, numbers their text."""
-
-SearchParams = Mapping[str, SearchValue | Sequence[SearchValue]] | Sequence[tuple[str, SearchValue]]
-"""Search parameters: a mapping (a sequence value repeats the parameter, i.e. AND) or ordered pairs."""
-
 
 # --------------------------------------------------------------------------------------------------
 # URLs and query strings
@@ -75,49 +68,6 @@ def origin_text(url: httpx.URL) -> str:
     """``scheme://host:port`` of a URL (no path, no query: safe to log)."""
     scheme, host, port = origin_of(url)
     return f"{scheme}://{host}:{port}"
-
-
-def token(system: str | None, code: str) -> str:
-    """A token search value ``system|code`` with FHIR escaping of ``\\``, ``|``, ``,`` and ``$``.
-
-    ``token(None, "x")`` is a code in any system; ``token("", "x")`` a code with no system.
-    """
-    escaped = [_escape(part) for part in (system, code) if part is not None]
-    return "|".join(escaped) if system is not None else escaped[0]
-
-
-def _escape(part: str) -> str:
-    return part.replace("\\", "\\\\").replace("|", "\\|").replace(",", "\\,").replace("$", "\\$")
-
-
-def format_search_value(value: SearchValue) -> str:
-    """The query-string text of one typed search value (not yet percent-encoded)."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, dt.datetime | dt.date):
-        return value.isoformat()
-    if isinstance(value, Decimal):
-        return format(value, "f")
-    return str(value)
-
-
-def search_pairs(params: SearchParams | None) -> list[tuple[str, str]]:
-    """Flatten search parameters into ordered (name, text) pairs."""
-    if params is None:
-        return []
-    pairs: list[tuple[str, str]] = []
-    items: Iterable[tuple[str, Any]] = params.items() if isinstance(params, Mapping) else params
-    for name, value in items:
-        if isinstance(value, list | tuple):
-            pairs.extend((name, format_search_value(v)) for v in value)
-        else:
-            pairs.append((name, format_search_value(value)))
-    return pairs
-
-
-def encode_query(pairs: Iterable[tuple[str, str]]) -> str:
-    """Percent-encode (name, value) pairs: ``|`` -> %7C, ``+`` -> %2B, space -> %20; ``:``, ``/`` and ``,`` kept."""
-    return "&".join(f"{quote(n, safe=':.')}={quote(v, safe=':/,')}" for n, v in pairs)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -345,6 +295,17 @@ class ClientCore:
             dumps(bundle),
             idempotent=idempotent,
         )
+
+    @staticmethod
+    def bundle_result(
+        body: Any, bundle: Mapping[str, Any], spec: RequestSpec, *, atomic: bool
+    ) -> BundleResult:
+        """The per-entry outcomes of a transaction/batch response; for a transaction (``atomic``)
+        any failing entry raises TransactionFailed."""
+        result = parse_bundle_response(expect_resource(body, "Bundle", spec), bundle)
+        if atomic and result.failed:
+            raise TransactionFailed(200, failed_entries=result.failed)
+        return result
 
     def validate(self, resource: Mapping[str, Any]) -> RequestSpec:
         rt = self.check_type(_resource_type(resource))

@@ -16,15 +16,9 @@ from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Generic, Literal, Protocol, Self, TypeVar
 
-from ._core import (
-    ClientCore,
-    RequestSpec,
-    SearchParams,
-    SearchValue,
-    format_search_value,
-    search_pairs,
-)
+from ._core import ClientCore, RequestSpec
 from ._errors import InvalidResponse
+from ._query import SearchParams, SearchValue, format_search_value, search_pairs
 
 __all__ = ["AsyncSearch", "Page", "Search", "SearchEntry"]
 

@@ -14,7 +14,8 @@ from adapter.client import (
     parse_retry_after,
     token,
 )
-from adapter.client._core import ClientCore, encode_query, normalise_base_url, search_pairs
+from adapter.client._core import ClientCore, normalise_base_url
+from adapter.client._query import encode_query, search_pairs
 
 
 @pytest.mark.parametrize(
