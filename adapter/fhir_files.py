@@ -24,6 +24,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Literal
+from urllib.parse import quote
 
 import orjson
 
@@ -123,23 +124,41 @@ def write_ndjson(resources: Iterable[JSON], folder: str | Path) -> dict[str, int
     return counts
 
 
-BUNDLE_ENTRY_MODE: Literal["update", "conditional-update", "conditional-create"] = "update"
-"""How a written transaction Bundle's entries write their resource: `update` = `PUT Type/<id>` (our
-ids are deterministic, so this is idempotent). Switch here when the server needs a conditional form."""
+BUNDLE_ENTRY_MODE: Literal["update", "conditional-update", "conditional-create"] = (
+    "conditional-update"
+)
+"""How a written transaction Bundle's entries write their resource, as `trialfhir push` does:
+`conditional-update` = `PUT Type?identifier=system|value` carrying our id (HAPI keeps the id and a
+second load changes nothing: docs/hapi.md); `conditional-create` = `POST Type` with `ifNoneExist`;
+`update` = `PUT Type/<id>`. A resource without a business identifier (the project CodeSystem, found
+by its canonical url) is always written by id."""
 
 
 def entry_request(resource: JSON) -> JSON:
-    """The `request` of the Bundle entry that writes `resource` (the ONE place this is decided).
+    """The `request` of the Bundle entry that writes `resource`: the ONE place this is decided.
 
-    `update` is `PUT Type/<id>`; the conditional modes are built by the FHIR client's transaction
-    builder (`adapter.client.transaction_bundle`), so a written Bundle and an upload say the same."""
-    if BUNDLE_ENTRY_MODE == "update":
-        return {"method": "PUT", "url": f"{resource['resourceType']}/{resource['id']}"}
-    from adapter.client import transaction_bundle
+    The conditional forms are the FHIR client's (`adapter.client.transaction_bundle`): the same
+    `token` escaping and percent-encoding; a test keeps the two equal."""
+    resource_type = resource["resourceType"]
+    identifier = _business_identifier(resource) if BUNDLE_ENTRY_MODE != "update" else None
+    if identifier is None:
+        return {"method": "PUT", "url": f"{resource_type}/{resource['id']}"}
+    from adapter.client import token
 
-    entry = transaction_bundle([resource], mode=BUNDLE_ENTRY_MODE)["entry"][0]
-    request: JSON = entry["request"]
-    return request
+    condition = "identifier=" + quote(token(*identifier), safe=":/,")
+    if BUNDLE_ENTRY_MODE == "conditional-update":
+        return {"method": "PUT", "url": f"{resource_type}?{condition}"}
+    return {"method": "POST", "url": resource_type, "ifNoneExist": condition}
+
+
+def _business_identifier(resource: JSON) -> tuple[str, str] | None:
+    """The first identifier with a system and a value (what the client's builder matches on)."""
+    for identifier in resource.get("identifier") or ():
+        if isinstance(identifier, dict):
+            system, value = identifier.get("system"), identifier.get("value")
+            if isinstance(system, str) and isinstance(value, str):
+                return system, value
+    return None
 
 
 _UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")

@@ -91,9 +91,44 @@ def test_transaction_bundle_entries_have_urn_uuid_full_urls_and_requests(tmp_pat
     assert bundle["resourceType"] == "Bundle" and bundle["type"] == "transaction"
     first, second = bundle["entry"]
     assert first["fullUrl"] == f"urn:uuid:{PATIENT_ID}"
-    assert first["request"] == {"method": "PUT", "url": f"Patient/{PATIENT_ID}"}
     assert second["request"] == entry_request(observation(0, 1))
     assert str(second["resource"]["valueQuantity"]["value"]) == "74.50"
+
+
+IDENTIFIED = {
+    "resourceType": "Observation",
+    "id": OBS_IDS[0],
+    "identifier": [
+        {"value": "no system"},
+        {"system": "https://trialfhir.org/fhir/sid/sdtm/qs", "value": "S 1/S%2F1-001/2,|$x"},
+    ],
+}
+
+
+def test_entries_are_conditional_updates_on_the_business_identifier() -> None:
+    request = entry_request(IDENTIFIED)
+    assert request["method"] == "PUT"
+    assert request["url"] == (
+        "Observation?identifier=https://trialfhir.org/fhir/sid/sdtm/qs%7C"
+        "S%201/S%252F1-001/2%5C,%5C%7C%5C%24x"
+    )
+
+
+@pytest.mark.parametrize("mode", ["conditional-update", "conditional-create", "update"])
+def test_entry_requests_are_the_clients_in_every_mode(
+    mode: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import adapter.fhir_files as fhir_files
+    from adapter.client import transaction_bundle
+
+    monkeypatch.setattr(fhir_files, "BUNDLE_ENTRY_MODE", mode)
+    expected = transaction_bundle([IDENTIFIED], mode=mode)["entry"][0]["request"]  # type: ignore[arg-type]
+    assert entry_request(IDENTIFIED) == expected
+
+
+def test_a_resource_without_business_identifier_is_written_by_id() -> None:
+    codesystem = {"resourceType": "CodeSystem", "id": "trialfhir", "url": "https://x/cs"}
+    assert entry_request(codesystem) == {"method": "PUT", "url": "CodeSystem/trialfhir"}
 
 
 def test_a_collection_bundle_has_no_requests(tmp_path: Path) -> None:
