@@ -1,0 +1,440 @@
+"""Upload and pull benchmarks against a live HAPI FHIR server (run by hand; never part of the test run).
+
+    python bench/bench_transfer.py --base-url http://127.0.0.1:8080/fhir --subjects 750
+
+The cohort is the reconstructed one scaled to `--subjects` subjects (`adapter.cohort.generate_scaled`,
+STUDYID DALAKAS1993SC, so it never clashes with the fixture's DALAKAS1993). The server is emptied
+(`$expunge` everything) before each upload run. THE SERVER IS WIPED: point this at a throwaway HAPI.
+
+Upload: `transfer.push` (conditional-update transactions) with 50, 200 and 500 entries per transaction,
+against one conditional PUT per resource (`FhirClient.update(resource, condition=identifier)`, the same
+request the transaction entries make). Single writes are sampled (`--single-sample` resources drawn at
+random among those nothing refers to, after the referenced ones were loaded untimed) and extrapolated.
+
+Pull, on the data of the last upload run: the adapter's concurrent pull (`pull_study_async`) against
+(1) serial paging through `FhirClient` (the same queries, one after another, pages in order) and
+(2) a bare concurrent fetch (the same queries, plain `httpx.AsyncClient` + `asyncio.gather` under the
+same concurrency bound, `orjson.loads` of each page and nothing else). Each is repeated `--repeats`
+times, interleaved; the median is reported. `--profile` adds a cProfile of one adapter pull.
+
+Prints a Markdown summary; `--json FILE` also writes every number.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import io
+import json
+import os
+import platform
+import pstats
+import random
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+import orjson
+
+from adapter.client import AsyncFhirClient, FhirClient, token
+from adapter.cohort import SCALED_STUDYID, generate_scaled, write_csv_folder
+from adapter.fhir_files import dumps
+from adapter.hapi import expunge_everything
+from adapter.tables import read_trial
+from adapter.transfer import pull_study_async, push
+from mappings.identity import SID_STUDY
+from mappings.trial import trial_to_fhir
+
+JSON = dict[str, Any]
+T = TypeVar("T")
+
+# The adapter's pull, as transfer.pull_study_async runs it by default.
+EVENT_TYPES = ("Observation", "MedicationAdministration", "Procedure", "DiagnosticReport")
+PATIENT_TYPES = ("Condition", "Specimen")
+PAGE_SIZE = 500
+PATIENTS_PER_QUERY = 20
+
+
+@dataclass
+class UploadRun:
+    """One upload measurement."""
+
+    method: str
+    resources: int
+    seconds: float
+    requests: int
+    extrapolated_seconds: float | None = None
+
+    @property
+    def rate(self) -> float:
+        return self.resources / self.seconds
+
+
+@dataclass
+class PullRun:
+    """The repeated measurements of one pull method."""
+
+    method: str
+    resources: int = 0
+    requests: int = 0
+    seconds: list[float] = field(default_factory=list)
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.seconds)
+
+    @property
+    def rate(self) -> float:
+        return self.resources / self.median
+
+
+# --- the cohort ------------------------------------------------------------------------------------
+
+
+def scaled_resources(subjects: int, seed: int) -> list[JSON]:
+    """Every resource of the scaled cohort, as plain JSON (decimals as JSON numbers), reference order.
+
+    Plain JSON because the client's request serialiser takes no `Decimal` (see docs/performance.md);
+    the conversion is done here, outside every timed section.
+    """
+    with tempfile.TemporaryDirectory(prefix="bench-transfer-") as folder:
+        write_csv_folder(generate_scaled(subjects, seed), folder)
+        trial = read_trial(folder)
+    return [orjson.loads(dumps(resource)) for resource in trial_to_fhir(trial)]
+
+
+def references(resource: Any) -> Iterator[str]:
+    """Every `reference` string anywhere inside a resource."""
+    if isinstance(resource, dict):
+        for key, value in resource.items():
+            if key == "reference" and isinstance(value, str):
+                yield value
+            else:
+                yield from references(value)
+    elif isinstance(resource, list):
+        for item in resource:
+            yield from references(item)
+
+
+def business_identifier(resource: JSON) -> str:
+    first = resource["identifier"][0]
+    return token(first["system"], first["value"])
+
+
+def timed(action: Callable[[], T]) -> tuple[T, float]:
+    started = time.perf_counter()
+    result = action()
+    return result, time.perf_counter() - started
+
+
+# --- upload ----------------------------------------------------------------------------------------
+
+
+def reset(base_url: str, client: FhirClient, canonical: list[JSON]) -> None:
+    """Empty the server and store the resources without a business identifier (the CodeSystem)."""
+    expunge_everything(base_url, timeout=3600)
+    for resource in canonical:
+        client.update(resource)
+
+
+def upload_transactions(
+    base_url: str, client: FhirClient, canonical: list[JSON], data: list[JSON], chunk: int
+) -> UploadRun:
+    reset(base_url, client, canonical)
+    summary, seconds = timed(lambda: push(client, data, chunk_size=chunk))
+    written = sum(sum(counts.values()) for counts in summary.as_dict().values())
+    if summary.failed or written != len(data):
+        raise SystemExit(
+            f"transactions of {chunk}: {len(summary.failed)} failed, {written} written"
+        )
+    return UploadRun(f"transactions of {chunk}", len(data), seconds, summary.bundles)
+
+
+def upload_singles(
+    base_url: str,
+    client: FhirClient,
+    canonical: list[JSON],
+    data: list[JSON],
+    sample_size: int,
+    seed: int,
+) -> UploadRun:
+    referenced = {ref for resource in data for ref in references(resource)}
+    is_referenced = [f"{r['resourceType']}/{r['id']}" in referenced for r in data]
+    targets = [r for r, ref in zip(data, is_referenced, strict=True) if ref]
+    leaves = [r for r, ref in zip(data, is_referenced, strict=True) if not ref]
+    reset(base_url, client, canonical)
+    push(client, targets, chunk_size=500)  # untimed: what the sampled writes refer to
+    sample = random.Random(seed).sample(leaves, min(sample_size, len(leaves)))
+
+    def write_each() -> None:
+        for resource in sample:
+            client.update(resource, condition={"identifier": business_identifier(resource)})
+
+    _, seconds = timed(write_each)
+    run = UploadRun("one conditional PUT per resource", len(sample), seconds, len(sample))
+    run.extrapolated_seconds = len(data) / run.rate
+    return run
+
+
+# --- pull ------------------------------------------------------------------------------------------
+
+
+Query = tuple[str, dict[str, str]]
+
+
+def pull_plan(patient_refs: list[str]) -> list[Query]:
+    """The searches `pull_study_async` sends after finding the study and its subjects."""
+    groups = [
+        patient_refs[i : i + PATIENTS_PER_QUERY]
+        for i in range(0, len(patient_refs), PATIENTS_PER_QUERY)
+    ]
+    return [
+        (rt, {"subject": ",".join(group), "_count": str(PAGE_SIZE)})
+        for group in groups
+        for rt in (*PATIENT_TYPES, *EVENT_TYPES)
+    ]
+
+
+def serial_pull(base_url: str, study: str) -> tuple[int, int]:
+    """The adapter's queries one after another through FhirClient, pages in order: (resources,
+    requests)."""
+    resources = requests = 0
+    with FhirClient(base_url) as client:
+        found = client.search("ResearchStudy", identifier=study).count(2).all()
+        requests += 1
+        study_ref = f"ResearchStudy/{found[0]['id']}"
+        patients: set[str] = set()
+        search = (
+            client.search("ResearchSubject", study=study_ref)
+            .include("ResearchSubject:individual")
+            .count(PAGE_SIZE)
+        )
+        for page in search.pages():
+            requests += 1
+            for entry in page.entries:
+                resources += 1
+                if entry.resource["resourceType"] == "Patient":
+                    patients.add(f"Patient/{entry.resource['id']}")
+        for resource_type, params in pull_plan(sorted(patients)):
+            for page in client.search(resource_type, params).pages():
+                requests += 1
+                resources += len(page.entries)
+    return resources + 1, requests
+
+
+async def bare_pull(base_url: str, study: str, concurrency: int) -> tuple[int, int]:
+    """The same queries with a plain httpx.AsyncClient and asyncio.gather: (resources, requests)."""
+    base = base_url.rstrip("/") + "/"
+    headers = {"Accept": "application/fhir+json"}
+    counted = {"resources": 0, "requests": 0}
+    async with httpx.AsyncClient(base_url=base, headers=headers, timeout=120) as http:
+
+        async def pages(url: str, params: dict[str, str] | None) -> list[JSON]:
+            bundles: list[JSON] = []
+            next_url: str | None = url
+            while next_url is not None:
+                response = await http.get(next_url, params=params)
+                response.raise_for_status()
+                bundle = orjson.loads(response.content)
+                counted["requests"] += 1
+                counted["resources"] += len(bundle.get("entry") or [])
+                bundles.append(bundle)
+                next_url = next(
+                    (link["url"] for link in bundle.get("link", []) if link["relation"] == "next"),
+                    None,
+                )
+                params = None
+            return bundles
+
+        (first,) = await pages("ResearchStudy", {"identifier": study, "_count": "2"})
+        study_ref = f"ResearchStudy/{first['entry'][0]['resource']['id']}"
+        subject_pages = await pages(
+            "ResearchSubject",
+            {
+                "study": study_ref,
+                "_include": "ResearchSubject:individual",
+                "_count": str(PAGE_SIZE),
+            },
+        )
+        patients = sorted(
+            f"Patient/{e['resource']['id']}"
+            for bundle in subject_pages
+            for e in bundle.get("entry", [])
+            if e["resource"]["resourceType"] == "Patient"
+        )
+        gate = asyncio.Semaphore(concurrency)
+
+        async def fetch(query: Query) -> None:
+            async with gate:
+                await pages(query[0], query[1])
+
+        await asyncio.gather(*(fetch(query) for query in pull_plan(patients)))
+    return counted["resources"], counted["requests"]
+
+
+async def adapter_pull(base_url: str, study: str, concurrency: int) -> int:
+    async with AsyncFhirClient(base_url) as client:
+        result = await pull_study_async(client, study, concurrency=concurrency)
+    return len(result.resources)
+
+
+def profile_adapter_pull(base_url: str, study: str, concurrency: int) -> str:
+    profiler = cProfile.Profile()
+    profiler.enable()
+    asyncio.run(adapter_pull(base_url, study, concurrency))
+    profiler.disable()
+    out = io.StringIO()
+    pstats.Stats(profiler, stream=out).sort_stats("cumulative").print_stats(25)
+    return out.getvalue()
+
+
+# --- reporting -------------------------------------------------------------------------------------
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return (
+        f"{os.cpu_count()} cores ({cpu}), Python {platform.python_version()}, {platform.system()}"
+    )
+
+
+def report(uploads: list[UploadRun], pulls: list[PullRun], header: str) -> str:
+    lines = [
+        header,
+        "",
+        "| upload | resources | requests | seconds | resources/s |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for run in uploads:
+        extra = (
+            f" (sampled; full run extrapolated to {run.extrapolated_seconds:.0f} s)"
+            if run.extrapolated_seconds
+            else ""
+        )
+        lines.append(
+            f"| {run.method}{extra} | {run.resources} | {run.requests} | {run.seconds:.1f} | {run.rate:.0f} |"
+        )
+    single = next((r for r in uploads if r.extrapolated_seconds), None)
+    if single is not None:
+        for run in uploads:
+            if run is not single:
+                lines.append(f"\n{run.method}: {run.rate / single.rate:.1f}x single writes")
+    lines += [
+        "",
+        "| pull | resources | requests | median s | runs | resources/s |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for pull in pulls:
+        runs = ", ".join(f"{s:.2f}" for s in pull.seconds)
+        lines.append(
+            f"| {pull.method} | {pull.resources} | {pull.requests or '-'} | {pull.median:.2f} | {runs} | {pull.rate:.0f} |"
+        )
+    by_name = {p.method: p for p in pulls}
+    adapter = by_name.get("adapter pull_study_async")
+    serial = by_name.get("serial paging (FhirClient)")
+    bare = by_name.get("bare httpx + asyncio.gather")
+    if adapter and serial and bare:
+        lines.append("")
+        lines.append(f"adapter / serial: {adapter.rate / serial.rate:.2f}x (target >= 2x)")
+        lines.append(f"adapter / bare: {adapter.rate / bare.rate:.0%} (target >= 80%)")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--base-url", required=True, help="FHIR base of a throwaway HAPI (wiped!)")
+    parser.add_argument("--subjects", type=int, default=750)
+    parser.add_argument("--seed", type=int, default=20260)
+    parser.add_argument("--chunks", default="50,200,500", help="transaction sizes, comma-separated")
+    parser.add_argument("--single-sample", type=int, default=3000)
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--skip-upload", action="store_true", help="pull only (data already loaded)"
+    )
+    parser.add_argument("--profile", action="store_true", help="cProfile one adapter pull")
+    parser.add_argument("--json", type=Path, help="write every number here too")
+    args = parser.parse_args(argv)
+    base_url: str = args.base_url
+    study = token(SID_STUDY, SCALED_STUDYID)
+
+    print(
+        f"building the scaled cohort: {args.subjects} subjects, seed {args.seed}", file=sys.stderr
+    )
+    resources, build_seconds = timed(lambda: scaled_resources(args.subjects, args.seed))
+    canonical = [r for r in resources if not r.get("identifier")]
+    data = [r for r in resources if r.get("identifier")]
+    print(f"{len(resources)} resources in {build_seconds:.0f} s", file=sys.stderr)
+
+    uploads: list[UploadRun] = []
+    with FhirClient(base_url, timeout=600) as client:
+        if not args.skip_upload:
+            run = upload_singles(base_url, client, canonical, data, args.single_sample, args.seed)
+            print(f"singles: {run.rate:.0f}/s", file=sys.stderr)
+            uploads.append(run)
+            for chunk in (int(c) for c in args.chunks.split(",")):
+                run = upload_transactions(base_url, client, canonical, data, chunk)
+                print(f"{run.method}: {run.rate:.0f}/s in {run.seconds:.0f} s", file=sys.stderr)
+                uploads.append(run)
+
+    pulls = [
+        PullRun("adapter pull_study_async"),
+        PullRun("serial paging (FhirClient)"),
+        PullRun("bare httpx + asyncio.gather"),
+    ]
+    asyncio.run(adapter_pull(base_url, study, args.concurrency))  # warm-up, untimed
+    for _ in range(args.repeats):
+        count, seconds = timed(lambda: asyncio.run(adapter_pull(base_url, study, args.concurrency)))
+        pulls[0].resources = count
+        pulls[0].seconds.append(seconds)
+        (count, requests), seconds = timed(lambda: serial_pull(base_url, study))
+        pulls[1].resources, pulls[1].requests = count, requests
+        pulls[1].seconds.append(seconds)
+        (count, requests), seconds = timed(
+            lambda: asyncio.run(bare_pull(base_url, study, args.concurrency))
+        )
+        pulls[2].resources, pulls[2].requests = count, requests
+        pulls[2].seconds.append(seconds)
+        print(f"pull round: {[p.seconds[-1] for p in pulls]}", file=sys.stderr)
+    pulls[0].requests = pulls[2].requests
+
+    header = (
+        f"Machine: {machine()}. Cohort: {args.subjects} subjects, {len(resources)} resources "
+        f"(seed {args.seed}); concurrency {args.concurrency}."
+    )
+    print(report(uploads, pulls, header))
+    if args.profile:
+        print("\nProfile of one adapter pull (cumulative):\n")
+        print(profile_adapter_pull(base_url, study, args.concurrency))
+    if args.json:
+        args.json.write_text(
+            json.dumps(
+                {
+                    "machine": machine(),
+                    "subjects": args.subjects,
+                    "resources": len(resources),
+                    "uploads": [asdict(u) | {"rate": u.rate} for u in uploads],
+                    "pulls": [asdict(p) | {"median": p.median, "rate": p.rate} for p in pulls],
+                },
+                indent=2,
+            )
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
