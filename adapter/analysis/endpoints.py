@@ -601,6 +601,13 @@ def _e8(trial: _Trial) -> EndpointResult:
     for role in ROLES:
         b.value(f"{role}_courses", sum(s.count(role) for s in sequences.values()))
     b.value("n_subjects", len(dm))
+    if "ACTARMCD" in dm.columns:
+        # SDTM: ACTARMCD names the elements actually received, joined by "-" (IVIG-PBO)
+        received = {u: "-".join(p.etcd for p in ps) for u, ps in trial.periods.items()}
+        b.value(
+            "n_actarmcd_not_as_in_se",
+            sum(1 for row in records(dm) if row["ACTARMCD"] != received.get(row["USUBJID"], "")),
+        )
     trial.datasets["demographics"] = _demographics(trial)
     return b.result
 

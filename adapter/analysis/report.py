@@ -110,6 +110,7 @@ SUPPLEMENTARY_LABELS: dict[str, str] = {
     "subject_mean_max": "highest patient mean, mg/day",
     "age_mean": "mean age, years",
     "n_subjects": "patients in DM",
+    "n_actarmcd_not_as_in_se": "patients whose DM.ACTARMCD differs from their SE periods",
 }
 
 #: Longer exclusion lists are summarised by reason in the report (results.json keeps them all).

@@ -378,3 +378,21 @@ def test_results_json_is_deterministic_and_has_the_spec_shape(
     assert sorted(document["endpoints"]) == [f"E{i}" for i in range(1, 9)]
     for endpoint in document["endpoints"].values():
         assert {"title", "values", "published", "methods", "excluded"} <= set(endpoint)
+
+
+def test_e1_keeps_a_subject_in_the_randomised_arm_whatever_the_first_period(
+    definition: StudyDefinition,
+) -> None:
+    trial = mini_trial()
+    # randomised to placebo, but the first period given was IVIG (change +20)
+    simple_subject(trial, "W1", "PBO", {"MSSUM": 20.0, "NSSTOT": 1.0})
+    tables = trial.tables()
+    se = tables["SE"]
+    se.loc[(se["USUBJID"] == "W1") & (se["EPOCH"] == "TREATMENT 1"), "ETCD"] = "IVIG"
+    results = analyze(tables, definition, "off-arm")
+    e1 = results.endpoints["E1"]
+    assert e1.values["n_placebo"] == 5
+    assert e1.values["change_mean_placebo"] == pytest.approx((sum(PLACEBO_CHANGES) + 20.0) / 5)
+    assert e1.supplementary["n_first_period_not_randomised_treatment"] == 1
+    # the builder writes ACTARMCD = ARMCD: wrong for W1, the 4 crossovers and X1 (no period)
+    assert results.endpoints["E8"].supplementary["n_actarmcd_not_as_in_se"] == 1 + 4 + 1
