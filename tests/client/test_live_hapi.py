@@ -75,3 +75,51 @@ def test_missing_and_invalid(client: FhirClient) -> None:
     assert info.value.diagnostics
     issues = client.validate({"resourceType": "Patient", "gender": "not-a-gender"})
     assert any(issue.is_error for issue in issues)
+
+
+def test_includes_reverse_chains_and_post_search(client: FhirClient) -> None:
+    run = uuid.uuid4().hex[:12]
+    study = {
+        "resourceType": "ResearchStudy",
+        "id": f"st-{run}",
+        "status": "completed",
+        "identifier": [{"system": SYSTEM, "value": f"st-{run}"}],
+    }
+    people: list[dict[str, Any]] = [
+        {
+            "resourceType": "Patient",
+            "id": f"pt-{run}-{i}",
+            "identifier": [{"system": SYSTEM, "value": f"pt-{run}-{i}"}],
+        }
+        for i in range(3)
+    ]
+    subjects: list[dict[str, Any]] = [
+        {
+            "resourceType": "ResearchSubject",
+            "id": f"rs-{run}-{i}",
+            "status": "on-study",
+            "identifier": [{"system": SYSTEM, "value": f"rs-{run}-{i}"}],
+            "study": {"reference": f"ResearchStudy/st-{run}"},
+            "individual": {"reference": f"Patient/pt-{run}-{i}"},
+        }
+        for i in range(3)
+    ]
+    client.upload([study, *people, *subjects])
+    search = (
+        client.search("ResearchSubject")
+        .where(study=f"ResearchStudy/st-{run}")
+        .include("ResearchSubject:individual")
+        .count(2)
+    )
+    entries = list(search.entries())
+    assert sorted(e.resource["id"] for e in entries if e.mode == "match") == sorted(
+        s["id"] for s in subjects
+    )
+    assert sorted(e.resource["id"] for e in entries if e.mode == "include") == sorted(
+        p["id"] for p in people
+    )
+    in_study = client.search("Patient").has(
+        "ResearchSubject:individual:study", f"ResearchStudy/st-{run}"
+    )
+    assert sorted(p["id"] for p in in_study.post()) == sorted(p["id"] for p in people)
+    assert in_study.total() == 3
