@@ -167,3 +167,16 @@ def test_long_exclusion_lists_are_summarised_by_reason(
         len(json.loads((tmp_path / "results.json").read_text())["endpoints"]["E1"]["excluded"])
         == 41
     )
+
+
+def test_outputs_are_byte_identical_on_a_rerun(
+    definition: StudyDefinition, mini_report: tuple[Path, list[Path]], tmp_path: Path
+) -> None:
+    first_dir, first_paths = mini_report
+    tables = mini_trial().tables()
+    second_paths = write_outputs(analyze(tables, definition, "mini"), tables, tmp_path)
+    assert [p.relative_to(tmp_path) for p in second_paths] == [
+        p.relative_to(first_dir) for p in first_paths
+    ]
+    for path in first_paths:
+        assert (tmp_path / path.relative_to(first_dir)).read_bytes() == path.read_bytes(), path.name
