@@ -182,7 +182,7 @@ TEXT = st.text(
     min_size=1,
     max_size=12,
 ).filter(lambda s: s.strip() != "")
-CELL = st.one_of(st.just(""), TEXT)
+CELL = st.one_of(st.just(""), TEXT, st.sampled_from([" ", "  ", "\n", "\t "]))
 INT_TEXT = st.integers(min_value=1, max_value=999).map(str)
 EXTRA_NAME = st.from_regex(r"X[A-Z0-9]{1,7}", fullmatch=True)
 

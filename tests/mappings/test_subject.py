@@ -203,7 +203,7 @@ TEXT = st.text(
     min_size=1,
     max_size=12,
 ).filter(lambda s: s.strip() != "")
-CELL = st.one_of(st.just(""), TEXT)
+CELL = st.one_of(st.just(""), TEXT, st.sampled_from([" ", "  ", "\n", "\t "]))
 DECIMAL = st.from_regex(r"(0|[1-9][0-9]{0,2})(\.[0-9]{1,3})?", fullmatch=True)
 
 
