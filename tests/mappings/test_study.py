@@ -244,3 +244,33 @@ def test_a_row_of_empty_cells_still_comes_back(validate: Validate) -> None:
     for resource in resources:
         validate(resource)
     assert fhir_to_trial(resources)["TS"].rows == ts.rows
+
+
+def test_an_arm_is_a_placebo_comparator_when_it_starts_on_placebo() -> None:
+    rows = [
+        ["S", "TA", armcd, arm, "1", "E", "Element", "", "TREATMENT 1"]
+        for armcd, arm in [
+            ("IVIG-PBO", "IVIG, then placebo"),
+            ("PBO-IVIG", "Placebo, then IVIG"),
+            ("A", "placebo monthly"),
+            ("B", "Immune globulin"),
+        ]
+    ]
+    arms = the_study({"TA": table("TA", TA_COLUMNS, rows)})["arm"]
+    types = {a["name"]: a["type"]["coding"][0]["code"] for a in arms}
+    assert types == {
+        "IVIG, then placebo": "experimental",
+        "Placebo, then IVIG": "placebo-comparator",
+        "placebo monthly": "placebo-comparator",
+        "Immune globulin": "experimental",
+    }
+
+
+def test_a_research_study_of_someone_else_is_not_taken() -> None:
+    foreign = {
+        "resourceType": "ResearchStudy",
+        "id": "other",
+        "status": "active",
+        "identifier": [{"system": "http://example.org/trials", "value": "NCT0"}],
+    }
+    assert not study.StudyReader().feed(foreign)
