@@ -101,12 +101,14 @@ class BiopsyMeasure:
 
 @dataclass(frozen=True)
 class PublishedFigure:
-    """A published figure for one value: a relation to a number (`P<0.018`, `=74.5`) and/or a text."""
+    """A published figure for one value: a relation to a number (`P<0.018`, `=74.5`), or to another
+    value of the same endpoint (`fibdiam_post_mean > fibdiam_pre_mean`), and/or the paper's words."""
 
     relation: str | None
     value: float | None
     decimals: int | None
     text: str | None
+    than: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """The JSON form, omitting what is not given."""
@@ -114,25 +116,34 @@ class PublishedFigure:
         if self.relation is not None and self.value is not None:
             out["relation"] = self.relation
             out["value"] = int(self.value) if self.value.is_integer() else self.value
+        elif self.relation is not None and self.than is not None:
+            out["relation"] = self.relation
+            out["than"] = self.than
         if self.decimals is not None:
             out["decimals"] = self.decimals
         if self.text is not None:
             out["text"] = self.text
         return out
 
-    def agrees_with(self, computed: float | int | None) -> bool | None:
-        """Whether a reanalysis value satisfies the published relation (None if not checkable)."""
-        if computed is None or self.relation is None or self.value is None:
+    def agrees_with(
+        self, computed: float | int | None, other: float | int | None = None
+    ) -> bool | None:
+        """Whether a reanalysis value satisfies the published relation (None if not checkable).
+
+        `other` is the endpoint's value named by `than`, for a relation between two values.
+        """
+        target = self.value if self.than is None else other
+        if computed is None or self.relation is None or target is None:
             return None
-        left = float(computed)
+        left, right = float(computed), float(target)
         if self.relation == "=" and self.decimals is not None:
-            return round(left, self.decimals) == round(self.value, self.decimals)
+            return round(left, self.decimals) == round(right, self.decimals)
         checks = {
-            "<": left < self.value,
-            "<=": left <= self.value,
-            "=": left == self.value,
-            ">=": left >= self.value,
-            ">": left > self.value,
+            "<": left < right,
+            "<=": left <= right,
+            "=": left == right,
+            ">=": left >= right,
+            ">": left > right,
         }
         return checks[self.relation]
 
@@ -245,8 +256,12 @@ def _published(reader: _Reader, raw: Any, loc: str) -> dict[str, PublishedFigure
             reader.fail(f"{here}.relation", f"must be one of {sorted(_RELATIONS)}")
             relation = None
         value = reader.number(entry, "value", here)
-        if relation is not None and value is None:
-            reader.fail(f"{here}.value", "a relation needs a number")
+        than = entry.get("than")
+        if than is not None and not isinstance(than, str):
+            reader.fail(f"{here}.than", "expected a value name")
+            than = None
+        if relation is not None and (value is None) == (than is None):
+            reader.fail(f"{here}.value", "a relation needs a number (value) or a value name (than)")
         decimals = entry.get("decimals")
         if decimals is not None and (isinstance(decimals, bool) or not isinstance(decimals, int)):
             reader.fail(f"{here}.decimals", "expected an integer")
@@ -257,7 +272,7 @@ def _published(reader: _Reader, raw: Any, loc: str) -> dict[str, PublishedFigure
             text = None
         if relation is None and text is None:
             reader.fail(here, "needs a relation and value, or a text")
-        figures[name] = PublishedFigure(relation, value, decimals, text)
+        figures[name] = PublishedFigure(relation, value, decimals, text, than)
     return figures
 
 

@@ -429,7 +429,7 @@ def _e6(trial: _Trial) -> EndpointResult:
             if p.role == "ivig" and p.first_dose is not None
         ]
         if not doses:
-            b.exclude(usubjid, "biopsied but no dated IVIG dose")
+            b.exclude(usubjid, "no dated IVIG dose to pair the biopsies around")
             continue
         first_ivig = min(doses, key=lambda d: d.sort_key())
         dated = []

@@ -173,12 +173,15 @@ def _format_published(figure: PublishedFigure | None) -> str:
     parts = []
     if figure.relation is not None and figure.value is not None:
         number = figure.value
-        shown = (
-            f"{int(number)}"
-            if float(number).is_integer() and figure.decimals is None
-            else (f"{number:.{figure.decimals}f}" if figure.decimals is not None else f"{number:g}")
-        )
+        if figure.decimals is not None:
+            shown = f"{number:.{figure.decimals}f}"
+        elif float(number).is_integer():
+            shown = f"{int(number)}"
+        else:
+            shown = f"{number:g}"
         parts.append(shown if figure.relation == "=" else f"{figure.relation} {shown}")
+    elif figure.relation is not None and figure.than is not None:
+        parts.append(f"{figure.relation} {VALUE_LABELS.get(figure.than, figure.than).lower()}")
     if figure.text:
         parts.append(figure.text)
     return " — ".join(parts)

@@ -54,7 +54,10 @@ class EndpointResult:
     def agreement(self) -> dict[str, bool | None]:
         """Per published figure with a relation: does the reanalysis satisfy it (None: no value)."""
         return {
-            name: figure.agrees_with(self.values.get(name))
+            name: figure.agrees_with(
+                self.values.get(name),
+                self.values.get(figure.than) if figure.than is not None else None,
+            )
             for name, figure in sorted(self.published.items())
             if figure.relation is not None and name in self.values
         }

@@ -30,6 +30,10 @@ def test_the_fixture_definition_holds_the_study_constants() -> None:
     assert definition.published["E4"]["baseline_mean"].agrees_with(74.56) is False
     assert definition.published["E1"]["p_within_ivig"].agrees_with(0.0078) is True
     assert definition.published["E1"]["p_within_ivig"].agrees_with(0.018) is False
+    narrower = definition.published["E6"]["capdiam_post_mean"]
+    assert narrower.than == "capdiam_pre_mean"
+    assert narrower.agrees_with(6.9, 9.5) is True
+    assert narrower.agrees_with(9.9, 9.5) is False
 
 
 def test_every_problem_is_reported_at_once() -> None:

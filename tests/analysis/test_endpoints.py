@@ -262,7 +262,7 @@ def test_e6_pairs_the_last_biopsy_before_and_after_the_first_ivig_dose(
     assert result.supplementary["icam1_reduced"] == 1
     reasons = {(e.usubjid, e.reason) for e in result.excluded}
     assert ("B4", "no biopsy dated after the first IVIG dose") in reasons
-    assert ("B5", "biopsied but no dated IVIG dose") in reasons
+    assert ("B5", "no dated IVIG dose to pair the biopsies around") in reasons
 
 
 def prednisone_trial() -> TrialBuilder:
