@@ -105,6 +105,7 @@ class _Trial:
     tables: Mapping[str, pd.DataFrame]
     definition: StudyDefinition
     datasets: dict[str, pd.DataFrame] = field(default_factory=dict)
+    score_cache: dict[str, dict[str, list[ScoreReading]]] = field(default_factory=dict)
 
     @cached_property
     def periods(self) -> dict[str, list[TreatmentPeriod]]:
@@ -117,11 +118,10 @@ class _Trial:
         return {row["USUBJID"]: row["ARMCD"] for row in records(dm)}
 
     def readings(self, testcd: str) -> dict[str, list[ScoreReading]]:
-        cache = self.__dict__.setdefault("_readings", {})
-        if testcd not in cache:
-            cache[testcd] = score_readings(self.tables, testcd)
-        result: dict[str, list[ScoreReading]] = cache[testcd]
-        return result
+        """Every subject's dated readings of one score (computed once per score)."""
+        if testcd not in self.score_cache:
+            self.score_cache[testcd] = score_readings(self.tables, testcd)
+        return self.score_cache[testcd]
 
     @cached_property
     def responses(self) -> dict[tuple[str, str], str]:
