@@ -1,4 +1,5 @@
-"""Record real HAPI FHIR responses for the client's replay tests (run by hand against a live server).
+"""Record the real HAPI FHIR responses only the client's tests need (the project's recordings in
+fixtures/recorded/ cover the rest); run by hand against a live server.
 
     python tests/client/recorded/record.py http://127.0.0.1:8080/fhir
 
@@ -78,8 +79,6 @@ def main(base: str) -> None:
     def transaction(entries: list[dict[str, Any]]) -> dict[str, Any]:
         return {"resourceType": "Bundle", "type": "transaction", "entry": entries}
 
-    statement = save("capability-statement", http.get(f"{base}/metadata"))
-    trim_capability_statement(statement)
     five = [patient(i) for i in range(5)]
     save("transaction-created", http.post(base, json=transaction([put(p) for p in five])))
     save("transaction-unchanged", http.post(base, json=transaction([put(p) for p in five[:2]])))
@@ -88,83 +87,11 @@ def main(base: str) -> None:
         "transaction-conditional-create",
         http.post(base, json=transaction([post(patient(1)), post(patient(7))])),
     )
-
-    ids = ",".join(p["id"] for p in five)
-    page = save("searchset-page-1", http.get(f"{base}/Patient", params={"_id": ids, "_count": 2}))
-    number = 1
-    while link := next((k["url"] for k in page.get("link", []) if k["relation"] == "next"), None):
-        number += 1
-        page = save(f"searchset-page-{number}", http.get(link.replace("{base}", base)))
-    save(
-        "searchset-summary-count",
-        http.get(f"{base}/Patient", params={"_id": ids, "_summary": "count"}),
-    )
     save(
         "searchset-empty",
         http.get(f"{base}/Patient", params={"identifier": f"{SYSTEM}|nobody-{run}"}),
     )
-    save(
-        "expired-getpages",
-        http.get(
-            f"{base}", params={"_getpages": str(uuid.uuid4()), "_getpagesoffset": 2, "_count": 2}
-        ),
-    )
-
-    save("read-not-found", http.get(f"{base}/Patient/missing-{run}"))
-    save(
-        "create-invalid-gender",
-        http.post(f"{base}/Patient", json={"resourceType": "Patient", "gender": "x"}),
-    )
     save("search-invalid-date", http.get(f"{base}/Patient", params={"birthdate": "not-a-date"}))
-    twin = {"resourceType": "Patient", "identifier": [{"system": SYSTEM, "value": f"twin-{run}"}]}
-    http.post(f"{base}/Patient", json=twin)
-    http.post(f"{base}/Patient", json=twin)
-    save(
-        "conditional-update-multiple-matches",
-        http.put(f"{base}/Patient", params={"identifier": f"{SYSTEM}|twin-{run}"}, json=twin),
-    )
-    save(
-        "transaction-unparseable",
-        http.post(base, json=transaction([put(patient(20)), put(patient(21, "x"))])),
-    )
-    dangling = {
-        "resourceType": "Observation",
-        "id": f"rec-{run}-obs",
-        "status": "final",
-        "identifier": [{"system": SYSTEM, "value": f"{run}-obs"}],
-        "code": {"text": "weight"},
-        "subject": {"reference": f"Patient/nobody-{run}"},
-    }
-    observation_put = {
-        "fullUrl": f"{base}/Observation/{dangling['id']}",
-        "resource": dangling,
-        "request": {"method": "PUT", "url": f"Observation?identifier={SYSTEM}%7C{run}-obs"},
-    }
-    save(
-        "transaction-rejected",
-        http.post(base, json=transaction([put(patient(22)), observation_put])),
-    )
-    save(
-        "validate-invalid",
-        http.post(f"{base}/Observation/$validate", json={"resourceType": "Observation"}),
-    )
-    save("validate-valid", http.post(f"{base}/Patient/$validate", json=patient(30)))
-
-
-def trim_capability_statement(statement: dict[str, Any]) -> None:
-    """HAPI's CapabilityStatement is about 2 MB: keep its header and, per resource, the type and
-    interactions (the file then says so in ``_trimmed``)."""
-    path = HERE / "capability-statement.json"
-    record = json.loads(path.read_text())
-    body = record["response"]["body"]
-    for rest in body.get("rest", []):
-        rest["resource"] = [
-            {"type": r["type"], "interaction": r.get("interaction", [])}
-            for r in rest.get("resource", [])
-        ]
-        rest.pop("operation", None)
-    body["_trimmed"] = "by record.py: resources keep only type and interaction"
-    path.write_text(json.dumps(record, indent=1, ensure_ascii=False) + "\n")
 
 
 if __name__ == "__main__":
