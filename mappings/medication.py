@@ -289,21 +289,48 @@ def _cm_dosage(
     return (dosage or None), carried
 
 
+_CM_PROFILE: Final = ("CMTRT", "CMCAT", "CMINDC", "CMDOSFRQ", "CMROUTE", "CMDOSE", "CMDOSU")
+"""The CM cells that repeat row after row (a subject's daily doses differ only in dates and CMSEQ)."""
+
+_Profile = tuple[JSON, JSON | None, list[JSON] | None, JSON | None, list[JSON]]
+"""(medication, category, reasonCode, dosage, carried cells): shared, read-only."""
+
+
+def _cm_profile(concepts: _Concepts, cells: tuple[str, ...]) -> _Profile:
+    treatment, category, reason, frequency, route, dose, unit = cells
+    dosage, carried = _cm_dosage(concepts, frequency, route, dose, unit)
+    return (
+        concepts.medication(treatment),
+        {"text": category} if category else None,
+        [{"text": reason}] if reason else None,
+        dosage,
+        carried,
+    )
+
+
 def _concomitant(table: Table) -> Iterator[JSON]:
     context = RowContext(table, "MedicationAdministration", _CM_NATIVE)
+    head = context.head
     concepts = _Concepts()
-    dosages: dict[tuple[str, str, str, str], tuple[JSON | None, list[JSON]]] = {}
-    reasons: dict[str, list[JSON]] = {}
-    categories: dict[str, JSON] = {}
+    profiles: dict[tuple[str, ...], _Profile] = {}
     for row in table.rows:
         get = row.get
-        administration, extensions = _administration(context, concepts, row, "CMTRT")
-        category = get("CMCAT", "")
-        if category:
-            found = categories.get(category)
-            if found is None:
-                found = categories[category] = {"text": category}
-            administration["category"] = found
+        cells = tuple([get(name, "") for name in _CM_PROFILE])
+        profile = profiles.get(cells)
+        if profile is None:
+            profile = profiles[cells] = _cm_profile(concepts, cells)
+        rid, identifier, subject, extensions = head(row)
+        administration: JSON = {
+            "resourceType": "MedicationAdministration",
+            "id": rid,
+            "extension": extensions,
+            "identifier": identifier,
+            "status": "completed",
+            "medicationCodeableConcept": profile[0],
+            "subject": subject,
+        }
+        if profile[1] is not None:
+            administration["category"] = profile[1]
         start = get("CMSTDTC", "")
         end = get("CMENDTC", "")
         if start and end == start:
@@ -315,20 +342,12 @@ def _concomitant(table: Table) -> Iterator[JSON]:
             administration["effectivePeriod"] = period
         else:
             administration["effectivePeriod"] = data_absent()
-        reason = get("CMINDC", "")
-        if reason:
-            reason_code = reasons.get(reason)
-            if reason_code is None:
-                reason_code = reasons[reason] = [{"text": reason}]
-            administration["reasonCode"] = reason_code
-        key = (get("CMDOSFRQ", ""), get("CMROUTE", ""), get("CMDOSE", ""), get("CMDOSU", ""))
-        found_dosage = dosages.get(key)
-        if found_dosage is None:
-            found_dosage = dosages[key] = _cm_dosage(concepts, *key)
-        if found_dosage[0] is not None:
-            administration["dosage"] = found_dosage[0]
-        if found_dosage[1]:
-            extensions.extend(found_dosage[1])
+        if profile[2] is not None:
+            administration["reasonCode"] = profile[2]
+        if profile[3] is not None:
+            administration["dosage"] = profile[3]
+        if profile[4]:
+            extensions.extend(profile[4])
         yield administration
 
 

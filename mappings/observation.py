@@ -174,13 +174,28 @@ def quantity(value: Decimal, unit: str) -> JSON:
     return q
 
 
+_DATES_WITH_TIME: dict[str, JSON] = {}
+"""SDTM date/time with a time -> its FHIR form {key: date part, "_key": primitive}, per key. Shared
+read-only primitives; cleared when it grows past `_DATES_CACHE_SIZE`."""
+_DATES_CACHE_SIZE: Final = 200_000
+
+
 def set_date(target: JSON, key: str, text: str) -> None:
-    """`set_dtc` with a fast path for values without a time (they pass as written)."""
+    """`set_dtc` with fast paths: a value without a time passes as written; a value with a time is
+    converted once per distinct text and key."""
     if len(text) <= 10:
         if text:
             target[key] = text
-    else:
-        set_dtc(target, key, text)
+        return
+    cache_key = key + "|" + text
+    found = _DATES_WITH_TIME.get(cache_key)
+    if found is None:
+        found = {}
+        set_dtc(found, key, text)
+        if len(_DATES_WITH_TIME) >= _DATES_CACHE_SIZE:
+            _DATES_WITH_TIME.clear()
+        _DATES_WITH_TIME[cache_key] = found
+    target.update(found)
 
 
 # --- the way out: per-domain row context -------------------------------------------------------------
