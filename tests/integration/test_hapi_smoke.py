@@ -184,6 +184,23 @@ def test_repeating_an_identical_conditional_put_writes_no_new_version(
     assert len(history["entry"]) == 1
 
 
+def test_conditional_put_with_a_percent_encoded_bar_behaves_the_same(
+    fhir_http: httpx.Client, hapi_base_url: str
+) -> None:
+    # trialfhir's client writes the entry URL as identifier=system%7Cvalue.
+    entry = conditional_put("COND-ENC", "smoke-cond-enc")
+    entry["request"]["url"] = f"Organization?identifier={SYSTEM}%7CCOND-ENC"
+    first = transaction(fhir_http, hapi_base_url, [entry])
+    second = transaction(fhir_http, hapi_base_url, [entry])
+    (created,) = first.json()["entry"]
+    (again,) = second.json()["entry"]
+    assert created["response"]["location"].startswith("Organization/smoke-cond-enc/_history/1")
+    assert outcome_code(created["response"]) == "SUCCESSFUL_UPDATE_NO_CONDITIONAL_MATCH"
+    assert again["response"]["location"].startswith("Organization/smoke-cond-enc/_history/1")
+    assert outcome_code(again["response"]) == "SUCCESSFUL_UPDATE_WITH_CONDITIONAL_MATCH_NO_CHANGE"
+    assert len(matches(fhir_http, "COND-ENC")) == 1
+
+
 def test_conditional_put_with_changed_content_writes_version_2(
     fhir_http: httpx.Client, hapi_base_url: str
 ) -> None:
@@ -259,6 +276,29 @@ def test_post_if_none_exist_ignores_the_body_id_and_assigns_a_uuid(
     assert re.fullmatch(
         r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", match.group(1)
     )
+
+
+def test_post_if_none_exist_rewrites_references_to_its_full_url(
+    fhir_http: httpx.Client, hapi_base_url: str
+) -> None:
+    # The created resource gets a server id; a reference in the same transaction to the entry's
+    # fullUrl (here the client-assigned Type/id form) is rewritten to that server id.
+    parent = post_if_none_exist("INE-PARENT", id_="smoke-ine-parent")
+    parent["fullUrl"] = f"{hapi_base_url}/Organization/smoke-ine-parent"
+    child = organization("INE-CHILD", id_="smoke-ine-child")
+    child["partOf"] = {"reference": "Organization/smoke-ine-parent"}
+    child_entry = {
+        "fullUrl": f"{hapi_base_url}/Organization/smoke-ine-child",
+        "resource": child,
+        "request": {"method": "PUT", "url": "Organization/smoke-ine-child"},
+    }
+    response = transaction(fhir_http, hapi_base_url, [parent, child_entry])
+    assert response.status_code == 200, response.text
+    parent_location = response.json()["entry"][0]["response"]["location"]
+    parent_id = parent_location.split("/")[1]
+    assert parent_id != "smoke-ine-parent"
+    stored_child = fhir_http.get("Organization/smoke-ine-child").json()
+    assert stored_child["partOf"]["reference"] == f"Organization/{parent_id}"
 
 
 def test_a_transaction_with_one_failing_entry_writes_nothing(
