@@ -70,7 +70,7 @@ DEFAULT_JAVA_OPTIONS: tuple[str, ...] = ("-Xmx1g", "-XX:TieredStopAtLevel=1", "-
 """JVM options: a 1 GB heap is plenty for test data; C1 only and the serial collector start faster
 on small machines. Override with ``java_options=`` or ``TRIALFHIR_HAPI_JAVA_OPTS``."""
 
-DEFAULT_START_TIMEOUT = 300.0
+DEFAULT_START_TIMEOUT = 600.0
 """Seconds to wait for ``GET /fhir/metadata`` to answer (``TRIALFHIR_HAPI_START_TIMEOUT``)."""
 
 MINIMUM_JAVA = 17
@@ -390,7 +390,7 @@ def start_server(
         jar: a jar to run instead of the cached build.
         java_options: JVM options (default :data:`DEFAULT_JAVA_OPTIONS`).
         log_path: where the server's output goes (default ``<cache>/logs/hapi-<port>.log``).
-        startup_timeout: seconds to wait for ``/fhir/metadata`` (default 300).
+        startup_timeout: seconds to wait for ``/fhir/metadata`` (default 600).
         detach: start the JVM in its own session so it outlives this Python process
             (``python -m adapter.hapi start``); it is stopped by pid then.
 
