@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
 import orjson
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -393,3 +395,17 @@ def random_table(draw: st.DrawFn, domain: str) -> Table:
 def test_random_tables_round_trip_and_validate(pr: Table, mi: Table, validate: Validate) -> None:
     for resource in assert_round_trips({"PR": pr, "MI": mi}):
         validate(resource)
+
+
+@pytest.mark.hapi
+def test_hapi_finds_no_error_in_the_example_resources() -> None:
+    """Opt-in (TRIALFHIR_HAPI_URL): HAPI's $validate on every resource of the example tables."""
+    url = os.environ.get("TRIALFHIR_HAPI_URL", "")
+    if not url:
+        pytest.skip("TRIALFHIR_HAPI_URL is not set")
+    from adapter.client import FhirClient
+
+    with FhirClient(url) as client:
+        for resource in biopsy.to_fhir(example()):
+            errors = [str(issue) for issue in client.validate(resource) if issue.is_error]
+            assert not errors, f"{resource['resourceType']} {resource['identifier']}: {errors}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
@@ -447,3 +448,17 @@ def test_grams_in_the_resource_are_exact(dose: str, weight: str, grams: str) -> 
     )
     (administration,) = assert_round_trips({"VS": vs, "EX": ex})
     assert str(administration["dosage"]["dose"]["value"]) == grams
+
+
+@pytest.mark.hapi
+def test_hapi_finds_no_error_in_the_example_resources() -> None:
+    """Opt-in (TRIALFHIR_HAPI_URL): HAPI's $validate on every resource of the example tables."""
+    url = os.environ.get("TRIALFHIR_HAPI_URL", "")
+    if not url:
+        pytest.skip("TRIALFHIR_HAPI_URL is not set")
+    from adapter.client import FhirClient
+
+    with FhirClient(url) as client:
+        for resource in medication.to_fhir(example()):
+            errors = [str(issue) for issue in client.validate(resource) if issue.is_error]
+            assert not errors, f"{resource['resourceType']} {resource['identifier']}: {errors}"
