@@ -160,3 +160,38 @@ def test_plugin_fails_without_a_server_on_ci(tmp_path: Path) -> None:
     assert result.returncode == 1, result.stdout + result.stderr
     assert "1 error" in result.stdout
     assert "HAPI FHIR server unavailable" in result.stdout
+
+
+# --- trialfhir hapi (CLI) ------------------------------------------------------------------------
+
+
+@needs_java
+def test_cli_build_prints_the_jar_path(
+    cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from click.testing import CliRunner
+
+    from adapter.cli.hapi_cmd import hapi as hapi_group
+
+    fake_mvn = write_script(
+        tmp_path / "mvn", f"mkdir -p target && echo jar > target/{hapi.JAR_NAME}\n"
+    )
+    monkeypatch.setenv("TRIALFHIR_MVN", str(fake_mvn))
+    result = CliRunner().invoke(hapi_group, ["build"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip() == str(cache / hapi.module_hash() / hapi.JAR_NAME)
+    assert "building" in result.stderr
+
+
+def test_cli_serve_without_java_exits_7_and_says_why(
+    cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from click.testing import CliRunner
+
+    from adapter.cli.hapi_cmd import hapi as hapi_group
+
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.delenv("JAVA_HOME", raising=False)
+    result = CliRunner().invoke(hapi_group, ["serve", "--port", "18999"])
+    assert result.exit_code == 7
+    assert "java not found" in result.stderr
