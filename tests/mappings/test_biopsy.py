@@ -311,6 +311,18 @@ def test_the_reader_takes_derived_resources_without_rows() -> None:
     )
 
 
+def test_reading_back_leaves_the_resources_untouched() -> None:
+    resources = list(biopsy.to_fhir(example()))
+    before = orjson.dumps(resources, default=str)
+    reader = BiopsyReader()
+    for resource in resources:
+        reader.feed(resource)
+    reader.rows()
+    assert orjson.dumps(resources, default=str) == before
+    identifiers = [id(r["identifier"]) for r in resources]
+    assert len(set(identifiers)) == len(resources)
+
+
 # --- the reconstructed cohort -----------------------------------------------------------------------------------
 
 

@@ -329,6 +329,18 @@ def test_reader_leaves_resources_of_other_families() -> None:
     assert reader.rows() == {}
 
 
+def test_reading_back_leaves_the_resources_untouched() -> None:
+    resources = list(medication.to_fhir(example()))
+    before = orjson.dumps(resources, default=str)
+    reader = MedicationReader()
+    for resource in resources:
+        reader.feed(resource)
+    reader.rows()
+    assert orjson.dumps(resources, default=str) == before
+    identifiers = [id(r["identifier"]) for r in resources]
+    assert len(set(identifiers)) == len(resources)
+
+
 # --- the reconstructed cohort --------------------------------------------------------------------------------
 
 

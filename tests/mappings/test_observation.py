@@ -295,6 +295,18 @@ def test_absent_tables_give_nothing() -> None:
     assert list(observation.to_fhir({})) == []
 
 
+def test_reading_back_leaves_the_resources_untouched() -> None:
+    resources = list(observation.to_fhir(example()))
+    before = orjson.dumps(resources, default=str)
+    reader = ObservationReader()
+    for resource in resources:
+        reader.feed(resource)
+    reader.rows()
+    assert orjson.dumps(resources, default=str) == before
+    identifiers = [id(r["identifier"]) for r in resources]
+    assert len(set(identifiers)) == len(resources)
+
+
 # --- the reconstructed cohort ---------------------------------------------------------------------------
 
 
