@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import inspect
 import os
 from collections.abc import Callable, Iterator
@@ -228,3 +229,9 @@ def test_study_and_subjects_read_twice_come_back_once(dalakas_trial: Trial) -> N
     back = fhir_to_trial(resources + resources)
     for domain, written in mine.items():
         assert_same_table(written, back[domain])
+
+
+def test_reading_back_leaves_every_resource_untouched(resources: list[dict[str, Any]]) -> None:
+    before = copy.deepcopy(resources)
+    fhir_to_trial(resources)
+    assert resources == before
