@@ -161,7 +161,7 @@ def test_same_domains_come_back(written: Trial, back: Trial) -> None:
     assert sorted(back) == sorted(written)
 
 
-@pytest.mark.parametrize("domain", sorted(read_trial(FIXTURE)))
+@pytest.mark.parametrize("domain", sorted(p.stem.upper() for p in FIXTURE.glob("*.csv")))
 def test_every_table_comes_back_cell_by_cell(domain: str, written: Trial, back: Trial) -> None:
     assert domain in back, f"{domain} did not come back"
     problems = table_differences(written[domain], back[domain])
