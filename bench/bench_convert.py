@@ -11,6 +11,7 @@ the import-only baseline is printed too). Steps:
 - to-fhir:   SDTM CSV folder -> read and check (adapter.tables) -> mappings.trial_to_fhir -> NDJSON
 - to-sdtm:   NDJSON folder -> adapter.fhir_files.read_resources -> TrialAssembler -> CSV folder
 - orjson:    orjson.loads of every NDJSON line, nothing else (the floor for reading)
+- read:      adapter.fhir_files.read_resources alone (orjson + the precision guard)
 - validate:  fhir.resources R4B model_validate of a SAMPLE of resources, extrapolated to all
 - normalize: pandas.json_normalize of every resource (one frame per resource type)
 """
@@ -18,6 +19,7 @@ the import-only baseline is printed too). Steps:
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import resource
@@ -54,19 +56,16 @@ def step_baseline(src: Path, out: Path, sample: int) -> dict[str, Any]:
 
 
 def step_to_fhir(src: Path, out: Path, sample: int) -> dict[str, Any]:
-    from adapter.cli.convert_cmd import gc_paused
     from adapter.fhir_files import write_ndjson
     from adapter.tables import read_trial
     from mappings.trial import trial_to_fhir
 
-    with gc_paused():  # as `trialfhir convert` does
-        start, cpu0 = time.perf_counter(), time.process_time()
-        trial = read_trial(src)
-        cpu1 = time.process_time()
-        counts = write_ndjson(trial_to_fhir(trial), out)
-        done, cpu2 = time.perf_counter(), time.process_time()
-        mapped = sum(1 for _ in trial_to_fhir(trial))  # the mapping alone, a second pass
-        cpu3 = time.process_time()
+    gc.disable()  # as `trialfhir convert` does (adapter.cli.convert_cmd.gc_paused)
+    start, cpu0 = time.perf_counter(), time.process_time()
+    trial = read_trial(src)
+    cpu1 = time.process_time()
+    counts = write_ndjson(trial_to_fhir(trial), out)
+    done, cpu2 = time.perf_counter(), time.process_time()
     return {
         "count": sum(counts.values()),
         "rows": sum(len(t.rows) for t in trial.values()),
@@ -75,34 +74,29 @@ def step_to_fhir(src: Path, out: Path, sample: int) -> dict[str, Any]:
         "phases": {
             "read+check CSV": cpu1 - cpu0,
             "map+write NDJSON": cpu2 - cpu1,
-            "map only (second pass)": cpu3 - cpu2,
         },
         "by_type": counts,
-        "map_only_count": mapped,
     }
 
 
 def step_to_sdtm(src: Path, out: Path, sample: int) -> dict[str, Any]:
-    from adapter.cli.convert_cmd import gc_paused
     from adapter.fhir_files import read_resources
     from adapter.tables import write_trial
     from mappings.trial import TrialAssembler
 
-    with gc_paused():  # as `trialfhir convert` does
-        start, cpu0 = time.perf_counter(), time.process_time()
-        assembler = TrialAssembler()
-        add = assembler.add
-        count = 0
-        for res in read_resources(src):
-            add(res)
-            count += 1
-        cpu1 = time.process_time()
-        trial = assembler.tables()
-        cpu2 = time.process_time()
-        write_trial(trial, out)
-        done, cpu3 = time.perf_counter(), time.process_time()
-        parsed = sum(1 for _ in read_resources(src))  # reading alone, a second pass
-        cpu4 = time.process_time()
+    gc.disable()  # as `trialfhir convert` does (adapter.cli.convert_cmd.gc_paused)
+    start, cpu0 = time.perf_counter(), time.process_time()
+    assembler = TrialAssembler()
+    add = assembler.add
+    count = 0
+    for res in read_resources(src):
+        add(res)
+        count += 1
+    cpu1 = time.process_time()
+    trial = assembler.tables()
+    cpu2 = time.process_time()
+    write_trial(trial, out)
+    done, cpu3 = time.perf_counter(), time.process_time()
     return {
         "count": count,
         "rows": sum(len(t.rows) for t in trial.values()),
@@ -112,9 +106,7 @@ def step_to_sdtm(src: Path, out: Path, sample: int) -> dict[str, Any]:
             "read NDJSON + feed the readers": cpu1 - cpu0,
             "tables (sort, columns)": cpu2 - cpu1,
             "write CSV": cpu3 - cpu2,
-            "read NDJSON only (second pass)": cpu4 - cpu3,
         },
-        "parsed": parsed,
     }
 
 
@@ -128,6 +120,19 @@ def step_orjson(src: Path, out: Path, sample: int) -> dict[str, Any]:
             for line in handle:
                 orjson.loads(line)
                 count += 1
+    return {
+        "count": count,
+        "seconds": time.perf_counter() - start,
+        "cpu_seconds": time.process_time() - cpu,
+        "phases": {},
+    }
+
+
+def step_read(src: Path, out: Path, sample: int) -> dict[str, Any]:
+    from adapter.fhir_files import read_resources
+
+    start, cpu = time.perf_counter(), time.process_time()
+    count = sum(1 for _ in read_resources(src))
     return {
         "count": count,
         "seconds": time.perf_counter() - start,
@@ -191,6 +196,7 @@ STEPS: dict[str, Callable[[Path, Path, int], dict[str, Any]]] = {
     "to-fhir": step_to_fhir,
     "to-sdtm": step_to_sdtm,
     "orjson": step_orjson,
+    "read": step_read,
     "validate": step_validate,
     "normalize": step_normalize,
 }
@@ -279,6 +285,7 @@ def main() -> None:
         ("to-fhir", sdtm, fhir),
         ("to-sdtm", fhir, back),
         ("orjson", fhir, work / "unused"),
+        ("read", fhir, work / "unused"),
         ("validate", fhir, work / "unused"),
         ("normalize", fhir, work / "unused"),
     ):
@@ -298,6 +305,7 @@ def main() -> None:
         ("SDTM -> FHIR (read+check CSV, map, write NDJSON)", "to-fhir"),
         ("FHIR -> SDTM (read NDJSON, assemble, write CSV)", "to-sdtm"),
         ("(a) orjson.loads of each line only", "orjson"),
+        ("(a') read_resources only (orjson + the precision guard)", "read"),
         (f"(b) R4B validation (sample {results['validate']['sampled']}, extrapolated)", "validate"),
         ("(c) pandas.json_normalize (per type)", "normalize"),
     ]
