@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Callable
 from hashlib import sha1
 from typing import Final
 from urllib.parse import quote
@@ -53,6 +54,19 @@ def name_uuid(name: str) -> str:
     """`str(uuid.uuid5(NAMESPACE, name))`, about four times faster (the hot path of every mapping)."""
     h = sha1(_NAMESPACE_BYTES + name.encode()).hexdigest()
     return f"{h[:8]}-{h[8:12]}-5{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:32]}"
+
+
+def name_uuids(prefix: str) -> Callable[[str], str]:
+    """`rest -> name_uuid(prefix + rest)`, hashing the shared `prefix` once (ids of one subject's rows)."""
+    base = sha1(_NAMESPACE_BYTES + prefix.encode())
+
+    def name_uuid_after(rest: str) -> str:
+        digest = base.copy()
+        digest.update(rest.encode())
+        h = digest.hexdigest()
+        return f"{h[:8]}-{h[8:12]}-5{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:32]}"
+
+    return name_uuid_after
 
 
 def resource_id(resource_type: str, *key: str) -> str:

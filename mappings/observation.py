@@ -21,7 +21,7 @@ VISIT extensions): treat them as read-only.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from decimal import Decimal, InvalidOperation
 from typing import Any, Final
 from urllib.parse import unquote
@@ -29,7 +29,7 @@ from urllib.parse import unquote
 from mappings.identity import (
     ROW_SYSTEM_PREFIX,
     key_value,
-    name_uuid,
+    name_uuids,
     patient_id,
     row_system,
     study_id,
@@ -219,18 +219,19 @@ class RowContext:
         )
         self.has_epoch = "EPOCH" in table.columns
         self.has_visit = "VISITNUM" in table.columns or "VISIT" in table.columns
-        self._subjects: dict[tuple[str, str], tuple[str, str, JSON, JSON]] = {}
+        self._subjects: dict[tuple[str, str], tuple[Callable[[str], str], str, JSON, JSON]] = {}
         self._epochs: dict[str, JSON] = {}
         self._visits: dict[tuple[str, str], tuple[JSON | None, JSON | None]] = {}
         self._codes: dict[tuple[str, str], tuple[JSON, bool]] = {}
 
-    def subject(self, studyid: str, usubjid: str) -> tuple[str, str, JSON, JSON]:
-        """(id prefix, identifier value prefix, subject reference, study link) of one subject."""
+    def subject(self, studyid: str, usubjid: str) -> tuple[Callable[[str], str], str, JSON, JSON]:
+        """(--SEQ key part -> resource id, identifier value prefix, subject reference, study link) of
+        one subject."""
         key = (studyid, usubjid)
         found = self._subjects.get(key)
         if found is None:
             found = (
-                key_value(self.resource_type, studyid, usubjid, self.domain) + "/",
+                name_uuids(key_value(self.resource_type, studyid, usubjid, self.domain) + "/"),
                 key_value(studyid, usubjid) + "/",
                 {"reference": f"Patient/{patient_id(studyid, usubjid)}"},
                 {
@@ -246,9 +247,7 @@ class RowContext:
         The extension list holds the study link, EPOCH, VISIT and the always-carried cells; callers
         append further `sdtm-variable`s to it."""
         get = row.get
-        id_prefix, value_prefix, subject, study = self.subject(
-            get("STUDYID", ""), get("USUBJID", "")
-        )
+        row_id, value_prefix, subject, study = self.subject(get("STUDYID", ""), get("USUBJID", ""))
         seq = get(self.seq, "")
         part = seq if seq.isascii() and seq.isdigit() else key_value(seq)
         extensions = [study]
@@ -282,7 +281,7 @@ class RowContext:
                     ext = cache[value] = variable_extension(name, value)
                 extensions.append(ext)
         identifier = [{"system": self.system, "value": value_prefix + part}]
-        return name_uuid(id_prefix + part), identifier, subject, extensions
+        return row_id(part), identifier, subject, extensions
 
     def code(
         self,
