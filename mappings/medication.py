@@ -354,6 +354,11 @@ def _concomitant(table: Table) -> Iterator[JSON]:
 # --- MedicationAdministration -> EX, CM ------------------------------------------------------------------
 
 _SYSTEMS: Final = {row_system(d): d for d in DOMAINS_MAPPED}
+_NAMES: Final = {
+    d: tuple(d + n for n in ("TRT", "STDTC", "ENDTC", "DOSFRQ", "ROUTE", "DOSE", "DOSU"))
+    for d in DOMAINS_MAPPED
+}
+"""Domain -> its --TRT, --STDTC, --ENDTC, --DOSFRQ, --ROUTE, --DOSE, --DOSU variable names."""
 
 
 class MedicationReader:
@@ -379,42 +384,50 @@ class MedicationReader:
                 return False
             domain, value = found
         row, carried = read_head(resource, domain, value)
+        trt, stdtc, endtc, dosfrq, route_name, dose_name, dosu = _NAMES[domain]
         medication = resource.get("medicationCodeableConcept")
-        if medication and medication.get("text"):
-            row[domain + "TRT"] = str(medication["text"])
+        if medication:
+            text = medication.get("text")
+            if text:
+                row[trt] = text
         if "effectiveDateTime" in resource or "_effectiveDateTime" in resource:
             start = get_dtc(resource, "effectiveDateTime")
             if start:
-                row[domain + "STDTC"] = start
+                row[stdtc] = start
                 if domain == "CM":
-                    row["CMENDTC"] = start
+                    row[endtc] = start
         else:
             period = resource.get("effectivePeriod")
             if period:
                 start = get_dtc(period, "start")
                 if start:
-                    row[domain + "STDTC"] = start
+                    row[stdtc] = start
                 end = get_dtc(period, "end")
                 if end:
-                    row[domain + "ENDTC"] = end
+                    row[endtc] = end
         dosage = resource.get("dosage")
         if dosage:
-            if dosage.get("text"):
-                row[domain + "DOSFRQ"] = str(dosage["text"])
+            text = dosage.get("text")
+            if text:
+                row[dosfrq] = text
             route = dosage.get("route")
-            if route and route.get("text"):
-                row[domain + "ROUTE"] = str(route["text"])
+            if route:
+                text = route.get("text")
+                if text:
+                    row[route_name] = text
             dose = None
-            for ext in dosage.get("extension", ()):
-                if ext.get("url") == EXT_PRESCRIBED_DOSE:
-                    dose = ext.get("valueQuantity")
-                    break
+            if "extension" in dosage:
+                for ext in dosage["extension"]:
+                    if ext.get("url") == EXT_PRESCRIBED_DOSE:
+                        dose = ext.get("valueQuantity")
+                        break
             if dose is None:
                 dose = dosage.get("dose")
             if dose and "value" in dose:
-                row[domain + "DOSE"] = decimal_text(dose["value"])
-                if dose.get("unit"):
-                    row[domain + "DOSU"] = str(dose["unit"])
+                row[dose_name] = decimal_text(dose["value"])
+                unit = dose.get("unit")
+                if unit:
+                    row[dosu] = unit
         if domain == "CM":
             reasons = resource.get("reasonCode")
             if reasons and reasons[0].get("text"):
