@@ -19,7 +19,17 @@ import pandas as pd
 
 from adapter.analysis import DefinitionError, load_definition, write_outputs
 from adapter.analysis import analyze as analyze_study
-from adapter.cli._common import EXIT_BAD_INPUT, CommandError, client_options, reported
+from adapter.cli._common import (
+    EXIT_BAD_INPUT,
+    CommandError,
+    check_output_folder,
+    client_options,
+    reported,
+    staged_folder,
+)
+
+ANALYZE_MARKER = ".trialfhir-analyze"
+"""Left in --out, so a later `analyze` may replace its own earlier output without --force."""
 
 __all__ = ["analyze", "tables_from_server", "tables_from_source"]
 
@@ -101,6 +111,9 @@ def _default_definition(src: Path | None) -> Path:
     "--token", envvar="TRIALFHIR_TOKEN", help="Bearer token for --server (or env TRIALFHIR_TOKEN)."
 )
 @click.option("--timeout", type=float, default=60.0, show_default=True, help="Seconds per request.")
+@click.option(
+    "--force", is_flag=True, help="Replace a non-empty --out that is not an earlier analysis."
+)
 @reported
 def analyze(
     src: Path | None,
@@ -110,6 +123,7 @@ def analyze(
     study_id: str | None,
     token: str | None,
     timeout: float,
+    force: bool,
 ) -> None:
     """Reanalyse a study's endpoints (E1-E8) from SRC (SDTM or FHIR folder) or a FHIR server, and
     write the report to --out."""
@@ -119,6 +133,8 @@ def analyze(
         raise click.UsageError("give either SRC or --server/--study, not both")
     if server is None and src is None:
         raise click.UsageError("missing SRC (an SDTM or FHIR folder) or --server/--study")
+    if not (out_dir.is_dir() and (out_dir / ANALYZE_MARKER).is_file()):
+        check_output_folder(out_dir, force, src)
     try:
         definition = load_definition(definition_path or _default_definition(src))
     except DefinitionError as exc:
@@ -131,7 +147,9 @@ def analyze(
         tables = tables_from_server(server, study_id, token, timeout)
         source = f"{server} (study {study_id})"
     results = analyze_study(tables, definition, source)
-    paths = write_outputs(results, tables, out_dir)
+    with staged_folder(out_dir) as staging:  # all or nothing: --out changes only on success
+        (staging / ANALYZE_MARKER).write_text("written by trialfhir analyze\n", encoding="utf-8")
+        paths = [out_dir / p.relative_to(staging) for p in write_outputs(results, tables, staging)]
     checks = [
         flag
         for endpoint in results.endpoints.values()

@@ -83,7 +83,7 @@ def test_a_fhir_folder_gives_the_same_results_as_its_sdtm_folder(
     write_ndjson(trial_to_fhir(read_trial(FIXTURE)), fhir)
     runs = {}
     for name, src in (("sdtm", FIXTURE), ("fhir", fhir)):
-        out = tmp_path / name
+        out = tmp_path / f"out_{name}"
         result = CliRunner().invoke(
             main,
             ["analyze", str(src), "--out", str(out), "--definition", str(FIXTURE / "study.json")],
@@ -92,3 +92,31 @@ def test_a_fhir_folder_gives_the_same_results_as_its_sdtm_folder(
         runs[name] = json.loads((out / "results.json").read_text())
     assert runs["fhir"]["source"].startswith("FHIR folder")
     assert runs["fhir"]["endpoints"] == runs["sdtm"]["endpoints"]
+
+
+def test_out_is_replaced_only_when_it_is_an_earlier_analysis_or_forced(tmp_path: Path) -> None:
+    folder = _sdtm_folder(tmp_path)
+    definition = str(FIXTURE / "study.json")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "notes.txt").write_text("keep me")
+    args = ["analyze", str(folder), "--out", str(out), "--definition", definition]
+    refused = CliRunner().invoke(main, args)
+    assert refused.exit_code == 2 and "not empty" in refused.output
+    assert (out / "notes.txt").read_text() == "keep me"
+    assert CliRunner().invoke(main, [*args, "--force"]).exit_code == 0
+    assert not (out / "notes.txt").exists()
+    assert CliRunner().invoke(main, args).exit_code == 0  # its own earlier output: replaced
+
+
+def test_a_failed_analysis_leaves_out_as_it_was(tmp_path: Path) -> None:
+    folder = _sdtm_folder(tmp_path)
+    out = tmp_path / "out"
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"study": {}}')
+    result = CliRunner().invoke(
+        main, ["analyze", str(folder), "--out", str(out), "--definition", str(bad)]
+    )
+    assert result.exit_code == 3
+    assert "study definition" in result.output
+    assert not out.exists()
