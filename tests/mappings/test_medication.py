@@ -375,7 +375,10 @@ def test_cohort_grams_are_the_prescription_times_the_dosing_weight(dalakas_trial
 
 # --- properties --------------------------------------------------------------------------------------------
 
-_TEXT = st.text(alphabet=st.characters(blacklist_categories=("Cs", "Cc")), min_size=1, max_size=12)
+_TEXT = st.text(
+    alphabet=st.characters(blacklist_categories=("Cs", "Cc")), min_size=1, max_size=12
+).filter(lambda t: any(c in " \t\r\n" or not c.isspace() for c in t))
+"""Free text FHIR can hold: not made only of whitespace other than plain spaces (a documented limit)."""
 _NUMBER = st.from_regex(r"-?(0|[1-9][0-9]{0,3})(\.[0-9]{1,4})?([eE][+-]?[0-9])?", fullmatch=True)
 
 
