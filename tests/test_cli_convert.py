@@ -321,3 +321,34 @@ def test_the_dalakas1993_fixture_round_trips_byte_for_byte(tmp_path: Path) -> No
     back = snapshot(tmp_path / "back")
     originals = {p.name: p.read_bytes() for p in DALAKAS.glob("*.csv")}
     assert back == originals
+
+
+def test_the_bundle_is_a_valid_r4b_transaction(tmp_path: Path) -> None:
+    from adapter.fhir_files import loads
+    from adapter.validation import validate_resource
+
+    assert run(SMALL, "--out", tmp_path / "fhir").exit_code == 0
+    bundle = loads((tmp_path / "fhir" / "bundle.json").read_bytes())
+    assert validate_resource(bundle) == []
+    requests = {entry["request"]["method"] for entry in bundle["entry"]}
+    assert requests == {"PUT"}
+    full_urls = [entry["fullUrl"] for entry in bundle["entry"]]
+    assert len(set(full_urls)) == len(full_urls)
+
+
+def test_validate_refuses_invalid_fhir_input_with_exit_3(tmp_path: Path) -> None:
+    fhir = tmp_path / "fhir"
+    assert run(SMALL, "--out", fhir).exit_code == 0
+    patients = fhir / "Patient.ndjson"
+    lines = patients.read_bytes().splitlines(keepends=True)
+    patients.write_bytes(
+        lines[0].replace(
+            b'"resourceType":"Patient",', b'"resourceType":"Patient","colour":"blue",', 1
+        )
+        + b"".join(lines[1:])
+    )
+    out = tmp_path / "back"
+    result = run(fhir, "--to", "sdtm", "--out", out, "--validate")
+    assert result.exit_code == 3
+    assert "colour: Extra inputs are not permitted" in result.stderr
+    assert not out.exists()
