@@ -352,3 +352,10 @@ def test_validate_refuses_invalid_fhir_input_with_exit_3(tmp_path: Path) -> None
     assert result.exit_code == 3
     assert "colour: Extra inputs are not permitted" in result.stderr
     assert not out.exists()
+
+
+def test_fhir_input_without_to_sdtm_gets_a_hint(tmp_path: Path) -> None:
+    assert run(SMALL, "--out", tmp_path / "fhir").exit_code == 0
+    result = run(tmp_path / "fhir", "--out", tmp_path / "again")
+    assert result.exit_code == 3
+    assert "add --to sdtm" in result.stderr

@@ -100,7 +100,10 @@ def _sdtm_to_fhir(src: Path, staging: Path, validate: bool) -> str:
     try:
         trial = read_trial(src)
     except TableError as exc:
-        raise BadInput(str(exc)) from exc
+        message = str(exc)
+        if src.is_file() or any(src.glob("*.ndjson")):
+            message += "\n(SRC looks like FHIR files: add --to sdtm to convert them to SDTM)"
+        raise BadInput(message) from exc
     if validate:
         summary = validate_all(trial_to_fhir(trial))
         if summary["invalid"]:
