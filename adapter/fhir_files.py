@@ -211,8 +211,11 @@ class BundleWriter:
     def __enter__(self) -> BundleWriter:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
+        if exc_type is None:
+            self.close()
+        else:  # leave the file visibly unfinished (no closing `]}`): never a silently short Bundle
+            self._handle.close()
 
 
 def write_bundle(

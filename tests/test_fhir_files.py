@@ -373,3 +373,15 @@ def test_validate_all_counts_per_type() -> None:
         "Patient": {"resources": 2, "invalid": 1},
     }
     assert summary["problems"] == [f"Patient/{PATIENT_ID}: colour: Extra inputs are not permitted"]
+
+
+def test_a_bundle_interrupted_while_writing_is_not_valid_json(tmp_path: Path) -> None:
+    def failing() -> Any:
+        yield patient()
+        raise RuntimeError("the mapping failed")
+
+    path = tmp_path / "bundle.json"
+    with pytest.raises(RuntimeError):
+        write_bundle(failing(), path)
+    with pytest.raises(json.JSONDecodeError):
+        json.loads(path.read_text(encoding="utf-8"))
