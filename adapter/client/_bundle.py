@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from ._errors import Issue, TransactionFailed, parse_issues
-from ._query import encode_query, search_pairs, token
+from ._query import encode_query, token
 
 __all__ = [
     "BundleResult",
@@ -25,6 +25,7 @@ __all__ = [
     "UploadPlan",
     "UploadSummary",
     "bundle_is_idempotent",
+    "business_condition",
     "chunked",
     "parse_bundle_response",
     "shift_indexes",
@@ -63,6 +64,21 @@ def _business_identifier(
     return None
 
 
+def business_condition(
+    resource: Mapping[str, Any], identifier_system: str | None = None
+) -> list[tuple[str, str]] | None:
+    """The search that finds ``resource`` by its business key: ``identifier=system|value`` or, for a
+    canonical resource without an identifier (CodeSystem, ValueSet, ...), ``url=`` (and ``version=``)."""
+    ident = _business_identifier(resource, identifier_system)
+    if ident is not None:
+        return [("identifier", token(*ident))]
+    url = resource.get("url")
+    if isinstance(url, str) and url:
+        version = resource.get("version")
+        return [("url", url)] + ([("version", version)] if isinstance(version, str) else [])
+    return None
+
+
 def transaction_bundle(
     resources: Iterable[Mapping[str, Any]],
     *,
@@ -74,7 +90,8 @@ def transaction_bundle(
     """A transaction (or batch) Bundle writing ``resources`` in the given ``mode``.
 
     The business identifier is the resource's first ``identifier`` with a system and a value (or the
-    first with ``identifier_system``). ``fullUrl`` is ``{base_url}{Type}/{id}`` for resources with an id
+    first with ``identifier_system``); a canonical resource without one (a CodeSystem) is matched on
+    its ``url`` (and ``version``). ``fullUrl`` is ``{base_url}{Type}/{id}`` for resources with an id
     when ``base_url`` is given, else a ``urn:uuid`` derived from type and id (or random without an id).
 
     Raises:
@@ -98,11 +115,13 @@ def transaction_bundle(
             full_url = f"urn:uuid:{uuid.uuid4()}"
         request: dict[str, Any]
         if mode in ("conditional-update", "conditional-create"):
-            ident = _business_identifier(resource, identifier_system)
-            if ident is None:
-                problems.append(f"resource {index} ({rt}): no identifier with system and value")
+            pairs = business_condition(resource, identifier_system)
+            if pairs is None:
+                problems.append(
+                    f"resource {index} ({rt}): no identifier with system and value (nor a canonical url)"
+                )
                 continue
-            condition = encode_query(search_pairs({"identifier": token(*ident)}))
+            condition = encode_query(pairs)
             if mode == "conditional-update":
                 request = {"method": "PUT", "url": f"{rt}?{condition}"}
             else:

@@ -343,3 +343,19 @@ def test_decimals_keep_their_written_precision_both_ways(httpx_mock: HTTPXMock) 
     assert b'"value":74.50' in sent
     assert stored is not None and str(stored["valueQuantity"]["value"]) == "74.50"
     assert str(read["valueQuantity"]["value"]) == "1.50"
+
+
+def test_a_codesystem_without_identifier_is_matched_on_its_url() -> None:
+    code_system = {
+        "resourceType": "CodeSystem",
+        "id": "trialfhir",
+        "status": "active",
+        "url": "https://trialfhir.org/fhir/CodeSystem/trialfhir",
+        "version": "0.1.0",
+        "content": "complete",
+    }
+    update = transaction_bundle([code_system])["entry"][0]["request"]
+    create = transaction_bundle([code_system], mode="conditional-create")["entry"][0]["request"]
+    condition = "url=https://trialfhir.org/fhir/CodeSystem/trialfhir&version=0.1.0"
+    assert update == {"method": "PUT", "url": f"CodeSystem?{condition}"}
+    assert create["ifNoneExist"] == condition
