@@ -130,21 +130,31 @@ BUNDLE_ENTRY_MODE: Literal["update", "conditional-update", "conditional-create"]
 """How a written transaction Bundle's entries write their resource, as `trialfhir push` does:
 `conditional-update` = `PUT Type?identifier=system|value` carrying our id (HAPI keeps the id and a
 second load changes nothing: docs/hapi.md); `conditional-create` = `POST Type` with `ifNoneExist`;
-`update` = `PUT Type/<id>`. A resource without a business identifier (the project CodeSystem, found
-by its canonical url) is always written by id."""
+`update` = `PUT Type/<id>`. A canonical resource without a business identifier (the project
+CodeSystem) is matched on its `url` (and `version`), as the client does."""
 
 
 def entry_request(resource: JSON) -> JSON:
     """The `request` of the Bundle entry that writes `resource`: the ONE place this is decided.
 
-    The conditional forms are the FHIR client's (`adapter.client.transaction_bundle`): the same
-    `token` escaping and percent-encoding; a test keeps the two equal."""
+    It is the FHIR client's (`adapter.client.transaction_bundle`) in `BUNDLE_ENTRY_MODE`; for the
+    common case, a resource with a business identifier, it is built here directly (the client's
+    builder costs ~20 us an entry) with the client's `token` escaping and percent-encoding, and a test
+    keeps the two equal in every mode."""
     resource_type = resource["resourceType"]
-    identifier = _business_identifier(resource) if BUNDLE_ENTRY_MODE != "update" else None
-    if identifier is None:
+    if BUNDLE_ENTRY_MODE == "update":
         return {"method": "PUT", "url": f"{resource_type}/{resource['id']}"}
-    from adapter.client import token
+    from adapter.client import token, transaction_bundle
 
+    identifier = _business_identifier(resource)
+    if identifier is None:
+        try:
+            request: JSON = transaction_bundle([resource], mode=BUNDLE_ENTRY_MODE)["entry"][0][
+                "request"
+            ]
+        except ValueError:  # neither an identifier nor a canonical url: write it by id
+            return {"method": "PUT", "url": f"{resource_type}/{resource['id']}"}
+        return request
     condition = "identifier=" + quote(token(*identifier), safe=":/,")
     if BUNDLE_ENTRY_MODE == "conditional-update":
         return {"method": "PUT", "url": f"{resource_type}?{condition}"}

@@ -114,21 +114,35 @@ def test_entries_are_conditional_updates_on_the_business_identifier() -> None:
     )
 
 
+CODESYSTEM = {
+    "resourceType": "CodeSystem",
+    "id": "trialfhir",
+    "url": "https://trialfhir.org/fhir/CodeSystem/trialfhir",
+    "version": "0.1.0",
+}
+
+
+@pytest.mark.parametrize("resource", [IDENTIFIED, CODESYSTEM], ids=["identifier", "canonical"])
 @pytest.mark.parametrize("mode", ["conditional-update", "conditional-create", "update"])
 def test_entry_requests_are_the_clients_in_every_mode(
-    mode: str, monkeypatch: pytest.MonkeyPatch
+    mode: str, resource: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import adapter.fhir_files as fhir_files
     from adapter.client import transaction_bundle
 
     monkeypatch.setattr(fhir_files, "BUNDLE_ENTRY_MODE", mode)
-    expected = transaction_bundle([IDENTIFIED], mode=mode)["entry"][0]["request"]  # type: ignore[arg-type]
-    assert entry_request(IDENTIFIED) == expected
+    expected = transaction_bundle([resource], mode=mode)["entry"][0]["request"]  # type: ignore[arg-type]
+    assert entry_request(resource) == expected
 
 
-def test_a_resource_without_business_identifier_is_written_by_id() -> None:
-    codesystem = {"resourceType": "CodeSystem", "id": "trialfhir", "url": "https://x/cs"}
-    assert entry_request(codesystem) == {"method": "PUT", "url": "CodeSystem/trialfhir"}
+def test_a_canonical_resource_is_matched_on_its_url() -> None:
+    assert entry_request(CODESYSTEM)["url"].startswith(
+        "CodeSystem?url=https://trialfhir.org/fhir/CodeSystem/trialfhir"
+    )
+
+
+def test_a_resource_with_neither_identifier_nor_url_is_written_by_id() -> None:
+    assert entry_request(patient()) == {"method": "PUT", "url": f"Patient/{PATIENT_ID}"}
 
 
 def test_a_collection_bundle_has_no_requests(tmp_path: Path) -> None:
