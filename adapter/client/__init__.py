@@ -14,6 +14,7 @@ from ._bundle import (
     TransactionMode,
     UploadSummary,
     bundle_is_idempotent,
+    business_condition,
     parse_bundle_response,
     transaction_bundle,
 )
@@ -87,6 +88,7 @@ __all__ = [
     "UploadSummary",
     "WriteResult",
     "bundle_is_idempotent",
+    "business_condition",
     "parse_bundle_response",
     "parse_retry_after",
     "token",
