@@ -218,7 +218,11 @@ class _Query(Generic[C]):
         )
 
     def _cap_reached(self, page: Page) -> bool:
-        if self.page_cap is not None and page.number >= self.page_cap and page.next_link:
+        if (
+            self.page_cap is not None
+            and page.number - self.start_page + 1 >= self.page_cap
+            and page.next_link
+        ):
             logger.info(
                 "search %s: page cap of %d reached, not following next",
                 self.resource_type or "-",
