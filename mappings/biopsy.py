@@ -140,8 +140,7 @@ def to_fhir(trial: Trial) -> Iterator[JSON]:
                 key = (row.get("STUDYID", ""), row.get("USUBJID", ""), refid)
                 if key not in specimen_types or not specimen_types[key]:
                     specimen_types[key] = row.get("MISPEC", "")
-    specimens: dict[SpecimenKey, bool] = {}
-    """Specimen key -> whether it comes from a muscle biopsy."""
+    specimens: dict[SpecimenKey, bool] = {}  # the Specimens made so far -> from a muscle biopsy?
     if procedures is not None:
         yield from _procedures(procedures, sites, specimen_types, specimens)
     if findings is not None:
