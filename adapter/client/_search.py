@@ -12,7 +12,8 @@ Every builder method returns a new object; nothing is sent before iteration. ``S
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncGenerator, Iterator, Sequence
+from contextlib import aclosing
 from dataclasses import dataclass, field, replace
 from typing import Any, Generic, Literal, Protocol, Self, TypeVar
 
@@ -296,7 +297,7 @@ class Search(_Query[_Sender]):
 class AsyncSearch(_Query[_AsyncSender]):
     """A search on an ``AsyncFhirClient``; ``async for`` yields the matching resources of every page."""
 
-    async def pages(self) -> AsyncIterator[Page]:
+    async def pages(self) -> AsyncGenerator[Page, None]:
         """Every searchset page, following ``next`` links exactly as the server gave them."""
         spec = self._first_spec()
         number = self.start_page
@@ -310,23 +311,25 @@ class AsyncSearch(_Query[_AsyncSender]):
             spec = self.client._core.next_page(link, self.resource_type)
             number += 1
 
-    async def entries(self) -> AsyncIterator[SearchEntry]:
+    async def entries(self) -> AsyncGenerator[SearchEntry, None]:
         """Every entry of every page (matches, included resources, outcome warnings), lazily."""
-        async for page in self.pages():
-            for entry in page.entries:
-                yield entry
+        async with aclosing(self.pages()) as pages:
+            async for page in pages:
+                for entry in page.entries:
+                    yield entry
 
-    async def __aiter__(self) -> AsyncIterator[dict[str, Any]]:
+    async def __aiter__(self) -> AsyncGenerator[dict[str, Any], None]:
         remaining = self.max_resources
         if remaining == 0:
             return
-        async for entry in self.entries():
-            if entry.is_match:
-                yield entry.resource
-                if remaining is not None:
-                    remaining -= 1
-                    if remaining == 0:
-                        return
+        async with aclosing(self.entries()) as entries:
+            async for entry in entries:
+                if entry.is_match:
+                    yield entry.resource
+                    if remaining is not None:
+                        remaining -= 1
+                        if remaining == 0:
+                            return
 
     async def all(self) -> list[dict[str, Any]]:
         """Every matching resource, as a list."""
@@ -338,8 +341,9 @@ class AsyncSearch(_Query[_AsyncSender]):
 
     async def first(self) -> dict[str, Any] | None:
         """The first match, or None when the search found nothing (never a 404)."""
-        async for resource in self._first_query():
-            return resource
+        async with aclosing(self._first_query().__aiter__()) as resources:
+            async for resource in resources:
+                return resource
         return None
 
     async def total(self) -> int:
