@@ -16,6 +16,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import operator
 import re
 from collections.abc import Iterable
 from decimal import Decimal
@@ -189,7 +190,8 @@ def _read_csv(path: Path, domain: str) -> tuple[Table | None, list[Problem], Row
     except csv.Error:
         records = _records_one_by_one(text, name, problems)
     if all(cells is not None and len(cells) == width for cells in records):
-        rows = [dict(zip(header, cells, strict=True)) for cells in records if cells is not None]
+        # every record has the header's width (checked above): zip's strict check would double the cost
+        rows = [dict(zip(header, cells, strict=False)) for cells in records if cells is not None]
         return Table(domain, list(header), rows), problems, None
     rows = []
     numbers: list[int] = []
@@ -206,7 +208,7 @@ def _read_csv(path: Path, domain: str) -> tuple[Table | None, list[Problem], Row
             reason = f"{len(cells)} cells where the header has {width} (unquoted comma?)"
             problems.append(Problem(name, number, None, reason))
         else:
-            rows.append(dict(zip(header, cells, strict=True)))
+            rows.append(dict(zip(header, cells, strict=False)))
             numbers.append(number)
     if last_short is not None and not text.endswith(("\n", "\r")):
         cut = problems[last_short]
@@ -445,8 +447,15 @@ def write_table(table: Table, path: str | Path) -> None:
     with open(path, "w", encoding="utf-8", newline="") as handle:
         writer = csv.writer(handle, lineterminator="\n", quoting=csv.QUOTE_MINIMAL)
         writer.writerow(columns)
-        get = dict.get
-        writer.writerows([get(row, c, "") for c in columns] for row in table.rows)
+        try:  # rows read or rebuilt by us hold every column: one C-level lookup per row
+            cells = operator.itemgetter(*columns)
+            lines = [cells(row) for row in table.rows] if len(columns) > 1 else None
+        except KeyError:
+            lines = None
+        if lines is None:
+            get = dict.get
+            lines = [tuple(get(row, c, "") for c in columns) for row in table.rows]
+        writer.writerows(lines)
 
 
 def write_trial(trial: Trial, out_dir: str | Path) -> list[Path]:
