@@ -217,6 +217,9 @@ class RowContext:
         self._carried_caches: tuple[tuple[str, dict[str, JSON]], ...] = tuple(
             (name, {}) for name in self.carried
         )
+        self._width = len(table.columns)
+        self._known = placed | frozenset(table.columns)
+        """A row with a cell outside these (not in the table's columns) still has it carried."""
         self.has_epoch = "EPOCH" in table.columns
         self.has_visit = "VISITNUM" in table.columns or "VISIT" in table.columns
         self._subjects: dict[tuple[str, str], tuple[Callable[[str], str], str, JSON, JSON]] = {}
@@ -280,6 +283,12 @@ class RowContext:
                 if ext is None:
                     ext = cache[value] = variable_extension(name, value)
                 extensions.append(ext)
+        if len(row) > self._width:
+            extensions.extend(
+                variable_extension(name, value)
+                for name, value in row.items()
+                if value and name not in self._known
+            )
         identifier = [{"system": self.system, "value": value_prefix + part}]
         return row_id(part), identifier, subject, extensions
 

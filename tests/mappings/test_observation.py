@@ -291,6 +291,25 @@ def test_reader_leaves_resources_of_other_families() -> None:
     assert reader.rows() == {}
 
 
+def test_a_cell_outside_the_tables_columns_is_still_carried() -> None:
+    qs = Table(
+        "QS",
+        ["STUDYID", "DOMAIN", "USUBJID", "QSSEQ"],
+        [
+            {
+                "STUDYID": "S1",
+                "DOMAIN": "QS",
+                "USUBJID": "S1-001",
+                "QSSEQ": "1",
+                "QSTESTCD": "MSSUM",
+                "ZZ": FREE_TEXT,
+            }
+        ],
+    )
+    _, back = round_trip({"QS": qs})
+    assert back["QS"] == written(qs.rows)
+
+
 def test_absent_tables_give_nothing() -> None:
     assert list(observation.to_fhir({})) == []
 
