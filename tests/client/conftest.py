@@ -1,15 +1,12 @@
-"""Shared helpers for the client tests: a fake FHIR base, searchset pages, recorded fixtures, a sleep recorder."""
+"""Shared helpers for the client tests: a fake FHIR base, searchset pages, a sleep recorder."""
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 BASE = "http://fhir.test/fhir"
-RECORDED = Path(__file__).resolve().parents[2] / "fixtures" / "recorded"
 
 
 def outcome(
@@ -59,14 +56,6 @@ def patient(pid: str, value: str = "") -> dict[str, Any]:
         "id": pid,
         "identifier": [{"system": "urn:trial:usubjid", "value": value or f"DM-{pid}"}],
     }
-
-
-def recorded(name: str) -> Any:
-    """A recorded HAPI response from fixtures/recorded/, or skip when it has not been recorded yet."""
-    path = RECORDED / name
-    if not path.exists():
-        pytest.skip(f"recorded fixture {name} not present")
-    return json.loads(path.read_text())
 
 
 class SleepRecorder:
