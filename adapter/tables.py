@@ -18,7 +18,7 @@ import io
 import math
 import operator
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -138,27 +138,34 @@ RowNumbers = list[int] | None
 reported, not kept); None when row i is data row i + 1."""
 
 
+Columns = dict[str, Sequence[str]]
+"""A table's cells column by column (variable -> values in row order), when the reader has them."""
+
+
 def _read_and_check(path: Path, domain: str) -> tuple[Table | None, list[Problem], RowNumbers]:
+    by_column: Columns | None = None
     if path.suffix.lower() == ".xpt":
         table, problems = _read_xpt(path, domain)
         numbers: RowNumbers = None
     else:
-        table, problems, numbers = _read_csv(path, domain)
+        table, problems, numbers, by_column = _read_csv(path, domain)
     if table is not None:
-        problems.extend(_check_table(table, str(path), numbers))
+        problems.extend(_check_table(table, str(path), numbers, by_column))
     return table, problems, numbers
 
 
-def _read_csv(path: Path, domain: str) -> tuple[Table | None, list[Problem], RowNumbers]:
+def _read_csv(
+    path: Path, domain: str
+) -> tuple[Table | None, list[Problem], RowNumbers, Columns | None]:
     name = str(path)
     try:
         raw = path.read_bytes()
     except OSError as exc:
         reason = f"cannot read the file: {exc.strerror or exc}"
-        return None, [Problem(name, None, None, reason)], None
+        return None, [Problem(name, None, None, reason)], None, None
     if not raw:
         reason = "empty file (0 bytes): a domain file needs a header row"
-        return None, [Problem(name, None, None, reason)], None
+        return None, [Problem(name, None, None, reason)], None, None
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -166,15 +173,20 @@ def _read_csv(path: Path, domain: str) -> tuple[Table | None, list[Problem], Row
         record = raw.count(b"\n", 0, exc.start)  # 0 = the header line
         row = record if record > 0 else None
         reason = f"not UTF-8: byte 0x{bad} at offset {exc.start} (save the file as UTF-8)"
-        return None, [Problem(name, row, None, reason)], None
+        return None, [Problem(name, row, None, reason)], None, None
     problems: list[Problem] = []
     reader = csv.reader(io.StringIO(text, newline=""), strict=True)
     try:
         header = next(reader)
     except csv.Error as exc:
-        return None, [Problem(name, None, None, f"the header row cannot be read: {exc}")], None
+        return (
+            None,
+            [Problem(name, None, None, f"the header row cannot be read: {exc}")],
+            None,
+            None,
+        )
     except StopIteration:
-        return None, [Problem(name, None, None, "no header row")], None
+        return None, [Problem(name, None, None, "no header row")], None, None
     seen: set[str] = set()
     for column in header:
         if column == "":
@@ -183,7 +195,7 @@ def _read_csv(path: Path, domain: str) -> tuple[Table | None, list[Problem], Row
             problems.append(Problem(name, None, column, "column appears twice in the header"))
         seen.add(column)
     if problems:
-        return None, problems, None
+        return None, problems, None, None
     width = len(header)
     try:
         records: list[list[str] | None] = [cells for cells in reader if cells]  # fast path
@@ -192,7 +204,10 @@ def _read_csv(path: Path, domain: str) -> tuple[Table | None, list[Problem], Row
     if all(cells is not None and len(cells) == width for cells in records):
         # every record has the header's width (checked above): zip's strict check would double the cost
         rows = [dict(zip(header, cells, strict=False)) for cells in records if cells is not None]
-        return Table(domain, list(header), rows), problems, None
+        by_column: Columns = (
+            dict(zip(header, zip(*records, strict=True), strict=True)) if records else {}
+        )
+        return Table(domain, list(header), rows), problems, None, by_column
     rows = []
     numbers: list[int] = []
     last_short: int | None = None  # index in `problems` of a short last record
@@ -215,7 +230,7 @@ def _read_csv(path: Path, domain: str) -> tuple[Table | None, list[Problem], Row
         reason = cut.reason + ": the last line has no newline, the file looks cut off"
         problems[last_short] = Problem(cut.file, cut.row, cut.variable, reason)
     problems.sort(key=lambda p: p.row or 0)
-    return Table(domain, list(header), rows), problems, numbers
+    return Table(domain, list(header), rows), problems, numbers, None
 
 
 def _records_one_by_one(text: str, name: str, problems: list[Problem]) -> list[list[str] | None]:
@@ -288,7 +303,9 @@ def _read_xpt(path: Path, domain: str) -> tuple[Table | None, list[Problem]]:
 # --- checking ------------------------------------------------------------------------------------
 
 
-def _check_table(table: Table, name: str, numbers: RowNumbers = None) -> list[Problem]:
+def _check_table(
+    table: Table, name: str, numbers: RowNumbers = None, by_column: Columns | None = None
+) -> list[Problem]:
     """The rules one table can break on its own. Column by column, each distinct text checked once
     (a trial repeats its dates, codes and numbers), rows looked up only for what is wrong."""
     spec = table.spec
@@ -303,15 +320,15 @@ def _check_table(table: Table, name: str, numbers: RowNumbers = None) -> list[Pr
     def row_number(index: int) -> int:
         return index + 1 if numbers is None else numbers[index]
 
-    def report(values: list[str], variable: str, reasons: dict[str, str]) -> None:
+    def report(values: Sequence[str], variable: str, reasons: dict[str, str]) -> None:
         for index, text in enumerate(values):
             reason = reasons.get(text)
             if reason is not None:
                 problems.append(Problem(name, row_number(index), variable, reason))
 
-    column_cache: dict[str, list[str]] = {}
+    column_cache: Columns = dict(by_column) if by_column else {}
 
-    def column(variable: str) -> list[str]:
+    def column(variable: str) -> Sequence[str]:
         values = column_cache.get(variable)
         if values is None:
             values = column_cache[variable] = [row[variable] for row in rows]
