@@ -301,7 +301,19 @@ def _read_ndjson(file: Path, stats: ReadStats) -> Iterator[JSON]:
             yield resource
 
 
+_STREAMED_HEAD = re.compile(rb'\{"resourceType":"Bundle","type":"[a-z-]+","entry":\[\r?\n')
+"""The first line of a Bundle as `write_bundle` lays it out: then one entry per line, `]}` last."""
+
+
 def _read_json(file: Path, stats: ReadStats) -> Iterator[JSON]:
+    try:
+        with open(file, "rb") as handle:
+            first = handle.readline()
+            if _STREAMED_HEAD.fullmatch(first):
+                yield from _read_streamed_bundle(file, handle, stats)
+                return
+    except OSError as exc:
+        raise FhirFileError(file, None, f"cannot read: {exc.strerror or exc}") from exc
     try:
         document = loads(file.read_bytes())
     except (orjson.JSONDecodeError, json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -316,16 +328,54 @@ def _read_json(file: Path, stats: ReadStats) -> Iterator[JSON]:
         yield document
         return
     for index, entry in enumerate(document.get("entry") or [], start=1):
-        resource = entry.get("resource") if isinstance(entry, dict) else None
-        if resource is None:
-            continue  # a request-only entry (DELETE, GET) or a response without a body
-        if not isinstance(resource, dict) or not isinstance(resource.get("resourceType"), str):
-            raise FhirFileError(file, None, f"Bundle entry {index}: not a FHIR resource")
-        if (
-            resource["resourceType"] == "OperationOutcome"
-            and (entry.get("search") or {}).get("mode") == "outcome"
-        ):
-            stats.outcomes_skipped += 1
+        resource = _entry_resource(entry, stats, file, f"Bundle entry {index}", None)
+        if resource is not None:
+            yield resource
+
+
+def _read_streamed_bundle(file: Path, handle: IO[bytes], stats: ReadStats) -> Iterator[JSON]:
+    """The entries of a Bundle written by `write_bundle`, one line at a time (a Bundle of 200,000
+    entries is never all in memory). Any other layout is read whole by `_read_json`."""
+    suspect = has_suspect_number
+    closed = False
+    for number, line in enumerate(handle, start=2):
+        text = line.rstrip(b"\r\n")
+        if closed or text == b"]}":
+            if closed and text.strip():
+                raise FhirFileError(file, number, "text after the end of the Bundle")
+            closed = True
             continue
-        stats.resources += 1
-        yield resource
+        if text.endswith(b","):
+            text = text[:-1]
+        if not text.strip():
+            continue
+        try:
+            entry = exact_loads(text) if suspect(text) else orjson.loads(text)
+        except (orjson.JSONDecodeError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise FhirFileError(file, number, f"not a Bundle entry: {exc}") from exc
+        resource = _entry_resource(entry, stats, file, "Bundle entry", number)
+        if resource is not None:
+            yield resource
+    if not closed:
+        raise FhirFileError(file, None, "the Bundle never ends (no closing `]}`): cut off?")
+
+
+def _entry_resource(
+    entry: Any, stats: ReadStats, file: Path, where: str, line: int | None
+) -> JSON | None:
+    """The resource of one Bundle entry, or None for an entry without one (a DELETE, a response
+    without a body) and for a searchset's OperationOutcome (counted)."""
+    resource = entry.get("resource") if isinstance(entry, dict) else None
+    if resource is None:
+        return None
+    if not isinstance(resource, dict) or not isinstance(resource.get("resourceType"), str):
+        raise FhirFileError(file, line, f"{where}: not a FHIR resource")
+    if (
+        resource["resourceType"] == "OperationOutcome"
+        and (entry.get("search") or {}).get("mode") == "outcome"
+    ):
+        stats.outcomes_skipped += 1
+        return None
+    stats.resources += 1
+    result: JSON = resource
+    return result

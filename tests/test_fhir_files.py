@@ -399,3 +399,30 @@ def test_a_bundle_interrupted_while_writing_is_not_valid_json(tmp_path: Path) ->
         write_bundle(failing(), path)
     with pytest.raises(json.JSONDecodeError):
         json.loads(path.read_text(encoding="utf-8"))
+
+
+def test_a_written_bundle_is_read_line_by_line_with_line_numbers(tmp_path: Path) -> None:
+    path = tmp_path / "bundle.json"
+    write_bundle([patient(), *(observation(n, Decimal("74.50")) for n in range(4))], path)
+    lines = path.read_bytes().splitlines(keepends=True)
+    lines[4] = lines[4][:40] + b"\n"  # entry 4 is on line 5
+    path.write_bytes(b"".join(lines))
+    read: list[dict[str, Any]] = []
+    with pytest.raises(FhirFileError) as caught:
+        read.extend(read_resources(path))
+    assert (caught.value.path, caught.value.line) == (str(path), 5)
+    assert len(read) == 3  # streamed: what came before the broken line was already yielded
+
+
+def test_an_unfinished_written_bundle_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "bundle.json"
+    write_bundle([patient(), observation(0, 1)], path)
+    path.write_bytes(path.read_bytes().removesuffix(b"\n]}\n"))
+    with pytest.raises(FhirFileError, match="never ends"):
+        list(read_resources(path))
+
+
+def test_a_one_line_compact_bundle_is_read_whole(tmp_path: Path) -> None:
+    bundle = {"resourceType": "Bundle", "type": "collection", "entry": [{"resource": patient()}]}
+    (tmp_path / "b.json").write_bytes(dumps(bundle))
+    assert list(read_resources(tmp_path / "b.json")) == [patient()]
