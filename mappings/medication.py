@@ -24,6 +24,7 @@ from __future__ import annotations
 import decimal
 from collections.abc import Iterator
 from decimal import Decimal
+from operator import itemgetter
 from typing import Final
 
 from mappings.identity import row_system
@@ -296,11 +297,15 @@ _Profile = tuple[JSON, JSON | None, list[JSON] | None, JSON | None, list[JSON]]
 """(medication, category, reasonCode, dosage, carried cells): shared, read-only."""
 
 
-def _cm_profile(concepts: _Concepts, cells: tuple[str, ...]) -> _Profile:
-    treatment, category, reason, frequency, route, dose, unit = cells
-    dosage, carried = _cm_dosage(concepts, frequency, route, dose, unit)
+def _cm_profile(concepts: _Concepts, names: tuple[str, ...], cells: tuple[str, ...]) -> _Profile:
+    get = dict(zip(names, cells, strict=True)).get
+    category = get("CMCAT", "")
+    reason = get("CMINDC", "")
+    dosage, carried = _cm_dosage(
+        concepts, get("CMDOSFRQ", ""), get("CMROUTE", ""), get("CMDOSE", ""), get("CMDOSU", "")
+    )
     return (
-        concepts.medication(treatment),
+        concepts.medication(get("CMTRT", "")),
         {"text": category} if category else None,
         [{"text": reason}] if reason else None,
         dosage,
@@ -313,12 +318,19 @@ def _concomitant(table: Table) -> Iterator[JSON]:
     head = context.head
     concepts = _Concepts()
     profiles: dict[tuple[str, ...], _Profile] = {}
+    names = tuple(name for name in _CM_PROFILE if name in table.columns)
+    if len(names) < 2:  # itemgetter of one name gives a cell, not a tuple
+        names = _CM_PROFILE
+    fetch = itemgetter(*names)
     for row in table.rows:
         get = row.get
-        cells = tuple([get(name, "") for name in _CM_PROFILE])
+        try:
+            cells = fetch(row)
+        except KeyError:  # a row without some of the table's columns
+            cells = tuple([get(name, "") for name in names])
         profile = profiles.get(cells)
         if profile is None:
-            profile = profiles[cells] = _cm_profile(concepts, cells)
+            profile = profiles[cells] = _cm_profile(concepts, names, cells)
         rid, identifier, subject, extensions = head(row)
         administration: JSON = {
             "resourceType": "MedicationAdministration",
