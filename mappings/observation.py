@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from decimal import Decimal, InvalidOperation
+from operator import itemgetter
 from typing import Any, Final
 from urllib.parse import unquote
 
@@ -217,6 +218,7 @@ class RowContext:
         self._carried_caches: tuple[tuple[str, dict[str, JSON]], ...] = tuple(
             (name, {}) for name in self.carried
         )
+        self._key_cells = itemgetter("STUDYID", "USUBJID", self.seq, "DOMAIN")
         self._width = len(table.columns)
         self._known = placed | frozenset(table.columns)
         """A row with a cell outside these (not in the table's columns) still has it carried."""
@@ -250,11 +252,17 @@ class RowContext:
         The extension list holds the study link, EPOCH, VISIT and the always-carried cells; callers
         append further `sdtm-variable`s to it."""
         get = row.get
-        row_id, value_prefix, subject, study = self.subject(get("STUDYID", ""), get("USUBJID", ""))
-        seq = get(self.seq, "")
+        try:
+            studyid, usubjid, seq, domain = self._key_cells(row)
+        except KeyError:
+            studyid, usubjid = get("STUDYID", ""), get("USUBJID", "")
+            seq, domain = get(self.seq, ""), get("DOMAIN", "")
+        found = self._subjects.get((studyid, usubjid))
+        if found is None:
+            found = self.subject(studyid, usubjid)
+        row_id, value_prefix, subject, study = found
         part = seq if seq.isascii() and seq.isdigit() else key_value(seq)
         extensions = [study]
-        domain = get("DOMAIN")
         if domain and domain != self.domain:
             extensions.append(variable_extension("DOMAIN", domain))
         if self.has_epoch:
