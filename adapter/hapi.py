@@ -464,6 +464,12 @@ def start_server(
                     f"{timeout:.0f} s; log: {log_path}\n{server.log_tail()}"
                 )
             time.sleep(0.5)
+        time.sleep(0.2)
+        if not server.is_running():  # what answered was another server on the same port
+            raise HapiStartError(
+                f"the HAPI server exited with code {process.returncode} although something "
+                f"answers at {server.base_url}; log: {log_path}\n{server.log_tail()}"
+            )
     except BaseException:
         server.stop()
         raise
@@ -471,7 +477,7 @@ def start_server(
     return server
 
 
-def expunge_everything(base_url: str, *, timeout: float = 120.0) -> None:
+def expunge_everything(base_url: str, *, timeout: float = 300.0) -> None:
     """Delete every resource and every version from the server (``POST [base]/$expunge`` with
     ``expungeEverything=true``; the server must allow it, as trialfhir's local one does).
 
