@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from decimal import Decimal, InvalidOperation
+from functools import lru_cache
 from operator import itemgetter
 from typing import Any, Final
 from urllib.parse import unquote
@@ -67,6 +68,7 @@ __all__ = [
     "row_domain",
     "set_date",
     "split_key",
+    "study_link",
     "to_fhir",
 ]
 
@@ -202,6 +204,23 @@ def set_date(target: JSON, key: str, text: str) -> None:
 # --- the way out: per-domain row context -------------------------------------------------------------
 
 
+@lru_cache(maxsize=1 << 16)
+def _subject(studyid: str, usubjid: str) -> tuple[str, JSON]:
+    """(key_value(STUDYID, USUBJID) + "/", the Patient reference), shared read-only."""
+    return key_value(studyid, usubjid) + "/", {
+        "reference": f"Patient/{patient_id(studyid, usubjid)}"
+    }
+
+
+@lru_cache(maxsize=1 << 10)
+def study_link(studyid: str) -> JSON:
+    """The `workflow-researchStudy` extension pointing to the study's ResearchStudy (shared, read-only)."""
+    return {
+        "url": EXT_RESEARCH_STUDY,
+        "valueReference": {"reference": f"ResearchStudy/{study_id(studyid)}"},
+    }
+
+
 class RowContext:
     """Everything the resources made from one table's rows share, computed once per subject or value:
     ids, identifiers, the subject reference, the study link, EPOCH/VISIT extensions, coded `code`s."""
@@ -212,6 +231,8 @@ class RowContext:
         self.seq = spec.seq or ""
         self.system = row_system(spec.code)
         self.resource_type = resource_type
+        self._type_key = key_value(resource_type) + "/"
+        self._domain_key = key_value(self.domain) + "/"
         placed = _HEAD | {self.seq} | frozenset(native)
         self.carried: tuple[str, ...] = tuple(c for c in table.columns if c not in placed)
         """Columns that always ride in `sdtm-variable` (file order)."""
@@ -235,14 +256,13 @@ class RowContext:
         key = (studyid, usubjid)
         found = self._subjects.get(key)
         if found is None:
+            subject_key, reference = _subject(studyid, usubjid)
             found = (
-                name_uuids(key_value(self.resource_type, studyid, usubjid, self.domain) + "/"),
-                key_value(studyid, usubjid) + "/",
-                {"reference": f"Patient/{patient_id(studyid, usubjid)}"},
-                {
-                    "url": EXT_RESEARCH_STUDY,
-                    "valueReference": {"reference": f"ResearchStudy/{study_id(studyid)}"},
-                },
+                # key_value joins its parts with "/": key_value(Type, STUDYID, USUBJID, DOMAIN) + "/"
+                name_uuids(self._type_key + subject_key + self._domain_key),
+                subject_key,
+                reference,
+                study_link(studyid),
             )
             self._subjects[key] = found
         return found
