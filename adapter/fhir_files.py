@@ -1,6 +1,7 @@
 """FHIR resources on disk: NDJSON folders (the Bulk Data layout) and Bundle files, read and written
-without losing a decimal's written precision (the JSON codec itself is `adapter.fhir_json`, shared with
-the client; `dumps` and `DecimalText` are re-exported here; `loads` here uses a faster guard).
+without losing a decimal's written precision (the JSON codec itself, `dumps`, `loads`, `DecimalText`
+and the fast number guard, is `adapter.fhir_json`, shared with the client, and re-exported here).
+
 
 Writing: `dumps` is orjson with `Decimal` emitted as its text (`Decimal("74.50")` -> `74.50`).
 `write_ndjson` streams one `<Type>.ndjson` per resource type; `write_bundle` streams a transaction (or
@@ -28,12 +29,11 @@ from urllib.parse import quote
 
 import orjson
 
-from adapter.fhir_json import SUSPECT_NUMBER, DecimalText, dumps, exact_loads
+from adapter.fhir_json import DecimalText, dumps, exact_loads, has_suspect_number, loads
 from adapter.fhir_json import default as _default
 
 __all__ = [
     "BUNDLE_ENTRY_MODE",
-    "SUSPECT_NUMBER",
     "BundleWriter",
     "DecimalText",
     "FhirFileError",
@@ -41,7 +41,6 @@ __all__ = [
     "bundle_entry",
     "dumps",
     "entry_request",
-    "has_suspect_number",
     "loads",
     "read_resources",
     "write_bundle",
@@ -63,38 +62,7 @@ class FhirFileError(Exception):
         super().__init__(f"{where}: {reason}")
 
 
-# --- decimals: the codec lives in adapter.fhir_json (shared with the client) --------------------------
-
-# --- the fast guard ---------------------------------------------------------------------------------
-
-_MEMBER_SUSPECT = re.compile(
-    rb'":(?=\s*-?[0-9])\s*-?(?:'
-    rb"[0-9]+\.[0-9]+0\s*[,\]}]"
-    rb"|[0-9]+(?:\.[0-9]+)?[eE][+-]?[0-9]+\s*[,\]}]"
-    rb"|(?:[0-9]\.?){16}"
-    rb"|0\.0000"
-    rb"|0\s*[,\]}])"
-)
-"""SUSPECT_NUMBER's forms, only after `":` (an object member's value): the literal `":` prefix and
-the look-ahead for a digit let the regex engine skip string values quickly (about 4x faster)."""
-
-_ARRAY_NUMBER = re.compile(rb"\[\s*-?[0-9]")
-
-
-def has_suspect_number(raw: bytes) -> bool:
-    """True when `raw` (a JSON text) may hold a number that orjson would not give back as written.
-
-    Members' values are checked directly; when an array starts with a number (FHIR arrays hold one
-    type, so its other elements are numbers too) the whole text is checked with `SUSPECT_NUMBER`."""
-    if _MEMBER_SUSPECT.search(raw) is not None:
-        return True
-    return _ARRAY_NUMBER.search(raw) is not None and SUSPECT_NUMBER.search(raw) is not None
-
-
-def loads(data: bytes | str) -> Any:
-    """Parse JSON keeping every number's written text: orjson unless `has_suspect_number`."""
-    raw = data.encode() if isinstance(data, str) else data
-    return exact_loads(raw) if has_suspect_number(raw) else orjson.loads(raw)
+# --- decimals: the codec (and its fast guard) lives in adapter.fhir_json, shared with the client ---
 
 
 # --- writing ---------------------------------------------------------------------------------------

@@ -20,11 +20,18 @@ from typing import Any
 
 import orjson
 
-__all__ = ["SUSPECT_NUMBER", "DecimalText", "JSONDecodeErrors", "dumps", "exact_loads", "loads"]
+__all__ = [
+    "SUSPECT_NUMBER",
+    "DecimalText",
+    "JSONDecodeErrors",
+    "dumps",
+    "exact_loads",
+    "has_suspect_number",
+    "loads",
+]
 
 JSONDecodeErrors = (orjson.JSONDecodeError, json.JSONDecodeError, UnicodeDecodeError)
 """What a parse of bad JSON raises, whichever parser ran."""
-
 
 
 class DecimalText(Decimal):
@@ -80,9 +87,31 @@ def exact_loads(data: bytes | str) -> Any:
     return json.loads(data, parse_float=DecimalText, parse_int=_parse_int)
 
 
+_MEMBER_SUSPECT = re.compile(
+    rb'"\s*:(?=\s*-?[0-9])\s*-?(?:'
+    rb"[0-9]+\.[0-9]+0\s*[,\]}]"
+    rb"|[0-9]+(?:\.[0-9]+)?[eE][+-]?[0-9]+\s*[,\]}]"
+    rb"|(?:[0-9]\.?){16}"
+    rb"|0\.0000"
+    rb"|0\s*[,\]}])"
+)
+"""SUSPECT_NUMBER's forms, only after `":` (an object member's value): the literal `":` prefix and
+the look-ahead for a digit let the regex engine skip string values quickly (about 4x faster)."""
+
+_ARRAY_NUMBER = re.compile(rb"\[\s*-?[0-9]")
+
+
+def has_suspect_number(raw: bytes) -> bool:
+    """True when `raw` (a JSON text) may hold a number that orjson would not give back as written.
+
+    Members' values are checked directly; when an array starts with a number (FHIR arrays hold one
+    type, so its other elements are numbers too) the whole text is checked with `SUSPECT_NUMBER`."""
+    if _MEMBER_SUSPECT.search(raw) is not None:
+        return True
+    return _ARRAY_NUMBER.search(raw) is not None and SUSPECT_NUMBER.search(raw) is not None
+
+
 def loads(data: bytes | str) -> Any:
-    """Parse JSON keeping every number's written text (see the module docstring)."""
+    """Parse JSON keeping every number's written text: orjson unless `has_suspect_number`."""
     raw = data.encode() if isinstance(data, str) else data
-    if SUSPECT_NUMBER.search(raw) is None:
-        return orjson.loads(raw)
-    return exact_loads(raw)
+    return exact_loads(raw) if has_suspect_number(raw) else orjson.loads(raw)

@@ -14,19 +14,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from adapter.fhir_files import (
-    SUSPECT_NUMBER,
-    DecimalText,
     FhirFileError,
     ReadStats,
     bundle_entry,
-    dumps,
     entry_request,
-    has_suspect_number,
-    loads,
     read_resources,
     write_bundle,
     write_ndjson,
 )
+from adapter.fhir_json import SUSPECT_NUMBER, DecimalText, dumps, has_suspect_number, loads
 from adapter.validation import validate_all, validate_resource
 
 PATIENT_ID = "0b1e4a52-7f5c-5b7e-9a53-6c1f0d9e2a11"
