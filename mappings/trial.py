@@ -156,8 +156,12 @@ class TrialAssembler:
                         extra = [c for c in row if c not in known]
                         columns.extend(extra)
                         known.update(extra)
-            empty = dict.fromkeys(columns, "")
-            table_rows = [{**empty, **row} for row in found]
+            width = len(columns)
+            for row in found:  # fill the cells a row lacks in place (no copy of every row)
+                if len(row) != width:
+                    for column in columns:
+                        row.setdefault(column, "")
+            table_rows = found
             spec = DOMAINS.get(domain)
             if spec is not None:
                 _sort_rows(spec, table_rows)
