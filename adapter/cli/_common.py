@@ -90,20 +90,21 @@ def exit_code_for(exc: BaseException) -> int:
 
 
 def reported(func: Callable[P, R]) -> Callable[P, R]:
-    """Turn the library's errors into a message on stderr and the exit code of their class."""
+    """Turn the library's errors into a message on stderr and the exit code of their class; anything
+    else is a bug and keeps its traceback."""
     import functools
-
-    from adapter.client import FhirError
-    from adapter.fhir_files import FhirFileError
-    from adapter.tables import TableError
-    from adapter.transfer import StudyNotFound
 
     @functools.wraps(func)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return func(*args, **kwargs)
-        except (FhirError, TableError, FhirFileError, StudyNotFound) as exc:
-            raise CommandError(str(exc), exit_code_for(exc)) from exc
+        except click.ClickException:
+            raise
+        except Exception as exc:
+            code = exit_code_for(exc)
+            if code == EXIT_UNEXPECTED:
+                raise
+            raise CommandError(str(exc), code) from exc
 
     return wrapper
 

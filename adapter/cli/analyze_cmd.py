@@ -13,12 +13,10 @@ Errors leave with the exit code of their class (adapter/cli/_common.py).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
-import pandas as pd
 
-from adapter.analysis import DefinitionError, load_definition, write_outputs
-from adapter.analysis import analyze as analyze_study
 from adapter.cli._common import (
     EXIT_BAD_INPUT,
     CommandError,
@@ -27,6 +25,9 @@ from adapter.cli._common import (
     reported,
     staged_folder,
 )
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 ANALYZE_MARKER = ".trialfhir-analyze"
 """Left in --out, so a later `analyze` may replace its own earlier output without --force."""
@@ -135,6 +136,9 @@ def analyze(
         raise click.UsageError("missing SRC (an SDTM or FHIR folder) or --server/--study")
     if not (out_dir.is_dir() and (out_dir / ANALYZE_MARKER).is_file()):
         check_output_folder(out_dir, force, src)
+    from adapter.analysis import DefinitionError, load_definition, write_outputs
+    from adapter.analysis import analyze as analyze_study
+
     try:
         definition = load_definition(definition_path or _default_definition(src))
     except DefinitionError as exc:
