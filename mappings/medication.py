@@ -78,7 +78,6 @@ _PREDNISONE: Final = (
 MEDICATION_CODES: Final[dict[str, tuple[dict[str, str], ...]]] = {
     "IMMUNE GLOBULIN INTRAVENOUS (HUMAN)": _IVIG,
     "IMMUNE GLOBULIN INTRAVENOUS": _IVIG,
-    "IMMUNE GLOBULIN": _IVIG,
     "IVIG": _IVIG,
     "PLACEBO": _PLACEBO,
     "PREDNISONE": _PREDNISONE,
