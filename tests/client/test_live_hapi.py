@@ -1,4 +1,4 @@
-"""Against a live HAPI FHIR R4 server named by TRIALFHIR_HAPI_URL; skipped otherwise.
+"""Against a live HAPI FHIR R4 server (the plugin's `hapi_base_url`: TRIALFHIR_HAPI_URL or a local one).
 
 Checks what mocks cannot: that HAPI's real _getpages links are followed, that conditional uploads are
 idempotent, and that real OperationOutcomes land in the exception messages.
@@ -6,7 +6,6 @@ idempotent, and that real OperationOutcomes land in the exception messages.
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -27,13 +26,9 @@ SYSTEM = "urn:trialfhir:test:client"
 
 
 @pytest.fixture(scope="module")
-def client() -> Iterator[FhirClient]:
-    """Opt-in: only with TRIALFHIR_HAPI_URL, so that ``pytest tests/client`` never starts a server
-    (the integration suite in tests/integration starts one)."""
-    url = os.environ.get("TRIALFHIR_HAPI_URL", "")
-    if not url:
-        pytest.skip("TRIALFHIR_HAPI_URL is not set (tests/integration covers a started server)")
-    with FhirClient(url) as fhir:
+def client(hapi_base_url: str) -> Iterator[FhirClient]:
+    """A client on the plugin's server (TRIALFHIR_HAPI_URL, or a local HAPI started once per run)."""
+    with FhirClient(hapi_base_url) as fhir:
         yield fhir
 
 
