@@ -39,8 +39,9 @@ JSON = dict[str, Any]
 class Recorder:
     """Sends requests to the live server and keeps each exchange, base URL rewritten."""
 
-    def __init__(self, base_url: str) -> None:
+    def __init__(self, base_url: str, out: Path = OUT) -> None:
         self.base_url = base_url.rstrip("/")
+        self.out = out
         self.http = httpx.Client(
             headers={"Accept": FHIR_JSON, "Content-Type": FHIR_JSON}, timeout=300.0
         )
@@ -79,13 +80,13 @@ class Recorder:
         return response
 
     def save(self, name: str, description: str, *, compact: bool = False) -> None:
-        """Write the exchanges kept so far to ``fixtures/recorded/<name>`` and start afresh."""
+        """Write the exchanges kept so far to ``<out>/<name>`` and start afresh."""
         document = {"description": description, "exchanges": self.exchanges}
-        path = OUT / name
+        path = self.out / name
         text = json.dumps(document, indent=None if compact else 2, ensure_ascii=False)
         path.write_text(text + "\n", encoding="utf-8")
         statuses = ", ".join(str(e["response"]["status"]) for e in self.exchanges)
-        print(f"{path.relative_to(ROOT)}: {len(self.exchanges)} exchange(s), status {statuses}")
+        print(f"{path}: {len(self.exchanges)} exchange(s), status {statuses}")
         self.exchanges = []
 
     def silently(self, method: str, url: str, body: JSON | None = None) -> httpx.Response:
@@ -308,10 +309,13 @@ def main() -> int:
     parser.add_argument(
         "--expunge", action="store_true", help="empty the server at --base-url first ($expunge)"
     )
+    parser.add_argument(
+        "--out", type=Path, default=OUT, help="folder to write to (default fixtures/recorded)"
+    )
     args = parser.parse_args()
-    OUT.mkdir(parents=True, exist_ok=True)
+    args.out.mkdir(parents=True, exist_ok=True)
     with server(args.base_url, args.expunge) as base_url:
-        recorder = Recorder(base_url)
+        recorder = Recorder(base_url, args.out)
         software = recorder.http.get(f"{base_url}/metadata").json().get("software", {})
         record_all(recorder)
     print(f"recorded from {software.get('name')} {software.get('version')} on {dt.date.today()}")
