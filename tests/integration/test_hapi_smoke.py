@@ -152,6 +152,26 @@ def test_paging_with_count_2_follows_getpages_links_over_every_page(
     assert all("_getpages=" in link for link in next_links)
 
 
+def test_page_size_defaults_to_20_and_is_capped_at_500(
+    fhir_http: httpx.Client, hapi_base_url: str
+) -> None:
+    entries = [
+        {
+            "fullUrl": f"Organization/smoke-size-{n}",
+            "resource": organization("SIZE", id_=f"smoke-size-{n}"),
+            "request": {"method": "PUT", "url": f"Organization/smoke-size-{n}"},
+        }
+        for n in range(505)
+    ]
+    assert transaction(fhir_http, hapi_base_url, entries).status_code == 200
+    query = {"identifier": f"{SYSTEM}|SIZE"}
+    default_page = fhir_http.get("Organization", params=query).json()
+    assert len(default_page["entry"]) == 20
+    capped_page = fhir_http.get("Organization", params={**query, "_count": 1000}).json()
+    assert len(capped_page["entry"]) == 500
+    assert any(link["relation"] == "next" for link in capped_page["link"])
+
+
 # --- conditional writes in transactions --------------------------------------------------------
 
 
