@@ -29,7 +29,7 @@ from urllib.parse import quote
 
 import orjson
 
-from adapter.fhir_json import DecimalText, dumps, exact_loads, has_suspect_number, loads
+from adapter.fhir_json import DecimalText, dumps, exact_loads, has_suspect_number, loads, loads_line
 from adapter.fhir_json import default as _default
 
 __all__ = [
@@ -253,14 +253,13 @@ def _resource_files(path: Path) -> list[Path]:
 
 
 def _read_ndjson(file: Path, stats: ReadStats) -> Iterator[JSON]:
-    suspect = has_suspect_number
-    orjson_loads = orjson.loads
+    parse = loads_line
     with open(file, "rb", buffering=1 << 20) as handle:
         for number, line in enumerate(handle, start=1):
             if line.isspace() or not line:
                 continue
             try:
-                resource = exact_loads(line) if suspect(line) else orjson_loads(line)
+                resource = parse(line)
             except (orjson.JSONDecodeError, json.JSONDecodeError, UnicodeDecodeError) as exc:
                 raise FhirFileError(file, number, f"not JSON: {exc}") from exc
             if not isinstance(resource, dict) or not isinstance(resource.get("resourceType"), str):

@@ -11,6 +11,8 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
+import orjson
+
 from mappings.sdtm import ISO_DTC_RE
 from mappings.terminology import EXT_SDTM_DTC, EXT_SDTM_VARIABLE
 
@@ -23,7 +25,9 @@ def to_decimal(text: str) -> Decimal:
 
 
 def decimal_text(value: object) -> str:
-    """The text of a FHIR decimal as written: Decimal and int exactly; a float by its shortest repr."""
+    """The text of a FHIR decimal as written: Decimal and int exactly; a float as the JSON layer
+    writes it (orjson's shortest form), which is the written text whenever the reader let a float
+    through (it checks exactly that)."""
     if isinstance(value, bool):
         raise TypeError("a boolean is not a decimal")
     if isinstance(value, Decimal):
@@ -31,8 +35,7 @@ def decimal_text(value: object) -> str:
     if isinstance(value, int):
         return str(value)
     if isinstance(value, float):
-        text = repr(value)
-        return text
+        return orjson.dumps(value).decode()
     if isinstance(value, str):
         return value
     raise TypeError(f"not a decimal: {type(value).__name__}")
