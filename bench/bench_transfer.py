@@ -15,7 +15,7 @@ Pull, on the data of the last upload run: the adapter's concurrent pull (`pull_s
 (1) serial paging through `FhirClient` (the same queries, one after another, pages in order) and
 (2) a bare concurrent fetch (the same queries, plain `httpx.AsyncClient` + `asyncio.gather` under the
 same concurrency bound, `orjson.loads` of each page and nothing else). Each is repeated `--repeats`
-times, interleaved; the median is reported. `--profile` adds a cProfile of one adapter pull.
+times, interleaved (who goes first rotates each round); the median is reported. `--profile` adds a cProfile of one adapter pull.
 
 Prints a Markdown summary; `--json FILE` also writes every number.
 """
@@ -71,6 +71,7 @@ class UploadRun:
     seconds: float
     requests: int
     extrapolated_seconds: float | None = None
+    client_cpu_seconds: float = 0.0
 
     @property
     def rate(self) -> float:
@@ -85,6 +86,7 @@ class PullRun:
     resources: int = 0
     requests: int = 0
     seconds: list[float] = field(default_factory=list)
+    client_cpu_seconds: list[float] = field(default_factory=list)
 
     @property
     def median(self) -> float:
@@ -128,10 +130,18 @@ def business_identifier(resource: JSON) -> str:
     return token(first["system"], first["value"])
 
 
+CPU_SECONDS: list[float] = []
+"""This process's CPU time (user + system) of each `timed` call, in order: how much of the wall time
+the client side itself spent (the rest is the server and the wire)."""
+
+
 def timed(action: Callable[[], T]) -> tuple[T, float]:
+    cpu = time.process_time()
     started = time.perf_counter()
     result = action()
-    return result, time.perf_counter() - started
+    elapsed = time.perf_counter() - started
+    CPU_SECONDS.append(time.process_time() - cpu)
+    return result, elapsed
 
 
 # --- upload ----------------------------------------------------------------------------------------
@@ -154,7 +164,9 @@ def upload_transactions(
         raise SystemExit(
             f"transactions of {chunk}: {len(summary.failed)} failed, {written} written"
         )
-    return UploadRun(f"transactions of {chunk}", len(data), seconds, summary.bundles)
+    return UploadRun(
+        f"transactions of {chunk}", len(data), seconds, summary.bundles, None, CPU_SECONDS[-1]
+    )
 
 
 def upload_singles(
@@ -178,7 +190,9 @@ def upload_singles(
             client.update(resource, condition={"identifier": business_identifier(resource)})
 
     _, seconds = timed(write_each)
-    run = UploadRun("one conditional PUT per resource", len(sample), seconds, len(sample))
+    run = UploadRun(
+        "one conditional PUT per resource", len(sample), seconds, len(sample), None, CPU_SECONDS[-1]
+    )
     run.extrapolated_seconds = len(data) / run.rate
     return run
 
@@ -313,12 +327,13 @@ def machine() -> str:
 
 
 def report(uploads: list[UploadRun], pulls: list[PullRun], header: str) -> str:
-    lines = [
-        header,
-        "",
-        "| upload | resources | requests | seconds | resources/s |",
-        "|---|---:|---:|---:|---:|",
-    ]
+    lines = [header]
+    if uploads:
+        lines += [
+            "",
+            "| upload | resources | requests | seconds | client CPU s | resources/s |",
+            "|---|---:|---:|---:|---:|---:|",
+        ]
     for run in uploads:
         extra = (
             f" (sampled; full run extrapolated to {run.extrapolated_seconds:.0f} s)"
@@ -326,7 +341,8 @@ def report(uploads: list[UploadRun], pulls: list[PullRun], header: str) -> str:
             else ""
         )
         lines.append(
-            f"| {run.method}{extra} | {run.resources} | {run.requests} | {run.seconds:.1f} | {run.rate:.0f} |"
+            f"| {run.method}{extra} | {run.resources} | {run.requests} | {run.seconds:.1f} "
+            f"| {run.client_cpu_seconds:.1f} | {run.rate:.0f} |"
         )
     single = next((r for r in uploads if r.extrapolated_seconds), None)
     if single is not None:
@@ -335,13 +351,14 @@ def report(uploads: list[UploadRun], pulls: list[PullRun], header: str) -> str:
                 lines.append(f"\n{run.method}: {run.rate / single.rate:.1f}x single writes")
     lines += [
         "",
-        "| pull | resources | requests | median s | runs | resources/s |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| pull | resources | requests | median s | runs (s) | client CPU s | resources/s |",
+        "|---|---:|---:|---:|---|---:|---:|",
     ]
     for pull in pulls:
         runs = ", ".join(f"{s:.2f}" for s in pull.seconds)
         lines.append(
-            f"| {pull.method} | {pull.resources} | {pull.requests or '-'} | {pull.median:.2f} | {runs} | {pull.rate:.0f} |"
+            f"| {pull.method} | {pull.resources} | {pull.requests or '-'} | {pull.median:.2f} | {runs} "
+            f"| {statistics.median(pull.client_cpu_seconds):.2f} | {pull.rate:.0f} |"
         )
     by_name = {p.method: p for p in pulls}
     adapter = by_name.get("adapter pull_study_async")
@@ -397,18 +414,26 @@ def main(argv: list[str] | None = None) -> int:
         PullRun("bare httpx + asyncio.gather"),
     ]
     asyncio.run(adapter_pull(base_url, study, args.concurrency))  # warm-up, untimed
-    for _ in range(args.repeats):
-        count, seconds = timed(lambda: asyncio.run(adapter_pull(base_url, study, args.concurrency)))
-        pulls[0].resources = count
-        pulls[0].seconds.append(seconds)
-        (count, requests), seconds = timed(lambda: serial_pull(base_url, study))
-        pulls[1].resources, pulls[1].requests = count, requests
-        pulls[1].seconds.append(seconds)
-        (count, requests), seconds = timed(
-            lambda: asyncio.run(bare_pull(base_url, study, args.concurrency))
-        )
-        pulls[2].resources, pulls[2].requests = count, requests
-        pulls[2].seconds.append(seconds)
+
+    def run_adapter() -> tuple[int, int]:
+        return asyncio.run(adapter_pull(base_url, study, args.concurrency)), 0
+
+    def run_serial() -> tuple[int, int]:
+        return serial_pull(base_url, study)
+
+    def run_bare() -> tuple[int, int]:
+        return asyncio.run(bare_pull(base_url, study, args.concurrency))
+
+    methods = [run_adapter, run_serial, run_bare]
+    for round_number in range(args.repeats):
+        # Rotate who goes first: the server's background work after a pull must not always land on
+        # the same method.
+        for offset in range(len(methods)):
+            index = (round_number + offset) % len(methods)
+            (count, requests), seconds = timed(methods[index])
+            pulls[index].resources, pulls[index].requests = count, requests
+            pulls[index].seconds.append(seconds)
+            pulls[index].client_cpu_seconds.append(CPU_SECONDS[-1])
         print(f"pull round: {[p.seconds[-1] for p in pulls]}", file=sys.stderr)
     pulls[0].requests = pulls[2].requests
 
