@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from decimal import Decimal
-from typing import Any
 
 import orjson
 import pytest
+from family_tables import FREE_TEXT, JSON, Validate, assert_family_round_trips, table
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -27,38 +26,9 @@ from mappings.primitives import read_variable_extensions
 from mappings.sdtm import DOMAINS, Table, Trial
 from mappings.terminology import EXT_RESEARCH_STUDY, EXT_SDTM_DTC, PROJECT_CODESYSTEM, SNOMED, UCUM
 
-Validate = Callable[[dict[str, Any]], None]
-JSON = dict[str, Any]
-
-FREE_TEXT = 'Perifascicular atrophy, "marked"; fibre Ø reduced'
-
-
-def table(domain: str, columns: str, *rows: str) -> Table:
-    """A table from `|`-separated cells (so free text may hold commas)."""
-    names = columns.split()
-    return Table(domain, names, [dict(zip(names, r.split("|"), strict=True)) for r in rows])
-
-
-def written(rows: list[dict[str, str]]) -> list[dict[str, str]]:
-    return [{k: v for k, v in row.items() if v != ""} for row in rows]
-
-
-def by_key(rows: list[dict[str, str]], seq: str) -> list[dict[str, str]]:
-    return sorted(rows, key=lambda r: (r["USUBJID"], int(r[seq])))
-
 
 def assert_round_trips(trial: Trial) -> list[JSON]:
-    resources = list(biopsy.to_fhir(trial))
-    reader = BiopsyReader()
-    for resource in resources:
-        assert reader.feed(resource)
-    back = reader.rows()
-    for domain in ("PR", "MI"):
-        if domain in trial:
-            seq = DOMAINS[domain].seq or ""
-            assert by_key(back.get(domain, []), seq) == by_key(written(trial[domain].rows), seq)
-    assert set(back) <= set(trial)
-    return resources
+    return assert_family_round_trips(biopsy.to_fhir, BiopsyReader(), trial, ("PR", "MI"))
 
 
 PR = table(

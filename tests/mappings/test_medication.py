@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from decimal import Decimal
-from typing import Any
 
 import orjson
 import pytest
+from family_tables import FREE_TEXT, JSON, Validate, assert_family_round_trips, table
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -29,39 +28,11 @@ from mappings.terminology import (
     UCUM,
 )
 
-Validate = Callable[[dict[str, Any]], None]
-JSON = dict[str, Any]
-
-FREE_TEXT = 'Perifascicular atrophy, "marked"; fibre Ø reduced'
 IVIG = "IMMUNE GLOBULIN INTRAVENOUS (HUMAN)"
 
 
-def table(domain: str, columns: str, *rows: str) -> Table:
-    """A table from `|`-separated cells (so free text may hold commas)."""
-    names = columns.split()
-    return Table(domain, names, [dict(zip(names, r.split("|"), strict=True)) for r in rows])
-
-
-def written(rows: list[dict[str, str]]) -> list[dict[str, str]]:
-    return [{k: v for k, v in row.items() if v != ""} for row in rows]
-
-
-def by_key(rows: list[dict[str, str]], seq: str) -> list[dict[str, str]]:
-    return sorted(rows, key=lambda r: (r["USUBJID"], int(r[seq])))
-
-
 def assert_round_trips(trial: Trial) -> list[JSON]:
-    resources = list(medication.to_fhir(trial))
-    reader = MedicationReader()
-    for resource in resources:
-        assert reader.feed(resource)
-    back = reader.rows()
-    for domain in ("EX", "CM"):
-        if domain in trial:
-            seq = DOMAINS[domain].seq or ""
-            assert by_key(back.get(domain, []), seq) == by_key(written(trial[domain].rows), seq)
-    assert set(back) <= set(trial)
-    return resources
+    return assert_family_round_trips(medication.to_fhir, MedicationReader(), trial, ("EX", "CM"))
 
 
 VS_COLUMNS = "STUDYID DOMAIN USUBJID VSSEQ VSTESTCD VSTEST VSORRES VSORRESU VSSTRESN VSSTRESU VSDTC"
