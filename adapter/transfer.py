@@ -69,7 +69,7 @@ def push(
     client: FhirClient,
     source: str | Path | Iterable[JSON],
     *,
-    chunk_size: int = 200,
+    chunk_size: int = 50,
     mode: TransactionMode = "conditional-update",
     progress: Callable[[int], None] | None = None,
 ) -> UploadSummary:

@@ -26,7 +26,7 @@ from adapter.cli._common import (
 @click.command(name="push")
 @click.argument("src", type=click.Path(exists=True, path_type=Path))
 @server_options
-@click.option("--chunk-size", type=click.IntRange(1, 5000), default=200, show_default=True, help="Entries per transaction.")
+@click.option("--chunk-size", type=click.IntRange(1, 5000), default=50, show_default=True, help="Entries per transaction (50 was fastest on HAPI: docs/performance.md).")
 @click.option(
     "--mode",
     type=click.Choice(["conditional-update", "conditional-create", "update"]),
