@@ -232,9 +232,7 @@ def pull_study(
 
     async def run() -> PullResult:
         async with AsyncFhirClient(base_url, **(client_options or {})) as client:
-            return await pull_study_async(
-                client, study, concurrency=concurrency, progress=progress
-            )
+            return await pull_study_async(client, study, concurrency=concurrency, progress=progress)
 
     result = asyncio.run(run())
     if out is not None:

@@ -43,6 +43,7 @@ def decimal_text(value: object) -> str:
 
 # --- dates ----------------------------------------------------------------------------------------
 
+
 def dtc_to_fhir(text: str) -> tuple[str, JSON | None]:
     """An SDTM --DTC value -> (FHIR date/dateTime value, primitive extension element or None).
 
@@ -79,6 +80,7 @@ def get_dtc(source: JSON, key: str) -> str:
 
 
 # --- SDTM variables without a FHIR home --------------------------------------------------------------
+
 
 def variable_extension(name: str, value: str) -> JSON:
     """The `sdtm-variable` extension carrying one cell (name and value exactly as written)."""

@@ -111,18 +111,46 @@ def reported(func: Callable[P, R]) -> Callable[P, R]:
 
 # --- the server and how to reach it -----------------------------------------------------------------
 
+
 def server_options(func: Callable[..., Any]) -> Callable[..., Any]:
     """--server and the auth/TLS/timeout options, as one `client_options` dict for the client."""
     options = [
-        click.option("--server", required=True, metavar="URL", help="FHIR base URL, e.g. http://localhost:8080/fhir"),
-        click.option("--token", envvar="TRIALFHIR_TOKEN", metavar="TOKEN", help="Bearer token (or env TRIALFHIR_TOKEN)."),
-        click.option("--basic", envvar="TRIALFHIR_BASIC", metavar="USER:PASSWORD", help="HTTP Basic credentials (or env TRIALFHIR_BASIC)."),
+        click.option(
+            "--server",
+            required=True,
+            metavar="URL",
+            help="FHIR base URL, e.g. http://localhost:8080/fhir",
+        ),
+        click.option(
+            "--token",
+            envvar="TRIALFHIR_TOKEN",
+            metavar="TOKEN",
+            help="Bearer token (or env TRIALFHIR_TOKEN).",
+        ),
+        click.option(
+            "--basic",
+            envvar="TRIALFHIR_BASIC",
+            metavar="USER:PASSWORD",
+            help="HTTP Basic credentials (or env TRIALFHIR_BASIC).",
+        ),
         click.option("--smart-client-id", metavar="ID", help="SMART Backend Services client id."),
-        click.option("--smart-key", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="PEM private key for the SMART JWT assertion."),
-        click.option("--smart-alg", type=click.Choice(["RS384", "ES384"]), default="RS384", show_default=True),
+        click.option(
+            "--smart-key",
+            type=click.Path(exists=True, dir_okay=False, path_type=Path),
+            help="PEM private key for the SMART JWT assertion.",
+        ),
+        click.option(
+            "--smart-alg", type=click.Choice(["RS384", "ES384"]), default="RS384", show_default=True
+        ),
         click.option("--smart-scope", default="system/*.read system/*.write", show_default=True),
-        click.option("--timeout", type=float, default=60.0, show_default=True, help="Seconds per request."),
-        click.option("--ca-bundle", type=click.Path(exists=True, dir_okay=False), help="CA bundle to trust (PEM)."),
+        click.option(
+            "--timeout", type=float, default=60.0, show_default=True, help="Seconds per request."
+        ),
+        click.option(
+            "--ca-bundle",
+            type=click.Path(exists=True, dir_okay=False),
+            help="CA bundle to trust (PEM).",
+        ),
     ]
     for option in reversed(options):
         func = option(func)
@@ -142,7 +170,15 @@ def client_options(
     """The keyword arguments for `FhirClient` / `AsyncFhirClient` from the command's options."""
     from adapter.client import BasicAuth, BearerAuth, SmartBackendAuth
 
-    chosen = [name for name, value in (("--token", token), ("--basic", basic), ("--smart-client-id", smart_client_id)) if value]
+    chosen = [
+        name
+        for name, value in (
+            ("--token", token),
+            ("--basic", basic),
+            ("--smart-client-id", smart_client_id),
+        )
+        if value
+    ]
     if len(chosen) > 1:
         raise click.UsageError(f"choose one way to authenticate, not {' and '.join(chosen)}")
     auth: Any = None
@@ -157,7 +193,10 @@ def client_options(
         if smart_key is None:
             raise click.UsageError("--smart-client-id needs --smart-key")
         auth = SmartBackendAuth(
-            smart_client_id, smart_key.read_bytes(), algorithm=smart_alg, scope=smart_scope  # type: ignore[arg-type]
+            smart_client_id,
+            smart_key.read_bytes(),
+            algorithm=smart_alg,
+            scope=smart_scope,  # type: ignore[arg-type]
         )
     options: dict[str, Any] = {"timeout": timeout}
     if auth is not None:
@@ -168,6 +207,7 @@ def client_options(
 
 
 # --- output folders, all or nothing --------------------------------------------------------------------
+
 
 def check_output_folder(out: Path, force: bool, source: Path | None = None) -> None:
     """Refuse an --out that would lose data: a file, a non-empty folder without --force, SRC itself."""

@@ -72,14 +72,39 @@ def _step(number: int, text: str) -> None:
 
 
 @click.command(name="run")
-@click.option("--server", metavar="URL", help="Go through this FHIR server (push, then pull back) instead of a local folder.")
-@click.option("--out", type=click.Path(path_type=Path), default=Path("trialfhir-out"), show_default=True, help="Where the report and the intermediate folders go.")
-@click.option("--source", type=click.Path(exists=True, file_okay=False, path_type=Path), help="Another SDTM folder with a study.json (default: the bundled reconstructed cohort).")
-@click.option("--force", is_flag=True, help="Replace a non-empty --out that is not an earlier run's output.")
-@click.option("--token", envvar="TRIALFHIR_TOKEN", help="Bearer token for --server (or env TRIALFHIR_TOKEN).")
+@click.option(
+    "--server",
+    metavar="URL",
+    help="Go through this FHIR server (push, then pull back) instead of a local folder.",
+)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=Path("trialfhir-out"),
+    show_default=True,
+    help="Where the report and the intermediate folders go.",
+)
+@click.option(
+    "--source",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Another SDTM folder with a study.json (default: the bundled reconstructed cohort).",
+)
+@click.option(
+    "--force", is_flag=True, help="Replace a non-empty --out that is not an earlier run's output."
+)
+@click.option(
+    "--token", envvar="TRIALFHIR_TOKEN", help="Bearer token for --server (or env TRIALFHIR_TOKEN)."
+)
 @click.option("--timeout", type=float, default=60.0, show_default=True)
 @reported
-def run(server: str | None, out: Path, source: Path | None, force: bool, token: str | None, timeout: float) -> None:
+def run(
+    server: str | None,
+    out: Path,
+    source: Path | None,
+    force: bool,
+    token: str | None,
+    timeout: float,
+) -> None:
     """The bundled cohort -> FHIR -> (a server, or a local folder) -> back -> E1-E8 -> report."""
     from adapter.analysis import analyze, load_definition, write_outputs
     from adapter.fhir_files import read_resources, write_ndjson
@@ -114,9 +139,13 @@ def run(server: str | None, out: Path, source: Path | None, force: bool, token: 
             _step(2, f"pushing to {server} as conditional transactions")
             with FhirClient(server, **options) as client, progress_bar(None, "push") as bar:
                 client.capabilities()
-                summary = push(client, trial_to_fhir(trial), progress=lambda n: bar.update(n - bar.n))
+                summary = push(
+                    client, trial_to_fhir(trial), progress=lambda n: bar.update(n - bar.n)
+                )
             pushed = summary.as_dict()
-            click.echo(f"      {sum(sum(v.values()) for v in pushed.values())} resources written", err=True)
+            click.echo(
+                f"      {sum(sum(v.values()) for v in pushed.values())} resources written", err=True
+            )
             studyid = next(iter(next(iter(trial.values())).rows), {}).get("STUDYID", "")
             _step(3, f"pulling study {studyid} back from the server")
             with progress_bar(None, "pull") as bar:
@@ -144,7 +173,9 @@ def run(server: str | None, out: Path, source: Path | None, force: bool, token: 
         paths = write_outputs(results, frames, staging / "report")
     report = out / "report" / "report.html"
     names = {p.name for p in paths}
-    click.echo(f"Done in {time.perf_counter() - started:.1f} s. Reanalysis of {results.study} from {origin}.")
+    click.echo(
+        f"Done in {time.perf_counter() - started:.1f} s. Reanalysis of {results.study} from {origin}."
+    )
     if "report.html" in names:
         click.echo(f"Report: {report}")
     click.echo(f"Results: {out / 'report' / 'results.json'}")

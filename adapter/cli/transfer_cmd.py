@@ -26,7 +26,13 @@ from adapter.cli._common import (
 @click.command(name="push")
 @click.argument("src", type=click.Path(exists=True, path_type=Path))
 @server_options
-@click.option("--chunk-size", type=click.IntRange(1, 5000), default=50, show_default=True, help="Entries per transaction (50 was fastest on HAPI: docs/performance.md).")
+@click.option(
+    "--chunk-size",
+    type=click.IntRange(1, 5000),
+    default=50,
+    show_default=True,
+    help="Entries per transaction (50 was fastest on HAPI: docs/performance.md).",
+)
 @click.option(
     "--mode",
     type=click.Choice(["conditional-update", "conditional-create", "update"]),
@@ -64,8 +70,18 @@ def push(src: Path, server: str, chunk_size: int, mode: str, **auth: Any) -> Non
 
 @click.command(name="pull")
 @server_options
-@click.option("--study", required=True, metavar="ID", help="STUDYID, or system|value of the ResearchStudy identifier.")
-@click.option("--out", required=True, type=click.Path(path_type=Path), help="FHIR folder to write (NDJSON per type).")
+@click.option(
+    "--study",
+    required=True,
+    metavar="ID",
+    help="STUDYID, or system|value of the ResearchStudy identifier.",
+)
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="FHIR folder to write (NDJSON per type).",
+)
 @click.option("--force", is_flag=True, help="Replace a non-empty --out folder.")
 @click.option("--concurrency", type=click.IntRange(1, 64), default=8, show_default=True)
 @reported
@@ -89,4 +105,6 @@ def pull(server: str, study: str, out: Path, force: bool, concurrency: int, **au
     for resource_type, n in result.counts.items():
         click.echo(f"  {resource_type}: {n}")
     if result.skipped_other_studies:
-        click.echo(f"  ({result.skipped_other_studies} resources of the same patients belong to other studies: left out)")
+        click.echo(
+            f"  ({result.skipped_other_studies} resources of the same patients belong to other studies: left out)"
+        )

@@ -45,7 +45,9 @@ def round_trip(trial: Trial) -> tuple[list[JSON], dict[str, list[dict[str, str]]
 
 
 def assert_round_trips(trial: Trial) -> list[JSON]:
-    return assert_family_round_trips(observation.to_fhir, ObservationReader(), trial, ("VS", "QS", "RS"))
+    return assert_family_round_trips(
+        observation.to_fhir, ObservationReader(), trial, ("VS", "QS", "RS")
+    )
 
 
 VS = table(

@@ -206,7 +206,9 @@ def test_each_studyid_gets_its_own_research_study() -> None:
 
 
 @pytest.mark.hapi
-def test_hapi_finds_no_error_in_any_resource_type(resources: list[dict[str, Any]], hapi_base_url: str) -> None:
+def test_hapi_finds_no_error_in_any_resource_type(
+    resources: list[dict[str, Any]], hapi_base_url: str
+) -> None:
     """HAPI's $validate on the first resource of every type (the plugin's server)."""
     from adapter.client import FhirClient
 
