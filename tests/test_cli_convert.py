@@ -4,7 +4,6 @@ problem on stderr (file, row, variable, reason) and leaves DIR exactly as it was
 from __future__ import annotations
 
 import csv
-import importlib.util
 import io
 import os
 import shutil
@@ -21,7 +20,6 @@ from adapter.cli import main
 DATA = Path(__file__).parent / "data"
 SMALL = DATA / "sdtm_small"
 DALAKAS = Path(__file__).resolve().parents[1] / "fixtures" / "dalakas1993"
-EVENT_FAMILIES = ("mappings.medication", "mappings.observation", "mappings.biopsy")
 
 
 def run(*args: str | Path) -> Result:
@@ -37,12 +35,6 @@ def snapshot(folder: Path) -> dict[str, bytes]:
 
 def siblings(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.parent.iterdir())
-
-
-def need_all_families() -> None:
-    missing = [m for m in EVENT_FAMILIES if importlib.util.find_spec(m) is None]
-    if missing:
-        pytest.skip(f"mapping families not written yet: {', '.join(missing)}")
 
 
 # --- bad SDTM inputs: one broken thing each --------------------------------------------------------------
@@ -296,7 +288,6 @@ def test_a_broken_ndjson_line_exits_3_naming_file_and_line(tmp_path: Path) -> No
 
 
 def test_sdtm_to_fhir_to_sdtm_gives_the_same_files(tmp_path: Path) -> None:
-    need_all_families()
     assert run(SMALL, "--out", tmp_path / "fhir").exit_code == 0
     result = run(tmp_path / "fhir", "--to", "sdtm", "--out", tmp_path / "back")
     assert result.exit_code == 0, result.output
@@ -304,7 +295,6 @@ def test_sdtm_to_fhir_to_sdtm_gives_the_same_files(tmp_path: Path) -> None:
 
 
 def test_the_bundle_alone_converts_back_to_the_same_files(tmp_path: Path) -> None:
-    need_all_families()
     assert run(SMALL, "--out", tmp_path / "fhir").exit_code == 0
     bundle = tmp_path / "fhir" / "bundle.json"
     assert run(bundle, "--to", "sdtm", "--out", tmp_path / "back").exit_code == 0
@@ -312,9 +302,6 @@ def test_the_bundle_alone_converts_back_to_the_same_files(tmp_path: Path) -> Non
 
 
 def test_the_dalakas1993_fixture_round_trips_byte_for_byte(tmp_path: Path) -> None:
-    need_all_families()
-    if not (DALAKAS / "dm.csv").exists():
-        pytest.skip("fixtures/dalakas1993 CSVs not written yet")
     assert run(DALAKAS, "--out", tmp_path / "fhir").exit_code == 0
     result = run(tmp_path / "fhir", "--to", "sdtm", "--out", tmp_path / "back")
     assert result.exit_code == 0, result.output

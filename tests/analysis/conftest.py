@@ -26,6 +26,4 @@ def definition() -> StudyDefinition:
 
 @pytest.fixture(scope="session")
 def cohort() -> dict[str, pd.DataFrame]:
-    if not (FIXTURE / "dm.csv").exists():
-        pytest.skip("the reconstructed cohort fixture is not generated yet")
     return read_tables(FIXTURE)

@@ -35,10 +35,8 @@ JSON = dict[str, Any]
 
 
 def exchanges(name: str) -> list[JSON]:
-    """The exchanges of a project recording, registered nowhere yet (skip if it is missing)."""
+    """The exchanges of a project recording (fixtures/recorded/, made by tests/recorder)."""
     path = SHARED / f"{name}.json"
-    if not path.exists():
-        pytest.skip(f"fixtures/recorded/{name}.json has not been recorded")
     recording: JSON = json.loads(path.read_text())
     assert recording["exchanges"][0]["request"]["url"].startswith(BASE)
     return list(recording["exchanges"])

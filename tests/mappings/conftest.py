@@ -27,8 +27,6 @@ def validate() -> Callable[[dict[str, Any]], None]:
 @pytest.fixture(scope="session")
 def dalakas_trial() -> Trial:
     """The reconstructed cohort as the tables layer reads it (every domain file of the fixture)."""
-    if not (FIXTURE / "dm.csv").exists():
-        pytest.skip("the reconstructed cohort fixture is not generated yet")
     from adapter.tables import read_trial
 
     return read_trial(FIXTURE)
