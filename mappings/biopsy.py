@@ -219,7 +219,6 @@ def _findings(
     specimens: dict[SpecimenKey, bool],
 ) -> Iterator[JSON]:
     context = RowContext(table, "Observation", _MI_NATIVE)
-    code = context.code
     answers: dict[str, JSON] = {}
     methods: dict[str, JSON] = {}
     references: dict[SpecimenKey, JSON] = {}
@@ -234,18 +233,7 @@ def _findings(
             yield _specimen(key, subject, specimen_types.get(key, ""))
     for row in table.rows:
         get = row.get
-        rid, identifier, subject, extensions = context.head(row)
-        observation: JSON = {
-            "resourceType": "Observation",
-            "id": rid,
-            "extension": extensions,
-            "identifier": identifier,
-            "status": "final",
-            "category": _LABORATORY,
-            "code": code("MITESTCD", get("MITESTCD", ""), get("MITEST", ""), extensions),
-            "subject": subject,
-        }
-        set_date(observation, "effectiveDateTime", get("MIDTC", ""))
+        observation, extensions = context.observation(row, _LABORATORY)
         number = get("MISTRESN", "")
         result = get("MISTRESC", "")
         value, exact = decimal_cell(number) if number else (None, True)

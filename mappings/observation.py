@@ -249,6 +249,9 @@ class RowContext:
         self._epochs: dict[str, JSON] = {}
         self._visits: dict[tuple[str, str], tuple[JSON | None, JSON | None]] = {}
         self._codes: dict[tuple[str, str], tuple[JSON, bool]] = {}
+        self._testcd = f"{self.domain}TESTCD"
+        self._test = f"{self.domain}TEST"
+        self._dtc = f"{self.domain}DTC"
 
     def subject(self, studyid: str, usubjid: str) -> tuple[Callable[[str], str], str, JSON, JSON]:
         """(--SEQ key part -> resource id, identifier value prefix, subject reference, study link) of
@@ -339,6 +342,31 @@ class RowContext:
         if found[1]:
             extensions.append(variable_extension(testcd_name, testcd))
         return found[0]
+
+    def observation(
+        self, row: dict[str, str], category: list[JSON], public: tuple[JSON, ...] = ()
+    ) -> tuple[JSON, list[JSON]]:
+        """The Observation made from `row` as far as every test domain shares it (VS, QS, RS, MI): id,
+        identifier, the extension list of `head`, status final, `category`, `code` from --TESTCD and
+        --TEST (after the `public` codings), subject, effectiveDateTime from --DTC. Returns it with its
+        extension list, which callers append to."""
+        get = row.get
+        rid, identifier, subject, extensions = self.head(row)
+        testcd_name = self._testcd
+        observation: JSON = {
+            "resourceType": "Observation",
+            "id": rid,
+            "extension": extensions,
+            "identifier": identifier,
+            "status": "final",
+            "category": category,
+            "code": self.code(
+                testcd_name, get(testcd_name, ""), get(self._test, ""), extensions, public
+            ),
+            "subject": subject,
+        }
+        set_date(observation, "effectiveDateTime", get(self._dtc, ""))
+        return observation, extensions
 
 
 def _visit_extension(visitnum: str, visit: str) -> tuple[JSON | None, JSON | None]:
@@ -452,28 +480,11 @@ def to_fhir(trial: Trial) -> Iterator[JSON]:
 
 def _vital_signs(table: Table) -> Iterator[JSON]:
     context = RowContext(table, "Observation", _VS_NATIVE)
-    code = context.code
+    weight = (_LOINC_WEIGHT,)
     for row in table.rows:
         get = row.get
-        rid, identifier, subject, extensions = context.head(row)
-        testcd = get("VSTESTCD", "")
-        observation: JSON = {
-            "resourceType": "Observation",
-            "id": rid,
-            "extension": extensions,
-            "identifier": identifier,
-            "status": "final",
-            "category": _VITAL_SIGNS,
-            "code": code(
-                "VSTESTCD",
-                testcd,
-                get("VSTEST", ""),
-                extensions,
-                (_LOINC_WEIGHT,) if testcd == "WEIGHT" else (),
-            ),
-            "subject": subject,
-        }
-        set_date(observation, "effectiveDateTime", get("VSDTC", ""))
+        public = weight if get("VSTESTCD", "") == "WEIGHT" else ()
+        observation, extensions = context.observation(row, _VITAL_SIGNS, public)
         number = get("VSSTRESN", "")
         unit = get("VSSTRESU", "")
         value, exact = decimal_cell(number) if number else (None, True)
@@ -491,21 +502,9 @@ def _vital_signs(table: Table) -> Iterator[JSON]:
 
 def _scores(table: Table) -> Iterator[JSON]:
     context = RowContext(table, "Observation", _QS_NATIVE)
-    code = context.code
     for row in table.rows:
         get = row.get
-        rid, identifier, subject, extensions = context.head(row)
-        observation: JSON = {
-            "resourceType": "Observation",
-            "id": rid,
-            "extension": extensions,
-            "identifier": identifier,
-            "status": "final",
-            "category": _SURVEY,
-            "code": code("QSTESTCD", get("QSTESTCD", ""), get("QSTEST", ""), extensions),
-            "subject": subject,
-        }
-        set_date(observation, "effectiveDateTime", get("QSDTC", ""))
+        observation, extensions = context.observation(row, _SURVEY)
         number = get("QSSTRESN", "")
         if number:
             value, exact = decimal_cell(number)
@@ -523,22 +522,10 @@ def _scores(table: Table) -> Iterator[JSON]:
 
 def _responses(table: Table) -> Iterator[JSON]:
     context = RowContext(table, "Observation", _RS_NATIVE)
-    code = context.code
     answers: dict[str, JSON] = {}
     for row in table.rows:
         get = row.get
-        rid, identifier, subject, extensions = context.head(row)
-        observation: JSON = {
-            "resourceType": "Observation",
-            "id": rid,
-            "extension": extensions,
-            "identifier": identifier,
-            "status": "final",
-            "category": _EXAM,
-            "code": code("RSTESTCD", get("RSTESTCD", ""), get("RSTEST", ""), extensions),
-            "subject": subject,
-        }
-        set_date(observation, "effectiveDateTime", get("RSDTC", ""))
+        observation, _ = context.observation(row, _EXAM)
         result = get("RSORRES", "")
         if result:
             answer = answers.get(result)
