@@ -233,6 +233,21 @@ def test_conditional_put_with_changed_content_writes_version_2(
     assert outcome_code(entry["response"]) == "SUCCESSFUL_UPDATE_WITH_CONDITIONAL_MATCH"
 
 
+def test_a_single_conditional_put_with_no_match_ignores_the_body_id(
+    fhir_http: httpx.Client,
+) -> None:
+    """Outside a transaction HAPI creates under its own id: why push always uses transactions."""
+    response = fhir_http.put(
+        "Organization",
+        params={"identifier": f"{SYSTEM}|SINGLE-1"},
+        json=organization("SINGLE-1", id_="smoke-single-1"),
+    )
+    assert response.status_code == 201
+    (found,) = matches(fhir_http, "SINGLE-1")
+    assert found["id"] != "smoke-single-1"
+    assert fhir_http.get("Organization/smoke-single-1").status_code == 404
+
+
 def test_conditional_put_whose_body_id_differs_from_the_match_fails_the_transaction(
     fhir_http: httpx.Client, hapi_base_url: str
 ) -> None:
