@@ -1,8 +1,18 @@
-"""The `trialfhir` command line: one click group; each family of commands lives in its own module."""
+"""The `trialfhir` command line: one click group; each family of commands lives in its own module.
+
+Commands import their heavy dependencies (pandas, scipy, matplotlib, httpx) only when they run, so
+`trialfhir --help` and every command start fast.
+"""
 
 from __future__ import annotations
 
 import click
+
+from adapter.cli.analyze_cmd import analyze
+from adapter.cli.convert_cmd import convert
+from adapter.cli.hapi_cmd import hapi
+from adapter.cli.run_cmd import run
+from adapter.cli.transfer_cmd import pull, push
 
 
 @click.group(name="trialfhir")
@@ -11,25 +21,5 @@ def main() -> None:
     """Trial tables (SDTM) <-> FHIR R4: convert, push, pull, analyse."""
 
 
-def _register() -> None:
-    """Attach the command families that exist (each module adds one command or group)."""
-    import importlib
-
-    for module_name, attr in (
-        ("adapter.cli.convert_cmd", "convert"),
-        ("adapter.cli.transfer_cmd", "push"),
-        ("adapter.cli.transfer_cmd", "pull"),
-        ("adapter.cli.analyze_cmd", "analyze"),
-        ("adapter.cli.run_cmd", "run"),
-        ("adapter.cli.hapi_cmd", "hapi"),
-    ):
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name != module_name:
-                raise
-            continue
-        main.add_command(getattr(module, attr))
-
-
-_register()
+for command in (run, convert, push, pull, analyze, hapi):
+    main.add_command(command)

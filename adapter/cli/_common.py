@@ -195,8 +195,8 @@ def client_options(
         auth = SmartBackendAuth(
             smart_client_id,
             smart_key.read_bytes(),
-            algorithm=smart_alg,
-            scope=smart_scope,  # type: ignore[arg-type]
+            algorithm="ES384" if smart_alg == "ES384" else "RS384",
+            scope=smart_scope,
         )
     options: dict[str, Any] = {"timeout": timeout}
     if auth is not None:
