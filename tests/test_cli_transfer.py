@@ -195,3 +195,32 @@ def test_server_errors_map_to_their_exit_codes() -> None:
     assert exit_code_for(timeout) == EXIT_UNREACHABLE
     assert exit_code_for(RetriesExhausted(5, timeout)) == EXIT_UNREACHABLE
     assert exit_code_for(ValueError("a bug")) == EXIT_UNEXPECTED
+
+
+def test_smart_options_build_a_backend_services_auth(tmp_path: Path) -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from adapter.cli._common import client_options
+    from adapter.client import SmartBackendAuth
+
+    key = ec.generate_private_key(ec.SECP384R1())
+    pem = tmp_path / "key.pem"
+    pem.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    options = client_options(
+        None, None, "trial-exporter", pem, "ES384", "system/*.read", 30.0, None
+    )
+    auth = options["auth"]
+    assert isinstance(auth, SmartBackendAuth)
+    assert (auth.client_id, auth.algorithm, auth.scope) == (
+        "trial-exporter",
+        "ES384",
+        "system/*.read",
+    )
+    assert options["timeout"] == 30.0
