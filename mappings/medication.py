@@ -35,7 +35,7 @@ from mappings.observation import (
     decimal_cell,
     quantity,
     read_head,
-    row_domain,
+    row_key,
     set_date,
 )
 from mappings.primitives import JSON, decimal_text, get_dtc, variable_extension
@@ -382,18 +382,10 @@ class MedicationReader:
         """Take `resource` when it is a MedicationAdministration of EX or CM (True), else False."""
         if resource.get("resourceType") != "MedicationAdministration":
             return False
-        identifiers = resource.get("identifier")
-        if not identifiers:
+        found = row_key(resource, _SYSTEMS)
+        if found is None:
             return False
-        first = identifiers[0]
-        domain = _SYSTEMS.get(first.get("system"))
-        if domain is not None:
-            value = str(first.get("value", ""))
-        else:
-            found = row_domain(resource)
-            if found is None or found[0] not in DOMAINS_MAPPED:
-                return False
-            domain, value = found
+        domain, value = found
         row, carried = read_head(resource, domain, value)
         trt, stdtc, endtc, dosfrq, route_name, dose_name, dosu = _NAMES[domain]
         medication = resource.get("medicationCodeableConcept")

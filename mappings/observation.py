@@ -409,6 +409,23 @@ def row_domain(resource: JSON) -> tuple[str, str] | None:
     return None
 
 
+def row_key(resource: JSON, systems: dict[str, str]) -> tuple[str, str] | None:
+    """(domain, identifier value) of a row-level resource of one of the domains in `systems`
+    (identifier system -> domain): the first identifier looked up directly, the common case; else any
+    row identifier it carries. None when the resource is not such a row."""
+    identifiers = resource.get("identifier")
+    if not identifiers:
+        return None
+    first = identifiers[0]
+    domain = systems.get(first.get("system"))
+    if domain is not None:
+        return domain, str(first.get("value", ""))
+    found = row_domain(resource)
+    if found is None or found[0] not in systems.values():
+        return None
+    return found
+
+
 def read_head(resource: JSON, domain: str, value: str) -> tuple[dict[str, str], dict[str, str]]:
     """The head cells of the row behind `resource` (STUDYID, DOMAIN, USUBJID, --SEQ, EPOCH, VISITNUM,
     VISIT) and the cells it carries in `sdtm-variable` (to apply last: they win)."""
@@ -551,18 +568,10 @@ class ObservationReader:
         """Take `resource` when it is an Observation of VS, QS or RS (True), else leave it (False)."""
         if resource.get("resourceType") != "Observation":
             return False
-        identifiers = resource.get("identifier")
-        if not identifiers:
+        found = row_key(resource, _SYSTEMS)
+        if found is None:
             return False
-        first = identifiers[0]
-        domain = _SYSTEMS.get(first.get("system"))
-        if domain is not None:
-            value = str(first.get("value", ""))
-        else:
-            found = row_domain(resource)
-            if found is None or found[0] not in _SYSTEMS.values():
-                return False
-            domain, value = found
+        domain, value = found
         row, carried = read_head(resource, domain, value)
         if domain == "QS":
             read_code(resource.get("code"), row, "QSTESTCD", "QSTEST")
