@@ -164,8 +164,9 @@ def test_trial_frames_are_all_strings_with_empty_text_for_missing() -> None:
 
 
 def test_xpt_numbers_become_text(tmp_path: Path) -> None:
-    pd = pytest.importorskip("pandas")
-    pyreadstat = pytest.importorskip("pyreadstat")
+    import pandas as pd
+    import pyreadstat
+
     dm = read_trial(SMALL)["DM"]
     frame = pd.DataFrame(dm.rows, columns=dm.columns)
     frame["AGE"] = [45.0, 52.5]
