@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
+import orjson
+
 from mappings.sdtm import DOMAINS, Table, Trial
 
 JSON = dict[str, Any]
@@ -54,3 +56,15 @@ def assert_family_round_trips(
         assert by_key(back.get(domain, []), seq) == by_key(written(trial[domain].rows), seq)
     assert set(back) <= set(owned)
     return resources
+
+
+def assert_reading_leaves_resources_untouched(resources: list[JSON], reader: FamilyReader) -> None:
+    """Reading back changes no resource, and no two resources share their identifier list (so a
+    caller editing one cannot change another)."""
+    before = orjson.dumps(resources, default=str)
+    for resource in resources:
+        reader.feed(resource)
+    reader.rows()
+    assert orjson.dumps(resources, default=str) == before
+    identifiers = [id(r["identifier"]) for r in resources]
+    assert len(set(identifiers)) == len(resources)

@@ -6,7 +6,14 @@ from decimal import Decimal
 
 import orjson
 import pytest
-from family_tables import FREE_TEXT, JSON, Validate, assert_family_round_trips, table
+from family_tables import (
+    FREE_TEXT,
+    JSON,
+    Validate,
+    assert_family_round_trips,
+    assert_reading_leaves_resources_untouched,
+    table,
+)
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -281,15 +288,7 @@ def test_the_reader_takes_derived_resources_without_rows() -> None:
 
 
 def test_reading_back_leaves_the_resources_untouched() -> None:
-    resources = list(biopsy.to_fhir(example()))
-    before = orjson.dumps(resources, default=str)
-    reader = BiopsyReader()
-    for resource in resources:
-        reader.feed(resource)
-    reader.rows()
-    assert orjson.dumps(resources, default=str) == before
-    identifiers = [id(r["identifier"]) for r in resources]
-    assert len(set(identifiers)) == len(resources)
+    assert_reading_leaves_resources_untouched(list(biopsy.to_fhir(example())), BiopsyReader())
 
 
 # --- the reconstructed cohort -----------------------------------------------------------------------------------

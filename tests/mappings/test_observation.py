@@ -12,6 +12,7 @@ from family_tables import (
     JSON,
     Validate,
     assert_family_round_trips,
+    assert_reading_leaves_resources_untouched,
     by_key,
     table,
     written,
@@ -299,15 +300,9 @@ def test_absent_tables_give_nothing() -> None:
 
 
 def test_reading_back_leaves_the_resources_untouched() -> None:
-    resources = list(observation.to_fhir(example()))
-    before = orjson.dumps(resources, default=str)
-    reader = ObservationReader()
-    for resource in resources:
-        reader.feed(resource)
-    reader.rows()
-    assert orjson.dumps(resources, default=str) == before
-    identifiers = [id(r["identifier"]) for r in resources]
-    assert len(set(identifiers)) == len(resources)
+    assert_reading_leaves_resources_untouched(
+        list(observation.to_fhir(example())), ObservationReader()
+    )
 
 
 # --- the reconstructed cohort ---------------------------------------------------------------------------
