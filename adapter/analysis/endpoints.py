@@ -26,6 +26,7 @@ from adapter.analysis.periods import (
     change_over_period,
     domain_rows,
     has_columns,
+    result_number,
     score_readings,
     to_number,
     treatment_periods,
@@ -421,9 +422,7 @@ def _biopsies(trial: _Trial) -> dict[str, list[_Biopsy]]:
         biopsy = biopsies.setdefault(key, _Biopsy(row["USUBJID"], refid, when))
         if not biopsy.when_text:
             biopsy.when_text = when
-        number = to_number(row.get("MISTRESN", ""))
-        if number is None:
-            number = to_number(row.get("MIORRES", ""))
+        number = result_number(row, "MI")
         if number is not None:
             biopsy.numbers[row["MITESTCD"]] = number
         term = (row.get("MISTRESC", "") or row.get("MIORRES", "")).strip().upper()

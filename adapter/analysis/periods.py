@@ -25,6 +25,7 @@ __all__ = [
     "change_over_period",
     "domain_rows",
     "has_columns",
+    "result_number",
     "score_readings",
     "to_number",
     "treatment_periods",
@@ -74,6 +75,13 @@ def to_number(text: str) -> float | None:
     except ValueError:
         return None
     return value if math.isfinite(value) else None
+
+
+def result_number(row: dict[str, str], prefix: str) -> float | None:
+    """A finding's numeric result: --STRESN, else --ORRES when that is numeric (`prefix` is the
+    domain code, "QS" or "MI"); None when neither is a number."""
+    value = to_number(row.get(f"{prefix}STRESN", ""))
+    return value if value is not None else to_number(row.get(f"{prefix}ORRES", ""))
 
 
 def _seq(text: str) -> int:
@@ -191,9 +199,7 @@ def score_readings(trial: Trial, testcd: str) -> dict[str, list[ScoreReading]]:
         if record["QSTESTCD"] != testcd:
             continue
         when = parse_instant(record["QSDTC"])
-        value = to_number(record.get("QSSTRESN", ""))
-        if value is None:
-            value = to_number(record.get("QSORRES", ""))
+        value = result_number(record, "QS")
         if when is None or value is None:
             continue
         out.setdefault(record["USUBJID"], []).append(
