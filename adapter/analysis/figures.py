@@ -56,7 +56,7 @@ def p_label(p: object) -> str:
     return "P<0.001" if p < 0.001 else f"P={p:.3f}" if p < 0.1 else f"P={p:.2f}"
 
 
-def _number(cell: Cell) -> float:
+def _float(cell: Cell) -> float:
     """A numeric dataset cell as float (the datasets the figures plot hold numbers there)."""
     assert isinstance(cell, int | float), cell
     return float(cell)
@@ -129,7 +129,7 @@ def change_by_arm(results: Results) -> Figure:
             _empty(panel, "no changes to show")
             continue
         by_arm = {
-            role: [_number(row["CHANGE"]) for row in data.rows if row["ARM_ROLE"] == role]
+            role: [_float(row["CHANGE"]) for row in data.rows if row["ARM_ROLE"] == role]
             for role in ROLES
         }
         for i, role in enumerate(ROLES):
@@ -213,7 +213,7 @@ def biopsy_pairs(results: Results) -> Figure:
             _empty(panel, "no paired biopsies")
             panel.set_title(measure.label)
             continue
-        for pre, post in ((_number(r["PRE"]), _number(r["POST"])) for r in rows):
+        for pre, post in ((_float(r["PRE"]), _float(r["POST"])) for r in rows):
             panel.plot(
                 [0, 1],
                 [pre, post],

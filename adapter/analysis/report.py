@@ -115,11 +115,20 @@ SUPPLEMENTARY_LABELS: dict[str, str] = {
 #: Longer exclusion lists are summarised by reason in the report (results.json keeps them all).
 _LIST_EXCLUSIONS_UP_TO = 30
 
-_FIGURES: dict[str, tuple[str, str]] = {
-    "strength_trajectories": ("E1", "Strength score of every patient at every visit"),
-    "change_by_arm": ("E2", "First-period change from baseline by randomised arm"),
-    "responder_bars": ("E3", "Clinical response per treatment course"),
-    "biopsy_pairs": ("E6", "Repeat biopsies before and after IVIG"),
+#: The report's figures by file stem: how each is drawn, the endpoint it is shown under, its caption.
+_FIGURES: dict[str, tuple[Callable[[Results], Figure], str, str]] = {
+    "strength_trajectories": (
+        figures.strength_trajectories,
+        "E1",
+        "Strength score of every patient at every visit",
+    ),
+    "change_by_arm": (
+        figures.change_by_arm,
+        "E2",
+        "First-period change from baseline by randomised arm",
+    ),
+    "responder_bars": (figures.responder_bars, "E3", "Clinical response per treatment course"),
+    "biopsy_pairs": (figures.biopsy_pairs, "E6", "Repeat biopsies before and after IVIG"),
 }
 
 
@@ -272,13 +281,7 @@ def _demographics_table(dataset: Dataset | None) -> _Table | None:
 
 def build_figures(results: Results) -> dict[str, Figure]:
     """The report's figures by file stem (see `figures`), not yet saved."""
-    builders: dict[str, Callable[[Results], Figure]] = {
-        "strength_trajectories": figures.strength_trajectories,
-        "change_by_arm": figures.change_by_arm,
-        "responder_bars": figures.responder_bars,
-        "biopsy_pairs": figures.biopsy_pairs,
-    }
-    return {name: build(results) for name, build in builders.items()}
+    return {name: draw(results) for name, (draw, _, _) in _FIGURES.items()}
 
 
 def _blocks(results: Results, images: dict[str, bytes]) -> list[_Block]:
@@ -347,7 +350,7 @@ def _blocks(results: Results, images: dict[str, bytes]) -> list[_Block]:
         if endpoint == "E8":
             body = body[1:]  # the cohort heading is already there
         blocks.extend(body)
-        for name, (anchor, caption) in _FIGURES.items():
+        for name, (_, anchor, caption) in _FIGURES.items():
             if anchor == endpoint and name in images:
                 blocks.append(_Image(name, caption, images[name]))
     blocks.extend(_method_blocks(results))
