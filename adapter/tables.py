@@ -4,7 +4,6 @@
 or raises `TableError` listing EVERY broken rule of the folder at once (file, row, variable, reason).
 `write_trial(trial, out_dir)` writes `<domain>.csv` files that read back into the same tables; a file
 written in that style (UTF-8, minimal quoting, `\\n` line ends) is reproduced byte for byte.
-`trial_frames(trial)` gives the analysis one string DataFrame per domain.
 
 Row numbers in problems are 1-based DATA rows: the header does not count, so row 1 is the first record
 after the header (a spreadsheet shows row N on its line N + 1 when no cell spans lines). File formats and
@@ -21,19 +20,14 @@ import re
 from collections.abc import Iterable, Sequence
 from decimal import Decimal
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from mappings.sdtm import DECIMAL_RE, DOMAINS, DomainSpec, Problem, Table, Trial, check_dtc
-
-if TYPE_CHECKING:
-    import pandas as pd
 
 __all__ = [
     "TableError",
     "domain_files",
     "read_table",
     "read_trial",
-    "trial_frames",
     "write_table",
     "write_trial",
     "xpt_number_text",
@@ -486,18 +480,3 @@ def write_trial(trial: Trial, out_dir: str | Path) -> list[Path]:
         write_table(table, path)
         written.append(path)
     return written
-
-
-# --- the analysis view ---------------------------------------------------------------------------
-
-
-def trial_frames(trial: Trial) -> dict[str, pd.DataFrame]:
-    """One DataFrame per domain (upper-case code), every column of dtype str, "" where missing."""
-    import pandas as pd
-
-    frames: dict[str, pd.DataFrame] = {}
-    for code, table in trial.items():
-        columns = table.columns
-        data = {c: [row.get(c, "") for row in table.rows] for c in columns}
-        frames[code] = pd.DataFrame(data, columns=columns, dtype=str)
-    return frames

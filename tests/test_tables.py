@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from adapter.tables import TableError, read_trial, trial_frames, write_trial, xpt_number_text
+from adapter.tables import TableError, read_trial, write_trial, xpt_number_text
 from mappings.sdtm import Problem
 
 SMALL = Path(__file__).parent / "data" / "sdtm_small"
@@ -147,17 +147,6 @@ def test_write_back_of_a_bom_crlf_file_is_normalised_but_equal_in_content(
     path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes().replace(b"\n", b"\r\n"))
     write_trial(read_trial(folder), tmp_path / "out")
     assert (tmp_path / "out" / "vs.csv").read_bytes() == (SMALL / "vs.csv").read_bytes()
-
-
-def test_trial_frames_are_all_strings_with_empty_text_for_missing() -> None:
-    frames = trial_frames(read_trial(SMALL))
-    vs = frames["VS"]
-    assert list(vs.columns) == read_trial(SMALL)["VS"].columns
-    assert all(str(dtype) in ("str", "object", "string") for dtype in vs.dtypes)
-    assert vs.loc[1, "VSSTRESN"] == "62.00"
-    mi = frames["MI"]
-    assert (mi["MIORRESU"] == "").any()
-    assert not mi.isna().any().any()
 
 
 # --- SAS transport -----------------------------------------------------------------------------------

@@ -1,11 +1,13 @@
 """Study reanalysis: endpoints E1-E8 beside the published figures, and a report a clinician can read.
 
+    trial = read_trial("fixtures/dalakas1993")  # or fhir_to_trial(resources)
     definition = load_definition("fixtures/dalakas1993/study.json")
-    results = analyze(tables, definition, source="fixtures/dalakas1993")
-    paths = write_outputs(results, tables, "out/")
+    results = analyze(trial, definition, source="fixtures/dalakas1993")
+    paths = write_outputs(results, "out/")
 
-`tables` maps upper-case domain codes ("DM", "SE", ...) to DataFrames of strings ("" = missing).
-The analysis never receives a client or reads files other than the definition.
+`trial` is a `mappings.sdtm.Trial`: upper-case domain codes ("DM", "SE", ...) to tables whose cells
+are strings ("" = missing). `Results` carries everything the report shows, so `write_outputs` needs
+nothing else. The analysis never receives a client or reads files other than the definition.
 """
 
 from __future__ import annotations
@@ -18,15 +20,27 @@ from adapter.analysis.definition import (
 )
 from adapter.analysis.endpoints import VALUE_NAMES, analyze
 from adapter.analysis.report import write_outputs
-from adapter.analysis.results import EndpointResult, Exclusion, Results
+from adapter.analysis.results import (
+    Dataset,
+    EndpointResult,
+    Exclusion,
+    Results,
+    Trajectories,
+    Trajectory,
+    TrajectoryPoint,
+)
 
 __all__ = [
     "VALUE_NAMES",
+    "Dataset",
     "DefinitionError",
     "EndpointResult",
     "Exclusion",
     "Results",
     "StudyDefinition",
+    "Trajectories",
+    "Trajectory",
+    "TrajectoryPoint",
     "analyze",
     "load_definition",
     "parse_definition",

@@ -1,23 +1,22 @@
 """Endpoints E1-E8 of the study spec, computed from the trial tables and the study definition.
 
-`analyze(tables, definition, source)` returns a `Results`. Each endpoint is computed on its own: a
-domain or variable it needs that is missing makes its values null with the reason; a subject without
-what it needs is left out of that endpoint and listed in `excluded` with the reason. Nothing here
-reads files, talks to a server or logs patient data.
+`analyze(trial, definition, source)` returns a `Results`: the endpoints, and what the report draws
+beside them (the per-subject datasets and the score trajectories), all read from the trial's rows.
+Each endpoint is computed on its own: a domain or variable it needs that is missing makes its values
+null with the reason; a subject without what it needs is left out of that endpoint and listed in
+`excluded` with the reason. Nothing here reads files, talks to a server or logs patient data.
 """
 
 from __future__ import annotations
 
 import statistics
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, time
 from functools import cached_property
 
-import pandas as pd
-
 from adapter.analysis import stats
-from adapter.analysis.dates import days_inclusive, parse_instant
+from adapter.analysis.dates import Instant, days_inclusive, parse_instant
 from adapter.analysis.definition import ROLES, Role, StudyDefinition
 from adapter.analysis.periods import (
     MissingInputError,
@@ -25,13 +24,25 @@ from adapter.analysis.periods import (
     ScoreReading,
     TreatmentPeriod,
     change_over_period,
-    domain,
-    records,
+    domain_rows,
+    has_columns,
+    result_number,
     score_readings,
     to_number,
     treatment_periods,
 )
-from adapter.analysis.results import EndpointResult, Exclusion, Results, Value
+from adapter.analysis.results import (
+    Cell,
+    Dataset,
+    EndpointResult,
+    Exclusion,
+    Results,
+    Trajectories,
+    Trajectory,
+    TrajectoryPoint,
+    Value,
+)
+from mappings.sdtm import Trial
 
 __all__ = ["VALUE_NAMES", "analyze", "is_reconstructed"]
 
@@ -100,11 +111,11 @@ def _sd(values: Sequence[float]) -> float | None:
 
 @dataclass
 class _Trial:
-    """The tables and definition, with the derived pieces several endpoints share."""
+    """The trial's tables and the definition, with the derived pieces several endpoints share."""
 
-    tables: Mapping[str, pd.DataFrame]
+    tables: Trial
     definition: StudyDefinition
-    datasets: dict[str, pd.DataFrame] = field(default_factory=dict)
+    datasets: dict[str, Dataset] = field(default_factory=dict)
     score_cache: dict[str, dict[str, list[ScoreReading]]] = field(default_factory=dict)
 
     @cached_property
@@ -114,8 +125,8 @@ class _Trial:
     @cached_property
     def randomised(self) -> dict[str, str]:
         """USUBJID -> randomised ARMCD, for every DM subject."""
-        dm = domain(self.tables, "DM", ("USUBJID", "ARMCD"))
-        return {row["USUBJID"]: row["ARMCD"] for row in records(dm)}
+        dm = domain_rows(self.tables, "DM", ("USUBJID", "ARMCD"))
+        return {row["USUBJID"]: row["ARMCD"] for row in dm}
 
     def readings(self, testcd: str) -> dict[str, list[ScoreReading]]:
         """Every subject's dated readings of one score (computed once per score)."""
@@ -126,8 +137,8 @@ class _Trial:
     @cached_property
     def responses(self) -> dict[tuple[str, str], str]:
         """(USUBJID, EPOCH) -> the RSORRES of the last clinical-response row of that period."""
-        rs = domain(self.tables, "RS", ("USUBJID", "RSTESTCD", "RSORRES", "EPOCH"))
-        rows = [r for r in records(rs) if r["RSTESTCD"] == self.definition.response_testcd]
+        rs = domain_rows(self.tables, "RS", ("USUBJID", "RSTESTCD", "RSORRES", "EPOCH"))
+        rows = [r for r in rs if r["RSTESTCD"] == self.definition.response_testcd]
 
         def order(row: dict[str, str]) -> tuple[bool, tuple[date, time], float]:
             when = parse_instant(row.get("RSDTC", ""))
@@ -210,7 +221,7 @@ def _score_by_arm(trial: _Trial, endpoint: str) -> EndpointResult:
     for name in ("p_between_mwu", "p_between_welch"):
         b.tested(name, stats.run_between(tests[name], deltas["ivig"], deltas["placebo"]))
     b.value("n_first_period_not_randomised_treatment", off_arm)
-    trial.datasets[f"{endpoint}_changes"] = _changes_frame(
+    trial.datasets[f"{endpoint}_changes"] = _changes_dataset(
         [
             (c, definition.arm_roles[trial.randomised[c.period.usubjid]])
             for r in ROLES
@@ -221,8 +232,13 @@ def _score_by_arm(trial: _Trial, endpoint: str) -> EndpointResult:
     return b.result
 
 
-def _changes_frame(changes: list[tuple[PeriodChange, Role]], testcd: str) -> pd.DataFrame:
-    columns = [
+def _dataset(columns: tuple[str, ...], rows: Sequence[Sequence[Cell]]) -> Dataset:
+    """A dataset from rows given as cells in column order."""
+    return Dataset(columns, [dict(zip(columns, row, strict=True)) for row in rows])
+
+
+def _changes_dataset(changes: list[tuple[PeriodChange, Role]], testcd: str) -> Dataset:
+    columns = (
         "USUBJID",
         "ARM_ROLE",
         "PERIOD",
@@ -232,9 +248,9 @@ def _changes_frame(changes: list[tuple[PeriodChange, Role]], testcd: str) -> pd.
         "BASELINE",
         "END",
         "CHANGE",
-    ]
+    )
     rows = [
-        [
+        (
             c.period.usubjid,
             arm,
             c.period.order,
@@ -244,12 +260,12 @@ def _changes_frame(changes: list[tuple[PeriodChange, Role]], testcd: str) -> pd.
             c.baseline.value,
             c.end.value,
             c.change,
-        ]
+        )
         for c, arm in sorted(
             changes, key=lambda item: (item[0].period.usubjid, item[0].period.order)
         )
     ]
-    return pd.DataFrame(rows, columns=columns)
+    return _dataset(columns, rows)
 
 
 # ---------------------------------------------------------------- E3: response by treatment
@@ -299,10 +315,13 @@ def _e3(trial: _Trial) -> EndpointResult:
     b.tested(
         "p_fisher_major", stats.run_table(trial.definition.tests["E3"]["p_fisher_major"], table)
     )
-    trial.datasets["E3_responses"] = pd.DataFrame(
-        [[p.usubjid, p.order, p.epoch, p.role, c] for r in ROLES for p, c in by_role[r]],
-        columns=["USUBJID", "PERIOD", "EPOCH", "TREATMENT", "RESPONSE"],
-    ).sort_values(["USUBJID", "PERIOD"], ignore_index=True)
+    trial.datasets["E3_responses"] = _dataset(
+        ("USUBJID", "PERIOD", "EPOCH", "TREATMENT", "RESPONSE"),
+        sorted(
+            ((p.usubjid, p.order, p.epoch, p.role, c) for r in ROLES for p, c in by_role[r]),
+            key=lambda row: (row[0], row[1]),
+        ),
+    )
     return b.result
 
 
@@ -341,7 +360,7 @@ def _e5(trial: _Trial) -> EndpointResult:
         for usubjid, periods in sorted(trial.periods.items())
         if {p.role for p in periods} >= set(ROLES)
     }
-    rows = []
+    rows: list[tuple[Cell, ...]] = []
     for slot in ("mssum", "nsstot"):
         score = definition.score("E5", slot)
         readings = trial.readings(score.code)
@@ -360,7 +379,7 @@ def _e5(trial: _Trial) -> EndpointResult:
             assert isinstance(ivig, PeriodChange) and isinstance(placebo, PeriodChange)
             diffs.append(ivig.change - placebo.change)
             rows.append(
-                [usubjid, score.code, ivig.change, placebo.change, ivig.change - placebo.change]
+                (usubjid, score.code, ivig.change, placebo.change, ivig.change - placebo.change)
             )
         if slot == "mssum":
             b.value("n", len(diffs))
@@ -368,8 +387,8 @@ def _e5(trial: _Trial) -> EndpointResult:
         b.value(f"diff_mean_{slot}", _mean(diffs), "no crossover subject with both changes")
         b.tested(f"p_{slot}", stats.run_paired(definition.tests["E5"][f"p_{slot}"], diffs))
     b.value("n_crossover", len(crossover))
-    trial.datasets["E5_crossover"] = pd.DataFrame(
-        rows, columns=["USUBJID", "TESTCD", "CHANGE_IVIG", "CHANGE_PLACEBO", "DIFFERENCE"]
+    trial.datasets["E5_crossover"] = _dataset(
+        ("USUBJID", "TESTCD", "CHANGE_IVIG", "CHANGE_PLACEBO", "DIFFERENCE"), rows
     )
     return b.result
 
@@ -388,24 +407,22 @@ class _Biopsy:
 
 def _biopsies(trial: _Trial) -> dict[str, list[_Biopsy]]:
     """MI findings grouped into biopsies (by MIREFID, else by date), dated by MIDTC or PR."""
-    mi = domain(trial.tables, "MI", ("USUBJID", "MITESTCD", "MIDTC"))
+    mi = domain_rows(trial.tables, "MI", ("USUBJID", "MITESTCD", "MIDTC"))
     pr_dates: dict[tuple[str, str], str] = {}
-    pr = trial.tables.get("PR")
-    if pr is not None and {"USUBJID", "PRREFID", "PRSTDTC"} <= set(pr.columns):
-        for row in records(pr.fillna("").astype(str)):
+    pr_columns = ("USUBJID", "PRREFID", "PRSTDTC")
+    if has_columns(trial.tables, "PR", pr_columns):
+        for row in domain_rows(trial.tables, "PR", pr_columns):
             if row["PRREFID"]:
                 pr_dates[(row["USUBJID"], row["PRREFID"])] = row["PRSTDTC"]
     biopsies: dict[tuple[str, str], _Biopsy] = {}
-    for row in records(mi):
+    for row in mi:
         refid = row.get("MIREFID", "")
         when = row["MIDTC"] or pr_dates.get((row["USUBJID"], refid), "")
         key = (row["USUBJID"], refid or when)
         biopsy = biopsies.setdefault(key, _Biopsy(row["USUBJID"], refid, when))
         if not biopsy.when_text:
             biopsy.when_text = when
-        number = to_number(row.get("MISTRESN", ""))
-        if number is None:
-            number = to_number(row.get("MIORRES", ""))
+        number = result_number(row, "MI")
         if number is not None:
             biopsy.numbers[row["MITESTCD"]] = number
         term = (row.get("MISTRESC", "") or row.get("MIORRES", "")).strip().upper()
@@ -449,7 +466,7 @@ def _e6(trial: _Trial) -> EndpointResult:
         else:
             pairs.append((usubjid, before[-1], after[-1]))
     b.value("n", len(pairs))
-    rows = []
+    rows: list[tuple[Cell, ...]] = []
     for measure in definition.biopsy_measures:
         pre, post, diffs = [], [], []
         for usubjid, first, last in pairs:
@@ -460,7 +477,7 @@ def _e6(trial: _Trial) -> EndpointResult:
             pre.append(x)
             post.append(y)
             diffs.append(y - x)
-            rows.append([usubjid, measure.testcd, x, y])
+            rows.append((usubjid, measure.testcd, x, y))
         reason = f"no subject with {measure.testcd} before and after"
         b.value(f"{measure.key}_pre_mean", _mean(pre), reason)
         b.value(f"{measure.key}_post_mean", _mean(post), reason)
@@ -494,7 +511,7 @@ def _e6(trial: _Trial) -> EndpointResult:
                 reduced += g1 < g0
         b.value(f"{testcd.lower()}_reduced", reduced)
         b.value(f"{testcd.lower()}_graded_pairs", graded)
-    trial.datasets["E6_biopsies"] = pd.DataFrame(rows, columns=["USUBJID", "TESTCD", "PRE", "POST"])
+    trial.datasets["E6_biopsies"] = _dataset(("USUBJID", "TESTCD", "PRE", "POST"), rows)
     return b.result
 
 
@@ -534,14 +551,15 @@ def _prednisone_total(
 def _e7(trial: _Trial) -> EndpointResult:
     b = _Builder(trial, "E7")
     definition = trial.definition
-    dm = domain(trial.tables, "DM", ("USUBJID", "RFSTDTC", "RFENDTC"))
-    cm = domain(trial.tables, "CM", ("USUBJID", "CMTRT", "CMDOSE", "CMDOSFRQ", "CMSTDTC"))
+    dm = domain_rows(trial.tables, "DM", ("USUBJID", "RFSTDTC", "RFENDTC"))
+    cm = domain_rows(trial.tables, "CM", ("USUBJID", "CMTRT", "CMDOSE", "CMDOSFRQ", "CMSTDTC"))
     by_subject: dict[str, list[dict[str, str]]] = {}
-    wanted = cm["CMTRT"].str.strip().str.upper() == definition.background_cmtrt.upper()
-    for row in records(cm[wanted]):
-        by_subject.setdefault(row["USUBJID"], []).append(row)
+    wanted = definition.background_cmtrt.upper()
+    for row in cm:
+        if row["CMTRT"].strip().upper() == wanted:
+            by_subject.setdefault(row["USUBJID"], []).append(row)
     per_subject: list[tuple[str, float]] = []
-    for row in sorted(records(dm), key=lambda r: r["USUBJID"]):
+    for row in sorted(dm, key=lambda r: r["USUBJID"]):
         usubjid = row["USUBJID"]
         start, end = parse_instant(row["RFSTDTC"]), parse_instant(row["RFENDTC"])
         if start is None or end is None:
@@ -564,7 +582,7 @@ def _e7(trial: _Trial) -> EndpointResult:
     b.value("n", len(means))
     b.value("subject_mean_min", min(means) if means else None)
     b.value("subject_mean_max", max(means) if means else None)
-    trial.datasets["E7_prednisone"] = pd.DataFrame(per_subject, columns=["USUBJID", "MG_PER_DAY"])
+    trial.datasets["E7_prednisone"] = _dataset(("USUBJID", "MG_PER_DAY"), per_subject)
     return b.result
 
 
@@ -574,10 +592,10 @@ def _e7(trial: _Trial) -> EndpointResult:
 def _e8(trial: _Trial) -> EndpointResult:
     b = _Builder(trial, "E8")
     definition = trial.definition
-    dm = domain(trial.tables, "DM", ("USUBJID", "ARMCD", "AGE"))
+    dm = domain_rows(trial.tables, "DM", ("USUBJID", "ARMCD", "AGE"))
     arms: dict[Role, int] = dict.fromkeys(ROLES, 0)
     ages: list[float] = []
-    for row in records(dm):
+    for row in dm:
         role = definition.role_of_arm(row["ARMCD"])
         if role is None:
             b.exclude(
@@ -601,12 +619,12 @@ def _e8(trial: _Trial) -> EndpointResult:
     for role in ROLES:
         b.value(f"{role}_courses", sum(s.count(role) for s in sequences.values()))
     b.value("n_subjects", len(dm))
-    if "ACTARMCD" in dm.columns:
+    if has_columns(trial.tables, "DM", ("ACTARMCD",)):
         # SDTM: ACTARMCD names the elements actually received, joined by "-" (IVIG-PBO)
         received = {u: "-".join(p.etcd for p in ps) for u, ps in trial.periods.items()}
         b.value(
             "n_actarmcd_not_as_in_se",
-            sum(1 for row in records(dm) if row["ACTARMCD"] != received.get(row["USUBJID"], "")),
+            sum(1 for row in dm if row["ACTARMCD"] != received.get(row["USUBJID"], "")),
         )
     trial.datasets["demographics"] = _demographics(trial)
     return b.result
@@ -616,15 +634,15 @@ def _number(value: float) -> Value:
     return int(value) if float(value).is_integer() else value
 
 
-def _demographics(trial: _Trial) -> pd.DataFrame:
+def _demographics(trial: _Trial) -> Dataset:
     """One row per randomised arm (and overall): n, age, sex, baseline weight."""
     definition = trial.definition
-    dm = domain(trial.tables, "DM", ("USUBJID", "ARMCD", "AGE"))
+    subjects = domain_rows(trial.tables, "DM", ("USUBJID", "ARMCD", "AGE"))
     weights: dict[str, float] = {}
-    vs = trial.tables.get("VS")
-    if vs is not None and {"USUBJID", "VSTESTCD", "VSSTRESN", "VSDTC"} <= set(vs.columns):
+    vs_columns = ("USUBJID", "VSTESTCD", "VSSTRESN", "VSDTC")
+    if has_columns(trial.tables, "VS", vs_columns):
         dated: dict[str, tuple[tuple[date, time], float]] = {}
-        for row in records(vs.fillna("").astype(str)):
+        for row in domain_rows(trial.tables, "VS", vs_columns):
             weight, when = to_number(row["VSSTRESN"]), parse_instant(row["VSDTC"])
             if row["VSTESTCD"] != definition.weight_testcd or weight is None or when is None:
                 continue
@@ -632,8 +650,6 @@ def _demographics(trial: _Trial) -> pd.DataFrame:
             if current is None or when.sort_key() < current[0]:
                 dated[row["USUBJID"]] = (when.sort_key(), weight)  # the earliest weight
         weights = {usubjid: weight for usubjid, (_, weight) in dated.items()}
-    out = []
-    subjects = records(dm)
     groups: list[tuple[str, list[dict[str, str]]]] = [
         (
             definition.role_labels[role],
@@ -642,24 +658,80 @@ def _demographics(trial: _Trial) -> pd.DataFrame:
         for role in ROLES
     ]
     groups.append(("All", subjects))
+    rows: list[tuple[Cell, ...]] = []
     for label, members in groups:
         ages = [a for a in (to_number(s["AGE"]) for s in members) if a is not None]
         sexes = [s.get("SEX", "") for s in members]
         kg = [weights[s["USUBJID"]] for s in members if s["USUBJID"] in weights]
-        out.append(
-            {
-                "group": label,
-                "n": len(members),
-                "age_mean": _mean(ages),
-                "age_sd": _sd(ages),
-                "age_min": min(ages) if ages else None,
-                "age_max": max(ages) if ages else None,
-                "female": sum(1 for s in sexes if s == "F"),
-                "male": sum(1 for s in sexes if s == "M"),
-                "weight_mean_kg": _mean(kg),
-            }
+        rows.append(
+            (
+                label,
+                len(members),
+                _mean(ages),
+                _sd(ages),
+                min(ages) if ages else None,
+                max(ages) if ages else None,
+                sum(1 for s in sexes if s == "F"),
+                sum(1 for s in sexes if s == "M"),
+                _mean(kg),
+            )
         )
-    return pd.DataFrame(out)
+    columns = (
+        "group",
+        "n",
+        "age_mean",
+        "age_sd",
+        "age_min",
+        "age_max",
+        "female",
+        "male",
+        "weight_mean_kg",
+    )
+    return _dataset(columns, rows)
+
+
+# ---------------------------------------------------------------- trajectories (drawn, not tested)
+
+
+def _trajectories(trial: _Trial) -> Trajectories:
+    """E1's score at every visit of every subject randomised to a study arm, in days from the
+    subject's first study-drug dose, each reading labelled with the treatment being received."""
+    definition = trial.definition
+    testcd = definition.score("E1").code
+    try:
+        readings = trial.readings(testcd)
+        periods = trial.periods
+        randomised = trial.randomised
+    except MissingInputError as exc:
+        return Trajectories(testcd, missing=str(exc))
+    subjects: list[Trajectory] = []
+    for usubjid in sorted(readings):
+        armcd = randomised.get(usubjid)
+        arm = definition.role_of_arm(armcd) if armcd is not None else None
+        subject_periods = periods.get(usubjid, [])
+        doses = [p.first_dose for p in subject_periods if p.first_dose is not None]
+        if arm is None or not doses:
+            continue
+        origin = min(doses, key=Instant.sort_key).day
+        points = tuple(
+            TrajectoryPoint(
+                day=(r.when.day - origin).days,
+                value=r.value,
+                treatment=_treatment_at(subject_periods, r.when),
+            )
+            for r in readings[usubjid]
+        )
+        subjects.append(Trajectory(usubjid, arm, points))
+    return Trajectories(testcd, tuple(subjects), scored_subjects=len(readings))
+
+
+def _treatment_at(periods: list[TreatmentPeriod], when: Instant) -> Role | None:
+    """The role of the (last) treatment period covering `when`; None off treatment."""
+    role: Role | None = None
+    for period in periods:
+        if period.covers(when):
+            role = period.role
+    return role
 
 
 # ---------------------------------------------------------------- the whole analysis
@@ -677,31 +749,30 @@ _ENDPOINTS: dict[str, Callable[[_Trial], EndpointResult]] = {
 }
 
 
-def is_reconstructed(tables: Mapping[str, pd.DataFrame], definition: StudyDefinition) -> bool:
+def is_reconstructed(tables: Trial, definition: StudyDefinition) -> bool:
     """Whether the TS domain labels the data as reconstructed (the definition says where to look)."""
-    ts = tables.get("TS")
-    if ts is None or not {"TSPARMCD", "TSVAL"} <= set(ts.columns):
+    ts_columns = ("TSPARMCD", "TSVAL")
+    if not has_columns(tables, "TS", ts_columns):
         return False
     marker = definition.reconstructed_marker.upper()
     wanted = set(definition.reconstructed_ts_parameters)
     return any(
         marker in row["TSVAL"].upper()
-        for row in records(ts.fillna("").astype(str))
+        for row in domain_rows(tables, "TS", ts_columns)
         if not wanted or row["TSPARMCD"] in wanted
     )
 
 
-def analyze(
-    tables: Mapping[str, pd.DataFrame], definition: StudyDefinition, source: str
-) -> Results:
-    """Compute E1-E8 from trial tables (domain code -> string DataFrame) and a study definition."""
-    trial = _Trial(tables, definition)
+def analyze(trial: Trial, definition: StudyDefinition, source: str) -> Results:
+    """Compute E1-E8 from a trial's tables and a study definition; `source` says where the data
+    came from (shown in the report). The results carry everything the report shows."""
+    analysis = _Trial(trial, definition)
     endpoints: dict[str, EndpointResult] = {}
     for key, compute in _ENDPOINTS.items():
         try:
-            result = compute(trial)
+            result = compute(analysis)
         except MissingInputError as exc:
-            result = _Builder(trial, key).result
+            result = _Builder(analysis, key).result
             result.null_reasons = dict.fromkeys(result.values, str(exc))
         else:
             for name, value in result.values.items():
@@ -712,8 +783,9 @@ def analyze(
         study=definition.study_id,
         title=definition.title,
         source=source,
-        reconstructed=is_reconstructed(tables, definition),
+        reconstructed=is_reconstructed(trial, definition),
         endpoints=endpoints,
         definition=definition,
-        datasets=trial.datasets,
+        trajectories=_trajectories(analysis),
+        datasets=analysis.datasets,
     )

@@ -1,4 +1,5 @@
-"""The report's figures, built as matplotlib Figure objects (Agg canvas, no pyplot state).
+"""The report's figures, built as matplotlib Figure objects (Agg canvas, no pyplot state), from the
+results alone: every series a figure plots is in `Results` (trajectories, datasets, values).
 
 Each builder returns a Figure whose artists carry a `gid` naming what they draw ("subject", "mean",
 "bar", "pair"), so a test can count what a figure shows before it is saved.
@@ -7,18 +8,14 @@ Each builder returns a Figure whose artists carry a `gid` naming what they draw 
 from __future__ import annotations
 
 import io
-from collections.abc import Mapping
 
-import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from adapter.analysis.dates import Instant
 from adapter.analysis.definition import ROLES, Role
 from adapter.analysis.endpoints import CATEGORIES
-from adapter.analysis.periods import MissingInputError, score_readings, treatment_periods
-from adapter.analysis.results import Results
+from adapter.analysis.results import Cell, Results
 
 __all__ = [
     "TREATMENT_COLOURS",
@@ -59,13 +56,19 @@ def p_label(p: object) -> str:
     return "P<0.001" if p < 0.001 else f"P={p:.3f}" if p < 0.1 else f"P={p:.2f}"
 
 
+def _float(cell: Cell) -> float:
+    """A numeric dataset cell as float (the datasets the figures plot hold numbers there)."""
+    assert isinstance(cell, int | float), cell
+    return float(cell)
+
+
 def _empty(axes: Axes, message: str) -> None:
     axes.text(0.5, 0.5, message, ha="center", va="center", transform=axes.transAxes, color="0.4")
     axes.set_xticks([])
     axes.set_yticks([])
 
 
-def strength_trajectories(tables: Mapping[str, pd.DataFrame], results: Results) -> Figure:
+def strength_trajectories(results: Results) -> Figure:
     """Each subject's strength score across visits and periods, one panel per randomised arm.
 
     x = days from the subject's first study-drug dose; one grey line per subject (gid "subject");
@@ -73,46 +76,24 @@ def strength_trajectories(tables: Mapping[str, pd.DataFrame], results: Results) 
     or before its end), grey when off treatment (screening / baseline).
     """
     definition = results.definition
-    score = definition.score("E1")
+    trajectories = results.trajectories
+    score = definition.scores[trajectories.testcd]
     figure, axes = _figure(11, 4.6, ncols=2)
-    try:
-        readings = score_readings(tables, score.code)
-        periods = treatment_periods(tables, definition)
-        arms = {
-            row["USUBJID"]: definition.role_of_arm(row["ARMCD"])
-            for row in tables["DM"].fillna("").astype(str).to_dict("records")
-        }
-    except (MissingInputError, KeyError) as exc:
+    if trajectories.missing is not None:
         for ax in axes:
-            _empty(ax, f"not available: {exc}")
+            _empty(ax, f"not available: {trajectories.missing}")
         return figure
     drawn: dict[Role, int] = dict.fromkeys(ROLES, 0)
     # many patients: thinner, fainter marks so the cloud stays readable
-    fade = min(1.0, max(0.15, 40 / max(1, len(readings))))
+    fade = min(1.0, max(0.15, 40 / max(1, trajectories.scored_subjects)))
     for panel, role in zip(axes, ROLES, strict=True):
-        for usubjid in sorted(readings):
-            subject_periods = periods.get(usubjid, [])
-            if arms.get(usubjid) != role or not subject_periods:
+        for subject in trajectories.subjects:
+            if subject.arm != role:
                 continue
-            doses = [p.first_dose for p in subject_periods if p.first_dose is not None]
-            if not doses:
-                continue
-            origin = min(doses, key=Instant.sort_key).day
-            xs = [(r.when.day - origin).days for r in readings[usubjid]]
-            ys = [r.value for r in readings[usubjid]]
+            xs = [point.day for point in subject.points]
+            ys = [point.value for point in subject.points]
             panel.plot(xs, ys, color="0.7", linewidth=fade, alpha=fade, zorder=1, gid="subject")
-            colours = []
-            for r in readings[usubjid]:
-                colour = TREATMENT_COLOURS["off"]
-                for p in subject_periods:
-                    if (
-                        p.first_dose is not None
-                        and p.end is not None
-                        and r.when.after(p.first_dose)
-                        and r.when.on_or_before(p.end)
-                    ):
-                        colour = TREATMENT_COLOURS[p.role]
-                colours.append(colour)
+            colours = [TREATMENT_COLOURS[point.treatment or "off"] for point in subject.points]
             panel.scatter(xs, ys, c=colours, s=22 * fade, alpha=fade, zorder=2, gid="reading")
             drawn[role] += 1
         panel.axvline(0, color="0.3", linestyle=":", linewidth=1)
@@ -144,11 +125,15 @@ def change_by_arm(results: Results) -> Figure:
     for panel, endpoint in zip(axes, ("E1", "E2"), strict=True):
         data = results.datasets.get(f"{endpoint}_changes")
         score = definition.score(endpoint)
-        if data is None or data.empty:
+        if data is None or not data.rows:
             _empty(panel, "no changes to show")
             continue
+        by_arm = {
+            role: [_float(row["CHANGE"]) for row in data.rows if row["ARM_ROLE"] == role]
+            for role in ROLES
+        }
         for i, role in enumerate(ROLES):
-            values = data.loc[data["ARM_ROLE"] == role, "CHANGE"].astype(float).tolist()
+            values = by_arm[role]
             offsets = [((j % 5) - 2) * 0.05 for j in range(len(values))]
             panel.scatter(
                 [i + o for o in offsets],
@@ -166,7 +151,7 @@ def change_by_arm(results: Results) -> Figure:
         panel.set_xticks(
             range(len(ROLES)),
             [
-                f"{definition.role_labels[r]} (n={(data['ARM_ROLE'] == r).sum()})\n"
+                f"{definition.role_labels[r]} (n={len(by_arm[r])})\n"
                 f"change within arm {p_label(outcome.values.get(f'p_within_{r}'))}"
                 for r in ROLES
             ],
@@ -223,12 +208,12 @@ def biopsy_pairs(results: Results) -> Figure:
     measures = definition.biopsy_measures
     figure, axes = _figure(3.6 * len(measures), 4.2, ncols=len(measures))
     for panel, measure in zip(axes, measures, strict=True):
-        rows = pd.DataFrame() if data is None else data[data["TESTCD"] == measure.testcd]
-        if rows.empty:
+        rows = [] if data is None else [r for r in data.rows if r["TESTCD"] == measure.testcd]
+        if not rows:
             _empty(panel, "no paired biopsies")
             panel.set_title(measure.label)
             continue
-        for pre, post in zip(rows["PRE"].astype(float), rows["POST"].astype(float), strict=True):
+        for pre, post in ((_float(r["PRE"]), _float(r["POST"])) for r in rows):
             panel.plot(
                 [0, 1],
                 [pre, post],

@@ -10,14 +10,12 @@ Scores on the same moment are ordered by --SEQ, so "last" is always defined.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, time
 
-import pandas as pd
-
 from adapter.analysis.dates import Instant, parse_instant
 from adapter.analysis.definition import Role, StudyDefinition
+from mappings.sdtm import Trial
 
 __all__ = [
     "MissingInputError",
@@ -25,8 +23,9 @@ __all__ = [
     "ScoreReading",
     "TreatmentPeriod",
     "change_over_period",
-    "domain",
-    "records",
+    "domain_rows",
+    "has_columns",
+    "result_number",
     "score_readings",
     "to_number",
     "treatment_periods",
@@ -47,22 +46,26 @@ class MissingInputError(LookupError):
         super().__init__(f"{where}: {what} is missing")
 
 
-def domain(tables: Mapping[str, pd.DataFrame], code: str, columns: tuple[str, ...]) -> pd.DataFrame:
-    """The domain's table, checked to have `columns`; raises MissingInputError naming what is absent."""
-    table = tables.get(code)
+def has_columns(trial: Trial, code: str, columns: tuple[str, ...]) -> bool:
+    """Whether the trial has the domain, with every one of `columns`."""
+    table = trial.get(code)
+    return table is not None and set(columns) <= set(table.columns)
+
+
+def domain_rows(trial: Trial, code: str, columns: tuple[str, ...]) -> list[dict[str, str]]:
+    """The domain's rows (every column present, "" where a row lacks a cell), checked to have
+    `columns`; raises MissingInputError naming the domain or the first variable that is absent."""
+    table = trial.get(code)
     if table is None:
         raise MissingInputError(code)
     for column in columns:
         if column not in table.columns:
             raise MissingInputError(code, column)
-    return table.fillna("").astype(str)
-
-
-def records(table: pd.DataFrame) -> list[dict[str, str]]:
-    """The rows of a string-valued table (as `domain` returns) as dicts, built column-wise."""
-    columns = [str(c) for c in table.columns]
-    data = [table[c].tolist() for c in table.columns]
-    return [dict(zip(columns, row, strict=True)) for row in zip(*data, strict=True)]
+    width = len(table.columns)
+    return [
+        row if len(row) == width else {c: row.get(c, "") for c in table.columns}
+        for row in table.rows
+    ]
 
 
 def to_number(text: str) -> float | None:
@@ -72,6 +75,13 @@ def to_number(text: str) -> float | None:
     except ValueError:
         return None
     return value if math.isfinite(value) else None
+
+
+def result_number(row: dict[str, str], prefix: str) -> float | None:
+    """A finding's numeric result: --STRESN, else --ORRES when that is numeric (`prefix` is the
+    domain code, "QS" or "MI"); None when neither is a number."""
+    value = to_number(row.get(f"{prefix}STRESN", ""))
+    return value if value is not None else to_number(row.get(f"{prefix}ORRES", ""))
 
 
 def _seq(text: str) -> int:
@@ -91,6 +101,15 @@ class TreatmentPeriod:
     start: Instant | None
     end: Instant | None
     first_dose: Instant | None
+
+    def covers(self, when: Instant) -> bool:
+        """Whether `when` falls in the period: after its first dose, on or before its end."""
+        return (
+            self.first_dose is not None
+            and self.end is not None
+            and when.after(self.first_dose)
+            and when.on_or_before(self.end)
+        )
 
 
 @dataclass(frozen=True)
@@ -117,28 +136,28 @@ class PeriodChange:
 
 
 def treatment_periods(
-    tables: Mapping[str, pd.DataFrame], definition: StudyDefinition
+    trial: Trial, definition: StudyDefinition
 ) -> dict[str, list[TreatmentPeriod]]:
     """Each subject's treatment periods in order (by SESTDTC, then the definition's epoch order).
 
     Needs SE (USUBJID, ETCD, EPOCH, SESTDTC, SEENDTC); EX (USUBJID, EPOCH, EXSTDTC) when present gives
     the first doses. Elements that are screening or have no treatment role are not periods.
     """
-    se = domain(tables, "SE", ("USUBJID", "ETCD", "EPOCH", "SESTDTC", "SEENDTC"))
+    se = domain_rows(trial, "SE", ("USUBJID", "ETCD", "EPOCH", "SESTDTC", "SEENDTC"))
     first_doses: dict[tuple[str, str], Instant] = {}
-    ex = tables.get("EX")
-    if ex is not None and {"USUBJID", "EPOCH", "EXSTDTC"} <= set(ex.columns):
-        for row in ex.fillna("").astype(str).itertuples(index=False):
-            when = parse_instant(str(row.EXSTDTC))
+    ex_columns = ("USUBJID", "EPOCH", "EXSTDTC")
+    if has_columns(trial, "EX", ex_columns):
+        for row in domain_rows(trial, "EX", ex_columns):
+            when = parse_instant(row["EXSTDTC"])
             if when is None:
                 continue
-            subject_epoch = (str(row.USUBJID), str(row.EPOCH))
+            subject_epoch = (row["USUBJID"], row["EPOCH"])
             current = first_doses.get(subject_epoch)
             if current is None or when.sort_key() < current.sort_key():
                 first_doses[subject_epoch] = when
     epoch_rank = {name: i for i, name in enumerate(definition.treatment_epochs)}
     raw: dict[str, list[tuple[_PeriodKey, dict[str, str]]]] = {}
-    for record in records(se):
+    for record in se:
         etcd = record["ETCD"]
         if etcd in definition.screening_elements or definition.role_of_element(etcd) is None:
             continue
@@ -168,21 +187,19 @@ def treatment_periods(
     return periods
 
 
-def score_readings(
-    tables: Mapping[str, pd.DataFrame], testcd: str
-) -> dict[str, list[ScoreReading]]:
+def score_readings(trial: Trial, testcd: str) -> dict[str, list[ScoreReading]]:
     """Every dated numeric QS result of one test code, per subject, in chronological order.
 
     The value is QSSTRESN, or QSORRES when QSSTRESN is empty and QSORRES is numeric. Undated or
     non-numeric rows are not readings.
     """
-    qs = domain(tables, "QS", ("USUBJID", "QSTESTCD", "QSDTC"))
+    qs = domain_rows(trial, "QS", ("USUBJID", "QSTESTCD", "QSDTC"))
     out: dict[str, list[ScoreReading]] = {}
-    for record in records(qs[qs["QSTESTCD"] == testcd]):
+    for record in qs:
+        if record["QSTESTCD"] != testcd:
+            continue
         when = parse_instant(record["QSDTC"])
-        value = to_number(record.get("QSSTRESN", ""))
-        if value is None:
-            value = to_number(record.get("QSORRES", ""))
+        value = result_number(record, "QS")
         if when is None or value is None:
             continue
         out.setdefault(record["USUBJID"], []).append(
@@ -202,9 +219,8 @@ def change_over_period(
         return f"{label}: no dated study-drug administration (EX) in this epoch"
     if period.end is None:
         return f"{label}: period end date (SEENDTC) missing"
-    first_dose = period.first_dose
-    before = [r for r in readings if r.when.on_or_before(first_dose)]
-    after = [r for r in readings if r.when.after(first_dose) and r.when.on_or_before(period.end)]
+    before = [r for r in readings if r.when.on_or_before(period.first_dose)]
+    after = [r for r in readings if period.covers(r.when)]
     if not before:
         return f"{label}: no {testcd} score on or before the first dose"
     if not after:

@@ -10,16 +10,15 @@ from __future__ import annotations
 import base64
 import html
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import pandas as pd
 from matplotlib.figure import Figure
 
 from adapter.analysis import figures
 from adapter.analysis.definition import PublishedFigure
-from adapter.analysis.results import EndpointResult, Results, Value
+from adapter.analysis.results import Cell, Dataset, EndpointResult, Results, Value
 
 __all__ = ["build_figures", "write_outputs"]
 
@@ -116,11 +115,20 @@ SUPPLEMENTARY_LABELS: dict[str, str] = {
 #: Longer exclusion lists are summarised by reason in the report (results.json keeps them all).
 _LIST_EXCLUSIONS_UP_TO = 30
 
-_FIGURES: dict[str, tuple[str, str]] = {
-    "strength_trajectories": ("E1", "Strength score of every patient at every visit"),
-    "change_by_arm": ("E2", "First-period change from baseline by randomised arm"),
-    "responder_bars": ("E3", "Clinical response per treatment course"),
-    "biopsy_pairs": ("E6", "Repeat biopsies before and after IVIG"),
+#: The report's figures by file stem: how each is drawn, the endpoint it is shown under, its caption.
+_FIGURES: dict[str, tuple[Callable[[Results], Figure], str, str]] = {
+    "strength_trajectories": (
+        figures.strength_trajectories,
+        "E1",
+        "Strength score of every patient at every visit",
+    ),
+    "change_by_arm": (
+        figures.change_by_arm,
+        "E2",
+        "First-period change from baseline by randomised arm",
+    ),
+    "responder_bars": (figures.responder_bars, "E3", "Clinical response per treatment course"),
+    "biopsy_pairs": (figures.biopsy_pairs, "E6", "Repeat biopsies before and after IVIG"),
 }
 
 
@@ -237,19 +245,17 @@ def _endpoint_blocks(result: EndpointResult) -> list[_Block]:
     return blocks
 
 
-def _demographics_table(frame: pd.DataFrame | None) -> _Table | None:
-    if frame is None or frame.empty:
+def _demographics_table(dataset: Dataset | None) -> _Table | None:
+    if dataset is None or not dataset.rows:
         return None
 
-    def num(value: object, digits: int = 1) -> str:
-        try:
-            number = float(str(value))
-        except ValueError:
+    def num(value: Cell, digits: int = 1) -> str:
+        if not isinstance(value, int | float) or value != value:  # None (no data) or NaN
             return "n/a"
-        return "n/a" if number != number else f"{number:.{digits}f}"
+        return f"{value:.{digits}f}"
 
     rows = []
-    for row in frame.to_dict("records"):
+    for row in dataset.rows:
         rows.append(
             [
                 str(row["group"]),
@@ -273,15 +279,9 @@ def _demographics_table(frame: pd.DataFrame | None) -> _Table | None:
     )
 
 
-def build_figures(results: Results, tables: Mapping[str, pd.DataFrame]) -> dict[str, Figure]:
+def build_figures(results: Results) -> dict[str, Figure]:
     """The report's figures by file stem (see `figures`), not yet saved."""
-    builders: dict[str, Callable[[], Figure]] = {
-        "strength_trajectories": lambda: figures.strength_trajectories(tables, results),
-        "change_by_arm": lambda: figures.change_by_arm(results),
-        "responder_bars": lambda: figures.responder_bars(results),
-        "biopsy_pairs": lambda: figures.biopsy_pairs(results),
-    }
-    return {name: build() for name, build in builders.items()}
+    return {name: draw(results) for name, (draw, _, _) in _FIGURES.items()}
 
 
 def _blocks(results: Results, images: dict[str, bytes]) -> list[_Block]:
@@ -350,7 +350,7 @@ def _blocks(results: Results, images: dict[str, bytes]) -> list[_Block]:
         if endpoint == "E8":
             body = body[1:]  # the cohort heading is already there
         blocks.extend(body)
-        for name, (anchor, caption) in _FIGURES.items():
+        for name, (_, anchor, caption) in _FIGURES.items():
             if anchor == endpoint and name in images:
                 blocks.append(_Image(name, caption, images[name]))
     blocks.extend(_method_blocks(results))
@@ -479,23 +479,23 @@ def _render_html(blocks: list[_Block], title: str) -> str:
     return "\n".join(out)
 
 
-def write_outputs(
-    results: Results, tables: Mapping[str, pd.DataFrame], out_dir: str | Path
-) -> list[Path]:
-    """Write results.json, report.md, report.html, figures/*.png and datasets/*.csv; return paths."""
+def write_outputs(results: Results, out_dir: str | Path) -> list[Path]:
+    """Write results.json, report.md, report.html, figures/*.png and datasets/*.csv; return paths.
+
+    Everything written comes from `results`: nothing is recomputed from the trial."""
     root = Path(out_dir)
     (root / "figures").mkdir(parents=True, exist_ok=True)
     (root / "datasets").mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
     images: dict[str, bytes] = {}
-    for name, figure in build_figures(results, tables).items():
+    for name, figure in build_figures(results).items():
         images[name] = figures.png_bytes(figure)
         path = root / "figures" / f"{name}.png"
         path.write_bytes(images[name])
         written.append(path)
-    for name, frame in sorted(results.datasets.items()):
+    for name, dataset in sorted(results.datasets.items()):
         path = root / "datasets" / f"{name}.csv"
-        frame.to_csv(path, index=False, lineterminator="\n")
+        path.write_text(dataset.to_csv(), encoding="utf-8", newline="\n")
         written.append(path)
     blocks = _blocks(results, images)
     outputs = {

@@ -4,24 +4,37 @@ JSON shape (keys sorted, no timestamps):
 `{"study", "title", "source", "reconstructed", "endpoints": {"E1": {"title", "values", "published",
 "methods", "excluded", "null_reasons", "agreement", "supplementary"}, ...}}`.
 `values` holds exactly the spec's value names; anything else the analysis reports goes to
-`supplementary`. The per-subject analysis datasets behind the numbers stay in `Results.datasets`
-(DataFrames, for figures and CSV output), not in the JSON.
+`supplementary`. What the report draws beside the numbers is in `Results` too, not in the JSON: the
+per-subject analysis datasets (`datasets`, written as CSV and plotted) and every subject's score
+trajectory (`trajectories`, plotted), so the report needs nothing but the results.
 """
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import math
 from dataclasses import dataclass, field
 from typing import Any
 
-import pandas as pd
+from adapter.analysis.definition import PublishedFigure, Role, StudyDefinition
 
-from adapter.analysis.definition import PublishedFigure, StudyDefinition
-
-__all__ = ["EndpointResult", "Exclusion", "Results", "Value"]
+__all__ = [
+    "Cell",
+    "Dataset",
+    "EndpointResult",
+    "Exclusion",
+    "Results",
+    "Trajectories",
+    "Trajectory",
+    "TrajectoryPoint",
+    "Value",
+]
 
 Value = float | int | None
+Cell = str | int | float | None
+"""A dataset cell: text, a number, or None (empty)."""
 
 
 @dataclass(frozen=True, order=True)
@@ -81,9 +94,67 @@ class EndpointResult:
         }
 
 
+@dataclass(frozen=True)
+class Dataset:
+    """A per-subject analysis table behind the numbers: its columns, and one dict per row."""
+
+    columns: tuple[str, ...]
+    rows: list[dict[str, Cell]] = field(default_factory=list)
+
+    def to_csv(self) -> str:
+        """CSV text ("\n" line ends, quoted only where needed): a number as Python writes it
+        (`72.0`, `7.875`), None and NaN as an empty cell."""
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(self.columns)
+        writer.writerows([_csv_cell(row[c]) for c in self.columns] for row in self.rows)
+        return buffer.getvalue()
+
+
+def _csv_cell(cell: Cell) -> str:
+    if cell is None or (isinstance(cell, float) and math.isnan(cell)):
+        return ""
+    return cell if isinstance(cell, str) else repr(cell)
+
+
+@dataclass(frozen=True)
+class TrajectoryPoint:
+    """One reading of a subject's score, placed in time and by the treatment being received."""
+
+    day: int
+    """Days from the subject's first study-drug dose."""
+    value: float
+    treatment: Role | None
+    """The role of the treatment period the reading falls in (after its first dose, on or before
+    its end); None off treatment (screening, baseline, between periods)."""
+
+
+@dataclass(frozen=True)
+class Trajectory:
+    """Every dated reading of one subject's score, with the arm the subject was randomised to."""
+
+    usubjid: str
+    arm: Role
+    points: tuple[TrajectoryPoint, ...]
+
+
+@dataclass(frozen=True)
+class Trajectories:
+    """The score trajectories the report draws (E1's score): one per subject that has a randomised
+    study arm, a treatment period and a dated study-drug dose, in USUBJID order."""
+
+    testcd: str
+    subjects: tuple[Trajectory, ...] = ()
+    scored_subjects: int = 0
+    """Subjects with at least one reading, drawn or not (the figure fades its marks by it)."""
+    missing: str | None = None
+    """Why no trajectory can be drawn (a domain or variable the trial lacks), else None."""
+
+
 @dataclass
 class Results:
-    """A whole reanalysis: study identity, where the data came from, and E1-E8."""
+    """A whole reanalysis: study identity, where the data came from, E1-E8, and what the report
+    draws beside them (trajectories and datasets)."""
 
     study: str
     title: str
@@ -91,7 +162,8 @@ class Results:
     reconstructed: bool
     endpoints: dict[str, EndpointResult]
     definition: StudyDefinition
-    datasets: dict[str, pd.DataFrame] = field(default_factory=dict)
+    trajectories: Trajectories
+    datasets: dict[str, Dataset] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON-ready form (the results.json document)."""

@@ -6,7 +6,7 @@ folder, or a FHIR server.
     trialfhir analyze --server http://localhost:8080/fhir --study DALAKAS1993 --out out/ --definition ...
 
 Where the trial tables come from is decided in one place: `tables_from_source` (a folder) and
-`tables_from_server` (`--server URL --study ID`); each turns its source into `{domain: DataFrame}`.
+`tables_from_server` (`--server URL --study ID`); each turns its source into a `Trial`.
 Errors leave with the exit code of their class (adapter/cli/_common.py).
 """
 
@@ -27,7 +27,7 @@ from adapter.cli._common import (
 )
 
 if TYPE_CHECKING:
-    import pandas as pd
+    from mappings.sdtm import Trial
 
 ANALYZE_MARKER = ".trialfhir-analyze"
 """Left in --out, so a later `analyze` may replace its own earlier output without --force."""
@@ -35,7 +35,7 @@ ANALYZE_MARKER = ".trialfhir-analyze"
 __all__ = ["analyze", "tables_from_server", "tables_from_source"]
 
 
-def tables_from_source(src: Path) -> tuple[str, dict[str, pd.DataFrame]]:
+def tables_from_source(src: Path) -> tuple[str, Trial]:
     """The kind of folder ("sdtm" or "fhir") and its trial tables.
 
     An SDTM folder (`dm.csv`, ... or `.xpt`) is read and checked by `adapter.tables`; otherwise the
@@ -45,11 +45,11 @@ def tables_from_source(src: Path) -> tuple[str, dict[str, pd.DataFrame]]:
         TableError, FhirFileError: the folder cannot be read (every problem / the first bad line).
     """
     from adapter.fhir_files import read_resources
-    from adapter.tables import domain_files, read_trial, trial_frames
+    from adapter.tables import domain_files, read_trial
     from mappings.trial import fhir_to_trial
 
     if domain_files(src):
-        return "sdtm", trial_frames(read_trial(src))
+        return "sdtm", read_trial(src)
     files = sorted(p for p in src.iterdir() if p.is_file())
     ndjson = [p for p in files if p.suffix.lower() == ".ndjson"]
     bundles = [p for p in files if p.suffix.lower() == ".json" and p.name != "study.json"]
@@ -59,24 +59,21 @@ def tables_from_source(src: Path) -> tuple[str, dict[str, pd.DataFrame]]:
             f"{src}: neither SDTM tables (dm.csv, ...) nor FHIR files (.ndjson, Bundle .json)"
         )
     resources = (resource for file in chosen for resource in read_resources(file))
-    return "fhir", trial_frames(fhir_to_trial(resources))
+    return "fhir", fhir_to_trial(resources)
 
 
-def tables_from_server(
-    server: str, study: str, token: str | None, timeout: float
-) -> dict[str, pd.DataFrame]:
+def tables_from_server(server: str, study: str, token: str | None, timeout: float) -> Trial:
     """The trial tables of a study pulled from a FHIR server by its identifier.
 
     Raises:
         StudyNotFound, FhirError: from the pull (mapped to exit codes by `reported`).
     """
-    from adapter.tables import trial_frames
     from adapter.transfer import pull_study
     from mappings.trial import fhir_to_trial
 
     options = client_options(token, None, None, None, "RS384", "", timeout, None)
     pulled = pull_study(server, study, client_options=options)
-    return trial_frames(fhir_to_trial(pulled.resources))
+    return fhir_to_trial(pulled.resources)
 
 
 def _default_definition(src: Path | None) -> Path:
@@ -153,7 +150,7 @@ def analyze(
     results = analyze_study(tables, definition, source)
     with staged_folder(out_dir) as staging:  # all or nothing: --out changes only on success
         (staging / ANALYZE_MARKER).write_text("written by trialfhir analyze\n", encoding="utf-8")
-        paths = [out_dir / p.relative_to(staging) for p in write_outputs(results, tables, staging)]
+        paths = [out_dir / p.relative_to(staging) for p in write_outputs(results, staging)]
     checks = [
         flag
         for endpoint in results.endpoints.values()

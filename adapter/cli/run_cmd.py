@@ -108,7 +108,7 @@ def run(
     """The bundled cohort -> FHIR -> (a server, or a local folder) -> back -> E1-E8 -> report."""
     from adapter.analysis import analyze, load_definition, write_outputs
     from adapter.fhir_files import read_resources, write_ndjson
-    from adapter.tables import read_trial, trial_frames, write_trial
+    from adapter.tables import read_trial, write_trial
     from mappings.trial import TrialAssembler, trial_to_fhir
 
     started = time.perf_counter()
@@ -168,9 +168,8 @@ def run(
 
         _step(5, "reanalysing endpoints E1-E8 and writing the report")
         definition = load_definition(cohort / "study.json")
-        frames = trial_frames(back)
-        results = analyze(frames, definition, origin)
-        paths = write_outputs(results, frames, staging / "report")
+        results = analyze(back, definition, origin)
+        paths = write_outputs(results, staging / "report")
     report = out / "report" / "report.html"
     names = {p.name for p in paths}
     click.echo(

@@ -4,19 +4,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pandas as pd
 import pytest
 
 from adapter.analysis import StudyDefinition, load_definition
+from mappings.sdtm import Trial
 
 FIXTURE = Path(__file__).resolve().parents[2] / "fixtures" / "dalakas1993"
 
 
-def read_tables(folder: Path) -> dict[str, pd.DataFrame]:
+def read_tables(folder: Path) -> Trial:
     """The trial tables of an SDTM folder, as the analysis receives them."""
-    from adapter.tables import read_trial, trial_frames
+    from adapter.tables import read_trial
 
-    return trial_frames(read_trial(folder))
+    return read_trial(folder)
 
 
 @pytest.fixture(scope="session")
@@ -25,5 +25,5 @@ def definition() -> StudyDefinition:
 
 
 @pytest.fixture(scope="session")
-def cohort() -> dict[str, pd.DataFrame]:
+def cohort() -> Trial:
     return read_tables(FIXTURE)

@@ -9,6 +9,7 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from adapter.cli import main
+from adapter.tables import write_table
 
 from .conftest import FIXTURE
 from .test_endpoints import mini_trial
@@ -17,9 +18,9 @@ from .test_endpoints import mini_trial
 def _sdtm_folder(tmp_path: Path) -> Path:
     folder = tmp_path / "sdtm"
     folder.mkdir()
-    for code, frame in mini_trial().tables().items():
-        if not frame.empty:
-            frame.to_csv(folder / f"{code.lower()}.csv", index=False)
+    for code, table in mini_trial().trial().items():
+        if table.rows:
+            write_table(table, folder / f"{code.lower()}.csv")
     return folder
 
 

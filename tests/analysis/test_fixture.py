@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import pandas as pd
 import pytest
 
 from adapter.analysis import Results, StudyDefinition, analyze
+from mappings.sdtm import Trial
 
 
 @pytest.fixture(scope="module")
-def results(cohort: dict[str, pd.DataFrame], definition: StudyDefinition) -> Results:
+def results(cohort: Trial, definition: StudyDefinition) -> Results:
     return analyze(cohort, definition, "fixtures/dalakas1993")
 
 

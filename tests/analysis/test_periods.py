@@ -28,7 +28,7 @@ def _one_subject() -> TrialBuilder:
 def test_periods_exclude_screening_and_follow_their_start_dates(
     definition: StudyDefinition,
 ) -> None:
-    periods = treatment_periods(_one_subject().tables(), definition)["S1"]
+    periods = treatment_periods(_one_subject().trial(), definition)["S1"]
     assert [(p.order, p.epoch, p.role) for p in periods] == [
         (1, "TREATMENT 1", "ivig"),
         (2, "TREATMENT 2", "placebo"),
@@ -38,7 +38,7 @@ def test_periods_exclude_screening_and_follow_their_start_dates(
 def test_first_dose_is_the_earliest_exstdtc_of_the_epoch_partial_dates_by_first_day(
     definition: StudyDefinition,
 ) -> None:
-    periods = treatment_periods(_one_subject().tables(), definition)["S1"]
+    periods = treatment_periods(_one_subject().trial(), definition)["S1"]
     assert periods[0].first_dose is not None
     assert str(periods[0].first_dose.day) == "1991-02-01"
     assert periods[1].first_dose is not None
@@ -54,7 +54,7 @@ def test_baseline_is_the_last_score_on_or_before_the_first_dose_and_end_the_last
     trial.score("S1", "MSSUM", "1991-03-01", 60)
     trial.score("S1", "MSSUM", "1991-04-30", 65)  # on SEENDTC: still the period's end
     trial.score("S1", "MSSUM", "1991-05-01", 99)  # after SEENDTC: not this period
-    tables = trial.tables()
+    tables = trial.trial()
     period = treatment_periods(tables, definition)["S1"][0]
     outcome = change_over_period(score_readings(tables, "MSSUM")["S1"], period, "MSSUM")
     assert isinstance(outcome, PeriodChange)
@@ -68,7 +68,7 @@ def test_a_same_day_score_without_time_is_baseline_one_with_a_later_time_is_afte
     trial.score("S1", "MSSUM", "1991-04-25", 70)
     trial.score("S1", "MSSUM", "1991-05-02", 71)  # same day as dose 09:30, no time: baseline
     trial.score("S1", "MSSUM", "1991-05-02T15:00", 80)  # same day, after the dose time: end
-    tables = trial.tables()
+    tables = trial.trial()
     period = treatment_periods(tables, definition)["S1"][1]
     outcome = change_over_period(score_readings(tables, "MSSUM")["S1"], period, "MSSUM")
     assert isinstance(outcome, PeriodChange)
@@ -83,7 +83,7 @@ def test_two_scores_on_the_same_day_take_the_later_sequence_number(
     trial.score("S1", "MSSUM", "1991-01-20", 41)
     trial.score("S1", "MSSUM", "1991-04-01", 55)
     trial.score("S1", "MSSUM", "1991-04-01", 56)
-    tables = trial.tables()
+    tables = trial.trial()
     period = treatment_periods(tables, definition)["S1"][0]
     outcome = change_over_period(score_readings(tables, "MSSUM")["S1"], period, "MSSUM")
     assert isinstance(outcome, PeriodChange)
@@ -97,7 +97,7 @@ def test_a_partial_period_end_cuts_at_its_first_possible_day(definition: StudyDe
     trial.score("S2", "MSSUM", "1991-02-01", 50)
     trial.score("S2", "MSSUM", "1991-03-20", 58)
     trial.score("S2", "MSSUM", "1991-04-15", 70)  # after 1991-04-01: outside the period
-    tables = trial.tables()
+    tables = trial.trial()
     period = treatment_periods(tables, definition)["S2"][0]
     outcome = change_over_period(score_readings(tables, "MSSUM")["S2"], period, "MSSUM")
     assert isinstance(outcome, PeriodChange)
@@ -110,7 +110,7 @@ def test_undated_or_non_numeric_scores_are_not_readings() -> None:
     trial.score("S3", "MSSUM", "1991-02-01", "")
     trial.score("S3", "MSSUM", "1991-02-02", "NOT DONE")
     trial.score("S3", "MSSUM", "1991-02-03", 61.5)
-    readings = score_readings(trial.tables(), "MSSUM")["S3"]
+    readings = score_readings(trial.trial(), "MSSUM")["S3"]
     assert [r.value for r in readings] == [61.5]
 
 
@@ -118,14 +118,14 @@ def test_missing_pieces_give_reasons_not_errors(definition: StudyDefinition) -> 
     trial = TrialBuilder().subject("S4", "PBO")
     trial.period("S4", "PBO", "TREATMENT 1", "1991-02-01", "")
     trial.score("S4", "MSSUM", "1991-01-20", 50)
-    tables = trial.tables()
+    tables = trial.trial()
     period = treatment_periods(tables, definition)["S4"][0]
     readings = score_readings(tables, "MSSUM")["S4"]
     assert change_over_period(readings, period, "MSSUM") == (
         "TREATMENT 1: no dated study-drug administration (EX) in this epoch"
     )
     trial.dose("S4", "TREATMENT 1", "1991-02-01")
-    period = treatment_periods(trial.tables(), definition)["S4"][0]
+    period = treatment_periods(trial.trial(), definition)["S4"][0]
     assert change_over_period(readings, period, "MSSUM") == (
         "TREATMENT 1: period end date (SEENDTC) missing"
     )

@@ -54,5 +54,5 @@ def test_mean_daily_dose_equals_day_by_day_enumeration(
         total += sum(dose for offset, dose in single if START + timedelta(days=offset) == day)
         day += timedelta(days=1)
     expected = total / ((last - first).days + 1)
-    result = analyze(trial.tables(), definition, "generated").endpoints["E7"]
+    result = analyze(trial.trial(), definition, "generated").endpoints["E7"]
     assert result.values["prednisone_mean_mg_per_day"] == pytest.approx(expected)

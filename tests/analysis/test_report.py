@@ -28,16 +28,16 @@ def _artists(figure: Figure | Axes, gid: str) -> list[Any]:
 def mini_report(
     definition: StudyDefinition, tmp_path_factory: pytest.TempPathFactory
 ) -> tuple[Path, list[Path]]:
-    tables = mini_trial().tables()
+    tables = mini_trial().trial()
     folder = tmp_path_factory.mktemp("mini_report")
-    return folder, write_outputs(analyze(tables, definition, "mini"), tables, folder)
+    return folder, write_outputs(analyze(tables, definition, "mini"), folder)
 
 
 def test_write_outputs_writes_every_file(
     definition: StudyDefinition, mini_report: tuple[Path, list[Path]]
 ) -> None:
     tmp_path, paths = mini_report
-    results = analyze(mini_trial().tables(), definition, "mini")
+    results = analyze(mini_trial().trial(), definition, "mini")
     names = {p.relative_to(tmp_path).as_posix() for p in paths}
     assert {"results.json", "report.md", "report.html"} <= names
     assert {
@@ -75,8 +75,8 @@ def test_the_reconstructed_label_is_shown_when_the_trial_summary_says_so(
     definition: StudyDefinition, tmp_path: Path
 ) -> None:
     trial = mini_trial().trial_summary("DATASRC", "RECONSTRUCTED from published aggregates")
-    tables = trial.tables()
-    write_outputs(analyze(tables, definition, "mini"), tables, tmp_path)
+    tables = trial.trial()
+    write_outputs(analyze(tables, definition, "mini"), tmp_path)
     assert "RECONSTRUCTED cohort / reanalysis" in (tmp_path / "report.md").read_text()
     assert (
         'class="banner">RECONSTRUCTED cohort / reanalysis' in (tmp_path / "report.html").read_text()
@@ -86,8 +86,8 @@ def test_the_reconstructed_label_is_shown_when_the_trial_summary_says_so(
 def test_free_text_is_escaped_in_the_html(definition: StudyDefinition, tmp_path: Path) -> None:
     trial = mini_trial()
     trial.subject("<script>alert(1)</script>", "IVIG")
-    tables = trial.tables()
-    write_outputs(analyze(tables, definition, "<b>source</b>"), tables, tmp_path)
+    tables = trial.trial()
+    write_outputs(analyze(tables, definition, "<b>source</b>"), tmp_path)
     page = (tmp_path / "report.html").read_text()
     assert "<script>" not in page
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
@@ -97,9 +97,9 @@ def test_free_text_is_escaped_in_the_html(definition: StudyDefinition, tmp_path:
 def test_the_spaghetti_figure_draws_one_line_per_subject_with_scores(
     definition: StudyDefinition,
 ) -> None:
-    tables = mini_trial().tables()
+    tables = mini_trial().trial()
     results = analyze(tables, definition, "mini")
-    figure = report_figures.strength_trajectories(tables, results)
+    figure = report_figures.strength_trajectories(results)
     lines = _artists(figure, "subject")
     with_scores = score_readings(tables, "MSSUM")
     assert len(lines) == len(with_scores) == 9
@@ -111,7 +111,7 @@ def test_the_spaghetti_figure_draws_one_line_per_subject_with_scores(
 
 
 def test_the_change_figure_plots_each_subject_change(definition: StudyDefinition) -> None:
-    results = analyze(mini_trial().tables(), definition, "mini")
+    results = analyze(mini_trial().trial(), definition, "mini")
     figure = report_figures.change_by_arm(results)
     strength_panel = figure.axes[0]
     plotted = sorted(
@@ -129,7 +129,7 @@ def test_the_change_figure_plots_each_subject_change(definition: StudyDefinition
 
 
 def test_the_responder_bars_have_the_e3_counts(definition: StudyDefinition) -> None:
-    results = analyze(mini_trial().tables(), definition, "mini")
+    results = analyze(mini_trial().trial(), definition, "mini")
     figure = report_figures.responder_bars(results)
     heights = [bar.get_height() for bar in _artists(figure, "bar")]
     values = results.endpoints["E3"].values
@@ -142,7 +142,7 @@ def test_the_responder_bars_have_the_e3_counts(definition: StudyDefinition) -> N
 
 
 def test_the_biopsy_figure_draws_one_pair_per_patient(definition: StudyDefinition) -> None:
-    results = analyze(biopsy_trial().tables(), definition, "biopsies")
+    results = analyze(biopsy_trial().trial(), definition, "biopsies")
     figure = report_figures.biopsy_pairs(results)
     fibre_panel = figure.axes[0]
     pairs = _artists(fibre_panel, "pair")
@@ -157,9 +157,9 @@ def test_long_exclusion_lists_are_summarised_by_reason(
     trial = mini_trial()
     for i in range(40):
         trial.subject(f"Z{i:02d}", "PBO")
-    tables = trial.tables()
+    tables = trial.trial()
     results = analyze(tables, definition, "many")
-    write_outputs(results, tables, tmp_path)
+    write_outputs(results, tmp_path)
     markdown = (tmp_path / "report.md").read_text()
     assert "- no treatment period in SE (41)" in markdown
     assert "- Z00: no treatment period in SE" not in markdown
@@ -173,8 +173,8 @@ def test_outputs_are_byte_identical_on_a_rerun(
     definition: StudyDefinition, mini_report: tuple[Path, list[Path]], tmp_path: Path
 ) -> None:
     first_dir, first_paths = mini_report
-    tables = mini_trial().tables()
-    second_paths = write_outputs(analyze(tables, definition, "mini"), tables, tmp_path)
+    tables = mini_trial().trial()
+    second_paths = write_outputs(analyze(tables, definition, "mini"), tmp_path)
     assert [p.relative_to(tmp_path) for p in second_paths] == [
         p.relative_to(first_dir) for p in first_paths
     ]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-import pandas as pd
+from mappings.sdtm import Table, Trial
 
 STUDYID = "TEST01"
 
@@ -94,7 +94,7 @@ COLUMNS: dict[str, list[str]] = {
 
 
 class TrialBuilder:
-    """Collects rows per domain; `tables()` returns them as string DataFrames ("" = missing)."""
+    """Collects rows per domain; `trial()` returns them as a Trial (string cells, "" = missing)."""
 
     def __init__(self) -> None:
         self.rows: dict[str, list[dict[str, str]]] = defaultdict(list)
@@ -262,11 +262,11 @@ class TrialBuilder:
         )
         return self
 
-    def tables(self) -> dict[str, pd.DataFrame]:
-        out = {}
+    def trial(self) -> Trial:
+        out: Trial = {}
         for code, columns in COLUMNS.items():
             rows = [{c: row.get(c, "") for c in columns} for row in self.rows.get(code, [])]
-            out[code] = pd.DataFrame(rows, columns=columns, dtype=str)
+            out[code] = Table(code, list(columns), rows)
         return out
 
 

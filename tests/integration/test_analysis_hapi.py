@@ -16,7 +16,7 @@ import pytest
 
 from adapter.analysis import analyze, load_definition
 from adapter.client import FhirClient
-from adapter.tables import read_trial, trial_frames
+from adapter.tables import read_trial
 from adapter.transfer import pull_study, push
 from mappings.trial import fhir_to_trial
 
@@ -29,7 +29,7 @@ STUDYID = "DALAKAS1993"
 @pytest.fixture(scope="module")
 def from_folder() -> dict[str, Any]:
     definition = load_definition(FIXTURE / "study.json")
-    results = analyze(trial_frames(read_trial(FIXTURE)), definition, str(FIXTURE))
+    results = analyze(read_trial(FIXTURE), definition, str(FIXTURE))
     return dict(json.loads(results.to_json())["endpoints"])
 
 
@@ -40,7 +40,7 @@ def from_server(hapi_base_url: str, hapi_clean: None) -> dict[str, Any]:
     assert summary.failed == []
     pulled = pull_study(hapi_base_url, STUDYID)
     definition = load_definition(FIXTURE / "study.json")
-    results = analyze(trial_frames(fhir_to_trial(pulled.resources)), definition, hapi_base_url)
+    results = analyze(fhir_to_trial(pulled.resources), definition, hapi_base_url)
     return dict(json.loads(results.to_json())["endpoints"])
 
 
