@@ -151,10 +151,10 @@ def convert(written: str, conversion: Conversion) -> str:
     if exact == 0:
         return "0"
     integer_digits = exact.adjusted() + 1 if exact.adjusted() >= 0 else 0
-    context = Context(
-        prec=max(significant_digits(written), integer_digits), rounding=ROUND_HALF_EVEN
-    )
-    return format(context.plus(exact), "f")
+    digits = max(significant_digits(written), integer_digits)
+    rounded = Context(prec=digits, rounding=ROUND_HALF_EVEN).plus(exact)
+    exponent = min(0, rounded.adjusted() - digits + 1)
+    return format(rounded.quantize(Decimal(1).scaleb(exponent)), "f")  # trailing zeros kept
 
 
 def is_number(text: str) -> bool:
