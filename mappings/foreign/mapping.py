@@ -279,15 +279,22 @@ class _Mapper:
     # --- reading ---------------------------------------------------------------------------------
 
     def take(self, given: Iterable[JSON | ForeignResource]) -> None:
-        by_source: dict[str, list[tuple[bytes, ForeignResource]]] = defaultdict(list)
+        by_source: dict[str, list[ForeignResource]] = defaultdict(list)
         for item in given:
             entry = item if isinstance(item, ForeignResource) else ForeignResource(item)
             self._take_one(entry, by_source)
         for source in sorted(by_source):
-            versions = sorted(by_source[source], key=lambda pair: pair[0])
-            _, kept = versions[-1]
+            entries = by_source[source]
+            if len(entries) == 1:
+                self._index(entries[0], str(entries[0].resource["resourceType"]), source)
+                continue
+            # the same resource read more than once: keep one whatever the input order
+            versions = sorted(
+                ((_canonical(e.resource), e.where, e) for e in entries), key=lambda v: v[:2]
+            )
+            kept = versions[-1][2]
             rtype = str(kept.resource["resourceType"])
-            for _, duplicate in versions[:-1]:
+            for _, _, duplicate in versions[:-1]:
                 self.report.skipped(
                     rtype,
                     "duplicate: the same resource was read more than once",
@@ -297,7 +304,7 @@ class _Mapper:
             self._index(kept, rtype, source)
 
     def _take_one(
-        self, entry: ForeignResource, by_source: dict[str, list[tuple[bytes, ForeignResource]]]
+        self, entry: ForeignResource, by_source: dict[str, list[ForeignResource]]
     ) -> None:
         resource = entry.resource
         rtype = resource.get("resourceType") if isinstance(resource, dict) else None
@@ -325,7 +332,7 @@ class _Mapper:
                 name, "no id and no fullUrl: the source cannot be named", "(no id)", entry.where
             )
             return
-        by_source[source].append((_canonical(resource), entry))
+        by_source[source].append(entry)
 
     def _index(self, entry: ForeignResource, rtype: str, source: str) -> None:
         resource = entry.resource
@@ -637,8 +644,15 @@ class _Mapper:
         numeric = "valueQuantity" in holder and codes.is_number(orres)
         stresc = stresn = stresu = ""
         if domain == "VS":
-            conversion = codes.VS_UNITS.get(test.testcd, {}).get(ucum or orresu)
-            if numeric and conversion is not None:
+            units = codes.VS_UNITS.get(test.testcd)
+            conversion = units.get(ucum or orresu) if units is not None else None
+            if numeric and units is None:
+                stresn, stresc, stresu = (
+                    orres,
+                    orres,
+                    orresu,
+                )  # a test outside the table: as written
+            elif numeric and conversion is not None:
                 stresn = codes.convert(orres, conversion)
                 stresc, stresu = stresn, conversion.unit
             elif numeric:
