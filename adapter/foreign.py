@@ -194,7 +194,12 @@ def _check_output(src: Path, out: Path) -> None:
     if target.exists():
         if not target.is_dir():
             raise ForeignOutputError(f"{out}: exists and is not a folder")
-        foreign = sorted(p.name for p in target.iterdir() if p.name not in _our_names())
+        ours = _our_names()
+        foreign = sorted(
+            p.name
+            for p in target.iterdir()
+            if p.name not in ours and not any(p.name.startswith(f".{n}.") for n in ours)
+        )  # `.<name>.<random>`: a temporary file of an interrupted run of this command
         if foreign:
             raise ForeignOutputError(
                 f"{out}: holds files this command did not write ({', '.join(foreign[:3])}"

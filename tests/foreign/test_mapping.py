@@ -259,3 +259,30 @@ def test_tables_cover_the_panels_the_issue_names() -> None:
     }
     assert all(len(t.testcd) <= 8 for t in LB_LOINC.values())
     assert fallback_testcd("100000-9") == "L1000009"
+
+
+def test_valid_r4_one_object_identifiers_do_not_crash() -> None:
+    questionnaire = {
+        "resourceType": "QuestionnaireResponse",
+        "id": "q",
+        "status": "completed",
+        "identifier": {"system": "urn:x", "value": "1"},
+    }
+    report = map_foreign([questionnaire], ForeignOptions(study="S")).report
+    assert report.types["QuestionnaireResponse"].skipped["no SDTM domain"].count == 1
+
+
+def test_a_resource_with_the_wrong_cardinality_is_skipped_naming_the_element() -> None:
+    patient = {
+        "resourceType": "Patient",
+        "id": "x",
+        "identifier": {"system": "urn:x", "value": "1"},
+    }
+    unknown = {"resourceType": "Patientt", "id": "y"}
+    report = map_foreign([patient, unknown], ForeignOptions(study="S")).report
+    assert (
+        "not valid R4: Patient.identifier: expected an array (0..*)"
+        in report.types["Patient"].skipped
+    )
+    assert "not valid R4: resourceType: not an R4 resource type" in report.types["Patientt"].skipped
+    assert report.unbalanced() == []
