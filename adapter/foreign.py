@@ -7,7 +7,7 @@ reported, not refused: a line that is not JSON, a Bulk Data client's `log.ndjson
 resourceType), a manifest. OperationOutcome resources (the `error/` files of a Bulk export) are the
 server's messages, reported as such, never mapped.
 
-`convert_foreign(src, out, study=...)` reads, maps and writes one `<domain>.csv` per domain (all seven,
+`convert_foreign(src, out, study=...)` reads, maps and writes one `<domain>.csv` per domain (all eight,
 header only when empty), `mapping-report.json` and `mapping-report.md` into `out`. Each file is written
 to a temporary name and renamed, so nothing is half-written. Formats and rules: docs/foreign-fhir.md.
 """
@@ -235,7 +235,11 @@ def table_csv(columns: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
 
 
 def convert_foreign(
-    src: str | Path, out: str | Path, study: str | None = None, subjid: str = "identifier"
+    src: str | Path,
+    out: str | Path,
+    study: str | None = None,
+    subjid: str = "identifier",
+    study_drugs: tuple[str, ...] = (),
 ) -> ForeignResult:
     """Read FHIR under `src`, map it profile-free, write the tables and the report into `out`.
 
@@ -243,7 +247,7 @@ def convert_foreign(
     bad `subjid` option, `FileNotFoundError` when `src` does not exist. `result.nothing_mapped` says
     that no row came out (the report says why)."""
     source, target = Path(src), Path(out)
-    options = ForeignOptions(study=study, subjid=subjid)
+    options = ForeignOptions(study=study, subjid=subjid, study_drugs=study_drugs)
     if not source.exists():
         raise FileNotFoundError(f"{source}: no such file or folder")
     _check_output(source, target)

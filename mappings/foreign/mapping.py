@@ -161,6 +161,21 @@ COLUMNS: Final[dict[str, tuple[str, ...]]] = {
         "PRENDTC",
         "PRSRCID",
     ),
+    "EX": (
+        "STUDYID",
+        "DOMAIN",
+        "USUBJID",
+        "EXSEQ",
+        "EXTRT",
+        "EXCODE",
+        "EXCODSYS",
+        "EXDOSE",
+        "EXDOSU",
+        "EXROUTE",
+        "EXSTDTC",
+        "EXENDTC",
+        "EXSRCID",
+    ),
 }
 """Every domain's columns in order. `--SRCID` (source resource `Type/id`), `--CODE` and `--CODSYS` (the
 coding behind --DECOD) are this adapter's extra columns; the rest are SDTM variables."""
@@ -174,6 +189,7 @@ _SORT_KEY: Final = {
     "AE": "AETERM",
     "MH": "MHTERM",
     "PR": "PRTRT",
+    "EX": "EXTRT",
 }
 _DATE_KEY: Final = {
     "VS": "VSDTC",
@@ -182,6 +198,7 @@ _DATE_KEY: Final = {
     "AE": "AESTDTC",
     "MH": "MHSTDTC",
     "PR": "PRSTDTC",
+    "EX": "EXSTDTC",
 }
 
 NO_DOMAIN: Final = "no SDTM domain"
@@ -201,10 +218,13 @@ class ForeignOptions:
     """`study`: the STUDYID when the input has no ResearchSubject (every Patient is then a subject).
     `subjid`: which Patient identifier becomes SUBJID: `identifier` (the first identifier with a system
     and a value, else the resource id), `id` (the resource id), or `system:<uri>` (the identifier of
-    that system, else the resource id)."""
+    that system, else the resource id). `study_drugs`: medication codes (any coding's code) or texts
+    (exactly as written) of the study drug: a MedicationAdministration of one of them goes to EX, every
+    other medication to CM."""
 
     study: str | None = None
     subjid: str = "identifier"
+    study_drugs: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.subjid not in ("identifier", "id") and not self.subjid.startswith("system:"):
@@ -749,7 +769,15 @@ class _Mapper:
             row["CMSTDTC"] = dtc(res["effectiveDateTime"])
         else:
             row["CMSTDTC"], row["CMENDTC"] = period_start_end(res.get("effectivePeriod"))
+        if rtype == "MedicationAdministration" and self.is_study_drug(concept):
+            return "EX", [_exposure(row)]
         return "CM", [row]
+
+    def is_study_drug(self, concept: Any) -> bool:
+        drugs = self.options.study_drugs
+        return bool(drugs) and (
+            concept_text(concept) in drugs or bool(coding_codes(concept) & set(drugs))
+        )
 
     def medication_code(self, item: _Item, reference: Any) -> Any:
         literal = reference.get("reference") if isinstance(reference, dict) else None
@@ -907,6 +935,13 @@ class _Mapper:
             if rows:
                 self.report.rows[domain] = len(rows)
         return out
+
+
+def _exposure(cm: dict[str, str]) -> dict[str, str]:
+    """The EX row of a study-drug administration (made from its CM row: the same elements)."""
+    names = {"CMTRT": "EXTRT", "CMCODE": "EXCODE", "CMCODSYS": "EXCODSYS", "CMDOSE": "EXDOSE"}
+    names |= {"CMDOSU": "EXDOSU", "CMROUTE": "EXROUTE", "CMSTDTC": "EXSTDTC", "CMENDTC": "EXENDTC"}
+    return {ex: cm.get(name, "") for name, ex in names.items()}
 
 
 def _obj(value: Any) -> JSON:

@@ -88,6 +88,7 @@ def test_convert_writes_every_table_and_both_reports(tmp_path: Path) -> None:
         "ae.csv",
         "cm.csv",
         "dm.csv",
+        "ex.csv",
         "lb.csv",
         "mapping-report.json",
         "mapping-report.md",

@@ -286,3 +286,22 @@ def test_a_resource_with_the_wrong_cardinality_is_skipped_naming_the_element() -
     )
     assert "not valid R4: resourceType: not an R4 resource type" in report.types["Patientt"].skipped
     assert report.unbalanced() == []
+
+
+def test_a_study_drug_administration_goes_to_ex(bundle: dict[str, Any]) -> None:
+    result = map_foreign([bundle], ForeignOptions(study_drugs=("IV immunoglobulin",)))
+    (ex,) = rows(result, "EX")
+    assert (ex["EXTRT"], ex["EXDOSE"], ex["EXDOSU"], ex["EXROUTE"]) == (
+        "IV immunoglobulin",
+        "2.0",
+        "g/kg",
+        "intravenous",
+    )
+    assert (ex["EXSTDTC"], ex["EXSEQ"], ex["EXSRCID"]) == (
+        "2020-01-16T10:00:00",
+        "1",
+        "MedicationAdministration/ma1",
+    )
+    assert "MedicationAdministration/ma1" not in by_source(result, "CM")
+    by_code = map_foreign([bundle], ForeignOptions(study_drugs=("8640",)))
+    assert rows(by_code, "EX") == []  # prednisone is ordered (MedicationRequest), not administered
