@@ -355,7 +355,10 @@ def structural_problem(resource: JSON) -> str | None:
     rid = resource.get("id")
     if rid is not None and not isinstance(rid, str):
         return f"{rtype}.id: expected a string"
-    for element, kind in SHAPES.get(rtype, {}).items():
+    shape = SHAPES.get(rtype)
+    if shape is not None and "contained" in resource:
+        shape = {**shape, "contained": "*obj"}
+    for element, kind in (shape or {}).items():
         if element not in resource:
             continue
         value = resource[element]

@@ -528,9 +528,10 @@ class _Mapper:
         for extension in item.resource.get("extension", ()):
             if extension.get("url") != url:
                 continue
-            for part in extension.get("extension", ()):
+            parts = extension.get("extension")
+            for part in parts if isinstance(parts, list) else ():
                 coding = part.get("valueCoding") if isinstance(part, dict) else None
-                if part.get("url") == "ombCategory" and isinstance(coding, dict):
+                if isinstance(coding, dict) and part.get("url") == "ombCategory":
                     code = coding.get("code")
                     if code in table:
                         found.append(table[str(code)])

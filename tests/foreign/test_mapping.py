@@ -305,3 +305,35 @@ def test_a_study_drug_administration_goes_to_ex(bundle: dict[str, Any]) -> None:
     assert "MedicationAdministration/ma1" not in by_source(result, "CM")
     by_code = map_foreign([bundle], ForeignOptions(study_drugs=("8640",)))
     assert rows(by_code, "EX") == []  # prednisone is ordered (MedicationRequest), not administered
+
+
+def test_no_element_of_any_shape_makes_the_mapping_crash(bundle: dict[str, Any]) -> None:
+    """Every top-level element of every hand-written resource, replaced by each JSON shape in turn:
+    the resource is mapped or skipped, never a traceback, and the books always balance."""
+    base = [
+        r.resource for r in bundle_entries(bundle) if r.resource.get("resourceType") != "Bundle"
+    ]
+    shapes: list[Any] = [
+        1,
+        2.5,
+        "x",
+        True,
+        None,
+        [],
+        {},
+        [1],
+        ["x"],
+        [{}],
+        {"coding": 1},
+        {"reference": 1},
+    ]
+    for index, resource in enumerate(base):
+        for element in resource:
+            if element in ("resourceType", "id"):
+                continue
+            for shape in shapes:
+                broken = dict(resource, **{element: shape})
+                inputs = [*base[:index], broken, *base[index + 1 :]]
+                report = map_foreign(inputs, ForeignOptions(study="S")).report
+                assert report.unbalanced() == [], (resource["id"], element, shape)
+                assert report.total_read == len(base)
