@@ -115,20 +115,28 @@ def read_foreign(src: str | Path) -> ForeignInput:
 
 def _read_ndjson(path: Path, name: str, in_error_folder: bool, found: ForeignInput) -> None:
     not_fhir = 0
-    with _open(path) as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            where = f"{name}, line {number}"
-            try:
-                parsed = loads_line(line)
-            except JSONDecodeErrors:
-                found.problems.append({"where": where, "reason": "not JSON"})
-                continue
-            if not (isinstance(parsed, dict) and "resourceType" in parsed):
-                not_fhir += 1
-                continue
-            _take(parsed, where, in_error_folder, found)
+    number = 0
+    try:
+        with _open(path) as handle:
+            for line in handle:
+                number += 1
+                if not line.strip():
+                    continue
+                where = f"{name}, line {number}"
+                try:
+                    parsed = loads_line(line)
+                except JSONDecodeErrors:
+                    found.problems.append({"where": where, "reason": "not JSON"})
+                    continue
+                if not (isinstance(parsed, dict) and "resourceType" in parsed):
+                    not_fhir += 1
+                    continue
+                _take(parsed, where, in_error_folder, found)
+    except (OSError, EOFError, zlib.error) as exc:
+        if number == 0:
+            raise  # nothing read: the whole file is reported by the caller
+        reason = f"cannot be read after line {number} ({type(exc).__name__}); the lines before it were read"
+        found.problems.append({"where": name, "reason": reason})
     if not_fhir:
         found.problems.append(
             {
@@ -157,7 +165,11 @@ def _take(parsed: Any, where: str, in_error_folder: bool, found: ForeignInput) -
         )
     found.resources.append(ForeignResource(parsed, where))
     if parsed.get("resourceType") == "Bundle":
-        found.resources.extend(bundle_entries(parsed, where))
+        for entry in bundle_entries(parsed, where):
+            if entry.resource.get("resourceType") == "OperationOutcome":  # a searchset's outcome
+                _server_messages(entry.resource, entry.where, found)
+            else:
+                found.resources.append(entry)
 
 
 def _server_messages(outcome: dict[str, Any], where: str, found: ForeignInput) -> None:

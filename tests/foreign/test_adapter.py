@@ -157,3 +157,61 @@ def test_an_output_folder_with_other_files_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ForeignOutputError, match=r"notes\.txt"):
         convert_foreign(src, out)
     assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
+
+
+def test_unreadable_files_are_reported_and_the_rest_is_read(tmp_path: Path) -> None:
+    src = tmp_path / "in"
+    src.mkdir()
+    (src / "broken.ndjson.gz").write_bytes(b"this is not gzip")
+    with gzip.open(src / "cut.ndjson.gz", "wb") as handle:
+        handle.write(b'{"resourceType": "Patient", "id": "a"}\n' * 50)
+    (src / "cut.ndjson.gz").write_bytes((src / "cut.ndjson.gz").read_bytes()[:-12])
+    (src / "array.json").write_text("[1, 2]")
+    (src / "Patient.ndjson").write_text('{"resourceType": "Patient", "id": "ok"}\n')
+    found = read_foreign(src)
+    reasons = {p["where"]: p["reason"] for p in found.problems}
+    assert reasons["broken.ndjson.gz"].startswith("cannot be read")
+    assert reasons["cut.ndjson.gz"].startswith("cannot be read after line ")
+    assert reasons["array.json"].startswith("JSON but not a FHIR resource")
+    assert ("Patient", "ok") in {
+        (r.resource["resourceType"], r.resource["id"]) for r in found.resources
+    }
+
+
+def test_a_searchset_outcome_is_a_server_message(tmp_path: Path) -> None:
+    src = tmp_path / "page.json"
+    src.write_text(
+        json.dumps(
+            {
+                "resourceType": "Bundle",
+                "type": "searchset",
+                "entry": [
+                    {
+                        "resource": {"resourceType": "Patient", "id": "a"},
+                        "search": {"mode": "match"},
+                    },
+                    {
+                        "resource": {
+                            "resourceType": "OperationOutcome",
+                            "issue": [
+                                {
+                                    "severity": "warning",
+                                    "code": "too-costly",
+                                    "diagnostics": "results truncated",
+                                }
+                            ],
+                        },
+                        "search": {"mode": "outcome"},
+                    },
+                ],
+            }
+        )
+    )
+    found = read_foreign(src)
+    assert [r.resource["resourceType"] for r in found.resources] == ["Bundle", "Patient"]
+    (message,) = found.messages
+    assert (message["where"], message["code"], message["message"]) == (
+        "page.json, entry 1",
+        "too-costly",
+        "results truncated",
+    )
