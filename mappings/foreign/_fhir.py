@@ -322,8 +322,7 @@ def _kind_problem(value: Any, kind: str) -> str | None:
         if not isinstance(value.get("text", ""), str):
             return "text: expected a string"
     elif kind == "Qty":
-        number = value.get("value")
-        if number is not None and _kind_problem(number, "num") is not None:
+        if "value" in value and _kind_problem(value["value"], "num") is not None:
             return "value: expected a number"
         if any(
             not isinstance(value.get(k, ""), str) for k in ("unit", "code", "system", "comparator")
@@ -342,6 +341,23 @@ def _kind_problem(value: Any, kind: str) -> str | None:
         isinstance(value.get("system", ""), str) and isinstance(value.get("value", ""), str)
     ):
         return "system/value: expected strings"
+    return None
+
+
+def _dosage_problem(dosage: JSON) -> str | None:
+    """Why an R4 Dosage is not valid for the elements read (text, route, timing, doseAndRate)."""
+    if not isinstance(dosage.get("text", ""), str):
+        return "text: expected a string"
+    if "route" in dosage and _kind_problem(dosage["route"], "CC") is not None:
+        return "route: expected a CodeableConcept"
+    if "timing" in dosage and not isinstance(dosage["timing"], dict):
+        return "timing: expected an object"
+    rates = dosage.get("doseAndRate", [])
+    if not isinstance(rates, list) or not all(isinstance(r, dict) for r in rates):
+        return "doseAndRate: expected an array of objects"
+    for rate in rates:
+        if "doseQuantity" in rate and _kind_problem(rate["doseQuantity"], "Qty") is not None:
+            return "doseAndRate.doseQuantity: expected a Quantity with a number"
     return None
 
 
@@ -375,6 +391,18 @@ def structural_problem(resource: JSON) -> str | None:
             problem = _kind_problem(value, kind)
             if problem is not None:
                 return f"{rtype}.{element}: {problem}"
+    if rtype in ("MedicationStatement", "MedicationRequest"):
+        element = "dosage" if rtype == "MedicationStatement" else "dosageInstruction"
+        for dosage in resource.get(element, ()):
+            problem = _dosage_problem(dosage)
+            if problem is not None:
+                return f"{rtype}.{element}.{problem}"
+    if rtype == "MedicationAdministration" and "dosage" in resource:
+        for key, kind in (("dose", "Qty"), ("route", "CC")):
+            if key in resource["dosage"]:
+                problem = _kind_problem(resource["dosage"][key], kind)
+                if problem is not None:
+                    return f"MedicationAdministration.dosage.{key}: {problem}"
     if rtype == "Observation":
         for component in resource.get("component", ()):
             for element, kind in (

@@ -3,7 +3,9 @@ as written, skip reasons, accounting and order independence."""
 
 from __future__ import annotations
 
+import copy
 import random
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -307,33 +309,76 @@ def test_a_study_drug_administration_goes_to_ex(bundle: dict[str, Any]) -> None:
     assert rows(by_code, "EX") == []  # prednisone is ordered (MedicationRequest), not administered
 
 
+def _element_paths(value: Any, prefix: tuple[Any, ...] = ()) -> Iterator[tuple[Any, ...]]:
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            yield (*prefix, key)
+            yield from _element_paths(inner, (*prefix, key))
+    elif isinstance(value, list):
+        for index, inner in enumerate(value[:2]):
+            yield (*prefix, index)
+            yield from _element_paths(inner, (*prefix, index))
+
+
 def test_no_element_of_any_shape_makes_the_mapping_crash(bundle: dict[str, Any]) -> None:
-    """Every top-level element of every hand-written resource, replaced by each JSON shape in turn:
-    the resource is mapped or skipped, never a traceback, and the books always balance."""
+    """Every element (to any depth) of every hand-written resource, replaced by each JSON shape in
+    turn: the resource is mapped or skipped, never a traceback, and the books always balance."""
     base = [
         r.resource for r in bundle_entries(bundle) if r.resource.get("resourceType") != "Bundle"
     ]
-    shapes: list[Any] = [
-        1,
-        2.5,
-        "x",
-        True,
-        None,
-        [],
-        {},
-        [1],
-        ["x"],
-        [{}],
-        {"coding": 1},
-        {"reference": 1},
-    ]
+    shapes: list[Any] = [1, "x", True, None, [], {}, [1], [{}], {"coding": 1}]
+    context = {"st1", "rs1", "p1", "m1"}  # what the other resources refer to
     for index, resource in enumerate(base):
-        for element in resource:
-            if element in ("resourceType", "id"):
+        for path in _element_paths(resource):
+            if path in (("resourceType",), ("id",)):
                 continue
             for shape in shapes:
-                broken = dict(resource, **{element: shape})
-                inputs = [*base[:index], broken, *base[index + 1 :]]
-                report = map_foreign(inputs, ForeignOptions(study="S")).report
-                assert report.unbalanced() == [], (resource["id"], element, shape)
-                assert report.total_read == len(base)
+                broken = copy.deepcopy(resource)
+                target = broken
+                for step in path[:-1]:
+                    target = target[step]
+                target[path[-1]] = shape
+                others = [r for i, r in enumerate(base) if i != index and r["id"] in context]
+                report = map_foreign([broken, *others], ForeignOptions(study="S")).report
+                assert report.unbalanced() == [], (resource["id"], path, shape)
+                assert report.total_read == len(others) + 1
+
+
+@pytest.mark.parametrize(
+    ("resource", "reason"),
+    [
+        (
+            {
+                "resourceType": "MedicationRequest",
+                "id": "r",
+                "status": "active",
+                "medicationCodeableConcept": {"text": "x"},
+                "dosageInstruction": [{"doseAndRate": [{"doseQuantity": {"value": True}}]}],
+            },
+            "not valid R4: MedicationRequest.dosageInstruction.doseAndRate.doseQuantity: expected a Quantity with a number",
+        ),
+        (
+            {
+                "resourceType": "MedicationAdministration",
+                "id": "a",
+                "status": "completed",
+                "medicationCodeableConcept": {"text": "x"},
+                "dosage": {"dose": {"value": "60"}},
+            },
+            "not valid R4: MedicationAdministration.dosage.dose: value: expected a number",
+        ),
+        (
+            {
+                "resourceType": "MedicationStatement",
+                "id": "s",
+                "status": "active",
+                "medicationCodeableConcept": {"text": "x"},
+                "dosage": [{"route": "oral"}],
+            },
+            "not valid R4: MedicationStatement.dosage.route: expected a CodeableConcept",
+        ),
+    ],
+)
+def test_a_dose_of_the_wrong_type_is_not_valid_r4(resource: dict[str, Any], reason: str) -> None:
+    report = map_foreign([resource], ForeignOptions(study="S")).report
+    assert list(report.types[resource["resourceType"]].skipped) == [reason]
