@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
-from adapter import cohort
+from adapter.testing import cohort
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "dalakas1993"
 DOMAINS = ("ts", "ta", "dm", "se", "vs", "ex", "cm", "qs", "rs", "pr", "mi")

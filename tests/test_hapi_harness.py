@@ -15,8 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from adapter import hapi
-from adapter.testing import on_ci
+from adapter.testing import hapi, on_ci
 
 needs_java = pytest.mark.skipif(
     shutil.which("java") is None and not on_ci(),

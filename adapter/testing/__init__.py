@@ -56,7 +56,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 @pytest.fixture(scope="session")
 def hapi_base_url() -> Iterator[str]:
     """Base URL of a live HAPI FHIR R4 server, e.g. ``http://127.0.0.1:41234/fhir``."""
-    from adapter import hapi
+    from adapter.testing import hapi
 
     given = os.environ.get(ENV_URL, "").strip()
     if given:
@@ -78,7 +78,7 @@ def hapi_base_url() -> Iterator[str]:
 @pytest.fixture(scope="module")
 def hapi_clean(hapi_base_url: str) -> None:
     """Empty the server once when the module starts (``$expunge`` everything)."""
-    from adapter import hapi
+    from adapter.testing import hapi
 
     try:
         hapi.expunge_everything(hapi_base_url)
