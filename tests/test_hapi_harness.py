@@ -178,6 +178,19 @@ def test_plugin_skips_without_a_server_off_ci(tmp_path: Path) -> None:
     assert "HAPI FHIR server unavailable" in result.stdout
 
 
+def test_the_test_tooling_and_the_command_line_import_without_pytest() -> None:
+    """`trialfhir hapi` and the generator run in an installation without the dev dependencies."""
+    code = (
+        "import sys\n"
+        "sys.modules['pytest'] = None  # any import of pytest now fails\n"
+        "import adapter.testing, adapter.testing.hapi, adapter.testing.cohort, adapter.cli\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr
+
+
 def test_plugin_fails_without_a_server_on_ci(tmp_path: Path) -> None:
     result = run_plugin_test(tmp_path, ci="true")
     assert result.returncode == 1, result.stdout + result.stderr
