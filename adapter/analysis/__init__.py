@@ -1,7 +1,7 @@
 """Study reanalysis: endpoints E1-E8 beside the published figures, and a report a clinician can read.
 
-    definition = load_definition("fixtures/dalakas1993/study.json")
-    results = analyze(tables, definition, source="fixtures/dalakas1993")
+    definition = load_definition("adapter/studies/dalakas1993/study.json")
+    results = analyze(tables, definition, source="adapter/studies/dalakas1993")
     paths = write_outputs(results, tables, "out/")
 
 `tables` maps upper-case domain codes ("DM", "SE", ...) to DataFrames of strings ("" = missing).

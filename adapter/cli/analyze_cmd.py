@@ -1,8 +1,8 @@
 """`trialfhir analyze`: reanalyse a study (E1-E8) and write the report, from an SDTM folder, a FHIR
 folder, or a FHIR server.
 
-    trialfhir analyze fixtures/dalakas1993 --out out/dalakas1993 [--definition study.json]
-    trialfhir analyze pulled/ --out out/ --definition fixtures/dalakas1993/study.json
+    trialfhir analyze adapter/studies/dalakas1993 --out out/dalakas1993 [--definition study.json]
+    trialfhir analyze pulled/ --out out/ --definition adapter/studies/dalakas1993/study.json
     trialfhir analyze --server http://localhost:8080/fhir --study DALAKAS1993 --out out/ --definition ...
 
 Where the trial tables come from is decided in one place: `tables_from_source` (a folder) and

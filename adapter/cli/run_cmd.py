@@ -35,7 +35,7 @@ def bundled_cohort() -> Path:
     """The reconstructed Dalakas 1993 cohort shipped with the project (SDTM CSVs + study.json)."""
     import adapter
 
-    folder = Path(adapter.__file__).resolve().parent.parent / "fixtures" / "dalakas1993"
+    folder = Path(adapter.__file__).resolve().parent / "studies" / "dalakas1993"
     if not (folder / "dm.csv").is_file():
         raise click.ClickException(
             f"the bundled cohort is not at {folder}: install trialfhir from a source checkout "
