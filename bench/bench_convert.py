@@ -237,7 +237,7 @@ def prepare(subjects: int, seed: int, folder: Path) -> int:
     theirs); returns the number of records."""
     code = (
         "import sys; from pathlib import Path\n"
-        "from adapter.cohort import generate_scaled, write_csv_folder\n"
+        "from adapter.testing.cohort import generate_scaled, write_csv_folder\n"
         "tables = generate_scaled(int(sys.argv[1]), int(sys.argv[2]))\n"
         "write_csv_folder(tables, Path(sys.argv[3]))\n"
         "print(sum(len(rows) for rows in tables.values()))\n"

@@ -2,7 +2,7 @@
 
     python bench/bench_transfer.py --base-url http://127.0.0.1:8080/fhir --subjects 750
 
-The cohort is the reconstructed one scaled to `--subjects` subjects (`adapter.cohort.generate_scaled`,
+The cohort is the reconstructed one scaled to `--subjects` subjects (`adapter.testing.cohort.generate_scaled`,
 STUDYID DALAKAS1993SC, so it never clashes with the fixture's DALAKAS1993). The server is emptied
 (`$expunge` everything) before each upload run. THE SERVER IS WIPED: point this at a throwaway HAPI.
 
@@ -44,10 +44,10 @@ import httpx
 import orjson
 
 from adapter.client import AsyncFhirClient, FhirClient, token
-from adapter.cohort import SCALED_STUDYID, generate_scaled, write_csv_folder
 from adapter.fhir_files import dumps
-from adapter.hapi import expunge_everything
 from adapter.tables import read_trial
+from adapter.testing.cohort import SCALED_STUDYID, generate_scaled, write_csv_folder
+from adapter.testing.hapi import expunge_everything
 from adapter.transfer import pull_study_async, push
 from mappings.identity import SID_STUDY
 from mappings.trial import trial_to_fhir

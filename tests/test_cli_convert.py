@@ -19,7 +19,7 @@ from adapter.cli import main
 
 DATA = Path(__file__).parent / "data"
 SMALL = DATA / "sdtm_small"
-DALAKAS = Path(__file__).resolve().parents[1] / "fixtures" / "dalakas1993"
+DALAKAS = Path(__file__).resolve().parents[1] / "adapter" / "studies" / "dalakas1993"
 
 
 def run(*args: str | Path) -> Result:

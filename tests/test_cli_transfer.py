@@ -25,7 +25,7 @@ from adapter.cli._common import (
 )
 from adapter.cli.run_cmd import RUN_MARKER
 
-FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "dalakas1993"
+FIXTURE = Path(__file__).resolve().parents[1] / "adapter" / "studies" / "dalakas1993"
 BASE = "http://fhir.test/fhir"
 
 

@@ -16,9 +16,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
-from adapter import cohort
+from adapter.testing import cohort
 
-FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "dalakas1993"
+FIXTURE = Path(__file__).resolve().parents[1] / "adapter" / "studies" / "dalakas1993"
 DOMAINS = ("ts", "ta", "dm", "se", "vs", "ex", "cm", "qs", "rs", "pr", "mi")
 IVIG = "IMMUNE GLOBULIN INTRAVENOUS (HUMAN)"
 

@@ -15,8 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from adapter import hapi
-from adapter.testing import on_ci
+from adapter.testing import hapi, on_ci
 
 needs_java = pytest.mark.skipif(
     shutil.which("java") is None and not on_ci(),
@@ -177,6 +176,19 @@ def test_plugin_skips_without_a_server_off_ci(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     assert "1 skipped" in result.stdout
     assert "HAPI FHIR server unavailable" in result.stdout
+
+
+def test_the_test_tooling_and_the_command_line_import_without_pytest() -> None:
+    """`trialfhir hapi` and the generator run in an installation without the dev dependencies."""
+    code = (
+        "import sys\n"
+        "sys.modules['pytest'] = None  # any import of pytest now fails\n"
+        "import adapter.testing, adapter.testing.hapi, adapter.testing.cohort, adapter.cli\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr
 
 
 def test_plugin_fails_without_a_server_on_ci(tmp_path: Path) -> None:

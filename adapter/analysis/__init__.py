@@ -1,8 +1,8 @@
 """Study reanalysis: endpoints E1-E8 beside the published figures, and a report a clinician can read.
 
-    trial = read_trial("fixtures/dalakas1993")  # or fhir_to_trial(resources)
-    definition = load_definition("fixtures/dalakas1993/study.json")
-    results = analyze(trial, definition, source="fixtures/dalakas1993")
+    trial = read_trial("adapter/studies/dalakas1993")  # or fhir_to_trial(resources)
+    definition = load_definition("adapter/studies/dalakas1993/study.json")
+    results = analyze(trial, definition, source="adapter/studies/dalakas1993")
     paths = write_outputs(results, "out/")
 
 `trial` is a `mappings.sdtm.Trial`: upper-case domain codes ("DM", "SE", ...) to tables whose cells

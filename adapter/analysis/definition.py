@@ -415,7 +415,7 @@ def parse_definition(raw: Any, source: str = "<definition>") -> StudyDefinition:
 
 
 def load_definition(path: str | Path) -> StudyDefinition:
-    """Read a study definition JSON file (see fixtures/dalakas1993/study.json)."""
+    """Read a study definition JSON file (see adapter/studies/dalakas1993/study.json)."""
     file = Path(path)
     try:
         raw = json.loads(file.read_text(encoding="utf-8"))

@@ -12,6 +12,7 @@ from adapter.cli.analyze_cmd import analyze
 from adapter.cli.convert_cmd import convert
 from adapter.cli.hapi_cmd import hapi
 from adapter.cli.run_cmd import run
+from adapter.cli.studies_cmd import studies
 from adapter.cli.transfer_cmd import pull, push
 
 
@@ -21,5 +22,5 @@ def main() -> None:
     """Trial tables (SDTM) <-> FHIR R4: convert, push, pull, analyse."""
 
 
-for command in (run, convert, push, pull, analyze, hapi):
+for command in (run, convert, push, pull, analyze, studies, hapi):
     main.add_command(command)

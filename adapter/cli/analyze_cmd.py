@@ -1,9 +1,10 @@
 """`trialfhir analyze`: reanalyse a study (E1-E8) and write the report, from an SDTM folder, a FHIR
 folder, or a FHIR server.
 
-    trialfhir analyze fixtures/dalakas1993 --out out/dalakas1993 [--definition study.json]
-    trialfhir analyze pulled/ --out out/ --definition fixtures/dalakas1993/study.json
-    trialfhir analyze --server http://localhost:8080/fhir --study DALAKAS1993 --out out/ --definition ...
+    trialfhir analyze adapter/studies/dalakas1993 --out out/dalakas1993 [--definition study.json]
+    trialfhir analyze pulled/ --out out/ --definition adapter/studies/dalakas1993/study.json
+    trialfhir analyze --server http://localhost:8080/fhir --study DALAKAS1993 --out out/
+    trialfhir analyze pulled/ --out out/ --definition dalakas1993   # a shipped study's name
 
 Where the trial tables come from is decided in one place: `tables_from_source` (a folder) and
 `tables_from_server` (`--server URL --study ID`); each turns its source into a `Trial`.
@@ -19,6 +20,7 @@ import click
 
 from adapter.cli._common import (
     EXIT_BAD_INPUT,
+    EXIT_USAGE,
     CommandError,
     check_output_folder,
     client_options,
@@ -76,10 +78,16 @@ def tables_from_server(server: str, study: str, token: str | None, timeout: floa
     return fhir_to_trial(pulled.resources)
 
 
-def _default_definition(src: Path | None) -> Path:
-    if src is not None and (src / "study.json").is_file():
-        return src / "study.json"
-    raise click.UsageError("no study definition: pass --definition FILE (or put study.json in SRC)")
+def _definition(given: str | None, src: Path | None, study_id: str | None) -> Path:
+    """The definition file: --definition (a name or a file), SRC/study.json, or the shipped study of
+    --study (`adapter.studies.choose_definition`); otherwise exit 2 with one line naming the option."""
+    from adapter.studies import DefinitionNotFound, choose_definition
+
+    try:
+        return choose_definition(given, src, study_id)
+    except DefinitionNotFound as exc:
+        hint = "" if given is not None else ": pass --definition NAME or FILE (trialfhir studies)"
+        raise CommandError(f"no study definition: {exc}{hint}", EXIT_USAGE) from exc
 
 
 @click.command("analyze")
@@ -97,9 +105,10 @@ def _default_definition(src: Path | None) -> Path:
 )
 @click.option(
     "--definition",
-    "definition_path",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="Study definition JSON (default: SRC/study.json).",
+    "definition_arg",
+    metavar="NAME|FILE",
+    help="Study definition: a shipped study's name (trialfhir studies) or a JSON file "
+    "(default: SRC/study.json, or the shipped study of --study).",
 )
 @click.option(
     "--server", metavar="URL", help="FHIR server base URL (with --study), instead of SRC."
@@ -116,7 +125,7 @@ def _default_definition(src: Path | None) -> Path:
 def analyze(
     src: Path | None,
     out_dir: Path,
-    definition_path: Path | None,
+    definition_arg: str | None,
     server: str | None,
     study_id: str | None,
     token: str | None,
@@ -137,7 +146,7 @@ def analyze(
     from adapter.analysis import analyze as analyze_study
 
     try:
-        definition = load_definition(definition_path or _default_definition(src))
+        definition = load_definition(_definition(definition_arg, src, study_id))
     except DefinitionError as exc:
         raise CommandError(str(exc), EXIT_BAD_INPUT) from exc
     if src is not None:

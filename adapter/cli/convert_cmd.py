@@ -1,8 +1,8 @@
 """`trialfhir convert`: an SDTM folder -> FHIR files (NDJSON per type + a transaction Bundle), or FHIR
 files -> an SDTM folder, all or nothing.
 
-    trialfhir convert fixtures/dalakas1993 --out out/fhir              # SDTM -> FHIR
-    trialfhir convert out/fhir --to sdtm --out out/sdtm                # FHIR -> SDTM
+    trialfhir convert adapter/studies/dalakas1993 --out out/fhir  # SDTM -> FHIR
+    trialfhir convert out/fhir --to sdtm --out out/sdtm           # FHIR -> SDTM
 
 Everything is written into a temporary sibling of DIR and moved into place at the very end, so a run that
 fails or is interrupted leaves DIR as it was. Exit codes: 0 done, 1 unexpected failure (a bug), 2 usage,

@@ -3,7 +3,7 @@
     trialfhir hapi serve [--port N]   build if needed, run in the foreground, Ctrl-C stops it
     trialfhir hapi build              build (or find) the cached jar and print its path
 
-Uses only :mod:`adapter.hapi`. A missing java/mvn, a failed build or a server that does not come up
+Uses only :mod:`adapter.testing.hapi`. A missing java/mvn, a failed build or a server that does not come up
 exits with code 7 (unreachable) and says why; the server's own output stays in its log file.
 """
 
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import click
 
-from adapter import hapi as harness
+from adapter.testing import hapi as harness
 
 __all__ = ["hapi"]
 

@@ -32,16 +32,10 @@ RUN_MARKER = ".trialfhir-run"
 
 
 def bundled_cohort() -> Path:
-    """The reconstructed Dalakas 1993 cohort shipped with the project (SDTM CSVs + study.json)."""
-    import adapter
+    """The reconstructed Dalakas 1993 cohort shipped in the package (SDTM CSVs + study.json)."""
+    from adapter.studies import BUNDLED, shipped_study
 
-    folder = Path(adapter.__file__).resolve().parent.parent / "fixtures" / "dalakas1993"
-    if not (folder / "dm.csv").is_file():
-        raise click.ClickException(
-            f"the bundled cohort is not at {folder}: install trialfhir from a source checkout "
-            '(python3 -m pip install -e ".[dev]") or pass --source'
-        )
-    return folder
+    return shipped_study(BUNDLED).folder
 
 
 def table_differences(before: Any, after: Any, limit: int = 20) -> list[str]:

@@ -1,6 +1,6 @@
 """`trialfhir push` and `trialfhir pull`: a trial to a FHIR server, and a study back from one.
 
-    trialfhir push fixtures/dalakas1993 --server http://localhost:8080/fhir
+    trialfhir push adapter/studies/dalakas1993 --server http://localhost:8080/fhir
     trialfhir pull --server http://localhost:8080/fhir --study DALAKAS1993 --out pulled/
 
 Exit codes per error class: see adapter/cli/_common.py and docs/cli.md.

@@ -9,7 +9,7 @@ import pytest
 from adapter.analysis import StudyDefinition, load_definition
 from mappings.sdtm import Trial
 
-FIXTURE = Path(__file__).resolve().parents[2] / "fixtures" / "dalakas1993"
+FIXTURE = Path(__file__).resolve().parents[2] / "adapter" / "studies" / "dalakas1993"
 
 
 def read_tables(folder: Path) -> Trial:

@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 from click.testing import CliRunner
+from pytest_httpx import HTTPXMock
 
 from adapter.cli import main
 from adapter.tables import write_table
@@ -121,3 +122,52 @@ def test_a_failed_analysis_leaves_out_as_it_was(tmp_path: Path) -> None:
     assert result.exit_code == 3
     assert "study definition" in result.output
     assert not out.exists()
+
+
+def test_the_definition_may_be_named_by_a_shipped_study(tmp_path: Path) -> None:
+    folder = _sdtm_folder(tmp_path)
+    by_name = tmp_path / "by_name"
+    by_file = tmp_path / "by_file"
+    for out, definition in ((by_name, "dalakas1993"), (by_file, str(FIXTURE / "study.json"))):
+        args = ["analyze", str(folder), "--out", str(out), "--definition", definition]
+        result = CliRunner().invoke(main, args)
+        assert result.exit_code == 0, result.output
+    named = json.loads((by_name / "results.json").read_text())
+    filed = json.loads((by_file / "results.json").read_text())
+    assert named["endpoints"] == filed["endpoints"]
+
+
+def test_an_unknown_definition_name_exits_2_and_lists_the_known_ones(tmp_path: Path) -> None:
+    folder = _sdtm_folder(tmp_path)
+    args = ["analyze", str(folder), "--out", str(tmp_path / "o"), "--definition", "nosuchstudy"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 2
+    assert "'nosuchstudy' is neither a file nor the name of a shipped study" in result.output
+    assert "dalakas1993" in result.output
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_server_study_the_package_does_not_ship_asks_for_definition(
+    tmp_path: Path, httpx_mock: HTTPXMock
+) -> None:
+    args = ["analyze", "--server", "http://fhir.test/fhir", "--study", "OTHER01"]
+    result = CliRunner().invoke(main, [*args, "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2
+    message = result.output.strip()
+    assert "\n" not in message  # one line
+    assert "study OTHER01 is not one the package ships" in message
+    assert "pass --definition NAME or FILE" in message
+    assert httpx_mock.get_requests() == []  # refused before asking the server anything
+
+
+def test_a_server_study_the_package_ships_needs_no_definition(
+    tmp_path: Path, httpx_mock: HTTPXMock
+) -> None:
+    """DALAKAS1993 finds the shipped definition; the (empty) server then has no such study: exit 6."""
+    empty = {"resourceType": "Bundle", "type": "searchset", "total": 0, "entry": []}
+    httpx_mock.add_response(json=empty, is_reusable=True)
+    args = ["analyze", "--server", "http://fhir.test/fhir", "--study", "DALAKAS1993"]
+    result = CliRunner().invoke(main, [*args, "--out", str(tmp_path / "o")])
+    assert result.exit_code == 6, result.output
+    assert "ResearchStudy" in result.output
+    assert any(r.url.path.endswith("/ResearchStudy") for r in httpx_mock.get_requests())

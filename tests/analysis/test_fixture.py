@@ -10,7 +10,7 @@ from mappings.sdtm import Trial
 
 @pytest.fixture(scope="module")
 def results(cohort: Trial, definition: StudyDefinition) -> Results:
-    return analyze(cohort, definition, "fixtures/dalakas1993")
+    return analyze(cohort, definition, "adapter/studies/dalakas1993")
 
 
 def test_the_cohort_counts_are_the_published_ones(results: Results) -> None:

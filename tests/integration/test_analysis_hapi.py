@@ -22,7 +22,7 @@ from mappings.trial import fhir_to_trial
 
 pytestmark = pytest.mark.hapi
 
-FIXTURE = Path(__file__).resolve().parents[2] / "fixtures" / "dalakas1993"
+FIXTURE = Path(__file__).resolve().parents[2] / "adapter" / "studies" / "dalakas1993"
 STUDYID = "DALAKAS1993"
 
 

@@ -14,7 +14,7 @@ from adapter.cli import main
 
 pytestmark = pytest.mark.hapi
 
-FIXTURE = Path(__file__).resolve().parents[2] / "fixtures" / "dalakas1993"
+FIXTURE = Path(__file__).resolve().parents[2] / "adapter" / "studies" / "dalakas1993"
 
 
 def endpoint_values(report_dir: Path) -> dict[str, object]:

@@ -11,7 +11,7 @@ from fhir.resources.R4B import get_fhir_model_class
 
 from mappings.sdtm import Trial
 
-FIXTURE = Path(__file__).resolve().parents[2] / "fixtures" / "dalakas1993"
+FIXTURE = Path(__file__).resolve().parents[2] / "adapter" / "studies" / "dalakas1993"
 
 
 def validate_r4b(resource: dict[str, Any]) -> None:

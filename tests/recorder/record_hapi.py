@@ -25,7 +25,7 @@ import httpx
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from adapter import hapi  # noqa: E402
+from adapter.testing import hapi  # noqa: E402
 
 OUT = ROOT / "fixtures" / "recorded"
 REPLAY_BASE = "http://fhir.test/fhir"

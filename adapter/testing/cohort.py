@@ -3,7 +3,7 @@
 RECONSTRUCTED from the published aggregates; not patient data. `generate(seed)` builds the 15-subject
 fixture so that every published figure holds when computed as the study spec's endpoints define it
 (`check` verifies this); `generate_scaled(n, seed)` builds the same shapes at benchmark size.
-`python -m adapter.cohort --out fixtures/dalakas1993 [--scale N] [--check]` writes the CSV folder.
+`python -m adapter.testing.cohort --out adapter/studies/dalakas1993 [--scale N] [--check]` writes the CSV folder.
 
 Scales (study definition): MSSUM = muscle-strength sum score, sum over 10 muscle groups of the mean of
 the left and right Kendall 0-10 grades (0-100, half points, higher = better); NSSTOT = neuromuscular
@@ -1136,8 +1136,8 @@ def _prednisone_mean(tables: Tables) -> Fraction:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """`python -m adapter.cohort --out DIR [--seed S] [--scale N] [--check]`."""
-    parser = argparse.ArgumentParser(prog="python -m adapter.cohort", description=__doc__)
+    """`python -m adapter.testing.cohort --out DIR [--seed S] [--scale N] [--check]`."""
+    parser = argparse.ArgumentParser(prog="python -m adapter.testing.cohort", description=__doc__)
     parser.add_argument("--out", type=Path, help="folder to write the CSV tables to")
     parser.add_argument("--seed", type=int, default=1993)
     parser.add_argument("--scale", type=int, help="write a scaled cohort of N subjects instead")

@@ -1,7 +1,7 @@
 """Build, start and stop trialfhir's local HAPI FHIR JPA R4 test server.
 
-The server is the Maven module shipped in ``adapter/data/hapi-server`` (HAPI FHIR 8.8.0, Spring Boot
-3.5, H2 in memory, endpoint ``/fhir``). It is built on first use into a cache folder keyed by the
+The server is the Maven module shipped in ``adapter/testing/hapi-server`` (HAPI FHIR 8.8.0, Spring
+Boot 3.5, H2 in memory, endpoint ``/fhir``). It is built on first use into a cache folder keyed by the
 module's content hash (``~/.cache/trialfhir/hapi-server/<hash>/``), so an installed, read-only
 package still works and the jar is reused until the module changes. The server runs as a child
 process bound to 127.0.0.1; its output goes to a log file, never to the console.
@@ -19,8 +19,8 @@ Errors: everything raised here derives from :class:`HapiServerError`:
     ├── HapiBuildError    mvn failed (the message ends with the tail of the build log)
     └── HapiStartError    the server died, timed out, or its port is taken (with the log tail)
 
-``python -m adapter.hapi build|serve|start|stop`` drives the same functions from a shell (CI uses
-``start``/``stop`` to keep one server for a whole test run).
+``python -m adapter.testing.hapi build|serve|start|stop`` drives the same functions from a shell
+(CI uses ``start``/``stop`` to keep one server for a whole test run).
 """
 
 from __future__ import annotations
@@ -100,7 +100,7 @@ class HapiStartError(HapiServerError):
 
 def module_dir() -> Path:
     """The Maven module shipped with the package (read-only in an installed package)."""
-    return Path(__file__).resolve().parent / "data" / "hapi-server"
+    return Path(__file__).resolve().parent / "hapi-server"
 
 
 def _module_files(root: Path) -> list[Path]:
@@ -417,7 +417,7 @@ def start_server(
         log_path: where the server's output goes (default ``<cache>/logs/hapi-<port>.log``).
         startup_timeout: seconds to wait for ``/fhir/metadata`` (default 600).
         detach: start the JVM in its own session so it outlives this Python process
-            (``python -m adapter.hapi start``); it is stopped by pid then.
+            (``python -m adapter.testing.hapi start``); it is stopped by pid then.
 
     Raises:
         HapiToolMissing, HapiBuildError: from the build.
@@ -522,11 +522,13 @@ def stop_pid(pid: int, *, timeout: float = 30.0) -> bool:
 
 
 def _main(argv: Sequence[str]) -> int:
-    """``python -m adapter.hapi build | serve [--port N] | start [--port N] [--pid-file F] |
+    """``python -m adapter.testing.hapi build | serve [--port N] | start [--port N] [--pid-file F] |
     stop --pid-file F``."""
     import argparse
 
-    parser = argparse.ArgumentParser(prog="python -m adapter.hapi", description=_main.__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m adapter.testing.hapi", description=_main.__doc__
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("build", help="build the server jar (cached) and print its path")
     serve = commands.add_parser("serve", help="run in the foreground until Ctrl-C")
