@@ -19,18 +19,17 @@ import click
 
 from adapter.cli._common import (
     EXIT_BAD_INPUT,
+    SERVER_URL,
     CommandError,
     check_output_folder,
     client_options,
     reported,
     staged_folder,
+    without_credentials,
 )
 
 if TYPE_CHECKING:
     import pandas as pd
-
-ANALYZE_MARKER = ".trialfhir-analyze"
-"""Left in --out, so a later `analyze` may replace its own earlier output without --force."""
 
 __all__ = ["analyze", "tables_from_server", "tables_from_source"]
 
@@ -95,7 +94,7 @@ def _default_definition(src: Path | None) -> Path:
     "--out",
     "out_dir",
     required=True,
-    type=click.Path(file_okay=False, path_type=Path),
+    type=click.Path(path_type=Path),
     help="Folder for results.json, report.md, report.html, figures/ and datasets/.",
 )
 @click.option(
@@ -105,7 +104,10 @@ def _default_definition(src: Path | None) -> Path:
     help="Study definition JSON (default: SRC/study.json).",
 )
 @click.option(
-    "--server", metavar="URL", help="FHIR server base URL (with --study), instead of SRC."
+    "--server",
+    type=SERVER_URL,
+    metavar="URL",
+    help="FHIR server base URL (with --study), instead of SRC.",
 )
 @click.option("--study", "study_id", metavar="ID", help="Study identifier on the server.")
 @click.option(
@@ -113,7 +115,9 @@ def _default_definition(src: Path | None) -> Path:
 )
 @click.option("--timeout", type=float, default=60.0, show_default=True, help="Seconds per request.")
 @click.option(
-    "--force", is_flag=True, help="Replace a non-empty --out that is not an earlier analysis."
+    "--force",
+    is_flag=True,
+    help="Replace --out when it holds an earlier trialfhir output (and nothing else).",
 )
 @reported
 def analyze(
@@ -134,8 +138,8 @@ def analyze(
         raise click.UsageError("give either SRC or --server/--study, not both")
     if server is None and src is None:
         raise click.UsageError("missing SRC (an SDTM or FHIR folder) or --server/--study")
-    if not (out_dir.is_dir() and (out_dir / ANALYZE_MARKER).is_file()):
-        check_output_folder(out_dir, force, src)
+    inputs = [src, definition_path]
+    check_output_folder(out_dir, force, inputs)  # before anything is read or pulled
     from adapter.analysis import DefinitionError, load_definition, write_outputs
     from adapter.analysis import analyze as analyze_study
 
@@ -149,10 +153,9 @@ def analyze(
     else:
         assert server is not None and study_id is not None
         tables = tables_from_server(server, study_id, token, timeout)
-        source = f"{server} (study {study_id})"
+        source = f"{without_credentials(server)} (study {study_id})"
     results = analyze_study(tables, definition, source)
-    with staged_folder(out_dir) as staging:  # all or nothing: --out changes only on success
-        (staging / ANALYZE_MARKER).write_text("written by trialfhir analyze\n", encoding="utf-8")
+    with staged_folder(out_dir, force=force, command="analyze", sources=inputs) as staging:
         paths = [out_dir / p.relative_to(staging) for p in write_outputs(results, tables, staging)]
     checks = [
         flag

@@ -6,7 +6,8 @@
 Steps: read and check the SDTM tables -> map them to FHIR -> write them to a local FHIR folder, or push
 them to the server as conditional transactions -> read them back (from the folder, or pulled from the
 server by the study identifier) -> map back to SDTM and compare with the input cell by cell -> analyse
-E1-E8 -> write the report. Everything lands in --out at the end (all or nothing).
+E1-E8 -> write the report. Everything lands in --out at the end (all or nothing); an earlier output
+there is replaced only with --force and only when its manifest accounts for everything in it.
 """
 
 from __future__ import annotations
@@ -19,16 +20,14 @@ import click
 
 from adapter.cli._common import (
     EXIT_UNEXPECTED,
+    SERVER_URL,
     CommandError,
-    check_output_folder,
     client_options,
     progress_bar,
     reported,
     staged_folder,
+    without_credentials,
 )
-
-RUN_MARKER = ".trialfhir-run"
-"""A file `run` leaves in its output folder, so a later `run` may replace that folder without --force."""
 
 
 def bundled_cohort() -> Path:
@@ -74,6 +73,7 @@ def _step(number: int, text: str) -> None:
 @click.command(name="run")
 @click.option(
     "--server",
+    type=SERVER_URL,
     metavar="URL",
     help="Go through this FHIR server (push, then pull back) instead of a local folder.",
 )
@@ -90,7 +90,9 @@ def _step(number: int, text: str) -> None:
     help="Another SDTM folder with a study.json (default: the bundled reconstructed cohort).",
 )
 @click.option(
-    "--force", is_flag=True, help="Replace a non-empty --out that is not an earlier run's output."
+    "--force",
+    is_flag=True,
+    help="Replace --out when it holds an earlier trialfhir output (and nothing else).",
 )
 @click.option(
     "--token", envvar="TRIALFHIR_TOKEN", help="Bearer token for --server (or env TRIALFHIR_TOKEN)."
@@ -113,10 +115,7 @@ def run(
 
     started = time.perf_counter()
     cohort = source or bundled_cohort()
-    if not (out.is_dir() and (out / RUN_MARKER).is_file()):
-        check_output_folder(out, force, cohort)
-    with staged_folder(out) as staging:
-        (staging / RUN_MARKER).write_text("written by trialfhir run\n", encoding="utf-8")
+    with staged_folder(out, force=force, command="run", sources=[cohort]) as staging:
         _step(1, f"reading the SDTM tables in {cohort}")
         trial = read_trial(cohort)
         rows = sum(len(t.rows) for t in trial.values())
@@ -136,7 +135,8 @@ def run(
             from adapter.transfer import pull_study, push
 
             options = client_options(token, None, None, None, "RS384", "", timeout, None)
-            _step(2, f"pushing to {server} as conditional transactions")
+            shown = without_credentials(server)
+            _step(2, f"pushing to {shown} as conditional transactions")
             with FhirClient(server, **options) as client, progress_bar(None, "push") as bar:
                 client.capabilities()
                 summary = push(
@@ -152,7 +152,7 @@ def run(
                 pulled = pull_study(server, studyid, client_options=options, progress=bar.update)
             write_ndjson(pulled.resources, fhir_dir)
             resources = iter(pulled.resources)
-            origin = f"{server} (study {studyid})"
+            origin = f"{shown} (study {studyid})"
 
         _step(4, "mapping back to SDTM and comparing with the input")
         assembler = TrialAssembler()
