@@ -485,21 +485,24 @@ def _unchanged(path: Path, size: int, sha256: str) -> bool:
 
 def unaccounted_entries(folder: Path) -> tuple[list[str], Manifest | None]:
     """What in `folder` trialfhir did not write or that changed since (relative paths, sorted; a
-    reason in brackets where it is not simply absent from the manifest), and the folder's manifest.
+    folder it did not write is named once, `name/ (N entries)`, not entry by entry; a reason in
+    brackets where a file is not simply absent from the manifest), and the folder's manifest.
 
     Without a trustworthy manifest everything in the folder is unaccounted for. Files the manifest
     lists that are gone are fine (nothing to lose)."""
     manifest = read_manifest(folder)
     found: list[str] = []
+    foreign_folders: dict[str, int] = {}
     for rel, kind in _walk(folder):
-        if manifest is None:
-            found.append(rel + "/" if kind == "folder" else rel)
+        inside = next((f for f in foreign_folders if rel.startswith(f + "/")), None)
+        if inside is not None:
+            foreign_folders[inside] += 1
         elif kind == "folder":
-            if rel not in manifest.folders:
-                found.append(rel + "/")
+            if manifest is None or rel not in manifest.folders:
+                foreign_folders[rel] = 0
         elif kind == "file":
-            listed = manifest.files.get(rel)
-            if rel == MANIFEST:
+            listed = manifest.files.get(rel) if manifest is not None else None
+            if manifest is not None and rel == MANIFEST:
                 continue
             if listed is None:
                 found.append(rel)
@@ -509,11 +512,13 @@ def unaccounted_entries(folder: Path) -> tuple[list[str], Manifest | None]:
             found.append(f"{rel or '.'}/ (cannot be listed)")
         else:
             found.append(f"{rel} (not a regular file)")
-    # a folder whose contents are named already is not named again
-    named = [
-        f for f in found if not (f.endswith("/") and any(o.startswith(f) and o != f for o in found))
-    ]
-    return sorted(named), manifest
+    for name, count in foreign_folders.items():
+        found.append(f"{name}/ ({_entries(count)})" if count else f"{name}/")
+    return sorted(found), manifest
+
+
+def _entries(count: int) -> str:
+    return f"{count} entry" if count == 1 else f"{count} entries"
 
 
 def _listed(names: list[str]) -> str:
@@ -558,7 +563,8 @@ def check_output_folder(out: Path, force: bool, sources: Iterable[Path | None] =
         raise OutputRefused(out, "exists and is not a folder")
     parent = target.parent
     if not parent.is_dir():
-        raise OutputRefused(out, f"its parent folder {parent} does not exist")
+        state = "is not a folder" if os.path.lexists(parent) else "does not exist"
+        raise OutputRefused(out, f"its parent folder {parent} {state}")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise OutputRefused(out, f"its parent folder {parent} is read-only for this user")
     for source in sources:
@@ -579,7 +585,7 @@ def check_output_folder(out: Path, force: bool, sources: Iterable[Path | None] =
     if foreign:
         raise OutputRefused(
             out,
-            f"holds {len(foreign)} entries trialfhir did not write or that changed since "
+            f"holds {_entries(len(foreign))} trialfhir did not write or that changed since "
             f"({_listed(foreign)}); nothing was touched: move them away or give another folder",
         )
     if manifest is not None and not force:
@@ -701,7 +707,7 @@ def _replace(
     kept = _remove_written(retired)
     if kept:
         click.echo(
-            f"note: {retired} is kept: it holds {kept} entries added while this command ran",
+            f"note: {retired} is kept: it holds {_entries(kept)} added while this command ran",
             err=True,
         )
 
