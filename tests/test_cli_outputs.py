@@ -21,6 +21,8 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from pytest_httpx import HTTPXMock
 
 from adapter.cli import _common as common
@@ -767,3 +769,35 @@ def test_a_clean_output_has_no_formula_note(tmp_path: Path, fhir_folder: Path) -
     result = invoke("convert", fhir_folder, "--to", "sdtm", "--out", tmp_path / "back")
     assert result.exit_code == 0, result.output
     assert "spreadsheet" not in result.output
+
+
+CELL_TEXT = st.text(alphabet='a1-=+@,"\n\r .', max_size=5)
+
+
+@settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    rows=st.lists(st.lists(CELL_TEXT, min_size=1, max_size=3), min_size=1, max_size=4),
+    line_end=st.sampled_from(["\n", "\r\n"]),
+    chunk=st.integers(min_value=1, max_value=8),
+)
+def test_the_byte_scan_counts_what_the_csv_parse_finds(
+    rows: list[list[str]],
+    line_end: str,
+    chunk: int,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Whatever the cells and wherever the read chunks cut them, the count is the parse's count."""
+    import csv
+    import io
+
+    text = io.StringIO()
+    csv.writer(text, lineterminator=line_end).writerows(rows)
+    path = tmp_path / "t.csv"
+    path.write_bytes(text.getvalue().encode())
+    parsed = csv.reader(io.StringIO(text.getvalue(), newline=""))
+    expected = sum(1 for row in parsed for cell in row if common.is_formula_like(cell))
+    monkeypatch.setattr(common, "_CHUNK", chunk)
+    assert common.formula_like_cells(path) == expected
