@@ -598,6 +598,7 @@ def test_run_echoes_the_server_without_its_credentials(
         ("https://h/fhir?access_token=abc&_count=5", "https://h/fhir?access_token=***&_count=5"),
         ("http://localhost:8080/fhir", "http://localhost:8080/fhir"),
         ("GET Patient?identifier=a@b", "GET Patient?identifier=a@b"),
+        ("at h/x?token=a:b:c&_count=5: refused", "at h/x?token=***&_count=5: refused"),
     ],
 )
 def test_without_credentials(text: str, shown: str) -> None:
@@ -801,3 +802,21 @@ def test_the_byte_scan_counts_what_the_csv_parse_finds(
     expected = sum(1 for row in parsed for cell in row if common.is_formula_like(cell))
     monkeypatch.setattr(common, "_CHUNK", chunk)
     assert common.formula_like_cells(path) == expected
+
+
+def test_a_library_error_naming_the_url_is_reported_without_its_credentials() -> None:
+    from adapter.client import FhirTransportError
+
+    @common.reported
+    def failing() -> None:
+        raise FhirTransportError(
+            "GET https://ann:s3cret@fhir.test/fhir/metadata?access_token=t0k: connection refused",
+            method="GET",
+        )
+
+    with pytest.raises(common.CommandError) as caught:
+        failing()
+    assert caught.value.exit_code == 7
+    assert caught.value.message == (
+        "GET https://***@fhir.test/fhir/metadata?access_token=***: connection refused"
+    )

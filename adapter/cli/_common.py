@@ -126,7 +126,7 @@ def reported(func: Callable[P, R]) -> Callable[P, R]:
 _USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^\s/?#]*@")
 _SECRET_PARAMETER = re.compile(
     r"(?i)([?&;](?:access_token|token|api[_-]?key|key|password|passwd|secret|sig|signature)=)"
-    r"[^&;#\s]*"
+    r"[^&;#\s]*?(?=[:,.)]?(?:[&;#\s]|$))"  # a sentence's `:` or `,` after the URL is not the secret
 )
 
 
