@@ -480,14 +480,14 @@ def write_lines(path: Path, *lines: str) -> Path:
 @pytest.mark.parametrize(
     "files, said",
     [
-        ({"Patient.ndjson": []}, "1 files read (Patient.ndjson): they hold no FHIR resources"),
+        ({"Patient.ndjson": []}, "1 file read (Patient.ndjson), no FHIR resources found"),
         (
             {"Basic.ndjson": ['{"resourceType":"Basic","id":"a"}'] * 2},
-            "2 resources, none of them one an SDTM domain comes from (Basic 2)",
+            "2 resources, of types no SDTM domain comes from (Basic 2)",
         ),
         (
             {"b.json": ['{"resourceType":"Bundle","type":"collection","entry":[]}']},
-            "they hold no FHIR resources",
+            "1 file read (b.json), no FHIR resources found",
         ),
     ],
     ids=["empty ndjson", "unmappable", "empty bundle"],
@@ -513,7 +513,7 @@ def test_sdtm_tables_without_rows_exit_12_and_write_nothing(tmp_path: Path) -> N
     out = tmp_path / "out"
     out.mkdir()
     line = one_line_error(invoke("convert", src, "--out", out), EXIT_NOTHING_CONVERTED)
-    assert "nothing to convert" in line and "dm.csv" in line and "without rows" in line
+    assert "nothing to convert: 1 table read (dm.csv), all without rows" in line
     assert snapshot(out) == {} and siblings(out) == ["in", "out"]
 
 

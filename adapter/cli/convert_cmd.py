@@ -89,7 +89,7 @@ def _sdtm_to_fhir(src: Path, staging: Path, validate: bool) -> str:
     if rows == 0:
         tables = ", ".join(f"{p.name}" for paths in domain_files(src).values() for p in paths)
         raise CommandError(
-            f"{src}: nothing to convert: {len(trial)} tables read ({tables}), all without rows "
+            f"{src}: nothing to convert: {_count(len(trial), 'table')} read ({tables}), all without rows "
             "(a header and no rows is an empty domain); nothing was written",
             EXIT_NOTHING_CONVERTED,
         )
@@ -151,26 +151,28 @@ def _fhir_to_sdtm(src: Path, staging: Path, validate: bool) -> tuple[str, list[s
     return f"{stats.resources} resources -> " + _counts_line(counts, "rows"), warnings
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 def _nothing_from_fhir(src: Path, stats: Any, unrecognised: dict[str, int]) -> str:
     """Why FHIR input gave no SDTM row: what was read, and what it was."""
     names = [Path(f).name for f in stats.files]
     files = ", ".join(names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "")
-    read = f"{len(names)} files read ({files})"
+    read = f"{_count(len(names), 'file')} read ({files})"
     if stats.resources == 0:
-        why = "they hold no FHIR resources"
+        why = "no FHIR resources found"
         if stats.outcomes_skipped:
             why += f" (only {stats.outcomes_skipped} search OperationOutcome entries)"
-    elif unrecognised:
+    else:
         kinds = ", ".join(f"{k} {n}" for k, n in sorted(unrecognised.items()))
         taken = stats.resources - sum(unrecognised.values())
-        why = (
-            f"{stats.resources} resources, none of them one an SDTM domain comes from ({kinds}"
-            + (f"; {taken} others gave no rows" if taken else "")
-            + ")"
-        )
-    else:
-        why = f"{stats.resources} resources, none of which gives an SDTM row"
-    return f"{src}: nothing to convert: {read}: {why}; nothing was written"
+        why = _count(stats.resources, "resource")
+        if unrecognised:
+            why += f", of types no SDTM domain comes from ({kinds})"
+        if taken:
+            why += f"; {taken} of them taken but giving no SDTM row"
+    return f"{src}: nothing to convert: {read}, {why}; nothing was written"
 
 
 @click.command(name="convert")
