@@ -820,3 +820,17 @@ def test_a_library_error_naming_the_url_is_reported_without_its_credentials() ->
     assert caught.value.message == (
         "GET https://***@fhir.test/fhir/metadata?access_token=***: connection refused"
     )
+
+
+def test_looking_into_a_huge_folder_is_bounded(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    out = tmp_path / "home"
+    for n in range(5):
+        (out / f"d{n}").mkdir(parents=True)
+        for m in range(3):
+            (out / f"d{n}" / f"f{m}").write_text("x", encoding="utf-8")
+    monkeypatch.setattr(common, "WALK_LIMIT", 7)
+    line = one_line_error(invoke("convert", SMALL, "--out", out), EXIT_OUTPUT_REFUSED)
+    assert "stopped looking after 7 entries" in line
+    assert len(list(out.rglob("*"))) == 20

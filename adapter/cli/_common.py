@@ -374,6 +374,10 @@ MANIFEST_MAX_BYTES = 64_000_000
 NAMED = 10
 """How many entries a refusal names before it counts the rest."""
 
+WALK_LIMIT = 100_000
+"""How many entries of an existing --out are looked at, at most: trialfhir writes a few dozen files, so
+a folder with more is not (only) its output, and `--out ~` does not walk the whole home folder."""
+
 _CHUNK = 1 << 20
 
 
@@ -493,7 +497,10 @@ def unaccounted_entries(folder: Path) -> tuple[list[str], Manifest | None]:
     manifest = read_manifest(folder)
     found: list[str] = []
     foreign_folders: dict[str, int] = {}
-    for rel, kind in _walk(folder):
+    for seen, (rel, kind) in enumerate(_walk(folder)):
+        if seen == WALK_LIMIT:
+            found.append(f"... (stopped looking after {WALK_LIMIT} entries)")
+            break
         inside = next((f for f in foreign_folders if rel.startswith(f + "/")), None)
         if inside is not None:
             foreign_folders[inside] += 1
