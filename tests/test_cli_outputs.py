@@ -834,3 +834,39 @@ def test_looking_into_a_huge_folder_is_bounded(
     line = one_line_error(invoke("convert", SMALL, "--out", out), EXIT_OUTPUT_REFUSED)
     assert "stopped looking after 7 entries" in line
     assert len(list(out.rglob("*"))) == 20
+
+
+def test_analyze_from_a_server_writes_its_source_without_credentials(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import adapter.cli.analyze_cmd as analyze_cmd
+    from adapter.tables import read_trial, trial_frames
+
+    asked: list[str] = []
+
+    def pulled(server: str, study: str, token: str | None, timeout: float) -> object:
+        asked.append(server)
+        return trial_frames(read_trial(DALAKAS))
+
+    monkeypatch.setattr(analyze_cmd, "tables_from_server", pulled)
+    out = tmp_path / "out"
+    url = "https://ann:s3cret@fhir.test/fhir"
+    result = invoke(
+        "analyze", "--server", url, "--study", "DALAKAS1993", "--out", out,
+        "--definition", DALAKAS / "study.json",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert asked == [url]  # the client still gets the credentials
+    results = json.loads((out / "results.json").read_text(encoding="utf-8"))
+    assert results["source"] == "https://***@fhir.test/fhir (study DALAKAS1993)"
+    written = b"".join(p.read_bytes() for p in out.rglob("*") if p.is_file())
+    assert b"s3cret" not in written and "s3cret" not in result.output
+
+
+def test_a_symlink_to_the_source_is_the_source(trial: Path, tmp_path: Path) -> None:
+    link = tmp_path / "out"
+    link.symlink_to(trial)
+    before = snapshot(trial)
+    line = one_line_error(invoke("convert", trial, "--out", link, "--force"), EXIT_OUTPUT_REFUSED)
+    assert "is the source" in line
+    assert snapshot(trial) == before and link.is_symlink()
