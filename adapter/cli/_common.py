@@ -501,7 +501,9 @@ def unaccounted_entries(folder: Path) -> tuple[list[str], Manifest | None]:
         if seen == WALK_LIMIT:
             found.append(f"... (stopped looking after {WALK_LIMIT} entries)")
             break
-        inside = next((f for f in foreign_folders if rel.startswith(f + "/")), None)
+        parts = rel.split("/")
+        ancestors = ("/".join(parts[:depth]) for depth in range(1, len(parts)))
+        inside = next((a for a in ancestors if a in foreign_folders), None)
         if inside is not None:
             foreign_folders[inside] += 1
         elif kind == "folder":
