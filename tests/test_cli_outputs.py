@@ -870,3 +870,15 @@ def test_a_symlink_to_the_source_is_the_source(trial: Path, tmp_path: Path) -> N
     line = one_line_error(invoke("convert", trial, "--out", link, "--force"), EXIT_OUTPUT_REFUSED)
     assert "is the source" in line
     assert snapshot(trial) == before and link.is_symlink()
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "0", "-1", "soon"])
+@pytest.mark.parametrize("command", list(SERVER_COMMANDS))
+def test_a_timeout_that_is_not_a_positive_number_of_seconds_is_a_usage_error(
+    value: str, command: str, tmp_path: Path, httpx_mock: HTTPXMock
+) -> None:
+    args = SERVER_COMMANDS[command](BASE, tmp_path)
+    line = one_line_error(invoke(*args, "--timeout", value), EXIT_USAGE)
+    assert line == f"Error: --timeout {value!r}: give a number of seconds above 0, e.g. 60"
+    assert httpx_mock.get_requests() == []
+    assert list(tmp_path.iterdir()) == []

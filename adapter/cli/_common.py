@@ -28,6 +28,7 @@ import dataclasses
 import errno
 import hashlib
 import json
+import math
 import os
 import re
 import shutil
@@ -196,6 +197,30 @@ def _userinfo_hidden(text: str) -> str:
 SERVER_URL = ServerUrl()
 
 
+class Seconds(click.ParamType[float]):
+    """A duration in seconds: a finite number above 0 (`nan`, `inf`, 0 and negatives are a usage
+    error, exit 2, in one line)."""
+
+    name = "seconds"
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> float:
+        try:
+            seconds = float(value)
+        except (TypeError, ValueError):
+            seconds = math.nan
+        if math.isfinite(seconds) and seconds > 0:
+            return seconds
+        option = param.opts[0] if param is not None and param.opts else "--timeout"
+        raise CommandError(
+            f"{option} {value!r}: give a number of seconds above 0, e.g. 60", EXIT_USAGE
+        )
+
+
+SECONDS = Seconds()
+
+
 # --- the server and how to reach it -----------------------------------------------------------------
 
 
@@ -232,7 +257,7 @@ def server_options(func: Callable[..., Any]) -> Callable[..., Any]:
         ),
         click.option("--smart-scope", default="system/*.read system/*.write", show_default=True),
         click.option(
-            "--timeout", type=float, default=60.0, show_default=True, help="Seconds per request."
+            "--timeout", type=SECONDS, default=60.0, show_default=True, help="Seconds per request."
         ),
         click.option(
             "--ca-bundle",

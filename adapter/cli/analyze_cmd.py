@@ -19,6 +19,7 @@ import click
 
 from adapter.cli._common import (
     EXIT_BAD_INPUT,
+    SECONDS,
     SERVER_URL,
     CommandError,
     check_output_folder,
@@ -113,7 +114,9 @@ def _default_definition(src: Path | None) -> Path:
 @click.option(
     "--token", envvar="TRIALFHIR_TOKEN", help="Bearer token for --server (or env TRIALFHIR_TOKEN)."
 )
-@click.option("--timeout", type=float, default=60.0, show_default=True, help="Seconds per request.")
+@click.option(
+    "--timeout", type=SECONDS, default=60.0, show_default=True, help="Seconds per request."
+)
 @click.option(
     "--force",
     is_flag=True,

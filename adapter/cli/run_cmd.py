@@ -20,6 +20,7 @@ import click
 
 from adapter.cli._common import (
     EXIT_UNEXPECTED,
+    SECONDS,
     SERVER_URL,
     CommandError,
     client_options,
@@ -97,7 +98,7 @@ def _step(number: int, text: str) -> None:
 @click.option(
     "--token", envvar="TRIALFHIR_TOKEN", help="Bearer token for --server (or env TRIALFHIR_TOKEN)."
 )
-@click.option("--timeout", type=float, default=60.0, show_default=True)
+@click.option("--timeout", type=SECONDS, default=60.0, show_default=True)
 @reported
 def run(
     server: str | None,
