@@ -882,3 +882,20 @@ def test_a_timeout_that_is_not_a_positive_number_of_seconds_is_a_usage_error(
     assert line == f"Error: --timeout {value!r}: give a number of seconds above 0, e.g. 60"
     assert httpx_mock.get_requests() == []
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("command", ["push", "pull"])
+def test_a_ca_bundle_without_certificates_is_a_usage_error(
+    command: str, tmp_path: Path, httpx_mock: HTTPXMock
+) -> None:
+    bundle = tmp_path / "ca.pem"
+    bundle.write_bytes(b"garbage\n")
+    where: list[str | Path] = (
+        ["push", SMALL] if command == "push" else ["pull", "--study", "X", "--out", tmp_path / "o"]
+    )
+    line = one_line_error(
+        invoke(*where, "--server", "https://fhir.test/fhir", "--ca-bundle", bundle), EXIT_USAGE
+    )
+    assert line.startswith(f"Error: --ca-bundle {bundle}: not a PEM file of CA certificates")
+    assert httpx_mock.get_requests() == []
+    assert not (tmp_path / "o").exists()

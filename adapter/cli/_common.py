@@ -319,8 +319,22 @@ def client_options(
     if auth is not None:
         options["auth"] = auth
     if ca_bundle:
+        _check_ca_bundle(ca_bundle)
         options["verify"] = ca_bundle
     return options
+
+
+def _check_ca_bundle(path: str) -> None:
+    """A usage error (exit 2, one line) unless `path` holds at least one PEM certificate."""
+    import ssl
+
+    try:
+        ssl.create_default_context(cafile=path)
+    except (ssl.SSLError, OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", None) or getattr(exc, "strerror", None) or exc
+        raise CommandError(
+            f"--ca-bundle {path}: not a PEM file of CA certificates ({reason})", EXIT_USAGE
+        ) from exc
 
 
 SMART_KEY_MAX_BYTES = 1_000_000
