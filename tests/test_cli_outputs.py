@@ -899,3 +899,23 @@ def test_a_ca_bundle_without_certificates_is_a_usage_error(
     assert line.startswith(f"Error: --ca-bundle {bundle}: not a PEM file of CA certificates")
     assert httpx_mock.get_requests() == []
     assert not (tmp_path / "o").exists()
+
+
+def test_run_on_a_source_without_a_study_definition_says_so_and_writes_nothing(
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "out"
+    line = one_line_error(invoke("run", "--source", SMALL, "--out", out), EXIT_USAGE)
+    assert f"--source {SMALL}: no study.json there" in line
+    assert not out.exists()
+
+
+def test_run_on_a_broken_study_definition_exits_3_before_writing(
+    trial: Path, tmp_path: Path
+) -> None:
+    (trial / "study.json").write_text('{"study": {}}', encoding="utf-8")
+    out = tmp_path / "out"
+    result = invoke("run", "--source", trial, "--out", out)
+    assert result.exit_code == 3, result.output
+    assert "study definition" in result.stderr and "Traceback" not in result.output
+    assert not out.exists() and siblings(out) == ["trial"]

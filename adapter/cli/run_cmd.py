@@ -19,7 +19,9 @@ from typing import Any
 import click
 
 from adapter.cli._common import (
+    EXIT_BAD_INPUT,
     EXIT_UNEXPECTED,
+    EXIT_USAGE,
     SECONDS,
     SERVER_URL,
     CommandError,
@@ -109,13 +111,23 @@ def run(
     timeout: float,
 ) -> None:
     """The bundled cohort -> FHIR -> (a server, or a local folder) -> back -> E1-E8 -> report."""
-    from adapter.analysis import analyze, load_definition, write_outputs
+    from adapter.analysis import DefinitionError, analyze, load_definition, write_outputs
     from adapter.fhir_files import read_resources, write_ndjson
     from adapter.tables import read_trial, trial_frames, write_trial
     from mappings.trial import TrialAssembler, trial_to_fhir
 
     started = time.perf_counter()
     cohort = source or bundled_cohort()
+    if not (cohort / "study.json").is_file():
+        raise CommandError(
+            f"--source {cohort}: no study.json there (the study definition `run` analyses with; "
+            "see docs/analysis.md)",
+            EXIT_USAGE,
+        )
+    try:  # a broken definition fails before anything is written or sent
+        definition = load_definition(cohort / "study.json")
+    except DefinitionError as exc:
+        raise CommandError(str(exc), EXIT_BAD_INPUT) from exc
     with staged_folder(out, force=force, command="run", sources=[cohort]) as staging:
         _step(1, f"reading the SDTM tables in {cohort}")
         trial = read_trial(cohort)
@@ -168,7 +180,6 @@ def run(
         click.echo(f"      round trip identical: {rows} rows, every cell as written", err=True)
 
         _step(5, "reanalysing endpoints E1-E8 and writing the report")
-        definition = load_definition(cohort / "study.json")
         frames = trial_frames(back)
         results = analyze(frames, definition, origin)
         paths = write_outputs(results, frames, staging / "report")
