@@ -919,3 +919,12 @@ def test_run_on_a_broken_study_definition_exits_3_before_writing(
     assert result.exit_code == 3, result.output
     assert "study definition" in result.stderr and "Traceback" not in result.output
     assert not out.exists() and siblings(out) == ["trial"]
+
+
+def test_an_sdtm_output_given_as_fhir_gets_a_hint(tmp_path: Path, fhir_folder: Path) -> None:
+    sdtm = tmp_path / "sdtm"
+    assert invoke("convert", fhir_folder, "--to", "sdtm", "--out", sdtm).exit_code == 0
+    result = invoke("convert", sdtm, "--to", "sdtm", "--out", tmp_path / "again")
+    assert result.exit_code == 3, result.output
+    assert "leave out --to sdtm" in result.stderr
+    assert not (tmp_path / "again").exists()

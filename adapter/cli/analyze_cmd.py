@@ -19,6 +19,7 @@ import click
 
 from adapter.cli._common import (
     EXIT_BAD_INPUT,
+    MANIFEST,
     SECONDS,
     SERVER_URL,
     CommandError,
@@ -52,7 +53,9 @@ def tables_from_source(src: Path) -> tuple[str, dict[str, pd.DataFrame]]:
         return "sdtm", trial_frames(read_trial(src))
     files = sorted(p for p in src.iterdir() if p.is_file())
     ndjson = [p for p in files if p.suffix.lower() == ".ndjson"]
-    bundles = [p for p in files if p.suffix.lower() == ".json" and p.name != "study.json"]
+    bundles = [
+        p for p in files if p.suffix.lower() == ".json" and p.name not in ("study.json", MANIFEST)
+    ]
     chosen = ndjson or bundles
     if not chosen:
         raise click.UsageError(

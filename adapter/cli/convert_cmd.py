@@ -115,7 +115,7 @@ def _sdtm_to_fhir(src: Path, staging: Path, validate: bool) -> str:
 
 def _fhir_to_sdtm(src: Path, staging: Path, validate: bool) -> tuple[str, list[str]]:
     from adapter.fhir_files import FhirFileError, ReadStats, read_resources
-    from adapter.tables import write_trial
+    from adapter.tables import domain_files, write_trial
     from adapter.validation import validate_all
     from mappings.trial import TrialAssembler
 
@@ -135,7 +135,10 @@ def _fhir_to_sdtm(src: Path, staging: Path, validate: bool) -> tuple[str, list[s
         for resource in _progress(read_resources(src, stats), "FHIR -> SDTM"):
             add(resource)
     except FhirFileError as exc:
-        raise BadInput(str(exc)) from exc
+        message = str(exc)
+        if src.is_dir() and domain_files(src):
+            message += "\n(SRC looks like SDTM tables: leave out --to sdtm to convert them to FHIR)"
+        raise BadInput(message) from exc
     trial = assembler.tables()
     if not any(table.rows for table in trial.values()):
         raise CommandError(
