@@ -928,3 +928,24 @@ def test_an_sdtm_output_given_as_fhir_gets_a_hint(tmp_path: Path, fhir_folder: P
     assert result.exit_code == 3, result.output
     assert "leave out --to sdtm" in result.stderr
     assert not (tmp_path / "again").exists()
+
+
+def test_an_output_folder_that_cannot_be_moved_aside_is_exit_11(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A mount point cannot be renamed (EBUSY): simulated, as a test cannot mount."""
+    import errno
+
+    out = earlier_output(tmp_path)
+    before = snapshot(out)
+    real_rename = Path.rename
+
+    def rename(self: Path, target: str | Path) -> Path:
+        if self == out.resolve():
+            raise OSError(errno.EBUSY, "Device or resource busy", str(self))
+        return real_rename(self, target)
+
+    monkeypatch.setattr(Path, "rename", rename)
+    line = one_line_error(invoke("convert", SMALL, "--out", out, "--force"), EXIT_OUTPUT_REFUSED)
+    assert "cannot be moved aside" in line and "busy" in line
+    assert snapshot(out) == before and siblings(out) == ["out"]

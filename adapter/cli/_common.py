@@ -746,7 +746,13 @@ def _replace(
     check_output_folder(out, force, sources)
     retired = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
     retired.rmdir()
-    target.rename(retired)
+    try:
+        target.rename(retired)
+    except OSError as exc:  # a mount point, a folder in use on some systems
+        raise OutputRefused(
+            out,
+            f"cannot be moved aside to be replaced ({exc.strerror or exc}); nothing was changed",
+        ) from exc
     try:
         staging.rename(target)
     except BaseException:
