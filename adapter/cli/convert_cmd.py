@@ -186,7 +186,7 @@ def _nothing_from_fhir(src: Path, stats: Any, unrecognised: dict[str, int]) -> s
     required=True,
     metavar="DIR",
     type=click.Path(path_type=Path),
-    help="Folder to write (created; must be empty unless --force).",
+    help="Folder to write: new or empty, or an earlier trialfhir output with --force.",
 )
 @click.option(
     "--to",
