@@ -16,6 +16,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from adapter.cli import main
+from adapter.cli._common import MANIFEST
 
 DATA = Path(__file__).parent / "data"
 SMALL = DATA / "sdtm_small"
@@ -31,6 +32,11 @@ def snapshot(folder: Path) -> dict[str, bytes]:
     if not folder.exists():
         return {}
     return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+def tables(folder: Path) -> dict[str, bytes]:
+    """The files of an output folder but its manifest (which lists them)."""
+    return {name: data for name, data in snapshot(folder).items() if name != MANIFEST}
 
 
 def siblings(folder: Path) -> list[str]:
@@ -146,8 +152,7 @@ def test_bad_input_leaves_an_existing_dir_as_it_was(
     case: str, source: Path, tmp_path: Path
 ) -> None:
     out = tmp_path / "out"
-    out.mkdir()
-    (out / "Patient.ndjson").write_bytes(b'{"resourceType":"Patient","id":"kept"}\n')
+    assert run(SMALL, "--out", out).exit_code == 0  # an earlier output, which --force may replace
     before = snapshot(out)
     BAD_INPUTS[case][0](source)
     result = run(source, "--out", out, "--force")
@@ -201,26 +206,29 @@ def test_a_non_empty_dir_is_refused_without_force(tmp_path: Path) -> None:
     out = tmp_path / "out"
     out.mkdir()
     (out / "keep.txt").write_text("mine", encoding="utf-8")
-    result = run(SMALL, "--out", out)
-    assert result.exit_code == 2
-    assert "--force" in result.stderr
-    assert snapshot(out) == {"keep.txt": b"mine"}
+    for extra in ([], ["--force"]):
+        result = run(SMALL, "--out", out, *extra)
+        assert result.exit_code == 11
+        assert "keep.txt" in result.stderr
+        assert snapshot(out) == {"keep.txt": b"mine"}
 
 
-def test_force_replaces_a_non_empty_dir(tmp_path: Path) -> None:
+def test_force_replaces_an_earlier_output(tmp_path: Path) -> None:
     out = tmp_path / "out"
-    out.mkdir()
-    (out / "old.txt").write_text("old", encoding="utf-8")
+    assert run(SMALL, "--out", out).exit_code == 0
+    refused = run(SMALL, "--out", out)
+    assert refused.exit_code == 11
+    assert "--force" in refused.stderr
     result = run(SMALL, "--out", out, "--force")
     assert result.exit_code == 0, result.output
-    assert "old.txt" not in snapshot(out)
     assert "bundle.json" in snapshot(out)
     assert siblings(out) == ["out"]
 
 
 def test_out_inside_the_source_is_refused(source: Path) -> None:
     result = run(source, "--out", source / "fhir")
-    assert result.exit_code == 2
+    assert result.exit_code == 11
+    assert "inside the source" in result.stderr
 
 
 def test_a_missing_source_is_a_usage_error(tmp_path: Path) -> None:
@@ -291,21 +299,21 @@ def test_sdtm_to_fhir_to_sdtm_gives_the_same_files(tmp_path: Path) -> None:
     assert run(SMALL, "--out", tmp_path / "fhir").exit_code == 0
     result = run(tmp_path / "fhir", "--to", "sdtm", "--out", tmp_path / "back")
     assert result.exit_code == 0, result.output
-    assert snapshot(tmp_path / "back") == snapshot(SMALL)
+    assert tables(tmp_path / "back") == snapshot(SMALL)
 
 
 def test_the_bundle_alone_converts_back_to_the_same_files(tmp_path: Path) -> None:
     assert run(SMALL, "--out", tmp_path / "fhir").exit_code == 0
     bundle = tmp_path / "fhir" / "bundle.json"
     assert run(bundle, "--to", "sdtm", "--out", tmp_path / "back").exit_code == 0
-    assert snapshot(tmp_path / "back") == snapshot(SMALL)
+    assert tables(tmp_path / "back") == snapshot(SMALL)
 
 
 def test_the_dalakas1993_fixture_round_trips_byte_for_byte(tmp_path: Path) -> None:
     assert run(DALAKAS, "--out", tmp_path / "fhir").exit_code == 0
     result = run(tmp_path / "fhir", "--to", "sdtm", "--out", tmp_path / "back")
     assert result.exit_code == 0, result.output
-    back = snapshot(tmp_path / "back")
+    back = tables(tmp_path / "back")
     originals = {p.name: p.read_bytes() for p in DALAKAS.glob("*.csv")}
     assert back == originals
 

@@ -21,9 +21,10 @@ from adapter.cli._common import (
     EXIT_BAD_INPUT,
     EXIT_FHIR_VERSION,
     EXIT_NOT_FOUND,
+    EXIT_OUTPUT_REFUSED,
     EXIT_SERVER_REFUSED,
+    MANIFEST,
 )
-from adapter.cli.run_cmd import RUN_MARKER
 
 FIXTURE = Path(__file__).resolve().parents[1] / "adapter" / "studies" / "dalakas1993"
 BASE = "http://fhir.test/fhir"
@@ -135,7 +136,8 @@ def test_pull_refuses_a_non_empty_out_folder_before_asking_the_server(
     out.mkdir()
     (out / "keep.txt").write_text("mine", encoding="utf-8")
     result = runner.invoke(main, ["pull", "--server", BASE, "--study", "X", "--out", str(out)])
-    assert result.exit_code == 2
+    assert result.exit_code == EXIT_OUTPUT_REFUSED
+    assert "keep.txt" in result.output
     assert (out / "keep.txt").read_text(encoding="utf-8") == "mine"
     assert httpx_mock.get_requests() == []
 
@@ -156,7 +158,7 @@ def test_run_without_a_server_writes_the_report_and_a_lossless_round_trip(
     result = runner.invoke(main, ["run", "--out", str(out)])
     assert result.exit_code == 0, result.output
     assert f"Report: {out / 'report' / 'report.html'}" in result.output
-    assert (out / RUN_MARKER).is_file()
+    assert (out / MANIFEST).is_file()
     for csv in sorted(FIXTURE.glob("*.csv")):
         assert (out / "sdtm" / csv.name).read_bytes() == csv.read_bytes(), csv.name
     results = json.loads((out / "report" / "results.json").read_text(encoding="utf-8"))
@@ -165,15 +167,19 @@ def test_run_without_a_server_writes_the_report_and_a_lossless_round_trip(
     assert "<img" in (out / "report" / "report.html").read_text(encoding="utf-8")
 
     again = runner.invoke(main, ["run", "--out", str(out)])
-    assert again.exit_code == 0, again.output
+    assert again.exit_code == EXIT_OUTPUT_REFUSED, again.output
+    assert "--force" in again.output
+    forced = runner.invoke(main, ["run", "--out", str(out), "--force"])
+    assert forced.exit_code == 0, forced.output
 
 
 def test_run_refuses_a_foreign_non_empty_folder(runner: CliRunner, tmp_path: Path) -> None:
     out = tmp_path / "mine"
     out.mkdir()
     (out / "thesis.docx").write_bytes(b"precious")
-    result = runner.invoke(main, ["run", "--out", str(out)])
-    assert result.exit_code == 2
+    result = runner.invoke(main, ["run", "--out", str(out), "--force"])
+    assert result.exit_code == EXIT_OUTPUT_REFUSED
+    assert "thesis.docx" in result.output
     assert (out / "thesis.docx").read_bytes() == b"precious"
 
 

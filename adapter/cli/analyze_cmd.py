@@ -21,18 +21,19 @@ import click
 from adapter.cli._common import (
     EXIT_BAD_INPUT,
     EXIT_USAGE,
+    MANIFEST,
+    SECONDS,
+    SERVER_URL,
     CommandError,
     check_output_folder,
     client_options,
     reported,
     staged_folder,
+    without_credentials,
 )
 
 if TYPE_CHECKING:
     from mappings.sdtm import Trial
-
-ANALYZE_MARKER = ".trialfhir-analyze"
-"""Left in --out, so a later `analyze` may replace its own earlier output without --force."""
 
 __all__ = ["analyze", "tables_from_server", "tables_from_source"]
 
@@ -54,7 +55,9 @@ def tables_from_source(src: Path) -> tuple[str, Trial]:
         return "sdtm", read_trial(src)
     files = sorted(p for p in src.iterdir() if p.is_file())
     ndjson = [p for p in files if p.suffix.lower() == ".ndjson"]
-    bundles = [p for p in files if p.suffix.lower() == ".json" and p.name != "study.json"]
+    bundles = [
+        p for p in files if p.suffix.lower() == ".json" and p.name not in ("study.json", MANIFEST)
+    ]
     chosen = ndjson or bundles
     if not chosen:
         raise click.UsageError(
@@ -100,7 +103,7 @@ def _definition(given: str | None, src: Path | None, study_id: str | None) -> Pa
     "--out",
     "out_dir",
     required=True,
-    type=click.Path(file_okay=False, path_type=Path),
+    type=click.Path(path_type=Path),
     help="Folder for results.json, report.md, report.html, figures/ and datasets/.",
 )
 @click.option(
@@ -111,15 +114,22 @@ def _definition(given: str | None, src: Path | None, study_id: str | None) -> Pa
     "(default: SRC/study.json, or the shipped study of --study).",
 )
 @click.option(
-    "--server", metavar="URL", help="FHIR server base URL (with --study), instead of SRC."
+    "--server",
+    type=SERVER_URL,
+    metavar="URL",
+    help="FHIR server base URL (with --study), instead of SRC.",
 )
 @click.option("--study", "study_id", metavar="ID", help="Study identifier on the server.")
 @click.option(
     "--token", envvar="TRIALFHIR_TOKEN", help="Bearer token for --server (or env TRIALFHIR_TOKEN)."
 )
-@click.option("--timeout", type=float, default=60.0, show_default=True, help="Seconds per request.")
 @click.option(
-    "--force", is_flag=True, help="Replace a non-empty --out that is not an earlier analysis."
+    "--timeout", type=SECONDS, default=60.0, show_default=True, help="Seconds per request."
+)
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Replace --out when it holds an earlier trialfhir output (and nothing else).",
 )
 @reported
 def analyze(
@@ -140,13 +150,14 @@ def analyze(
         raise click.UsageError("give either SRC or --server/--study, not both")
     if server is None and src is None:
         raise click.UsageError("missing SRC (an SDTM or FHIR folder) or --server/--study")
-    if not (out_dir.is_dir() and (out_dir / ANALYZE_MARKER).is_file()):
-        check_output_folder(out_dir, force, src)
+    definition_path = _definition(definition_arg, src, study_id)
+    inputs = [src, definition_path]
+    check_output_folder(out_dir, force, inputs)  # before anything is read or pulled
     from adapter.analysis import DefinitionError, load_definition, write_outputs
     from adapter.analysis import analyze as analyze_study
 
     try:
-        definition = load_definition(_definition(definition_arg, src, study_id))
+        definition = load_definition(definition_path)
     except DefinitionError as exc:
         raise CommandError(str(exc), EXIT_BAD_INPUT) from exc
     if src is not None:
@@ -155,10 +166,9 @@ def analyze(
     else:
         assert server is not None and study_id is not None
         tables = tables_from_server(server, study_id, token, timeout)
-        source = f"{server} (study {study_id})"
+        source = f"{without_credentials(server)} (study {study_id})"
     results = analyze_study(tables, definition, source)
-    with staged_folder(out_dir) as staging:  # all or nothing: --out changes only on success
-        (staging / ANALYZE_MARKER).write_text("written by trialfhir analyze\n", encoding="utf-8")
+    with staged_folder(out_dir, force=force, command="analyze", sources=inputs) as staging:
         paths = [out_dir / p.relative_to(staging) for p in write_outputs(results, staging)]
     checks = [
         flag

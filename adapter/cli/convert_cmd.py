@@ -5,16 +5,15 @@ files -> an SDTM folder, all or nothing.
     trialfhir convert out/fhir --to sdtm --out out/sdtm           # FHIR -> SDTM
 
 Everything is written into a temporary sibling of DIR and moved into place at the very end, so a run that
-fails or is interrupted leaves DIR as it was. Exit codes: 0 done, 1 unexpected failure (a bug), 2 usage,
-3 bad input data (every problem listed on stderr: file, row, variable, reason). See docs/cli.md.
+fails or is interrupted leaves DIR as it was (adapter/cli/_common.staged_folder). Exit codes: 0 done,
+1 unexpected failure (a bug), 2 usage, 3 bad input data (every problem listed on stderr: file, row,
+variable, reason), 11 DIR refused, 12 nothing to convert in SRC. See docs/cli.md.
 """
 
 from __future__ import annotations
 
 import gc
-import shutil
 import sys
-import tempfile
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,9 +21,15 @@ from typing import Any
 
 import click
 
+from adapter.cli._common import (
+    EXIT_BAD_INPUT,
+    EXIT_NOTHING_CONVERTED,
+    CommandError,
+    staged_folder,
+)
+
 __all__ = ["EXIT_BAD_INPUT", "EXIT_INVALID_OUTPUT", "convert", "gc_paused"]
 
-EXIT_BAD_INPUT = 3
 EXIT_INVALID_OUTPUT = 1
 
 
@@ -61,30 +66,6 @@ def gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-def _check_target(src: Path, out: Path, force: bool) -> None:
-    if out.exists() and not out.is_dir():
-        raise click.UsageError(f"--out {out}: exists and is not a folder")
-    if out.is_dir() and any(out.iterdir()) and not force:
-        raise click.UsageError(f"--out {out}: folder is not empty (use --force to replace it)")
-    if not out.parent.is_dir():
-        raise click.UsageError(f"--out {out}: parent folder {out.parent} does not exist")
-    source, target = src.resolve(), out.resolve()
-    if source == target or target in source.parents or source in target.parents:
-        raise click.UsageError(f"--out {out}: must not be SRC, inside it, or contain it")
-
-
-def _move_into_place(staging: Path, out: Path) -> None:
-    """Replace `out` by `staging` (same parent folder: renames, no copies)."""
-    if out.exists():
-        retired = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
-        retired.rmdir()
-        out.rename(retired)
-        staging.rename(out)
-        shutil.rmtree(retired, ignore_errors=True)
-    else:
-        staging.rename(out)
-
-
 def _counts_line(counts: dict[str, int], unit: str) -> str:
     total = sum(counts.values())
     parts = ", ".join(f"{name} {n}" for name, n in counts.items())
@@ -93,7 +74,7 @@ def _counts_line(counts: dict[str, int], unit: str) -> str:
 
 def _sdtm_to_fhir(src: Path, staging: Path, validate: bool) -> str:
     from adapter.fhir_files import BundleWriter, write_ndjson
-    from adapter.tables import TableError, read_trial
+    from adapter.tables import TableError, domain_files, read_trial
     from adapter.validation import validate_all
     from mappings.trial import trial_to_fhir
 
@@ -104,6 +85,14 @@ def _sdtm_to_fhir(src: Path, staging: Path, validate: bool) -> str:
         if src.is_file() or any(src.glob("*.ndjson")):
             message += "\n(SRC looks like FHIR files: add --to sdtm to convert them to SDTM)"
         raise BadInput(message) from exc
+    rows = sum(len(t.rows) for t in trial.values())
+    if rows == 0:
+        tables = ", ".join(f"{p.name}" for paths in domain_files(src).values() for p in paths)
+        raise CommandError(
+            f"{src}: nothing to convert: {_count(len(trial), 'table')} read ({tables}), all without rows "
+            "(a header and no rows is an empty domain); nothing was written",
+            EXIT_NOTHING_CONVERTED,
+        )
     if validate:
         summary = validate_all(trial_to_fhir(trial))
         if summary["invalid"]:
@@ -121,13 +110,12 @@ def _sdtm_to_fhir(src: Path, staging: Path, validate: bool) -> str:
                 yield resource
 
         counts = write_ndjson(tee(_progress(trial_to_fhir(trial), "SDTM -> FHIR")), staging)
-    rows = sum(len(t.rows) for t in trial.values())
     return f"{rows} rows in {len(trial)} tables -> " + _counts_line(counts, "resources")
 
 
 def _fhir_to_sdtm(src: Path, staging: Path, validate: bool) -> tuple[str, list[str]]:
     from adapter.fhir_files import FhirFileError, ReadStats, read_resources
-    from adapter.tables import write_trial
+    from adapter.tables import domain_files, write_trial
     from adapter.validation import validate_all
     from mappings.trial import TrialAssembler
 
@@ -147,8 +135,15 @@ def _fhir_to_sdtm(src: Path, staging: Path, validate: bool) -> tuple[str, list[s
         for resource in _progress(read_resources(src, stats), "FHIR -> SDTM"):
             add(resource)
     except FhirFileError as exc:
-        raise BadInput(str(exc)) from exc
+        message = str(exc)
+        if src.is_dir() and domain_files(src):
+            message += "\n(SRC looks like SDTM tables: leave out --to sdtm to convert them to FHIR)"
+        raise BadInput(message) from exc
     trial = assembler.tables()
+    if not any(table.rows for table in trial.values()):
+        raise CommandError(
+            _nothing_from_fhir(src, stats, assembler.unrecognised), EXIT_NOTHING_CONVERTED
+        )
     if assembler.unrecognised:
         skipped = ", ".join(f"{k} {n}" for k, n in sorted(assembler.unrecognised.items()))
         warnings.append(f"warning: resources no SDTM domain comes from, not converted: {skipped}")
@@ -159,6 +154,30 @@ def _fhir_to_sdtm(src: Path, staging: Path, validate: bool) -> tuple[str, list[s
     return f"{stats.resources} resources -> " + _counts_line(counts, "rows"), warnings
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+def _nothing_from_fhir(src: Path, stats: Any, unrecognised: dict[str, int]) -> str:
+    """Why FHIR input gave no SDTM row: what was read, and what it was."""
+    names = [Path(f).name for f in stats.files]
+    files = ", ".join(names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "")
+    read = f"{_count(len(names), 'file')} read ({files})"
+    if stats.resources == 0:
+        why = "no FHIR resources found"
+        if stats.outcomes_skipped:
+            why += f" (only {stats.outcomes_skipped} search OperationOutcome entries)"
+    else:
+        kinds = ", ".join(f"{k} {n}" for k, n in sorted(unrecognised.items()))
+        taken = stats.resources - sum(unrecognised.values())
+        why = _count(stats.resources, "resource")
+        if unrecognised:
+            why += f", of types no SDTM domain comes from ({kinds})"
+        if taken:
+            why += f"; {taken} of them taken but giving no SDTM row"
+    return f"{src}: nothing to convert: {read}, {why}; nothing was written"
+
+
 @click.command(name="convert")
 @click.argument("src", type=click.Path(exists=True, path_type=Path))
 @click.option(
@@ -167,7 +186,7 @@ def _fhir_to_sdtm(src: Path, staging: Path, validate: bool) -> tuple[str, list[s
     required=True,
     metavar="DIR",
     type=click.Path(path_type=Path),
-    help="Folder to write (created; must be empty unless --force).",
+    help="Folder to write: new or empty, or an earlier trialfhir output with --force.",
 )
 @click.option(
     "--to",
@@ -180,26 +199,24 @@ def _fhir_to_sdtm(src: Path, staging: Path, validate: bool) -> tuple[str, list[s
 @click.option(
     "--validate", is_flag=True, help="Also check every resource with the R4B models (slow)."
 )
-@click.option("--force", is_flag=True, help="Replace DIR when it exists and is not empty.")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Replace DIR when it holds an earlier trialfhir output (and nothing else).",
+)
 def convert(src: Path, out: Path, target: str, validate: bool, force: bool) -> None:
     """Convert SRC (SDTM tables or FHIR files) and write the result into DIR, all or nothing.
 
     SDTM -> FHIR writes DIR/<Type>.ndjson (Bulk Data layout) and DIR/bundle.json (a transaction).
-    FHIR -> SDTM writes DIR/<domain>.csv. Bad input exits with 3 and lists every problem.
+    FHIR -> SDTM writes DIR/<domain>.csv. Bad input exits with 3 and lists every problem; input with
+    nothing to convert exits with 12 and says what was read.
     """
-    _check_target(src, out, force)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
-    try:
-        warnings: list[str] = []
-        with gc_paused():
-            if target == "fhir":
-                summary = _sdtm_to_fhir(src, staging, validate)
-            else:
-                summary, warnings = _fhir_to_sdtm(src, staging, validate)
-        _move_into_place(staging, out)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
+    warnings: list[str] = []
+    with staged_folder(out, force=force, command="convert", sources=[src]) as staging, gc_paused():
+        if target == "fhir":
+            summary = _sdtm_to_fhir(src, staging, validate)
+        else:
+            summary, warnings = _fhir_to_sdtm(src, staging, validate)
     for line in warnings:
         click.echo(line, err=True)
     click.echo(f"{summary} (in {out})")

@@ -6,7 +6,8 @@
 Steps: read and check the SDTM tables -> map them to FHIR -> write them to a local FHIR folder, or push
 them to the server as conditional transactions -> read them back (from the folder, or pulled from the
 server by the study identifier) -> map back to SDTM and compare with the input cell by cell -> analyse
-E1-E8 -> write the report. Everything lands in --out at the end (all or nothing).
+E1-E8 -> write the report. Everything lands in --out at the end (all or nothing); an earlier output
+there is replaced only with --force and only when its manifest accounts for everything in it.
 """
 
 from __future__ import annotations
@@ -18,17 +19,18 @@ from typing import Any
 import click
 
 from adapter.cli._common import (
+    EXIT_BAD_INPUT,
     EXIT_UNEXPECTED,
+    EXIT_USAGE,
+    SECONDS,
+    SERVER_URL,
     CommandError,
-    check_output_folder,
     client_options,
     progress_bar,
     reported,
     staged_folder,
+    without_credentials,
 )
-
-RUN_MARKER = ".trialfhir-run"
-"""A file `run` leaves in its output folder, so a later `run` may replace that folder without --force."""
 
 
 def bundled_cohort() -> Path:
@@ -68,6 +70,7 @@ def _step(number: int, text: str) -> None:
 @click.command(name="run")
 @click.option(
     "--server",
+    type=SERVER_URL,
     metavar="URL",
     help="Go through this FHIR server (push, then pull back) instead of a local folder.",
 )
@@ -84,12 +87,14 @@ def _step(number: int, text: str) -> None:
     help="Another SDTM folder with a study.json (default: the bundled reconstructed cohort).",
 )
 @click.option(
-    "--force", is_flag=True, help="Replace a non-empty --out that is not an earlier run's output."
+    "--force",
+    is_flag=True,
+    help="Replace --out when it holds an earlier trialfhir output (and nothing else).",
 )
 @click.option(
     "--token", envvar="TRIALFHIR_TOKEN", help="Bearer token for --server (or env TRIALFHIR_TOKEN)."
 )
-@click.option("--timeout", type=float, default=60.0, show_default=True)
+@click.option("--timeout", type=SECONDS, default=60.0, show_default=True)
 @reported
 def run(
     server: str | None,
@@ -100,17 +105,24 @@ def run(
     timeout: float,
 ) -> None:
     """The bundled cohort -> FHIR -> (a server, or a local folder) -> back -> E1-E8 -> report."""
-    from adapter.analysis import analyze, load_definition, write_outputs
+    from adapter.analysis import DefinitionError, analyze, load_definition, write_outputs
     from adapter.fhir_files import read_resources, write_ndjson
     from adapter.tables import read_trial, write_trial
     from mappings.trial import TrialAssembler, trial_to_fhir
 
     started = time.perf_counter()
     cohort = source or bundled_cohort()
-    if not (out.is_dir() and (out / RUN_MARKER).is_file()):
-        check_output_folder(out, force, cohort)
-    with staged_folder(out) as staging:
-        (staging / RUN_MARKER).write_text("written by trialfhir run\n", encoding="utf-8")
+    if not (cohort / "study.json").is_file():
+        raise CommandError(
+            f"--source {cohort}: no study.json there (the study definition `run` analyses with; "
+            "see docs/analysis.md)",
+            EXIT_USAGE,
+        )
+    try:  # a broken definition fails before anything is written or sent
+        definition = load_definition(cohort / "study.json")
+    except DefinitionError as exc:
+        raise CommandError(str(exc), EXIT_BAD_INPUT) from exc
+    with staged_folder(out, force=force, command="run", sources=[cohort]) as staging:
         _step(1, f"reading the SDTM tables in {cohort}")
         trial = read_trial(cohort)
         rows = sum(len(t.rows) for t in trial.values())
@@ -130,7 +142,8 @@ def run(
             from adapter.transfer import pull_study, push
 
             options = client_options(token, None, None, None, "RS384", "", timeout, None)
-            _step(2, f"pushing to {server} as conditional transactions")
+            shown = without_credentials(server)
+            _step(2, f"pushing to {shown} as conditional transactions")
             with FhirClient(server, **options) as client, progress_bar(None, "push") as bar:
                 client.capabilities()
                 summary = push(
@@ -146,7 +159,7 @@ def run(
                 pulled = pull_study(server, studyid, client_options=options, progress=bar.update)
             write_ndjson(pulled.resources, fhir_dir)
             resources = iter(pulled.resources)
-            origin = f"{server} (study {studyid})"
+            origin = f"{shown} (study {studyid})"
 
         _step(4, "mapping back to SDTM and comparing with the input")
         assembler = TrialAssembler()
@@ -161,7 +174,6 @@ def run(
         click.echo(f"      round trip identical: {rows} rows, every cell as written", err=True)
 
         _step(5, "reanalysing endpoints E1-E8 and writing the report")
-        definition = load_definition(cohort / "study.json")
         results = analyze(back, definition, origin)
         paths = write_outputs(results, staging / "report")
     report = out / "report" / "report.html"

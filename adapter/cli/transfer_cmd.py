@@ -20,6 +20,7 @@ from adapter.cli._common import (
     reported,
     server_options,
     staged_folder,
+    without_credentials,
 )
 
 
@@ -50,8 +51,9 @@ def push(src: Path, server: str, chunk_size: int, mode: str, **auth: Any) -> Non
     from adapter.transfer import push as push_trial
     from adapter.transfer import source_resources
 
+    options = client_options(**auth)  # a bad key or auth option fails before the source is read
     kind, resources = source_resources(src)
-    with FhirClient(server, **client_options(**auth)) as client, progress_bar(None, "push") as bar:
+    with FhirClient(server, **options) as client, progress_bar(None, "push") as bar:
         client.capabilities()
         summary = push_trial(
             client,
@@ -62,7 +64,8 @@ def push(src: Path, server: str, chunk_size: int, mode: str, **auth: Any) -> Non
         )
     counts = summary.as_dict()
     total = sum(sum(kinds.values()) for kinds in counts.values())
-    click.echo(f"pushed {total} resources from {kind} folder {src} to {server}")
+    shown = without_credentials(server)
+    click.echo(f"pushed {total} resources from {kind} folder {src} to {shown}")
     for resource_type, outcomes in sorted(counts.items()):
         listed = ", ".join(f"{k} {n}" for k, n in sorted(outcomes.items()))
         click.echo(f"  {resource_type}: {listed}")
@@ -82,7 +85,11 @@ def push(src: Path, server: str, chunk_size: int, mode: str, **auth: Any) -> Non
     type=click.Path(path_type=Path),
     help="FHIR folder to write (NDJSON per type).",
 )
-@click.option("--force", is_flag=True, help="Replace a non-empty --out folder.")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Replace --out when it holds an earlier trialfhir output (and nothing else).",
+)
 @click.option("--concurrency", type=click.IntRange(1, 64), default=8, show_default=True)
 @reported
 def pull(server: str, study: str, out: Path, force: bool, concurrency: int, **auth: Any) -> None:
@@ -90,16 +97,17 @@ def pull(server: str, study: str, out: Path, force: bool, concurrency: int, **au
     from adapter.fhir_files import write_ndjson
     from adapter.transfer import pull_study
 
-    check_output_folder(out, force)
+    options = client_options(**auth)
+    check_output_folder(out, force)  # before asking the server anything
     with progress_bar(None, "pull") as bar:
         result = pull_study(
             server,
             study,
             concurrency=concurrency,
-            client_options=client_options(**auth),
+            client_options=options,
             progress=bar.update,
         )
-    with staged_folder(out) as staging:
+    with staged_folder(out, force=force, command="pull") as staging:
         write_ndjson(result.resources, staging)
     click.echo(f"pulled {len(result.resources)} resources into {out}")
     for resource_type, n in result.counts.items():

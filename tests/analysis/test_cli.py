@@ -96,19 +96,22 @@ def test_a_fhir_folder_gives_the_same_results_as_its_sdtm_folder(
     assert runs["fhir"]["endpoints"] == runs["sdtm"]["endpoints"]
 
 
-def test_out_is_replaced_only_when_it_is_an_earlier_analysis_or_forced(tmp_path: Path) -> None:
+def test_out_is_replaced_only_when_forced_and_it_is_an_earlier_output(tmp_path: Path) -> None:
     folder = _sdtm_folder(tmp_path)
     definition = str(FIXTURE / "study.json")
     out = tmp_path / "out"
     out.mkdir()
     (out / "notes.txt").write_text("keep me")
     args = ["analyze", str(folder), "--out", str(out), "--definition", definition]
-    refused = CliRunner().invoke(main, args)
-    assert refused.exit_code == 2 and "not empty" in refused.output
-    assert (out / "notes.txt").read_text() == "keep me"
-    assert CliRunner().invoke(main, [*args, "--force"]).exit_code == 0
-    assert not (out / "notes.txt").exists()
-    assert CliRunner().invoke(main, args).exit_code == 0  # its own earlier output: replaced
+    for extra in ([], ["--force"]):
+        refused = CliRunner().invoke(main, [*args, *extra])
+        assert refused.exit_code == 11 and "notes.txt" in refused.output
+        assert (out / "notes.txt").read_text() == "keep me"
+    (out / "notes.txt").unlink()
+    assert CliRunner().invoke(main, args).exit_code == 0  # empty: written
+    again = CliRunner().invoke(main, args)
+    assert again.exit_code == 11 and "--force" in again.output
+    assert CliRunner().invoke(main, [*args, "--force"]).exit_code == 0  # its earlier output
 
 
 def test_a_failed_analysis_leaves_out_as_it_was(tmp_path: Path) -> None:
