@@ -35,7 +35,7 @@ from adapter.cli._common import (
 )
 
 ROOT = Path(__file__).resolve().parents[1]
-DALAKAS = ROOT / "fixtures" / "dalakas1993"
+DALAKAS = ROOT / "adapter" / "studies" / "dalakas1993"
 SMALL = Path(__file__).parent / "data" / "sdtm_small"
 BASE = "http://fhir.test/fhir"
 OLD_RUN_MARKER = ".trialfhir-run"  # what `run` left before manifests: not trusted
@@ -840,13 +840,13 @@ def test_analyze_from_a_server_writes_its_source_without_credentials(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     import adapter.cli.analyze_cmd as analyze_cmd
-    from adapter.tables import read_trial, trial_frames
+    from adapter.tables import read_trial
 
     asked: list[str] = []
 
     def pulled(server: str, study: str, token: str | None, timeout: float) -> object:
         asked.append(server)
-        return trial_frames(read_trial(DALAKAS))
+        return read_trial(DALAKAS)
 
     monkeypatch.setattr(analyze_cmd, "tables_from_server", pulled)
     out = tmp_path / "out"
