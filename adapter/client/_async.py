@@ -40,7 +40,7 @@ from ._core import (
     transaction_error,
     write_result,
 )
-from ._errors import FhirError, FhirHttpError, Issue, TransactionFailed, parse_issues
+from ._errors import FhirError, FhirHttpError, Issue, parse_issues
 from ._query import SearchParams, SearchValue
 from ._search import AsyncSearch
 
@@ -252,8 +252,14 @@ class AsyncFhirClient:
         Order matters: put referenced resources (ResearchStudy, Patient) before those that refer to
         them, or in the same chunk. ``progress`` is called with the number of resources sent so far.
 
+        The whole input is read and checked before the first request (a one-shot iterator is read
+        into a list; a list, or an iterable that starts again, is read twice instead).
+
         Raises:
+            UnwritableResources: resources that cannot be written in ``mode``, all listed; nothing sent.
             TransactionFailed: with ``chunk`` (its index) and ``completed`` (chunks committed before).
+            TransactionResponseMismatch: the server's answer to a chunk does not match it (same fields).
+            FhirError: any other failure, with a note (``__notes__``) saying what was committed.
         """
         plan = UploadPlan(
             resources,
@@ -264,14 +270,18 @@ class AsyncFhirClient:
             base_url=self.base_url,
             progress=progress,
         )
+        plan.check()
         for bundle in plan.bundles():
             try:
                 if bundle_type == "transaction":
                     result = await self.transaction(bundle)
                 else:
                     result = await self.batch(bundle)
-            except TransactionFailed as exc:
-                raise plan.failed(exc) from exc
+            except FhirError as exc:
+                failure = plan.interrupted(exc)
+                if failure is exc:
+                    raise
+                raise failure from exc
             plan.done(result)
         return plan.summary
 

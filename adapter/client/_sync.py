@@ -38,7 +38,7 @@ from ._core import (
     transaction_error,
     write_result,
 )
-from ._errors import FhirError, FhirHttpError, Issue, TransactionFailed, parse_issues
+from ._errors import FhirError, FhirHttpError, Issue, parse_issues
 from ._query import SearchParams, SearchValue
 from ._search import Search
 
@@ -248,8 +248,14 @@ class FhirClient:
         Order matters: put referenced resources (ResearchStudy, Patient) before those that refer to
         them, or in the same chunk. ``progress`` is called with the number of resources sent so far.
 
+        The whole input is read and checked before the first request (a one-shot iterator is read
+        into a list; a list, or an iterable that starts again, is read twice instead).
+
         Raises:
+            UnwritableResources: resources that cannot be written in ``mode``, all listed; nothing sent.
             TransactionFailed: with ``chunk`` (its index) and ``completed`` (chunks committed before).
+            TransactionResponseMismatch: the server's answer to a chunk does not match it (same fields).
+            FhirError: any other failure, with a note (``__notes__``) saying what was committed.
         """
         plan = UploadPlan(
             resources,
@@ -260,14 +266,18 @@ class FhirClient:
             base_url=self.base_url,
             progress=progress,
         )
+        plan.check()
         for bundle in plan.bundles():
             try:
                 if bundle_type == "transaction":
                     result = self.transaction(bundle)
                 else:
                     result = self.batch(bundle)
-            except TransactionFailed as exc:
-                raise plan.failed(exc) from exc
+            except FhirError as exc:
+                failure = plan.interrupted(exc)
+                if failure is exc:
+                    raise
+                raise failure from exc
             plan.done(result)
         return plan.summary
 
