@@ -117,7 +117,7 @@ def loads_json(response: httpx.Response, spec: RequestSpec) -> Any:
             f"{where} with JSON nested deeper than {MAX_JSON_DEPTH} levels"
         ) from exc
     except fhir_json.JSONDecodeErrors as exc:
-        if "recursion" in str(exc).lower():  # orjson stops at 1024 levels
+        if "depth limit" in str(exc) or "recursion" in str(exc):  # orjson stops at 1024 levels
             raise InvalidResponse(
                 f"{where} with JSON nested deeper than {MAX_JSON_DEPTH} levels"
             ) from exc
