@@ -626,9 +626,9 @@ class UploadPlan:
         else:
             before = f"chunks 1-{done} ({self.sent}{of} resources) were committed before it"
         if self._mode == "create":
-            again = "mode create is not idempotent: re-running would write duplicates"
+            again = "Mode create is not idempotent: re-running would write duplicates"
         else:
-            again = "re-running the same upload completes it (it is idempotent)"
+            again = "Re-running the same upload completes it (it is idempotent)"
         return f"{before[0].upper()}{before[1:]}; {current}. {again}."
 
     def interrupted(self, exc: Exception) -> Exception:

@@ -246,7 +246,7 @@ def test_a_short_transaction_response_is_refused_with_the_committed_chunks(
     assert error.completed is not None and error.completed.total("created") == 2
     assert error.problems == ["1 entries answer the 2 sent"]
     assert "Chunk 1 (2 of 6 resources) was committed before it" in str(error)
-    assert "re-running the same upload completes it" in str(error)
+    assert "Re-running the same upload completes it" in str(error)
     assert len(calls) == 2  # the third chunk was never sent
 
 
