@@ -546,7 +546,7 @@ class UploadPlan:
     ) -> None:
         if chunk_size < 1:
             raise ValueError("chunk size must be at least 1")
-        self._resources = list(resources) if iter(resources) is resources else resources
+        self._resources = list(resources) if isinstance(resources, Iterator) else resources
         self._chunk_size = chunk_size
         self._mode: TransactionMode = mode
         self.bundle_type: Literal["transaction", "batch"] = bundle_type
