@@ -458,3 +458,14 @@ def test_refused_answers_map_to_exit_10() -> None:
     ]
     assert [exit_code_for(exc) for exc in refused] == [EXIT_SERVER_ANSWER] * len(refused)
     assert exit_code_for(UnwritableResources(["resource 0: no resourceType"], "update")) == 3
+
+
+def test_pull_of_a_study_without_an_id_exits_10(
+    runner: CliRunner, tmp_path: Path, httpx_mock: HTTPXMock
+) -> None:
+    httpx_mock.add_response(json=searchset({"resourceType": "ResearchStudy", "status": "active"}))
+    out = tmp_path / "pulled"
+    result = runner.invoke(main, ["pull", "--server", BASE, "--study", "X", "--out", str(out)])
+    assert result.exit_code == EXIT_SERVER_ANSWER, result.output
+    assert "the server sent a ResearchStudy without an id" in result.output
+    assert not out.exists()

@@ -126,7 +126,8 @@ def loads_json(response: httpx.Response, spec: RequestSpec) -> Any:
             f"({response.headers.get('content-type', 'no content-type')})"
         ) from exc
     try:
-        check_depth(body)
+        if len(response.content) > MAX_JSON_DEPTH:  # fewer bytes cannot nest deeper
+            check_depth(body)
     except InvalidResponse as exc:
         raise InvalidResponse(
             f"{where} with JSON nested deeper than {MAX_JSON_DEPTH} levels"
