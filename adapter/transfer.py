@@ -136,6 +136,15 @@ def _with_id(resource: JSON) -> JSON:
     return resource
 
 
+def _of_type(resource: JSON, resource_type: str) -> JSON:
+    """A match of a search for `resource_type`, refused (InvalidResponse) when it is another type."""
+    if resource.get("resourceType") != resource_type:
+        raise InvalidResponse(
+            f"the server answered a {resource_type} search with a {resource.get('resourceType')}"
+        )
+    return resource
+
+
 def _reference(value: Any) -> str | None:
     """The `reference` of a Reference, when it is one."""
     ref = value.get("reference") if isinstance(value, dict) else None
@@ -180,7 +189,7 @@ async def pull_study_async(
         raise StudyNotFound(
             f"{len(found)} ResearchStudy resources carry the identifier asked for (expected 1)"
         )
-    research_study = _with_id(found[0])
+    research_study = _with_id(_of_type(found[0], "ResearchStudy"))
     study_ref = f"ResearchStudy/{research_study['id']}"
     result = PullResult(study=research_study, resources=[research_study])
 
@@ -214,7 +223,7 @@ async def pull_study_async(
     async def fetch(resource_type: str, group: list[str]) -> None:
         async with gate:
             query = client.search(resource_type, subject=",".join(group)).count(page_size)
-            batch = [_with_id(resource) async for resource in query]
+            batch = [_with_id(_of_type(r, resource_type)) async for r in query]
         gathered[resource_type].extend(batch)
         if progress is not None:
             progress(len(batch))

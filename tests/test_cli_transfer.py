@@ -469,3 +469,14 @@ def test_pull_of_a_study_without_an_id_exits_10(
     assert result.exit_code == EXIT_SERVER_ANSWER, result.output
     assert "the server sent a ResearchStudy without an id" in result.output
     assert not out.exists()
+
+
+def test_pull_whose_study_search_answers_another_type_exits_10(
+    runner: CliRunner, tmp_path: Path, httpx_mock: HTTPXMock
+) -> None:
+    httpx_mock.add_response(json=searchset({"resourceType": "Patient", "id": "p1"}))
+    out = tmp_path / "pulled"
+    result = runner.invoke(main, ["pull", "--server", BASE, "--study", "X", "--out", str(out)])
+    assert result.exit_code == EXIT_SERVER_ANSWER, result.output
+    assert "answered a ResearchStudy search with a Patient" in result.output
+    assert not out.exists()
