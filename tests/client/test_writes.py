@@ -509,3 +509,29 @@ def test_a_failed_first_chunk_says_nothing_was_committed(httpx_mock: HTTPXMock) 
     with FhirClient(BASE) as client, pytest.raises(TransactionFailed) as info:
         client.upload([patient("a"), patient("b")], chunk_size=1)
     assert "Nothing was committed before it; chunk 1 was rolled back" in str(info.value)
+
+
+def test_an_input_that_fails_on_its_second_reading_says_what_was_committed(
+    httpx_mock: HTTPXMock,
+) -> None:
+    class ChangingFile:
+        """Reads fine for the check, then breaks at the third resource (the file was edited)."""
+
+        def __init__(self) -> None:
+            self.reads = 0
+
+        def __iter__(self) -> Any:
+            self.reads += 1
+            for i in range(4):
+                if self.reads == 2 and i == 2:
+                    raise ValueError("resources.ndjson, line 3: not JSON")
+                yield patient(str(i))
+
+    httpx_mock.add_response(url=BASE, method="POST", json=response_bundle("201", "201"))
+    with FhirClient(BASE) as client, pytest.raises(ValueError) as info:
+        client.upload(ChangingFile(), chunk_size=2)
+    assert info.value.__notes__ == [
+        "Chunk 1 (2 of 4 resources) was committed before it; chunk 2 and later were not sent. "
+        "Re-running the same upload completes it (it is idempotent)."
+    ]
+    assert len(httpx_mock.get_requests()) == 1
