@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
-from adapter.client import AsyncFhirClient, FhirClient, UploadSummary, token
+from adapter.client import AsyncFhirClient, FhirClient, InvalidResponse, UploadSummary, token
 from adapter.client._bundle import TransactionMode
 from adapter.fhir_files import read_resources, write_ndjson
 from adapter.tables import domain_files, read_trial
@@ -34,6 +34,7 @@ from mappings.terminology import EXT_RESEARCH_STUDY
 from mappings.trial import trial_to_fhir
 
 __all__ = [
+    "FhirSource",
     "PullResult",
     "StudyNotFound",
     "pull_study",
@@ -54,15 +55,27 @@ class StudyNotFound(LookupError):
     """The server has no ResearchStudy with the identifier asked for (or has several)."""
 
 
-def source_resources(source: str | Path) -> tuple[str, Iterator[JSON]]:
+class FhirSource:
+    """The resources of FHIR files (an NDJSON folder, Bundles), read again each time it is iterated:
+    an upload reads it once to check every line and resource before the first write, then again to
+    send it, so a big folder is never held in memory whole."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __iter__(self) -> Iterator[JSON]:
+        return read_resources(self.path)
+
+
+def source_resources(source: str | Path) -> tuple[str, Iterable[JSON]]:
     """What a folder holds, as FHIR resources: ("sdtm", ...) for a folder of domain tables (read and
     checked in full first: a bad table raises `TableError` before anything is yielded), ("fhir", ...)
-    for NDJSON files or Bundles."""
+    for NDJSON files or Bundles (a `FhirSource`: iterating it again reads the files again)."""
     path = Path(source)
     if path.is_dir() and domain_files(path):
         trial = read_trial(path)
         return "sdtm", trial_to_fhir(trial)
-    return "fhir", read_resources(path)
+    return "fhir", FhirSource(path)
 
 
 def push(
@@ -76,14 +89,15 @@ def push(
     """Write a trial to the server as transactions of `chunk_size` conditional entries, in reference
     order. Pushing the same trial twice creates nothing new.
 
-    For an SDTM folder every table is read and checked before the first request is sent, so bad input
-    uploads nothing. A transaction that fails leaves the chunks before it committed (each is atomic);
-    the `TransactionFailed` error says which chunk failed and what was committed.
+    The whole input is read and checked before the first request is sent (every table of an SDTM
+    folder, every line of FHIR files, every resource for what `mode` needs), so bad input uploads
+    nothing. A transaction that fails leaves the chunks before it committed (each is atomic); the
+    error says which chunks were committed, and re-running the push completes the job.
     """
     if isinstance(source, (str, Path)):
         _, resources = source_resources(source)
     else:
-        resources = iter(source)
+        resources = source
     return client.upload(resources, chunk_size=chunk_size, mode=mode, progress=progress)
 
 
@@ -113,10 +127,35 @@ def _study_identifier(study: str) -> str:
     return token(SID_STUDY, study)
 
 
+def _with_id(resource: JSON) -> JSON:
+    """A resource from the server, refused (InvalidResponse) when it has no id: without one it
+    cannot be referred to, written to a FHIR folder, or told apart from another."""
+    rid = resource.get("id")
+    if not isinstance(rid, str) or not rid:
+        raise InvalidResponse(f"the server sent a {resource.get('resourceType')} without an id")
+    return resource
+
+
+def _of_type(resource: JSON, resource_type: str) -> JSON:
+    """A match of a search for `resource_type`, refused (InvalidResponse) when it is another type."""
+    if resource.get("resourceType") != resource_type:
+        raise InvalidResponse(
+            f"the server answered a {resource_type} search with a {resource.get('resourceType')}"
+        )
+    return resource
+
+
+def _reference(value: Any) -> str | None:
+    """The `reference` of a Reference, when it is one."""
+    ref = value.get("reference") if isinstance(value, dict) else None
+    return ref if isinstance(ref, str) else None
+
+
 def _links_to(resource: JSON, study_ref: str) -> bool:
-    for ext in resource.get("extension", ()):
-        if ext.get("url") == EXT_RESEARCH_STUDY:
-            ref = (ext.get("valueReference") or {}).get("reference", "")
+    extensions = resource.get("extension")
+    for ext in extensions if isinstance(extensions, list) else ():
+        if isinstance(ext, dict) and ext.get("url") == EXT_RESEARCH_STUDY:
+            ref = _reference(ext.get("valueReference")) or ""
             if ref == study_ref or ref.endswith("/" + study_ref):
                 return True
     return False
@@ -150,7 +189,7 @@ async def pull_study_async(
         raise StudyNotFound(
             f"{len(found)} ResearchStudy resources carry the identifier asked for (expected 1)"
         )
-    research_study = found[0]
+    research_study = _with_id(_of_type(found[0], "ResearchStudy"))
     study_ref = f"ResearchStudy/{research_study['id']}"
     result = PullResult(study=research_study, resources=[research_study])
 
@@ -162,12 +201,12 @@ async def pull_study_async(
         .count(page_size)
     )
     async for entry in search.entries():
-        resource = entry.resource
+        resource = _with_id(entry.resource)
         if resource.get("resourceType") == "ResearchSubject" and entry.is_match:
             subjects.append(resource)
         elif resource.get("resourceType") == "Patient":
             patients[f"Patient/{resource['id']}"] = resource
-    wanted = {r["reference"] for s in subjects for r in [s.get("individual") or {}] if r}
+    wanted = {ref for s in subjects if (ref := _reference(s.get("individual"))) is not None}
     result.resources.extend(patients[ref] for ref in sorted(patients) if ref in wanted)
     result.resources.extend(sorted(subjects, key=lambda r: str(r["id"])))
     if progress is not None:
@@ -184,7 +223,7 @@ async def pull_study_async(
     async def fetch(resource_type: str, group: list[str]) -> None:
         async with gate:
             query = client.search(resource_type, subject=",".join(group)).count(page_size)
-            batch = [resource async for resource in query]
+            batch = [_with_id(_of_type(r, resource_type)) async for r in query]
         gathered[resource_type].extend(batch)
         if progress is not None:
             progress(len(batch))

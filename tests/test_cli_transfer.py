@@ -9,10 +9,24 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from faultserver import (
+    Behaviour,
+    FaultHandler,
+    FaultServer,
+    deep_json,
+    drip,
+    endless_next,
+    huge_body,
+    json_body,
+    looping_next,
+    raw_body,
+    transaction_answer,
+)
 from pytest_httpx import HTTPXMock
 
 from adapter.cli import main
@@ -22,7 +36,10 @@ from adapter.cli._common import (
     EXIT_FHIR_VERSION,
     EXIT_NOT_FOUND,
     EXIT_OUTPUT_REFUSED,
+    EXIT_SERVER_ANSWER,
     EXIT_SERVER_REFUSED,
+    EXIT_TRANSACTION,
+    EXIT_UNREACHABLE,
     MANIFEST,
 )
 
@@ -230,3 +247,242 @@ def test_smart_options_build_a_backend_services_auth(tmp_path: Path) -> None:
         "system/*.read",
     )
     assert options["timeout"] == 30.0
+
+
+# -- a broken or lying server on loopback (tests/faultserver.py) ------------------------------------
+
+
+@pytest.fixture
+def server() -> Iterator[FaultServer]:
+    with FaultServer(lifetime=60) as running:
+        running.route("GET", "/fhir/metadata", json_body(capability()))
+        yield running
+
+
+@pytest.fixture
+def no_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Retries without waiting between attempts (the attempts themselves stay as the policy says)."""
+    from adapter.client import RetryPolicy
+
+    monkeypatch.setattr(RetryPolicy, "backoff", lambda self, retry_number: 0.0)
+
+
+def pull_args(server: FaultServer, out: Path, *extra: str) -> list[str]:
+    return ["pull", "--server", server.base, "--study", "DALAKAS1993", "--out", str(out), *extra]
+
+
+def test_pull_of_an_endless_next_chain_exits_10_at_the_page_cap(
+    runner: CliRunner, tmp_path: Path, server: FaultServer
+) -> None:
+    server.route("GET", "/fhir/ResearchStudy", endless_next(server.base))
+    server.route("GET", "/fhir", endless_next(server.base))
+    out = tmp_path / "pulled"
+    result = runner.invoke(main, pull_args(server, out, "--max-pages", "3"))
+    assert result.exit_code == EXIT_SERVER_ANSWER, result.output
+    assert "more than 3 pages" in result.output
+    assert "--max-pages" in result.output
+    assert not out.exists()
+    assert len(server.requests) == 3
+
+
+def test_pull_of_a_looping_next_chain_exits_10(
+    runner: CliRunner, tmp_path: Path, server: FaultServer
+) -> None:
+    server.route("GET", "/fhir/ResearchStudy", looping_next(server.base))
+    server.route("GET", "/fhir", looping_next(server.base))
+    out = tmp_path / "pulled"
+    result = runner.invoke(main, pull_args(server, out))
+    assert result.exit_code == EXIT_SERVER_ANSWER, result.output
+    assert "repeats the link of page" in result.output
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("behaviour", "said"),
+    [
+        (raw_body(b"<html>maintenance</html>"), "not JSON"),
+        (raw_body(b'{"resourceType":"Bundle","entry":{"resource":{}}}'), "not a list"),
+        (deep_json(100_000), "nested deeper than 100"),
+        (deep_json(100_000, with_decimal=True), "nested deeper than 100"),
+        (huge_body(8 * 1024 * 1024), "larger than 4194304 bytes"),
+    ],
+    ids=["not-json", "entry-not-a-list", "deep", "deep-with-decimal", "huge"],
+)
+def test_pull_of_a_refused_answer_exits_10_and_writes_nothing(
+    runner: CliRunner, tmp_path: Path, server: FaultServer, behaviour: Behaviour, said: str
+) -> None:
+    server.route("GET", "/fhir/ResearchStudy", behaviour)
+    out = tmp_path / "pulled"
+    result = runner.invoke(main, pull_args(server, out, "--max-body-mb", "4"))
+    assert result.exit_code == EXIT_SERVER_ANSWER, result.output
+    assert said in result.output
+    assert "Traceback" not in result.output
+    assert not out.exists()
+
+
+def test_pull_from_a_dripping_server_gives_up_at_the_deadline_after_the_retries(
+    runner: CliRunner, tmp_path: Path, server: FaultServer, no_backoff: None
+) -> None:
+    server.route("GET", "/fhir/ResearchStudy", drip(b"{}" * 50, interval=0.1))
+    out = tmp_path / "pulled"
+    result = runner.invoke(main, pull_args(server, out, "--deadline", "0.5"))
+    assert result.exit_code == EXIT_UNREACHABLE, result.output
+    assert "gave up after 5 attempt(s)" in result.output
+    assert "deadline" in result.output
+    assert len(server.requests) == 5  # the default RetryPolicy, and not one more
+    assert not out.exists()
+
+
+def fhir_folder(tmp_path: Path) -> Path:
+    """The fixture trial as an NDJSON folder (what `convert` writes)."""
+    from adapter.fhir_files import write_ndjson
+    from adapter.transfer import source_resources
+
+    folder = tmp_path / "fhir"
+    _, resources = source_resources(FIXTURE)
+    write_ndjson(resources, folder)
+    return folder
+
+
+def test_push_of_a_fhir_folder_with_a_bad_last_line_sends_nothing(
+    runner: CliRunner, tmp_path: Path, server: FaultServer
+) -> None:
+    folder = fhir_folder(tmp_path)
+    last = sorted(folder.glob("*.ndjson"))[-1]
+    with last.open("ab") as handle:
+        handle.write(b'{"resourceType": "Observation", "status": \n')
+    server.route("POST", "/fhir", transaction_answer())
+    result = runner.invoke(main, ["push", str(folder), "--server", server.base])
+    assert result.exit_code == EXIT_BAD_INPUT, result.output
+    assert f"{last}, line" in result.output
+    assert [r.method for r in server.requests] == ["GET"]  # metadata only: no transaction
+
+
+def test_push_of_resources_without_a_business_identifier_lists_them_and_sends_nothing(
+    runner: CliRunner, tmp_path: Path, server: FaultServer
+) -> None:
+    folder = tmp_path / "fhir"
+    folder.mkdir()
+    lines = [
+        {"resourceType": "Patient", "id": "a", "identifier": [{"system": "urn:s", "value": "1"}]},
+        {"resourceType": "Patient", "id": "b"},
+        {"resourceType": "Observation", "id": "c", "status": "final"},
+    ]
+    (folder / "mixed.ndjson").write_text("".join(json.dumps(r) + "\n" for r in lines))
+    result = runner.invoke(main, ["push", str(folder), "--server", server.base])
+    assert result.exit_code == EXIT_BAD_INPUT, result.output
+    assert "2 resource(s) cannot be written as conditional-update" in result.output
+    assert "resource 1 (Patient)" in result.output
+    assert "resource 2 (Observation)" in result.output
+    assert [r.method for r in server.requests] == ["GET"]
+
+
+def answers_by_call(*behaviours: Behaviour) -> Behaviour:
+    """The first call gets the first behaviour, and so on; the last one answers every later call."""
+    calls: list[int] = []
+
+    def answer(handler: FaultHandler) -> None:
+        calls.append(1)
+        behaviours[min(len(calls), len(behaviours)) - 1](handler)
+
+    return answer
+
+
+def test_push_with_a_short_transaction_answer_exits_10_naming_the_committed_chunks(
+    runner: CliRunner, server: FaultServer
+) -> None:
+    server.route(
+        "POST",
+        "/fhir",
+        answers_by_call(transaction_answer(), transaction_answer(lambda entries: entries[:-48])),
+    )
+    result = runner.invoke(
+        main, ["push", str(FIXTURE), "--server", server.base, "--chunk-size", "300"]
+    )
+    assert result.exit_code == EXIT_SERVER_ANSWER, result.output
+    assert "the server's answer of chunk 2 does not match the request" in result.output
+    assert "252 entries answer the 300 sent" in result.output
+    assert "Chunk 1 (300 of 759 resources) was committed before it" in result.output
+    assert "Re-running the same upload completes it" in result.output
+    assert "pushed" not in result.output
+    assert len([r for r in server.requests if r.method == "POST"]) == 2
+
+
+def test_push_whose_second_transaction_is_rejected_exits_8_naming_the_committed_chunk(
+    runner: CliRunner, server: FaultServer
+) -> None:
+    refusal = {
+        "resourceType": "OperationOutcome",
+        "issue": [{"severity": "error", "code": "processing", "diagnostics": "HAPI-1094"}],
+    }
+    server.route(
+        "POST", "/fhir", answers_by_call(transaction_answer(), json_body(refusal, status=400))
+    )
+    result = runner.invoke(
+        main, ["push", str(FIXTURE), "--server", server.base, "--chunk-size", "500"]
+    )
+    assert result.exit_code == EXIT_TRANSACTION, result.output
+    assert "transaction failed in chunk 2 (HTTP 400): HAPI-1094" in result.output
+    assert "Chunk 1 (500 of 759 resources) was committed before it" in result.output
+    assert "chunk 2 was rolled back" in result.output
+
+
+def test_push_that_times_out_half_way_says_what_was_committed(
+    runner: CliRunner, server: FaultServer, no_backoff: None
+) -> None:
+    server.route(
+        "POST", "/fhir", answers_by_call(transaction_answer(), drip(b"{}" * 50, interval=0.1))
+    )
+    result = runner.invoke(
+        main,
+        ["push", str(FIXTURE), "--server", server.base, "--chunk-size", "500", "--deadline", "0.5"],
+    )
+    assert result.exit_code == EXIT_UNREACHABLE, result.output
+    assert "Chunk 1 (500 of 759 resources) was committed before it" in result.output
+    assert "chunk 2 may or may not have been committed" in result.output
+
+
+def test_refused_answers_map_to_exit_10() -> None:
+    from adapter.cli._common import exit_code_for
+    from adapter.client import (
+        InvalidResponse,
+        PageLimitReached,
+        PagingLoop,
+        ResponseTooLarge,
+        TransactionResponseMismatch,
+        UnsafeNextLink,
+        UnwritableResources,
+    )
+
+    refused = [
+        InvalidResponse("x"),
+        UnsafeNextLink("http://a:1", "http://b:2"),
+        PagingLoop(3, 1),
+        PageLimitReached(10, "Patient"),
+        ResponseTooLarge("GET", "Patient", 10),
+        TransactionResponseMismatch(["1 entries answer the 2 sent"]),
+    ]
+    assert [exit_code_for(exc) for exc in refused] == [EXIT_SERVER_ANSWER] * len(refused)
+    assert exit_code_for(UnwritableResources(["resource 0: no resourceType"], "update")) == 3
+
+
+def test_pull_of_a_study_without_an_id_exits_10(
+    runner: CliRunner, tmp_path: Path, httpx_mock: HTTPXMock
+) -> None:
+    httpx_mock.add_response(json=searchset({"resourceType": "ResearchStudy", "status": "active"}))
+    out = tmp_path / "pulled"
+    result = runner.invoke(main, ["pull", "--server", BASE, "--study", "X", "--out", str(out)])
+    assert result.exit_code == EXIT_SERVER_ANSWER, result.output
+    assert "the server sent a ResearchStudy without an id" in result.output
+    assert not out.exists()
+
+
+def test_pull_whose_study_search_answers_another_type_exits_10(
+    runner: CliRunner, tmp_path: Path, httpx_mock: HTTPXMock
+) -> None:
+    httpx_mock.add_response(json=searchset({"resourceType": "Patient", "id": "p1"}))
+    out = tmp_path / "pulled"
+    result = runner.invoke(main, ["pull", "--server", BASE, "--study", "X", "--out", str(out)])
+    assert result.exit_code == EXIT_SERVER_ANSWER, result.output
+    assert "answered a ResearchStudy search with a Patient" in result.output
+    assert not out.exists()

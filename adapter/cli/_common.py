@@ -16,6 +16,7 @@ Exit codes (documented in docs/cli.md):
 | 7 | the server could not be reached or kept failing (timeouts, 5xx, retries exhausted) |
 | 8 | a transaction failed (what was committed before it is said) |
 | 9 | the server does not speak FHIR R4 (4.0.x) |
+| 10 | the server's answer was refused: not JSON or wrongly shaped, nested too deep, an unsafe or looping next link, a page cap or body-size cap reached, a transaction response that does not match the request |
 | 11 | the output folder was refused or cannot be written (foreign files, the source, no parent) |
 | 12 | nothing came out: the input was read but nothing in it could be converted (says why) |
 """
@@ -50,6 +51,7 @@ EXIT_NOT_FOUND = 6
 EXIT_UNREACHABLE = 7
 EXIT_TRANSACTION = 8
 EXIT_FHIR_VERSION = 9
+EXIT_SERVER_ANSWER = 10
 EXIT_OUTPUT_REFUSED = 11
 EXIT_NOTHING_CONVERTED = 12
 
@@ -76,20 +78,23 @@ def exit_code_for(exc: BaseException) -> int:
         FhirTransportError,
         FhirVersionMismatch,
         Forbidden,
+        InvalidResponse,
         ResourceNotFound,
         RetriesExhausted,
         ServerError,
         TooManyRequests,
         TransactionFailed,
         Unauthorized,
+        UnwritableResources,
     )
     from adapter.fhir_files import FhirFileError
     from adapter.tables import TableError
     from adapter.transfer import StudyNotFound
 
     table: list[tuple[type[BaseException] | tuple[type[BaseException], ...], int]] = [
-        ((TableError, FhirFileError), EXIT_BAD_INPUT),
+        ((TableError, FhirFileError, UnwritableResources), EXIT_BAD_INPUT),
         (FhirVersionMismatch, EXIT_FHIR_VERSION),
+        (InvalidResponse, EXIT_SERVER_ANSWER),
         (TransactionFailed, EXIT_TRANSACTION),
         ((Unauthorized, Forbidden, AuthenticationFailed), EXIT_AUTH),
         ((StudyNotFound, ResourceNotFound), EXIT_NOT_FOUND),
@@ -257,7 +262,32 @@ def server_options(func: Callable[..., Any]) -> Callable[..., Any]:
         ),
         click.option("--smart-scope", default="system/*.read system/*.write", show_default=True),
         click.option(
-            "--timeout", type=SECONDS, default=60.0, show_default=True, help="Seconds per request."
+            "--timeout",
+            type=SECONDS,
+            default=60.0,
+            show_default=True,
+            help="Seconds to wait for each connect, write or read.",
+        ),
+        click.option(
+            "--deadline",
+            type=click.FloatRange(min=0, min_open=True),
+            default=300.0,
+            show_default=True,
+            help="Seconds one request may take, whole answer included (however slow the server).",
+        ),
+        click.option(
+            "--max-body-mb",
+            type=click.IntRange(min=1),
+            default=64,
+            show_default=True,
+            help="Refuse a server answer bigger than this many MiB.",
+        ),
+        click.option(
+            "--max-pages",
+            type=click.IntRange(min=1),
+            default=10_000,
+            show_default=True,
+            help="Refuse a search with more pages than this (never a quiet stop).",
         ),
         click.option(
             "--ca-bundle",
@@ -279,6 +309,9 @@ def client_options(
     smart_scope: str,
     timeout: float,
     ca_bundle: str | None,
+    deadline: float | None = None,
+    max_body_mb: int | None = None,
+    max_pages: int | None = None,
 ) -> dict[str, Any]:
     """The keyword arguments for `FhirClient` / `AsyncFhirClient` from the command's options."""
     from adapter.client import BasicAuth, BearerAuth, SmartBackendAuth
@@ -316,6 +349,12 @@ def client_options(
         except ValueError as exc:  # what _smart_key_pem did not foresee: still the key's fault
             raise CommandError(f"--smart-key {smart_key}: {exc}", EXIT_USAGE) from exc
     options: dict[str, Any] = {"timeout": timeout}
+    if deadline is not None:
+        options["deadline"] = deadline
+    if max_body_mb is not None:
+        options["max_body_bytes"] = max_body_mb * 1024 * 1024
+    if max_pages is not None:
+        options["max_pages"] = max_pages
     if auth is not None:
         options["auth"] = auth
     if ca_bundle:

@@ -14,14 +14,28 @@ from typing import Any
 import click
 
 from adapter.cli._common import (
+    EXIT_UNEXPECTED,
+    CommandError,
     check_output_folder,
     client_options,
+    exit_code_for,
     progress_bar,
     reported,
     server_options,
     staged_folder,
     without_credentials,
 )
+
+
+def _with_notes(exc: Exception) -> Exception:
+    """A library error stopped a push half-way: its message and the note the upload added (which
+    chunks were committed, whether re-running completes the job), with the exit code of its class.
+    Anything else is raised as it is (a bug keeps its traceback)."""
+    code = exit_code_for(exc)
+    notes = getattr(exc, "__notes__", [])
+    if code == EXIT_UNEXPECTED or not notes:
+        return exc
+    return CommandError("\n".join([str(exc), *notes]), code)
 
 
 @click.command(name="push")
@@ -55,13 +69,19 @@ def push(src: Path, server: str, chunk_size: int, mode: str, **auth: Any) -> Non
     kind, resources = source_resources(src)
     with FhirClient(server, **options) as client, progress_bar(None, "push") as bar:
         client.capabilities()
-        summary = push_trial(
-            client,
-            resources,
-            chunk_size=chunk_size,
-            mode=mode,  # type: ignore[arg-type]
-            progress=lambda sent: bar.update(sent - bar.n),
-        )
+        try:
+            summary = push_trial(
+                client,
+                resources,
+                chunk_size=chunk_size,
+                mode=mode,  # type: ignore[arg-type]
+                progress=lambda sent: bar.update(sent - bar.n),
+            )
+        except Exception as exc:
+            failure = _with_notes(exc)
+            if failure is exc:
+                raise
+            raise failure from exc
     counts = summary.as_dict()
     total = sum(sum(kinds.values()) for kinds in counts.values())
     shown = without_credentials(server)

@@ -40,7 +40,14 @@ from ._core import (
     transaction_error,
     write_result,
 )
-from ._errors import FhirError, FhirHttpError, Issue, TransactionFailed, parse_issues
+from ._errors import FhirError, FhirHttpError, FhirTimeout, Issue, parse_issues
+from ._limits import (
+    DEFAULT_DEADLINE,
+    DEFAULT_MAX_BODY_BYTES,
+    DEFAULT_MAX_PAGES,
+    BodyBuffer,
+    deadline_timeout,
+)
 from ._query import SearchParams, SearchValue
 from ._search import AsyncSearch
 
@@ -59,6 +66,10 @@ class AsyncFhirClient:
         retry: the ``RetryPolicy`` (``RetryPolicy.none()`` disables retries).
         transport: an httpx transport (``httpx.MockTransport`` in tests, a proxy, ...).
         sleep: how to wait between retries (injectable so tests do not wait).
+        max_pages: the page cap of every search (``PageLimitReached`` beyond it; default 10 000).
+        max_body_bytes: the size cap of a response body (``ResponseTooLarge``; default 64 MiB).
+        deadline: seconds one attempt may take, whole answer included (``FhirTimeout``; default
+            300); ``timeout`` bounds each read, connect and write within it.
     """
 
     def __init__(
@@ -72,8 +83,17 @@ class AsyncFhirClient:
         retry: RetryPolicy | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        max_pages: int = DEFAULT_MAX_PAGES,
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        deadline: float = DEFAULT_DEADLINE,
     ) -> None:
-        self._core = ClientCore(base_url, retry=retry)
+        self._core = ClientCore(
+            base_url,
+            retry=retry,
+            max_pages=max_pages,
+            max_body_bytes=max_body_bytes,
+            deadline=deadline,
+        )
         if isinstance(auth, _OriginBoundAuth):
             auth.bind(self._core.base_url)
         self._sleep = sleep
@@ -120,14 +140,26 @@ class AsyncFhirClient:
                 spec.method, spec.url, headers=list(spec.headers), content=spec.content
             )
             started = time.perf_counter()
+            body = self._core.body_buffer(spec, time.monotonic())
             try:
-                response = await self._http.send(request)
+                async with asyncio.timeout(self._core.deadline):
+                    response = await self._read(request, body)
             except httpx.RequestError as exc:
-                failure: FhirError = self._core.transport_error(exc, spec)
+                passed = time.monotonic() >= body.deadline
+                failure: FhirError = self._core.transport_error(exc, spec, deadline_passed=passed)
                 failure.__cause__ = exc
                 decision = state.decide(failure, None, time.monotonic())
                 if isinstance(decision, FhirError):
                     raise decision from (exc if decision is failure else failure)
+            except (FhirTimeout, TimeoutError) as exc:  # the attempt's deadline passed
+                failure = (
+                    exc
+                    if isinstance(exc, FhirTimeout)
+                    else deadline_timeout(spec.method, spec.resource_type, self._core.deadline)
+                )
+                decision = state.decide(failure, None, time.monotonic())
+                if isinstance(decision, FhirError):
+                    raise decision from (None if decision is failure else failure)
             else:
                 elapsed_ms = (time.perf_counter() - started) * 1000
                 self._core.log_response(spec, response.status_code, elapsed_ms, state.attempt)
@@ -138,6 +170,18 @@ class AsyncFhirClient:
                 if isinstance(decision, FhirError):
                     raise decision from (None if decision is failure else failure)
             await self._sleep(decision)
+
+    async def _read(self, request: httpx.Request, body: BodyBuffer) -> httpx.Response:
+        """Send one request and read its whole answer under the body-size cap (the caller bounds
+        the time)."""
+        streamed = await self._http.send(request, stream=True)
+        try:
+            body.expect(streamed)
+            async for chunk in streamed.aiter_bytes():
+                body.add(chunk)
+        finally:
+            await streamed.aclose()
+        return body.response(streamed)
 
     async def _request_json(self, spec: RequestSpec) -> Any:
         return loads_json(await self._send(spec), spec)
@@ -194,9 +238,8 @@ class AsyncFhirClient:
 
         A plain create is never retried (it is not idempotent); a conditional one is.
         """
-        return write_result(
-            await self._send(self._core.create(resource, if_none_exist=if_none_exist))
-        )
+        spec = self._core.create(resource, if_none_exist=if_none_exist)
+        return write_result(await self._send(spec), spec)
 
     async def update(
         self,
@@ -206,9 +249,8 @@ class AsyncFhirClient:
         if_match: str | None = None,
     ) -> WriteResult:
         """``PUT Type/id``, or the conditional ``PUT Type?condition`` (e.g. ``{"identifier": "sys|val"}``)."""
-        return write_result(
-            await self._send(self._core.update(resource, condition=condition, if_match=if_match))
-        )
+        spec = self._core.update(resource, condition=condition, if_match=if_match)
+        return write_result(await self._send(spec), spec)
 
     async def delete(self, resource_type: str, resource_id: str) -> None:
         """``DELETE Type/id`` (deleting what is already gone is not an error)."""
@@ -252,8 +294,14 @@ class AsyncFhirClient:
         Order matters: put referenced resources (ResearchStudy, Patient) before those that refer to
         them, or in the same chunk. ``progress`` is called with the number of resources sent so far.
 
+        The whole input is read and checked before the first request (a one-shot iterator is read
+        into a list; a list, or an iterable that starts again, is read twice instead).
+
         Raises:
+            UnwritableResources: resources that cannot be written in ``mode``, all listed; nothing sent.
             TransactionFailed: with ``chunk`` (its index) and ``completed`` (chunks committed before).
+            TransactionResponseMismatch: the server's answer to a chunk does not match it (same fields).
+            FhirError: any other failure, with a note (``__notes__``) saying what was committed.
         """
         plan = UploadPlan(
             resources,
@@ -264,14 +312,18 @@ class AsyncFhirClient:
             base_url=self.base_url,
             progress=progress,
         )
+        plan.check()
         for bundle in plan.bundles():
             try:
                 if bundle_type == "transaction":
                     result = await self.transaction(bundle)
                 else:
                     result = await self.batch(bundle)
-            except TransactionFailed as exc:
-                raise plan.failed(exc) from exc
+            except FhirError as exc:
+                failure = plan.interrupted(exc)
+                if failure is exc:
+                    raise
+                raise failure from exc
             plan.done(result)
         return plan.summary
 

@@ -35,6 +35,15 @@ from ._errors import (
     UnsafeNextLink,
     error_class_for_status,
 )
+from ._limits import (
+    DEFAULT_DEADLINE,
+    DEFAULT_MAX_BODY_BYTES,
+    DEFAULT_MAX_PAGES,
+    MAX_JSON_DEPTH,
+    BodyBuffer,
+    check_depth,
+    deadline_timeout,
+)
 from ._query import SearchParams, encode_query, search_pairs
 
 logger = logging.getLogger("trialfhir.client")
@@ -98,14 +107,43 @@ def dumps(resource: Any) -> bytes:
 
 
 def loads_json(response: httpx.Response, spec: RequestSpec) -> Any:
-    """Parse a response body as JSON, or raise InvalidResponse (without echoing the body)."""
+    """Parse a response body as JSON no deeper than MAX_JSON_DEPTH, or raise InvalidResponse
+    (without echoing the body)."""
+    where = f"{spec.method} {spec.resource_type or 'server'}: HTTP {response.status_code}"
     try:
-        return fhir_json.loads(response.content)
-    except fhir_json.JSONDecodeErrors as exc:
+        body = fhir_json.loads(response.content)
+    except RecursionError as exc:  # the exact-decimal parser recurses per level
         raise InvalidResponse(
-            f"{spec.method} {spec.resource_type or 'server'}: HTTP {response.status_code} "
-            f"with a body that is not JSON ({response.headers.get('content-type', 'no content-type')})"
+            f"{where} with JSON nested deeper than {MAX_JSON_DEPTH} levels"
         ) from exc
+    except fhir_json.JSONDecodeErrors as exc:
+        if "depth limit" in str(exc) or "recursion" in str(exc):  # orjson stops at 1024 levels
+            raise InvalidResponse(
+                f"{where} with JSON nested deeper than {MAX_JSON_DEPTH} levels"
+            ) from exc
+        raise InvalidResponse(
+            f"{where} with a body that is not JSON "
+            f"({response.headers.get('content-type', 'no content-type')})"
+        ) from exc
+    try:
+        if len(response.content) > MAX_JSON_DEPTH:  # fewer bytes cannot nest deeper
+            check_depth(body)
+    except InvalidResponse as exc:
+        raise InvalidResponse(
+            f"{where} with JSON nested deeper than {MAX_JSON_DEPTH} levels"
+        ) from exc
+    return body
+
+
+def loads_optional(response: httpx.Response, spec: RequestSpec) -> Any:
+    """The JSON body of a response whose body is optional (an error's OperationOutcome, a write's
+    echo): None when there is none or it cannot be read."""
+    if not response.content:
+        return None
+    try:
+        return loads_json(response, spec)
+    except InvalidResponse:
+        return None
 
 
 def expect_resource(body: Any, resource_type: str | None, spec: RequestSpec) -> dict[str, Any]:
@@ -125,10 +163,33 @@ def expect_resource(body: Any, resource_type: str | None, spec: RequestSpec) -> 
 class ClientCore:
     """Request building and response interpretation shared by the sync and async clients (no I/O)."""
 
-    def __init__(self, base_url: str | httpx.URL, *, retry: RetryPolicy | None = None) -> None:
+    def __init__(
+        self,
+        base_url: str | httpx.URL,
+        *,
+        retry: RetryPolicy | None = None,
+        max_pages: int = DEFAULT_MAX_PAGES,
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        deadline: float = DEFAULT_DEADLINE,
+    ) -> None:
+        if max_pages < 1 or max_body_bytes < 1 or not deadline > 0:
+            raise ValueError("max_pages, max_body_bytes and deadline must be positive")
         self.base_url = normalise_base_url(base_url)
         self.origin = origin_of(self.base_url)
         self.retry = retry if retry is not None else RetryPolicy()
+        self.max_pages = max_pages
+        self.max_body_bytes = max_body_bytes
+        self.deadline = deadline
+
+    def body_buffer(self, spec: RequestSpec, started: float) -> BodyBuffer:
+        """The buffer one attempt reads its answer into (``started``: time.monotonic() at its start)."""
+        return BodyBuffer(
+            spec.method,
+            spec.resource_type,
+            self.max_body_bytes,
+            started + self.deadline,
+            self.deadline,
+        )
 
     # -- URLs ------------------------------------------------------------------------------------
 
@@ -325,10 +386,7 @@ class ClientCore:
     def http_error(self, response: httpx.Response, spec: RequestSpec) -> FhirHttpError:
         """The exception for an error response, through the status table, with its OperationOutcome."""
         outcome: dict[str, Any] | None = None
-        try:
-            body = fhir_json.loads(response.content) if response.content else None
-        except fhir_json.JSONDecodeErrors:
-            body = None
+        body = loads_optional(response, spec)
         if isinstance(body, dict) and body.get("resourceType") == "OperationOutcome":
             outcome = body
         cls = error_class_for_status(response.status_code)
@@ -344,14 +402,17 @@ class ClientCore:
     def is_success(self, response: httpx.Response, spec: RequestSpec) -> bool:
         return response.is_success or response.status_code in spec.ok_statuses
 
-    @staticmethod
-    def transport_error(exc: httpx.RequestError, spec: RequestSpec) -> FhirError:
+    def transport_error(
+        self, exc: httpx.RequestError, spec: RequestSpec, *, deadline_passed: bool = False
+    ) -> FhirError:
         """Translate an httpx request failure (the caller raises it ``from exc``): timeouts and
         connection failures become FhirTimeout / FhirTransportError (retryable), an undecodable body
         (bad gzip) InvalidResponse."""
         target = spec.resource_type or "server"
         if isinstance(exc, httpx.DecodingError):
             return InvalidResponse(f"{spec.method} {target}: the body could not be decoded")
+        if isinstance(exc, httpx.TimeoutException) and deadline_passed:
+            return deadline_timeout(spec.method, spec.resource_type, self.deadline)
         if isinstance(exc, httpx.TimeoutException):
             return FhirTimeout(
                 f"{spec.method} {target}: timed out ({type(exc).__name__})",
@@ -562,15 +623,12 @@ class WriteResult:
         return version if isinstance(version, str) else None
 
 
-def write_result(response: httpx.Response) -> WriteResult:
+def write_result(response: httpx.Response, spec: RequestSpec) -> WriteResult:
     """Read a create/update response (body optional: servers may honour Prefer differently)."""
-    body: Any = None
-    if response.content:
-        try:
-            body = fhir_json.loads(response.content)
-        except fhir_json.JSONDecodeErrors:
-            body = None
-    resource = body if isinstance(body, dict) and "resourceType" in body else None
+    body = loads_optional(response, spec)
+    resource = (
+        body if isinstance(body, dict) and isinstance(body.get("resourceType"), str) else None
+    )
     outcome = None
     if resource is not None and resource.get("resourceType") == "OperationOutcome":
         outcome, resource = resource, None

@@ -17,11 +17,17 @@ command line can map failures to exit codes without matching on messages.
     │   ├── TooManyRequests                 too_many_requests 429
     │   └── ServerError                     server_error      5xx
     ├── FhirTransportError                  transport_error   (connection refused, reset, TLS, ...)
-    │   └── FhirTimeout                     timeout
+    │   └── FhirTimeout                     timeout           (a read, or the whole attempt's deadline)
     ├── RetriesExhausted                    retries_exhausted (wraps the last failure)
-    ├── UnsafeNextLink                      unsafe_next_link  (a paging link to another origin)
     ├── FhirVersionMismatch                 fhir_version_mismatch
-    ├── InvalidResponse                     invalid_response  (not JSON, not the resource expected)
+    ├── InvalidResponse                     invalid_response  (the answer was refused: not JSON, wrong
+    │   │                                                      shape, nested too deep, ...)
+    │   ├── UnsafeNextLink                  unsafe_next_link  (a paging link to another origin)
+    │   ├── PagingLoop                      paging_loop       (a next link already followed)
+    │   ├── PageLimitReached                page_limit        (more pages than max_pages)
+    │   ├── ResponseTooLarge                response_too_large (a body over max_body_bytes)
+    │   └── TransactionResponseMismatch     transaction_response_mismatch (entries do not answer
+    │                                                      the request's)
     ├── AuthenticationFailed                auth_failed       (SMART discovery or token request failed)
     └── TransactionFailed                   transaction_failed (carries the failing entries)
 
@@ -53,12 +59,16 @@ __all__ = [
     "InvalidResponse",
     "Issue",
     "MethodNotAllowed",
+    "PageLimitReached",
+    "PagingLoop",
     "PreconditionFailed",
     "ResourceNotFound",
+    "ResponseTooLarge",
     "RetriesExhausted",
     "ServerError",
     "TooManyRequests",
     "TransactionFailed",
+    "TransactionResponseMismatch",
     "Unauthorized",
     "UnprocessableEntity",
     "UnsafeNextLink",
@@ -93,19 +103,25 @@ def parse_issues(outcome: Any) -> list[Issue]:
     if not isinstance(outcome, dict) or outcome.get("resourceType") != "OperationOutcome":
         return []
     issues: list[Issue] = []
-    for raw in outcome.get("issue") or []:
+    raw_issues = outcome.get("issue")
+    for raw in raw_issues if isinstance(raw_issues, list) else []:
         if not isinstance(raw, dict):
             continue
         details = raw.get("details")
         details_text = details.get("text") if isinstance(details, dict) else None
+        diagnostics = raw.get("diagnostics")
         expression = raw.get("expression") or raw.get("location") or []
         issues.append(
             Issue(
                 severity=str(raw.get("severity", "")),
                 code=str(raw.get("code", "")),
-                diagnostics=raw.get("diagnostics"),
-                details=details_text,
-                expression=tuple(str(e) for e in expression if isinstance(e, str)),
+                diagnostics=diagnostics if isinstance(diagnostics, str) else None,
+                details=details_text if isinstance(details_text, str) else None,
+                expression=tuple(
+                    e
+                    for e in (expression if isinstance(expression, list) else [])
+                    if isinstance(e, str)
+                ),
             )
         )
     return issues
@@ -281,19 +297,6 @@ class RetriesExhausted(FhirError):
         super().__init__(f"gave up after {attempts} attempt(s), {budget}; last error: {last_error}")
 
 
-class UnsafeNextLink(FhirError):
-    """A Bundle paging link points away from the server's own origin (scheme, host, port)."""
-
-    code: ClassVar[str] = "unsafe_next_link"
-
-    def __init__(self, link_origin: str, server_origin: str) -> None:
-        self.link_origin = link_origin
-        self.server_origin = server_origin
-        super().__init__(
-            f"refusing to follow a paging link to {link_origin}: the server is {server_origin}"
-        )
-
-
 class FhirVersionMismatch(FhirError):
     """The server's CapabilityStatement announces a FHIR version other than 4.0.x (R4)."""
 
@@ -308,9 +311,103 @@ class FhirVersionMismatch(FhirError):
 
 
 class InvalidResponse(FhirError):
-    """The server answered 2xx with something that is not the FHIR JSON expected."""
+    """The server's answer was refused: a 2xx whose body is not the FHIR JSON expected (not JSON, not
+    an object, the wrong resource type, a wrongly shaped Bundle, nested deeper than the client
+    allows), or one of the subclasses below (a paging link, a page cap, a body-size cap, a
+    transaction response that does not answer the request). The CLI exits 10 for all of them."""
 
     code: ClassVar[str] = "invalid_response"
+
+
+class UnsafeNextLink(InvalidResponse):
+    """A Bundle paging link points away from the server's own origin (scheme, host, port)."""
+
+    code: ClassVar[str] = "unsafe_next_link"
+
+    def __init__(self, link_origin: str, server_origin: str) -> None:
+        self.link_origin = link_origin
+        self.server_origin = server_origin
+        super().__init__(
+            f"refusing to follow a paging link to {link_origin}: the server is {server_origin}"
+        )
+
+
+class PagingLoop(InvalidResponse):
+    """A search's ``next`` link leads to a page already fetched: following it would never end."""
+
+    code: ClassVar[str] = "paging_loop"
+
+    def __init__(self, page: int, first_seen: int) -> None:
+        self.page = page
+        self.first_seen = first_seen
+        super().__init__(
+            f"search page {page}: the server's next link repeats the link of page {first_seen}; "
+            "refusing to loop (the result would never end)"
+        )
+
+
+class PageLimitReached(InvalidResponse):
+    """A search has more pages than its page cap (``max_pages``): stopping there would drop data,
+    so it is an error, never a quiet stop."""
+
+    code: ClassVar[str] = "page_limit"
+
+    def __init__(self, limit: int, resource_type: str | None) -> None:
+        self.limit = limit
+        self.resource_type = resource_type
+        super().__init__(
+            f"search {resource_type or '(all types)'}: more than {limit} pages (the page cap); "
+            "raise the cap (max_pages, --max-pages) or ask for bigger pages"
+        )
+
+
+class ResponseTooLarge(InvalidResponse):
+    """A response body is bigger than ``max_body_bytes``: it was not read further."""
+
+    code: ClassVar[str] = "response_too_large"
+
+    def __init__(self, method: str, resource_type: str | None, limit: int) -> None:
+        self.method = method
+        self.resource_type = resource_type
+        self.limit = limit
+        super().__init__(
+            f"{method} {resource_type or 'server'}: the response body is larger than {limit} bytes "
+            "(the body-size cap); raise it (max_body_bytes, --max-body-mb) if this is expected"
+        )
+
+
+class TransactionResponseMismatch(InvalidResponse):
+    """A transaction or batch answered 2xx with entries that do not answer the request's: fewer or
+    more entries, a status that is not an HTTP status, a location of another type or id.
+
+    Attributes:
+        problems: one line per problem (entry index and reason; no ids or values).
+        chunk: in a chunked upload, the 0-based index of the bundle whose answer was refused (the
+            server said it committed it, but its answer cannot be trusted).
+        completed: in a chunked upload, the summary of the chunks committed before it.
+    """
+
+    code: ClassVar[str] = "transaction_response_mismatch"
+
+    def __init__(
+        self,
+        problems: Sequence[str],
+        *,
+        chunk: int | None = None,
+        completed: UploadSummary | None = None,
+        committed: str = "",
+    ) -> None:
+        self.problems = list(problems)
+        self.chunk = chunk
+        self.completed = completed
+        where = f" of chunk {chunk + 1}" if chunk is not None else ""
+        shown = "; ".join(self.problems[:5])
+        if len(self.problems) > 5:
+            shown += f"; ... and {len(self.problems) - 5} more"
+        message = f"the server's answer{where} does not match the request: {shown}"
+        if committed:
+            message += f". {committed}"
+        super().__init__(message)
 
 
 class AuthenticationFailed(FhirError):
@@ -327,7 +424,8 @@ class TransactionFailed(FhirError):
         outcome: the OperationOutcome of the whole request, when the server sent one.
         issues: its issues.
         failed_entries: the per-entry outcomes that did not succeed (indexes into the request bundle).
-        chunk: in a chunked upload, the 0-based index of the bundle that failed.
+        chunk: in a chunked upload, the 0-based index of the bundle that failed (the message counts
+            chunks from 1).
         completed: in a chunked upload, the summary of the chunks committed before it.
     """
 
@@ -341,6 +439,7 @@ class TransactionFailed(FhirError):
         failed_entries: Sequence[EntryOutcome] = (),
         chunk: int | None = None,
         completed: UploadSummary | None = None,
+        committed: str = "",
     ) -> None:
         self.status = status
         self.chunk = chunk
@@ -348,7 +447,7 @@ class TransactionFailed(FhirError):
         self.outcome = outcome
         self.issues = parse_issues(outcome)
         self.failed_entries = list(failed_entries)
-        where = f" in chunk {chunk}" if chunk is not None else ""
+        where = f" in chunk {chunk + 1}" if chunk is not None else ""
         parts = [f"transaction failed{where} (HTTP {status})"]
         said = "; ".join(issue.text for issue in self.issues if issue.text)
         if said:
@@ -357,4 +456,5 @@ class TransactionFailed(FhirError):
             parts.append(f"entry {entry.index}: {entry.summary()}")
         if len(self.failed_entries) > 5:
             parts.append(f"... and {len(self.failed_entries) - 5} more failing entries")
-        super().__init__(": ".join(parts[:2]) + ("; " + "; ".join(parts[2:]) if parts[2:] else ""))
+        message = ": ".join(parts[:2]) + ("; " + "; ".join(parts[2:]) if parts[2:] else "")
+        super().__init__(f"{message}. {committed}" if committed else message)

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Generic, Literal, Protocol, Self, TypeVar
 
 from ._core import ClientCore, RequestSpec
-from ._errors import InvalidResponse
+from ._errors import InvalidResponse, PageLimitReached, PagingLoop
 from ._query import SearchParams, SearchValue, format_search_value, search_pairs
 
 __all__ = ["AsyncSearch", "Page", "Search", "SearchEntry"]
@@ -58,11 +58,17 @@ class Page:
         out: list[SearchEntry] = []
         for raw in self.bundle.get("entry") or []:
             resource = raw.get("resource")
-            if not isinstance(resource, dict):
+            if resource is None:
                 continue
             search = raw.get("search") or {}
+            mode, score, full_url = search.get("mode"), search.get("score"), raw.get("fullUrl")
             out.append(
-                SearchEntry(resource, search.get("mode"), raw.get("fullUrl"), search.get("score"))
+                SearchEntry(
+                    resource,
+                    mode if isinstance(mode, str) else None,
+                    full_url if isinstance(full_url, str) else None,
+                    score if isinstance(score, (int, float)) else None,
+                )
             )
         return out
 
@@ -80,8 +86,28 @@ class Page:
 
 
 def _as_page(body: Any, number: int) -> Page:
+    """A searchset page, its shape checked: ``entry`` and ``link`` lists of objects, each entry's
+    ``resource`` (when there is one) an object with a ``resourceType``, ``search`` an object."""
     if not isinstance(body, dict) or body.get("resourceType") != "Bundle":
         raise InvalidResponse(f"search page {number}: expected a Bundle")
+    for name in ("entry", "link"):
+        items = body.get(name)
+        if items is not None and not (
+            isinstance(items, list) and all(isinstance(item, dict) for item in items)
+        ):
+            raise InvalidResponse(f"search page {number}: Bundle.{name} is not a list of objects")
+    for index, entry in enumerate(body.get("entry") or []):
+        resource = entry.get("resource")
+        if resource is not None and not (
+            isinstance(resource, dict) and isinstance(resource.get("resourceType"), str)
+        ):
+            raise InvalidResponse(
+                f"search page {number}: Bundle.entry[{index}].resource is not a FHIR resource"
+            )
+        if not isinstance(entry.get("search", {}), dict):
+            raise InvalidResponse(
+                f"search page {number}: Bundle.entry[{index}].search is not an object"
+            )
     return Page(body, number)
 
 
@@ -168,7 +194,9 @@ class _Query(Generic[C]):
         return self._with(("_total", mode))
 
     def max_pages(self, pages: int) -> Self:
-        """Stop after this many pages (the page cap); later pages are not fetched."""
+        """The page cap of this search (the client's ``max_pages`` otherwise): a search with more
+        pages raises ``PageLimitReached`` when the cap is reached (never a quiet stop, which would
+        drop data). To take only the first resources, use ``limit``."""
         if pages < 1:
             raise ValueError("the page cap must be at least 1")
         return replace(self, page_cap=pages)
@@ -218,37 +246,57 @@ class _Query(Generic[C]):
             ", more" if page.next_link else "",
         )
 
-    def _cap_reached(self, page: Page) -> bool:
-        if (
-            self.page_cap is not None
-            and page.number - self.start_page + 1 >= self.page_cap
-            and page.next_link
-        ):
-            logger.info(
-                "search %s: page cap of %d reached, not following next",
-                self.resource_type or "-",
-                self.page_cap,
-            )
-            return True
-        return False
+    def _paging(self) -> _Paging:
+        return _Paging(self, self.page_cap or self.client._core.max_pages)
+
+
+class _Paging:
+    """One walk through a search's pages: refuses a next link already followed (a loop) and a page
+    beyond the cap (both errors, never a quiet stop)."""
+
+    def __init__(self, query: _Query[Any], cap: int) -> None:
+        self.query = query
+        self.cap = cap
+        self.number = query.start_page
+        self.spec = query._first_spec()
+        self.seen: dict[str, int] = {}
+        if self.spec.method == "GET":
+            self.seen[str(self.spec.url)] = self.number
+
+    def follow(self, page: Page) -> RequestSpec | None:
+        """The request for the page after ``page``, or None when it is the last one."""
+        link = page.next_link
+        if link is None:
+            return None
+        if page.number - self.query.start_page + 1 >= self.cap:
+            raise PageLimitReached(self.cap, self.query.resource_type)
+        core: ClientCore = self.query.client._core
+        spec = core.next_page(link, self.query.resource_type)
+        key = str(spec.url)
+        if key in self.seen:
+            raise PagingLoop(page.number + 1, self.seen[key])
+        self.number += 1
+        self.seen[key] = self.number
+        self.spec = spec
+        return spec
 
 
 class Search(_Query[_Sender]):
     """A search on a ``FhirClient``; iterating it yields the matching resources of every page."""
 
     def pages(self) -> Iterator[Page]:
-        """Every searchset page, following ``next`` links exactly as the server gave them."""
-        spec = self._first_spec()
-        number = self.start_page
+        """Every searchset page, following ``next`` links exactly as the server gave them.
+
+        Raises:
+            UnsafeNextLink, PagingLoop, PageLimitReached: before asking for a page it should not.
+        """
+        paging = self._paging()
         while True:
-            page = _as_page(self.client._request_json(spec), number)
+            page = _as_page(self.client._request_json(paging.spec), paging.number)
             self._log_page(page)
             yield page
-            link = page.next_link
-            if link is None or self._cap_reached(page):
+            if paging.follow(page) is None:
                 return
-            spec = self.client._core.next_page(link, self.resource_type)
-            number += 1
 
     def entries(self) -> Iterator[SearchEntry]:
         """Every entry of every page (matches, included resources, outcome warnings), lazily."""
@@ -298,18 +346,18 @@ class AsyncSearch(_Query[_AsyncSender]):
     """A search on an ``AsyncFhirClient``; ``async for`` yields the matching resources of every page."""
 
     async def pages(self) -> AsyncGenerator[Page, None]:
-        """Every searchset page, following ``next`` links exactly as the server gave them."""
-        spec = self._first_spec()
-        number = self.start_page
+        """Every searchset page, following ``next`` links exactly as the server gave them.
+
+        Raises:
+            UnsafeNextLink, PagingLoop, PageLimitReached: before asking for a page it should not.
+        """
+        paging = self._paging()
         while True:
-            page = _as_page(await self.client._request_json(spec), number)
+            page = _as_page(await self.client._request_json(paging.spec), paging.number)
             self._log_page(page)
             yield page
-            link = page.next_link
-            if link is None or self._cap_reached(page):
+            if paging.follow(page) is None:
                 return
-            spec = self.client._core.next_page(link, self.resource_type)
-            number += 1
 
     async def entries(self) -> AsyncGenerator[SearchEntry, None]:
         """Every entry of every page (matches, included resources, outcome warnings), lazily."""

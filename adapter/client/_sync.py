@@ -38,7 +38,15 @@ from ._core import (
     transaction_error,
     write_result,
 )
-from ._errors import FhirError, FhirHttpError, Issue, TransactionFailed, parse_issues
+from ._errors import FhirError, FhirHttpError, FhirTimeout, Issue, parse_issues
+from ._limits import (
+    DEFAULT_DEADLINE,
+    DEFAULT_MAX_BODY_BYTES,
+    DEFAULT_MAX_PAGES,
+    BodyBuffer,
+    attempt_deadline,
+    default_transport,
+)
 from ._query import SearchParams, SearchValue
 from ._search import Search
 
@@ -57,6 +65,10 @@ class FhirClient:
         retry: the ``RetryPolicy`` (``RetryPolicy.none()`` disables retries).
         transport: an httpx transport (``httpx.MockTransport`` in tests, a proxy, ...).
         sleep: how to wait between retries (injectable so tests do not wait).
+        max_pages: the page cap of every search (``PageLimitReached`` beyond it; default 10 000).
+        max_body_bytes: the size cap of a response body (``ResponseTooLarge``; default 64 MiB).
+        deadline: seconds one attempt may take, whole answer included (``FhirTimeout``; default
+            300); ``timeout`` bounds each read, connect and write within it.
     """
 
     def __init__(
@@ -70,18 +82,28 @@ class FhirClient:
         retry: RetryPolicy | None = None,
         transport: httpx.BaseTransport | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        max_pages: int = DEFAULT_MAX_PAGES,
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        deadline: float = DEFAULT_DEADLINE,
     ) -> None:
-        self._core = ClientCore(base_url, retry=retry)
+        self._core = ClientCore(
+            base_url,
+            retry=retry,
+            max_pages=max_pages,
+            max_body_bytes=max_body_bytes,
+            deadline=deadline,
+        )
         if isinstance(auth, _OriginBoundAuth):
             auth.bind(self._core.base_url)
         self._sleep = sleep
         self._capabilities: dict[str, Any] | None = None
+        tls = ssl_context(verify)
         self._http = httpx.Client(
             auth=auth,
             timeout=timeout,
-            verify=ssl_context(verify),
+            verify=tls,
             headers=dict(headers or {}),
-            transport=transport,
+            transport=transport if transport is not None else default_transport(tls),
             follow_redirects=False,
         )
 
@@ -118,14 +140,23 @@ class FhirClient:
                 spec.method, spec.url, headers=list(spec.headers), content=spec.content
             )
             started = time.perf_counter()
+            body = self._core.body_buffer(spec, time.monotonic())
             try:
-                response = self._http.send(request)
+                with attempt_deadline(body.deadline):
+                    response = self._read(request, body)
             except httpx.RequestError as exc:
-                failure: FhirError = self._core.transport_error(exc, spec)
+                passed = time.monotonic() >= body.deadline
+                failure: FhirError = self._core.transport_error(exc, spec, deadline_passed=passed)
                 failure.__cause__ = exc
                 decision = state.decide(failure, None, time.monotonic())
                 if isinstance(decision, FhirError):
                     raise decision from (exc if decision is failure else failure)
+            except FhirTimeout as exc:  # the deadline, seen between two body chunks
+                decision = state.decide(exc, None, time.monotonic())
+                if isinstance(decision, FhirError):
+                    if decision is exc:
+                        raise
+                    raise decision from exc
             else:
                 elapsed_ms = (time.perf_counter() - started) * 1000
                 self._core.log_response(spec, response.status_code, elapsed_ms, state.attempt)
@@ -136,6 +167,17 @@ class FhirClient:
                 if isinstance(decision, FhirError):
                     raise decision from (None if decision is failure else failure)
             self._sleep(decision)
+
+    def _read(self, request: httpx.Request, body: BodyBuffer) -> httpx.Response:
+        """Send one request and read its whole answer under the body-size cap and the deadline."""
+        streamed = self._http.send(request, stream=True)
+        try:
+            body.expect(streamed)
+            for chunk in streamed.iter_bytes():
+                body.add(chunk)
+        finally:
+            streamed.close()
+        return body.response(streamed)
 
     def _request_json(self, spec: RequestSpec) -> Any:
         return loads_json(self._send(spec), spec)
@@ -192,7 +234,8 @@ class FhirClient:
 
         A plain create is never retried (it is not idempotent); a conditional one is.
         """
-        return write_result(self._send(self._core.create(resource, if_none_exist=if_none_exist)))
+        spec = self._core.create(resource, if_none_exist=if_none_exist)
+        return write_result(self._send(spec), spec)
 
     def update(
         self,
@@ -202,9 +245,8 @@ class FhirClient:
         if_match: str | None = None,
     ) -> WriteResult:
         """``PUT Type/id``, or the conditional ``PUT Type?condition`` (e.g. ``{"identifier": "sys|val"}``)."""
-        return write_result(
-            self._send(self._core.update(resource, condition=condition, if_match=if_match))
-        )
+        spec = self._core.update(resource, condition=condition, if_match=if_match)
+        return write_result(self._send(spec), spec)
 
     def delete(self, resource_type: str, resource_id: str) -> None:
         """``DELETE Type/id`` (deleting what is already gone is not an error)."""
@@ -248,8 +290,14 @@ class FhirClient:
         Order matters: put referenced resources (ResearchStudy, Patient) before those that refer to
         them, or in the same chunk. ``progress`` is called with the number of resources sent so far.
 
+        The whole input is read and checked before the first request (a one-shot iterator is read
+        into a list; a list, or an iterable that starts again, is read twice instead).
+
         Raises:
+            UnwritableResources: resources that cannot be written in ``mode``, all listed; nothing sent.
             TransactionFailed: with ``chunk`` (its index) and ``completed`` (chunks committed before).
+            TransactionResponseMismatch: the server's answer to a chunk does not match it (same fields).
+            FhirError: any other failure, with a note (``__notes__``) saying what was committed.
         """
         plan = UploadPlan(
             resources,
@@ -260,14 +308,18 @@ class FhirClient:
             base_url=self.base_url,
             progress=progress,
         )
+        plan.check()
         for bundle in plan.bundles():
             try:
                 if bundle_type == "transaction":
                     result = self.transaction(bundle)
                 else:
                     result = self.batch(bundle)
-            except TransactionFailed as exc:
-                raise plan.failed(exc) from exc
+            except FhirError as exc:
+                failure = plan.interrupted(exc)
+                if failure is exc:
+                    raise
+                raise failure from exc
             plan.done(result)
         return plan.summary
 

@@ -117,3 +117,32 @@ def test_one_httpx_client_serves_every_request(httpx_mock: HTTPXMock) -> None:
             client.read("Patient", "a")
         assert client._http is first
     assert isinstance(first, httpx.Client)
+
+
+def gzipped(body: bytes) -> httpx.MockTransport:
+    return httpx.MockTransport(
+        lambda request: httpx.Response(
+            200,
+            stream=httpx.ByteStream(gzip.compress(body)),
+            headers={"Content-Encoding": "gzip", "Content-Type": "application/fhir+json"},
+        )
+    )
+
+
+def test_a_small_gzip_that_inflates_past_the_body_cap_is_refused() -> None:
+    from adapter.client import ResponseTooLarge
+
+    body = b'{"resourceType":"Patient","id":"a","text":"' + b" " * (2 << 20) + b'"}'
+    assert len(gzip.compress(body)) < 10_000
+    transport = gzipped(body)
+    with (
+        FhirClient(BASE, max_body_bytes=1 << 20, transport=transport) as client,
+        pytest.raises(ResponseTooLarge),
+    ):
+        client.read("Patient", "a")
+
+
+def test_a_gzipped_body_under_the_cap_is_read_decoded() -> None:
+    transport = gzipped(b'{"resourceType":"Patient","id":"a","birthDate":"1950"}')
+    with FhirClient(BASE, max_body_bytes=1 << 20, transport=transport) as client:
+        assert client.read("Patient", "a")["birthDate"] == "1950"

@@ -11,6 +11,8 @@ from adapter.client import (
     AsyncFhirClient,
     FhirClient,
     InvalidResponse,
+    PageLimitReached,
+    PagingLoop,
     ResourceNotFound,
     UnsafeNextLink,
     token,
@@ -129,7 +131,7 @@ def test_a_next_link_to_another_host_is_refused_and_never_requested(httpx_mock: 
     assert all(r.url.host == "fhir.test" for r in httpx_mock.get_requests())
 
 
-def test_page_cap_stops_following_next(httpx_mock: HTTPXMock) -> None:
+def test_reaching_the_page_cap_is_an_error_not_a_quiet_stop(httpx_mock: HTTPXMock) -> None:
     httpx_mock.add_response(
         url=f"{BASE}/Patient?_count=2",
         json=searchset([patient("a"), patient("b")], next_url=getpages(2)),
@@ -137,10 +139,63 @@ def test_page_cap_stops_following_next(httpx_mock: HTTPXMock) -> None:
     httpx_mock.add_response(
         url=getpages(2), json=searchset([patient("c"), patient("d")], next_url=getpages(4))
     )
-    with FhirClient(BASE) as client:
-        pages = list(client.search("Patient").count(2).max_pages(2).pages())
-    assert [p.number for p in pages] == [1, 2]
-    assert pages[-1].next_link == getpages(4)
+    pages = []
+    with FhirClient(BASE) as client, pytest.raises(PageLimitReached) as info:
+        for page in client.search("Patient").count(2).max_pages(2).pages():
+            pages.append(page)
+    assert [p.number for p in pages] == [1, 2]  # the third page is never asked for
+    assert len(httpx_mock.get_requests()) == 2
+    assert info.value.limit == 2
+    assert "more than 2 pages" in str(info.value)
+
+
+def test_the_client_page_cap_applies_to_every_search(httpx_mock: HTTPXMock) -> None:
+    httpx_mock.add_response(
+        url=f"{BASE}/Patient?_count=2",
+        json=searchset([patient("a"), patient("b")], next_url=getpages(2)),
+    )
+    with FhirClient(BASE, max_pages=1) as client, pytest.raises(PageLimitReached):
+        client.search("Patient").count(2).all()
+
+
+def test_a_next_link_seen_before_is_a_loop(httpx_mock: HTTPXMock) -> None:
+    httpx_mock.add_response(
+        url=f"{BASE}/Patient?_count=2", json=searchset([patient("a")], next_url=getpages(2))
+    )
+    httpx_mock.add_response(url=getpages(2), json=searchset([patient("b")], next_url=getpages(4)))
+    httpx_mock.add_response(url=getpages(4), json=searchset([patient("c")], next_url=getpages(2)))
+    with FhirClient(BASE) as client, pytest.raises(PagingLoop) as info:
+        client.search("Patient").count(2).all()
+    assert (info.value.page, info.value.first_seen) == (4, 2)
+    assert len(httpx_mock.get_requests()) == 3
+
+
+def test_a_next_link_back_to_the_first_page_is_a_loop(httpx_mock: HTTPXMock) -> None:
+    first = f"{BASE}/Patient?_count=2"
+    httpx_mock.add_response(url=first, json=searchset([patient("a")], next_url=first))
+    with FhirClient(BASE) as client, pytest.raises(PagingLoop):
+        client.search("Patient").count(2).all()
+    assert len(httpx_mock.get_requests()) == 1
+
+
+@pytest.mark.parametrize(
+    "bundle",
+    [
+        {"resourceType": "Bundle", "type": "searchset", "entry": {"resource": {}}},
+        {"resourceType": "Bundle", "type": "searchset", "entry": ["x"]},
+        {"resourceType": "Bundle", "type": "searchset", "entry": [{"resource": "Patient"}]},
+        {"resourceType": "Bundle", "type": "searchset", "entry": [{"resource": {"id": "a"}}]},
+        {"resourceType": "Bundle", "type": "searchset", "link": "next"},
+        {"resourceType": "Bundle", "type": "searchset", "entry": [{"search": []}]},
+        ["not", "an", "object"],
+    ],
+)
+def test_a_wrongly_shaped_page_is_an_invalid_response(
+    httpx_mock: HTTPXMock, bundle: object
+) -> None:
+    httpx_mock.add_response(url=f"{BASE}/Patient", json=bundle)
+    with FhirClient(BASE) as client, pytest.raises(InvalidResponse):
+        client.search("Patient").all()
 
 
 def test_limit_stops_after_n_matches(httpx_mock: HTTPXMock) -> None:

@@ -12,9 +12,13 @@ from pytest_httpx import HTTPXMock
 from adapter.client import (
     AsyncFhirClient,
     FhirClient,
+    Forbidden,
+    InvalidResponse,
     ResourceNotFound,
     ServerError,
     TransactionFailed,
+    TransactionResponseMismatch,
+    UnwritableResources,
     bundle_is_idempotent,
     parse_bundle_response,
     token,
@@ -359,3 +363,175 @@ def test_a_codesystem_without_identifier_is_matched_on_its_url() -> None:
     condition = "url=https://trialfhir.org/fhir/CodeSystem/trialfhir&version=0.1.0"
     assert update == {"method": "PUT", "url": f"CodeSystem?{condition}"}
     assert create["ifNoneExist"] == condition
+
+
+# -- transaction answers checked against the request -------------------------------------------------
+
+
+def answered(bundle: dict[str, Any], *statuses: str, kind: str | None = None) -> dict[str, Any]:
+    """A response to ``bundle`` with these statuses and a Type/id location for each entry."""
+    answer = response_bundle(*statuses, kind=kind or f"{bundle['type']}-response")
+    for entry, sent in zip(answer["entry"], bundle["entry"], strict=False):
+        resource = sent["resource"]
+        entry["response"]["location"] = f"{resource['resourceType']}/{resource['id']}/_history/1"
+    return answer
+
+
+def test_a_response_that_answers_every_entry_is_read() -> None:
+    bundle = transaction_bundle([patient("a"), patient("b")])
+    result = parse_bundle_response(answered(bundle, "201 Created", "200 OK"), bundle)
+    assert [e.result for e in result.entries] == ["created", "updated"]
+
+
+@pytest.mark.parametrize(
+    ("edit", "problem"),
+    [
+        (lambda a: a.update(type="batch-response"), "the Bundle type is 'batch-response'"),
+        (lambda a: a["entry"].pop(), "1 entries answer the 2 sent"),
+        (lambda a: a["entry"].append(a["entry"][0]), "3 entries answer the 2 sent"),
+        (lambda a: a["entry"][1]["response"].update(status="OK"), "entry 1 (PUT Patient): status"),
+        (
+            lambda a: a["entry"][0]["response"].update(status="204 No Content"),
+            "cannot answer a PUT",
+        ),
+        (
+            lambda a: a["entry"][1]["response"].update(location="Observation/b/_history/1"),
+            "entry 1 (PUT Patient): the location is a Observation",
+        ),
+        (
+            lambda a: a["entry"][1]["response"].update(location="Patient/zz/_history/1"),
+            "the location has another id than the one sent",
+        ),
+        (lambda a: a["entry"][0]["response"].update(location="nowhere"), "not Type/id"),
+        (
+            lambda a: a["entry"][0].update(resource={"resourceType": "Observation"}),
+            "the returned resource is not a Patient",
+        ),
+    ],
+    ids=[
+        "type",
+        "short",
+        "long",
+        "status-text",
+        "status-for-method",
+        "location-type",
+        "location-id",
+        "location-shape",
+        "resource-type",
+    ],
+)
+def test_a_response_that_does_not_answer_the_request_is_refused(
+    edit: Any, problem: str, httpx_mock: HTTPXMock
+) -> None:
+    bundle = transaction_bundle([patient("a"), patient("b")], base_url=BASE)
+    answer = answered(bundle, "201 Created", "200 OK")
+    edit(answer)
+    httpx_mock.add_response(url=BASE, method="POST", json=answer)
+    with FhirClient(BASE) as client, pytest.raises(TransactionResponseMismatch) as info:
+        client.transaction(bundle)
+    assert any(problem in p for p in info.value.problems), info.value.problems
+    assert info.value.code == "transaction_response_mismatch"
+
+
+@pytest.mark.parametrize(
+    "entries",
+    [{"response": {"status": "200"}}, ["x"], [{"response": "200 OK"}], [{"response": {}}]],
+    ids=["entry-object", "entry-string", "response-string", "no-status"],
+)
+def test_a_wrongly_shaped_transaction_response_is_an_invalid_response(
+    entries: Any, httpx_mock: HTTPXMock
+) -> None:
+    answer = {"resourceType": "Bundle", "type": "transaction-response", "entry": entries}
+    httpx_mock.add_response(url=BASE, method="POST", json=answer)
+    with FhirClient(BASE) as client, pytest.raises(InvalidResponse):
+        client.transaction(transaction_bundle([patient("a")]))
+
+
+def test_a_conditional_create_may_answer_with_a_server_assigned_id() -> None:
+    bundle = transaction_bundle([patient("a")], mode="conditional-create")
+    answer = response_bundle("201 Created")
+    answer["entry"][0]["response"]["location"] = f"{BASE}/Patient/8f2c-new/_history/1"
+    assert parse_bundle_response(answer, bundle).entries[0].result == "created"
+
+
+# -- uploads check the whole input first -----------------------------------------------------------
+
+
+def test_an_upload_checks_every_resource_before_sending_anything(httpx_mock: HTTPXMock) -> None:
+    resources = [patient(str(i)) for i in range(5)] + [{"resourceType": "Observation", "id": "o"}]
+
+    def lazily() -> Any:
+        yield from resources
+
+    with FhirClient(BASE) as client, pytest.raises(UnwritableResources) as info:
+        client.upload(lazily(), chunk_size=2)
+    assert info.value.problems == [
+        "resource 5 (Observation): no identifier with system and value (nor a canonical url)"
+    ]
+    assert "nothing was sent" in str(info.value)
+    assert httpx_mock.get_requests() == []
+
+
+def test_an_upload_reads_a_reiterable_input_twice_instead_of_holding_it(
+    httpx_mock: HTTPXMock,
+) -> None:
+    class Source:
+        def __init__(self) -> None:
+            self.reads = 0
+
+        def __iter__(self) -> Any:
+            self.reads += 1
+            return iter([patient("a"), patient("b")])
+
+    source = Source()
+    httpx_mock.add_response(url=BASE, method="POST", json=response_bundle("201", "201"))
+    with FhirClient(BASE) as client:
+        client.upload(source)
+    assert source.reads == 2
+
+
+def test_an_error_half_way_through_an_upload_carries_a_note_on_what_was_committed(
+    httpx_mock: HTTPXMock,
+) -> None:
+    httpx_mock.add_response(url=BASE, method="POST", json=response_bundle("201 Created"))
+    httpx_mock.add_response(url=BASE, method="POST", status_code=403)
+    with FhirClient(BASE) as client, pytest.raises(Forbidden) as info:
+        client.upload([patient("a"), patient("b"), patient("c")], chunk_size=1)
+    assert info.value.__notes__ == [
+        "Chunk 1 (1 of 3 resources) was committed before it; chunk 2 was refused. "
+        "Re-running the same upload completes it (it is idempotent)."
+    ]
+    assert len(httpx_mock.get_requests()) == 2
+
+
+def test_a_failed_first_chunk_says_nothing_was_committed(httpx_mock: HTTPXMock) -> None:
+    httpx_mock.add_response(url=BASE, method="POST", status_code=422, json=outcome("bad gender"))
+    with FhirClient(BASE) as client, pytest.raises(TransactionFailed) as info:
+        client.upload([patient("a"), patient("b")], chunk_size=1)
+    assert "Nothing was committed before it; chunk 1 was rolled back" in str(info.value)
+
+
+def test_an_input_that_fails_on_its_second_reading_says_what_was_committed(
+    httpx_mock: HTTPXMock,
+) -> None:
+    class ChangingFile:
+        """Reads fine for the check, then breaks at the third resource (the file was edited)."""
+
+        def __init__(self) -> None:
+            self.reads = 0
+
+        def __iter__(self) -> Any:
+            self.reads += 1
+            for i in range(4):
+                if self.reads == 2 and i == 2:
+                    raise ValueError("resources.ndjson, line 3: not JSON")
+                yield patient(str(i))
+
+    httpx_mock.add_response(url=BASE, method="POST", json=response_bundle("201", "201"))
+    with FhirClient(BASE) as client, pytest.raises(ValueError) as info:
+        client.upload(ChangingFile(), chunk_size=2)
+    assert info.value.__notes__ == [
+        "Chunk 1 (2 of 4 resources) was committed before it; chunk 2 and later were not sent. "
+        "Re-running the same upload completes it (it is idempotent)."
+    ]
+    assert len(httpx_mock.get_requests()) == 1
