@@ -16,9 +16,13 @@ from __future__ import annotations
 import csv
 import io
 import math
+import mmap
 import operator
+import os
 import re
+import struct
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -30,12 +34,15 @@ if TYPE_CHECKING:
 
 __all__ = [
     "TableError",
+    "XptLayout",
+    "XptLayoutError",
     "domain_files",
     "read_table",
     "read_trial",
     "trial_frames",
     "write_table",
     "write_trial",
+    "xpt_layout",
     "xpt_number_text",
 ]
 
@@ -267,16 +274,132 @@ def xpt_number_text(value: float) -> str:
     return repr(value)
 
 
+_XPT_RECORD = 80
+_XPT_LIBRARY = b"HEADER RECORD*******LIBRARY HEADER RECORD!!!!!!!"
+_XPT_MEMBER = b"HEADER RECORD*******MEMBER  HEADER RECORD!!!!!!!"
+_XPT_NAMESTR = b"HEADER RECORD*******NAMESTR HEADER RECORD!!!!!!!"
+_XPT_OBS = b"HEADER RECORD*******OBS     HEADER RECORD!!!!!!!"
+
+
+@dataclass(frozen=True)
+class XptLayout:
+    """What a version 5 SAS transport file's headers say about its one dataset."""
+
+    variables: list[str]
+    observation_length: int
+    """Bytes per observation: the end of the last variable (namestr position + length)."""
+    data_start: int
+    observations: int
+    """Complete observations in the data section (the padding after the last one excluded)."""
+
+
+class XptLayoutError(ValueError):
+    """The file is not a complete, consistent version 5 SAS transport file."""
+
+
+def xpt_layout(data: bytes | mmap.mmap) -> XptLayout:
+    """Check the record structure of a version 5 SAS transport file (80-byte records: library
+    header, member header, namestr header, one 140-byte namestr per variable, observation header,
+    then the observations back to back, blank-padded to a whole record) and count its observations.
+
+    Version 5 stores no observation count: a file cut exactly at an observation boundary that is also
+    a record boundary cannot be told from a shorter file. Every other cut is caught: a size that is
+    not a whole number of records, a header cut off, a last observation begun but not finished.
+
+    Raises:
+        XptLayoutError: saying what is wrong (never which values: they may be patient data).
+    """
+    size = len(data)
+    if size < 3 * _XPT_RECORD or data[: len(_XPT_LIBRARY)] != _XPT_LIBRARY:
+        raise XptLayoutError("no library header: not a version 5 SAS transport file")
+    if size % _XPT_RECORD:
+        raise XptLayoutError(
+            f"cut off: {size:,} bytes is not a whole number of {_XPT_RECORD}-byte records"
+        )
+    member = 3 * _XPT_RECORD
+    if data[member : member + len(_XPT_MEMBER)] != _XPT_MEMBER:
+        raise XptLayoutError("no member header where the transport format puts it")
+    try:
+        descriptor = int(data[member + 64 : member + 68])  # 160 (or 164 for VAX/VMS)
+        namestr_length = int(data[member + 74 : member + 78])  # 140 (or 136 for VAX/VMS)
+    except ValueError:
+        raise XptLayoutError("the member header is damaged") from None
+    if namestr_length not in (136, 140) or descriptor not in (160, 164):
+        raise XptLayoutError("the member header is damaged")
+    header = member + 2 * _XPT_RECORD + 2 * _XPT_RECORD  # member + descriptor header, 2 records
+    if data[header : header + len(_XPT_NAMESTR)] != _XPT_NAMESTR:
+        raise XptLayoutError("no namestr header (cut off in the headers?)")
+    try:
+        count = int(data[header + 54 : header + 58])
+    except ValueError:
+        raise XptLayoutError("the namestr header is damaged") from None
+    start = header + _XPT_RECORD
+    namestrs = count * namestr_length
+    obs_header = start + -(-namestrs // _XPT_RECORD) * _XPT_RECORD
+    if count < 1 or data[obs_header : obs_header + len(_XPT_OBS)] != _XPT_OBS:
+        raise XptLayoutError(
+            f"no observation header after the {count} variable descriptions (cut off in the headers?)"
+        )
+    variables: list[str] = []
+    observation_length = 0
+    for index in range(count):
+        at = start + index * namestr_length
+        length, position = (
+            struct.unpack(">h", data[at + 4 : at + 6])[0],
+            struct.unpack(">i", data[at + 84 : at + 88])[0],
+        )
+        name = bytes(data[at + 8 : at + 16]).decode("ascii", "replace").rstrip()
+        if length <= 0 or position < 0:
+            raise XptLayoutError(f"variable {index + 1} ({name}) has a damaged description")
+        variables.append(name)
+        observation_length = max(observation_length, position + length)
+    data_start = obs_header + _XPT_RECORD
+    if data.find(_XPT_MEMBER, data_start) >= 0:
+        raise XptLayoutError("holds more than one dataset: give each domain its own file")
+    section = size - data_start
+    last = bytes(data[max(data_start, size - _XPT_RECORD) : size])
+    padding = len(last) - len(last.rstrip(b" "))  # blanks after the last observation (< a record)
+    observations = -(-(section - padding) // observation_length)
+    if observations * observation_length > section:
+        raise XptLayoutError(
+            f"cut off: the data section ends inside observation {observations} "
+            f"({section:,} bytes of {observation_length}-byte observations)"
+        )
+    return XptLayout(variables, observation_length, data_start, observations)
+
+
 def _read_xpt(path: Path, domain: str) -> tuple[Table | None, list[Problem]]:
+    import warnings
+
     import pandas as pd
 
     name = str(path)
-    if path.stat().st_size == 0:
-        return None, [Problem(name, None, None, "empty file (0 bytes): not a SAS transport file")]
     try:
-        frame = pd.read_sas(path, format="xport", encoding=None)
+        with open(path, "rb") as handle:
+            if os.fstat(handle.fileno()).st_size == 0:
+                reason = "empty file (0 bytes): not a SAS transport file"
+                return None, [Problem(name, None, None, reason)]
+            with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
+                layout = xpt_layout(data)
+    except OSError as exc:
+        return None, [Problem(name, None, None, f"cannot read the file: {exc.strerror or exc}")]
+    except XptLayoutError as exc:
+        return None, [Problem(name, None, None, f"not a readable SAS transport (XPT) file: {exc}")]
+    if layout.observations == 0:
+        return Table(domain, layout.variables, []), []
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # pandas only warns about a damaged file: refuse it
+            frame = pd.read_sas(path, format="xport", encoding=None)
     except Exception as exc:  # pandas raises ValueError, struct.error, EOFError ... on bad files
         return None, [Problem(name, None, None, f"not a readable SAS transport (XPT) file: {exc}")]
+    if len(frame) != layout.observations or list(map(str, frame.columns)) != layout.variables:
+        reason = (
+            f"not a readable SAS transport (XPT) file: its headers describe "
+            f"{layout.observations} observations of {len(layout.variables)} variables, "
+            f"pandas read {len(frame)} of {len(frame.columns)}"
+        )
+        return None, [Problem(name, None, None, reason)]
     columns = [str(c) for c in frame.columns]
     problems: list[Problem] = []
     converted: list[list[str]] = []

@@ -22,7 +22,7 @@ from adapter.fhir_files import (
     write_ndjson,
 )
 from adapter.fhir_json import MAX_DEPTH, JSONNotANumber, JSONTooDeep, check_depth
-from adapter.tables import read_trial
+from adapter.tables import TableError, XptLayoutError, read_table, read_trial, xpt_layout
 from mappings.trial import trial_to_fhir
 
 DALAKAS = Path(__file__).resolve().parents[1] / "fixtures" / "dalakas1993"
@@ -199,7 +199,7 @@ def test_a_bundle_on_an_ndjson_line_is_read_through(
 
 
 def test_bundles_nested_beyond_the_bound_are_refused_not_dropped(tmp_path: Path) -> None:
-    patient = {"resourceType": "Patient", "id": "p"}
+    patient: dict[str, object] = {"resourceType": "Patient", "id": "p"}
     source = tmp_path / "bundle.json"
     source.write_bytes(orjson.dumps(nest([patient], MAX_BUNDLE_NESTING)))
     assert list(read_resources(source)) == [patient]
@@ -208,3 +208,113 @@ def test_bundles_nested_beyond_the_bound_are_refused_not_dropped(tmp_path: Path)
         list(read_resources(source))
     assert f"nested more than {MAX_BUNDLE_NESTING} Bundles deep" in caught.value.reason
     assert_refused(source, tmp_path / "out", "bundle.json", "Bundle entry 1 > entry 1")
+
+
+# --- SAS transport files cut short or inconsistent --------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def dm_xpt(tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    """The Dalakas DM (15 subjects) as pyreadstat writes it: version 5 transport, AGE numeric."""
+    import pandas as pd
+    import pyreadstat
+
+    dm = read_trial(DALAKAS, ["DM"])["DM"]
+    frame = pd.DataFrame(dm.rows, columns=dm.columns)
+    frame["AGE"] = frame["AGE"].astype(float)
+    path = tmp_path_factory.mktemp("xpt") / "dm.xpt"
+    pyreadstat.write_xport(frame, str(path), table_name="DM", file_format_version=5)
+    return path.read_bytes()
+
+
+def xpt_folder(tmp_path: Path, data: bytes) -> Path:
+    folder = tmp_path / "sdtm"
+    folder.mkdir(parents=True)
+    (folder / "dm.xpt").write_bytes(data)
+    return folder
+
+
+def test_a_whole_xpt_reads_every_row(tmp_path: Path, dm_xpt: bytes) -> None:
+    layout = xpt_layout(dm_xpt)
+    assert layout.observations == 15
+    assert len(read_trial(xpt_folder(tmp_path, dm_xpt))["DM"].rows) == 15
+
+
+def cuts(data: bytes) -> list[int]:
+    """Offsets to cut the file at: in every header, at record boundaries inside the data section
+    (except where the cut also falls between two observations: version 5 cannot tell those from a
+    shorter file), and at odd offsets in the data."""
+    layout = xpt_layout(data)
+    size, start, width = len(data), layout.data_start, layout.observation_length
+    aligned = [
+        at for at in range(start + 80, size, 80) if (at - start) % width != 0 and at < size - 80
+    ]
+    return [1, 79, 240, 400, 700, start - 80, start + 7, *aligned[:3], start + width + 1, size - 1]
+
+
+def test_an_xpt_cut_anywhere_detectable_is_refused_naming_the_file(
+    tmp_path: Path, dm_xpt: bytes
+) -> None:
+    for number, cut in enumerate(cuts(dm_xpt)):
+        folder = xpt_folder(tmp_path / str(number), dm_xpt[:cut])
+        with pytest.raises(TableError) as caught:
+            read_trial(folder)
+        [problem] = [p for p in caught.value.problems if p.file.endswith("dm.xpt")]
+        assert "not a readable SAS transport (XPT) file" in problem.reason, (cut, problem)
+        if cut >= xpt_layout(dm_xpt).data_start:
+            assert "cut off" in problem.reason, (cut, problem)
+
+
+def test_an_xpt_cut_in_its_data_section_exits_3_through_convert(
+    tmp_path: Path, dm_xpt: bytes
+) -> None:
+    layout = xpt_layout(dm_xpt)
+    cut = layout.data_start + 80 * 3
+    assert (cut - layout.data_start) % layout.observation_length  # inside an observation
+    folder = xpt_folder(tmp_path, dm_xpt[:cut])
+    before = snapshot(folder)
+    assert_refused(folder, tmp_path / "out", "dm.xpt", "cut off", "inside observation", to="fhir")
+    assert snapshot(folder) == before
+
+
+def test_an_xpt_with_two_datasets_is_refused(tmp_path: Path, dm_xpt: bytes) -> None:
+    layout = xpt_layout(dm_xpt)
+    second = dm_xpt[240:]  # the member headers and data again, as a second member
+    with pytest.raises(XptLayoutError, match="more than one dataset"):
+        xpt_layout(dm_xpt + second)
+    assert layout.observations == 15
+
+
+def test_pandas_warnings_about_a_damaged_file_are_errors(
+    tmp_path: Path, dm_xpt: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import warnings
+
+    import pandas as pd
+
+    real = pd.read_sas
+
+    def warns(*args: object, **kwargs: object) -> object:
+        warnings.warn("xport file may be corrupted.", stacklevel=1)
+        return real(*args, **kwargs)  # type: ignore[call-overload]
+
+    monkeypatch.setattr(pd, "read_sas", warns)
+    with pytest.raises(TableError, match="may be corrupted"):
+        read_trial(xpt_folder(tmp_path, dm_xpt))
+
+
+def test_an_xpt_with_no_observations_is_an_empty_domain(tmp_path: Path) -> None:
+    import pandas as pd
+    import pyreadstat
+
+    dm = read_trial(DALAKAS, ["DM"])["DM"]
+    path = tmp_path / "dm.xpt"
+    pyreadstat.write_xport(
+        pd.DataFrame({c: pd.Series([], dtype=str) for c in dm.columns}),
+        str(path),
+        table_name="DM",
+        file_format_version=5,
+    )
+    table, problems = read_table(path, "DM")
+    assert problems == []
+    assert table is not None and table.columns == dm.columns and table.rows == []
