@@ -24,18 +24,31 @@ import struct
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
+from itertools import chain
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mappings.sdtm import DECIMAL_RE, DOMAINS, DomainSpec, Problem, Table, Trial, check_dtc
+from mappings.sdtm import (
+    CONTROL_CHARACTER_RE,
+    DECIMAL_RE,
+    DOMAINS,
+    DomainSpec,
+    Problem,
+    Table,
+    Trial,
+    check_dtc,
+    control_character_problem,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
 
 __all__ = [
+    "CSV_CELL_LIMIT",
     "TableError",
     "XptLayout",
     "XptLayoutError",
+    "cell_length_problems",
     "domain_files",
     "read_table",
     "read_trial",
@@ -47,6 +60,11 @@ __all__ = [
 ]
 
 INTEGER_RE = re.compile(r"-?(0|[1-9][0-9]*)")
+
+CSV_CELL_LIMIT = 131_072
+"""The longest CSV cell, in characters, read AND written (the csv module's default field limit): a
+longer cell in a file is refused naming its row; a table holding one is refused before any file is
+written, so the adapter never writes a CSV it cannot read back."""
 
 
 class TableError(Exception):
@@ -148,6 +166,10 @@ reported, not kept); None when row i is data row i + 1."""
 Columns = dict[str, Sequence[str]]
 """A table's cells column by column (variable -> values in row order), when the reader has them."""
 
+_NO_CONTROL_CHARACTERS = "\x00clean"
+"""A key of `Columns` (never a variable) saying the file's text holds no control character, so
+`_check_table` need not look for them column by column."""
+
 
 def _read_and_check(path: Path, domain: str) -> tuple[Table | None, list[Problem], RowNumbers]:
     by_column: Columns | None = None
@@ -186,9 +208,12 @@ def _read_csv(
     try:
         header = next(reader)
     except csv.Error as exc:
+        reason = f"the header row cannot be read: {exc}"
+        if str(exc).startswith("field larger than field limit"):
+            reason = f"the header row has a cell longer than {CSV_CELL_LIMIT:,} characters"
         return (
             None,
-            [Problem(name, None, None, f"the header row cannot be read: {exc}")],
+            [Problem(name, None, None, reason)],
             None,
             None,
         )
@@ -214,6 +239,8 @@ def _read_csv(
         by_column: Columns = (
             dict(zip(header, zip(*records, strict=True), strict=True)) if records else {}
         )
+        if CONTROL_CHARACTER_RE.search(text) is None:
+            by_column[_NO_CONTROL_CHARACTERS] = ()
         return Table(domain, list(header), rows), problems, None, by_column
     rows = []
     numbers: list[int] = []
@@ -255,6 +282,11 @@ def _records_one_by_one(text: str, name: str, problems: list[Problem]) -> list[l
             reason = str(exc)
             if reason == "unexpected end of data":
                 reason = "unterminated quote: the file ends inside a quoted cell (cut off?)"
+            elif reason.startswith("field larger than field limit"):
+                reason = (
+                    f"a cell longer than {CSV_CELL_LIMIT:,} characters, the limit for CSV "
+                    "cells (docs/files.md)"
+                )
             else:
                 reason = f"badly quoted row: {reason}"
             problems.append(Problem(name, len(records) + 1, None, reason))
@@ -450,6 +482,7 @@ def _check_table(
                 problems.append(Problem(name, row_number(index), variable, reason))
 
     column_cache: Columns = dict(by_column) if by_column else {}
+    clean = column_cache.pop(_NO_CONTROL_CHARACTERS, None) is not None
 
     def column(variable: str) -> Sequence[str]:
         values = column_cache.get(variable)
@@ -477,6 +510,16 @@ def _check_table(
                 reasons[text] = reason
         if reasons:
             report(values, variable, reasons)
+
+    if not clean:
+        for variable in table.columns:
+            values = column(variable)
+            if CONTROL_CHARACTER_RE.search("\t".join(values)) is None:
+                continue
+            for index, text in enumerate(values):
+                reason = control_character_problem(text)
+                if reason is not None:
+                    problems.append(Problem(name, row_number(index), variable, reason))
 
     key_column = _key_column(spec)
     if spec.seq is not None and spec.seq in columns and key_column in columns:
@@ -580,9 +623,38 @@ def _trial_problems(
 # --- writing -------------------------------------------------------------------------------------
 
 
+def cell_length_problems(table: Table, path: str | Path) -> list[Problem]:
+    """The cells of `table` longer than `CSV_CELL_LIMIT` (a CSV holding them could not be read back),
+    each named by the data row and variable it would have in the file at `path`."""
+    rows = table.rows
+    cells = chain.from_iterable(map(dict.values, rows))
+    if max(map(len, cells), default=0) <= CSV_CELL_LIMIT:
+        return []
+    reason = (
+        f"longer than {CSV_CELL_LIMIT:,} characters, the limit for CSV cells "
+        "(written, it could not be read back)"
+    )
+    return [
+        Problem(str(path), number, variable, reason)
+        for number, row in enumerate(rows, start=1)
+        for variable, text in row.items()
+        if len(text) > CSV_CELL_LIMIT
+    ]
+
+
 def write_table(table: Table, path: str | Path) -> None:
     """Write one table as CSV: UTF-8 without BOM, `\\n` line ends, quotes only where needed, the
-    columns in `table.columns` order (a missing cell is written empty)."""
+    columns in `table.columns` order (a missing cell is written empty).
+
+    Raises:
+        TableError: a cell is longer than `CSV_CELL_LIMIT` (nothing is written)."""
+    problems = cell_length_problems(table, path)
+    if problems:
+        raise TableError(problems)
+    _write_table(table, path)
+
+
+def _write_table(table: Table, path: str | Path) -> None:
     columns = table.columns
     with open(path, "w", encoding="utf-8", newline="") as handle:
         writer = csv.writer(handle, lineterminator="\n", quoting=csv.QUOTE_MINIMAL)
@@ -600,15 +672,19 @@ def write_table(table: Table, path: str | Path) -> None:
 
 def write_trial(trial: Trial, out_dir: str | Path) -> list[Path]:
     """Write every table of `trial` as `<domain>.csv` (lower case) into `out_dir` (created if needed);
-    returns the paths written."""
+    returns the paths written.
+
+    Raises:
+        TableError: listing every cell longer than `CSV_CELL_LIMIT`, before any file is written."""
     folder = Path(out_dir)
+    paths = {code: folder / f"{code.lower()}.csv" for code in trial}
+    problems = [p for code, t in trial.items() for p in cell_length_problems(t, paths[code])]
+    if problems:
+        raise TableError(problems)
     folder.mkdir(parents=True, exist_ok=True)
-    written: list[Path] = []
     for code, table in trial.items():
-        path = folder / f"{code.lower()}.csv"
-        write_table(table, path)
-        written.append(path)
-    return written
+        _write_table(table, paths[code])
+    return list(paths.values())
 
 
 # --- the analysis view ---------------------------------------------------------------------------

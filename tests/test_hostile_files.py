@@ -4,7 +4,10 @@ message, the output folder untouched); or, where the input is valid, read withou
 
 from __future__ import annotations
 
+import csv
+import io
 import json
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -22,7 +25,16 @@ from adapter.fhir_files import (
     write_ndjson,
 )
 from adapter.fhir_json import MAX_DEPTH, JSONNotANumber, JSONTooDeep, check_depth
-from adapter.tables import TableError, XptLayoutError, read_table, read_trial, xpt_layout
+from adapter.tables import (
+    CSV_CELL_LIMIT,
+    TableError,
+    XptLayoutError,
+    read_table,
+    read_trial,
+    write_table,
+    write_trial,
+    xpt_layout,
+)
 from mappings.trial import trial_to_fhir
 
 DALAKAS = Path(__file__).resolve().parents[1] / "fixtures" / "dalakas1993"
@@ -318,3 +330,107 @@ def test_an_xpt_with_no_observations_is_an_empty_domain(tmp_path: Path) -> None:
     table, problems = read_table(path, "DM")
     assert problems == []
     assert table is not None and table.columns == dm.columns and table.rows == []
+
+
+# --- year 0000, NUL and other control characters in tables --------------------------------------------
+
+
+def small_copy(tmp_path: Path) -> Path:
+    folder = tmp_path / "sdtm"
+    shutil.copytree(SMALL, folder)
+    return folder
+
+
+def edit_cell(folder: Path, domain: str, row: int, variable: str, value: str) -> None:
+    path = folder / f"{domain}.csv"
+    rows = list(csv.reader(io.StringIO(path.read_text(encoding="utf-8"), newline="")))
+    rows[row][rows[0].index(variable)] = value
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\n").writerows(rows)
+    path.write_text(out.getvalue(), encoding="utf-8")
+
+
+def test_year_0000_is_refused_naming_file_row_variable(tmp_path: Path) -> None:
+    folder = small_copy(tmp_path)
+    edit_cell(folder, "vs", 2, "VSDTC", "0000-05-12")
+    with pytest.raises(TableError) as caught:
+        read_trial(folder)
+    [problem] = caught.value.problems
+    assert (Path(problem.file).name, problem.row, problem.variable) == ("vs.csv", 2, "VSDTC")
+    assert "year 0000 does not exist" in problem.reason
+    assert_refused(folder, tmp_path / "out", "vs.csv, row 2, VSDTC", "year 0000", to="fhir")
+
+
+@pytest.mark.parametrize("character", ["\x00", "\x01", "\x1b", "\x0b"])
+def test_a_control_character_in_any_cell_is_refused(tmp_path: Path, character: str) -> None:
+    folder = small_copy(tmp_path)
+    edit_cell(folder, "cm", 1, "CMTRT", f"pred{character}nisone")  # a free-text column
+    with pytest.raises(TableError) as caught:
+        read_trial(folder)
+    [problem] = caught.value.problems
+    assert (Path(problem.file).name, problem.row, problem.variable) == ("cm.csv", 1, "CMTRT")
+    assert f"U+{ord(character):04X}" in problem.reason
+    assert "pred" not in problem.reason  # the value is not echoed
+    assert_refused(folder, tmp_path / "out", "cm.csv, row 1, CMTRT", "control character", to="fhir")
+
+
+def test_tabs_and_line_breaks_in_cells_are_kept(tmp_path: Path) -> None:
+    folder = small_copy(tmp_path)
+    edit_cell(folder, "cm", 1, "CMTRT", "a\tb\nc\r\nd")
+    assert read_trial(folder)["CM"].rows[0]["CMTRT"] == "a\tb\nc\r\nd"
+
+
+def test_a_nul_in_an_xpt_value_is_refused(tmp_path: Path) -> None:
+    import pandas as pd
+    import pyreadstat
+
+    dm = read_trial(DALAKAS, ["DM"])["DM"]
+    frame = pd.DataFrame(dm.rows, columns=dm.columns)
+    frame.loc[3, "COUNTRY"] = "UQSA"
+    folder = tmp_path / "xpt"
+    folder.mkdir()
+    path = folder / "dm.xpt"
+    pyreadstat.write_xport(frame, str(path), table_name="DM", file_format_version=5)
+    path.write_bytes(path.read_bytes().replace(b"UQSA", b"U\x00SA"))  # pyreadstat stops at a NUL
+    with pytest.raises(TableError) as caught:
+        read_trial(folder)
+    assert [(p.row, p.variable) for p in caught.value.problems] == [(4, "COUNTRY")]
+
+
+# --- one CSV cell limit, for reading and writing -----------------------------------------------------
+
+
+def test_a_csv_cell_over_the_limit_is_named_as_such(tmp_path: Path) -> None:
+    folder = small_copy(tmp_path)
+    edit_cell(folder, "cm", 2, "CMTRT", "x" * (CSV_CELL_LIMIT + 1))
+    with pytest.raises(TableError) as caught:
+        read_trial(folder)
+    [problem] = caught.value.problems
+    assert (Path(problem.file).name, problem.row) == ("cm.csv", 2)
+    assert f"longer than {CSV_CELL_LIMIT:,} characters" in problem.reason
+    assert "quot" not in problem.reason  # not the csv module's misleading "badly quoted row"
+    assert_refused(folder, tmp_path / "out", "cm.csv, row 2", "longer than", to="fhir")
+
+
+def test_a_cell_at_the_limit_is_written_and_read_back(tmp_path: Path) -> None:
+    folder = small_copy(tmp_path)
+    edit_cell(folder, "cm", 2, "CMTRT", "x" * CSV_CELL_LIMIT)
+    trial = read_trial(folder)
+    write_trial(trial, tmp_path / "again")
+    assert read_trial(tmp_path / "again")["CM"].rows[1]["CMTRT"] == "x" * CSV_CELL_LIMIT
+
+
+def test_writing_a_cell_over_the_limit_is_refused_before_any_file_is_written(
+    tmp_path: Path,
+) -> None:
+    trial = read_trial(SMALL)
+    trial["VS"].rows[1]["VSORRES"] = "9" * (CSV_CELL_LIMIT + 1)
+    out = tmp_path / "out"
+    with pytest.raises(TableError) as caught:
+        write_trial(trial, out)
+    [problem] = caught.value.problems
+    assert (Path(problem.file).name, problem.row, problem.variable) == ("vs.csv", 2, "VSORRES")
+    assert not out.exists()
+    with pytest.raises(TableError):
+        write_table(trial["VS"], tmp_path / "vs.csv")
+    assert not (tmp_path / "vs.csv").exists()
