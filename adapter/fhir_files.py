@@ -20,10 +20,10 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Literal
+from typing import IO, TYPE_CHECKING, Any, Literal
 from urllib.parse import quote
 
 import orjson
@@ -42,6 +42,9 @@ from adapter.fhir_json import (
 )
 from adapter.fhir_json import default as _default
 
+if TYPE_CHECKING:
+    from mappings.trial import TrialAssembler
+
 __all__ = [
     "BUNDLE_ENTRY_MODE",
     "MAX_BUNDLE_NESTING",
@@ -54,6 +57,7 @@ __all__ = [
     "entry_request",
     "loads",
     "read_resources",
+    "read_trial_resources",
     "write_bundle",
     "write_ndjson",
 ]
@@ -241,6 +245,9 @@ class ReadStats:
     """1-based line of the resource yielded last (None when the file was parsed whole)."""
     entry: str = ""
     """Its Bundle entry ("Bundle entry 3", "Bundle entry 3 > entry 1"), "" for a resource on its own."""
+    suspect: bool = False
+    """Its text holds `\\u00` (an escaped control character?) or `"0000` (the year 0000?): worth a
+    full look at its strings (`TrialAssembler.add(..., check_strings=True)`)."""
 
     def where(self, reason: str) -> FhirFileError:
         """A `FhirFileError` about the resource yielded last: its file, line and entry, then `reason`."""
@@ -267,6 +274,37 @@ def read_resources(path: str | Path, stats: ReadStats | None = None) -> Iterator
             yield from _read_ndjson(file, stats)
         else:
             yield from _read_json(file, stats)
+
+
+_SUSPECT_TEXT = b"\\u00"
+_YEAR_0000 = b'"0000'
+
+
+def read_trial_resources(
+    path: str | Path,
+    stats: ReadStats | None = None,
+    wrap: Callable[[Iterator[JSON]], Iterator[JSON]] | None = None,
+) -> TrialAssembler:
+    """Every resource of `path` (as `read_resources` reads them) fed to a `TrialAssembler`, whose
+    `tables()` are the trial; `wrap` may wrap the stream of resources (a progress bar).
+
+    Raises:
+        FhirFileError: a file cannot be read, or a resource is refused by the assembler (a wrongly
+            shaped element, a string where a number belongs, the same type and id with different
+            content, a control character, the year 0000): naming file, line, entry and element.
+    """
+    from mappings.trial import ResourceRefused, TrialAssembler
+
+    stats = stats if stats is not None else ReadStats()
+    assembler = TrialAssembler()
+    add = assembler.add
+    resources = read_resources(path, stats)
+    for resource in wrap(resources) if wrap is not None else resources:
+        try:
+            add(resource, stats.suspect)
+        except ResourceRefused as exc:
+            raise stats.where(str(exc)) from exc
+    return assembler
 
 
 def _resource_files(path: Path) -> list[Path]:
@@ -305,6 +343,7 @@ def _read_ndjson(file: Path, stats: ReadStats) -> Iterator[JSON]:
             if not isinstance(resource, dict) or not isinstance(resource.get("resourceType"), str):
                 raise FhirFileError(file, number, "not a FHIR resource (no resourceType)")
             stats.line = number
+            stats.suspect = _SUSPECT_TEXT in line or _YEAR_0000 in line
             if resource["resourceType"] == "Bundle":
                 stats.bundles_nested += 1
                 yield from _bundle_resources(resource, stats, file, number, "Bundle", 1)
@@ -328,7 +367,8 @@ def _read_json(file: Path, stats: ReadStats) -> Iterator[JSON]:
     except OSError as exc:
         raise FhirFileError(file, None, f"cannot read: {exc.strerror or exc}") from exc
     try:
-        document = loads(file.read_bytes())
+        raw = file.read_bytes()
+        document = loads(raw)
     except JSONDecodeErrors as exc:
         raise _not_json(file, getattr(exc, "lineno", None), exc) from exc
     except OSError as exc:
@@ -336,6 +376,8 @@ def _read_json(file: Path, stats: ReadStats) -> Iterator[JSON]:
     if not isinstance(document, dict) or not isinstance(document.get("resourceType"), str):
         raise FhirFileError(file, None, "not a FHIR resource or Bundle (no resourceType)")
     stats.line = None
+    stats.suspect = _SUSPECT_TEXT in raw or _YEAR_0000 in raw
+    del raw
     if document["resourceType"] != "Bundle":
         stats.entry = ""
         stats.resources += 1
@@ -366,6 +408,7 @@ def _read_streamed_bundle(file: Path, handle: IO[bytes], stats: ReadStats) -> It
         except JSONDecodeErrors as exc:
             raise _not_json(file, number, exc, "not a Bundle entry") from exc
         stats.line = number
+        stats.suspect = _SUSPECT_TEXT in text or _YEAR_0000 in text
         yield from _entry_resources(entry, stats, file, number, "Bundle entry", 1)
     if not closed:
         raise FhirFileError(file, None, "the Bundle never ends (no closing `]}`): cut off?")

@@ -27,7 +27,8 @@ def to_decimal(text: str) -> Decimal:
 def decimal_text(value: object) -> str:
     """The text of a FHIR decimal as written: Decimal and int exactly; a float as the JSON layer
     writes it (orjson's shortest form), which is the written text whenever the reader let a float
-    through (it checks exactly that)."""
+    through (it checks exactly that). Anything else, a string included, raises TypeError (the trial
+    assembler then names the element: a string where R4 has a number)."""
     if isinstance(value, bool):
         raise TypeError("a boolean is not a decimal")
     if isinstance(value, Decimal):
@@ -36,9 +37,7 @@ def decimal_text(value: object) -> str:
         return str(value)
     if isinstance(value, float):
         return orjson.dumps(value).decode()
-    if isinstance(value, str):
-        return value
-    raise TypeError(f"not a decimal: {type(value).__name__}")
+    raise TypeError(f"not a decimal: {type(value).__name__}")  # a JSON string is not a FHIR decimal
 
 
 # --- dates ----------------------------------------------------------------------------------------

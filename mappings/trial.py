@@ -8,6 +8,13 @@ each to its family's reader (dispatch on resourceType and identifier system, lea
 rebuilds the tables: columns as the study's `sdtm-table` layout says (else the domain's required
 variables, the known optional ones present, then extras in first-seen order), rows in the domain's sort
 order (--SEQ compared as a number), TS and TA in the order written.
+
+What the assembler refuses (`ResourceRefused`, naming the element; the caller adds file and line): an
+element whose shape R4 does not allow (`mappings.shapes`: the top level of every resource is checked,
+deeper elements when a reader fails on them), a string where a number belongs, a second resource with
+the same type and id but different content, and (when asked) a control character or the year 0000 in a
+string. A second resource with the same type and id and the same content (`meta` aside) is read once
+and counted in `duplicates`.
 """
 
 from __future__ import annotations
@@ -16,11 +23,36 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from typing import Final, Protocol
 
+import orjson
+
 from mappings import biopsy, medication, observation, study, subject
 from mappings.primitives import JSON
 from mappings.sdtm import DOMAINS, DomainSpec, Table, Trial
+from mappings.shapes import shape_problem, string_problem, top_level_problem
 
-__all__ = ["FamilyReader", "TrialAssembler", "fhir_to_trial", "trial_to_fhir"]
+__all__ = ["FamilyReader", "ResourceRefused", "TrialAssembler", "fhir_to_trial", "trial_to_fhir"]
+
+
+class ResourceRefused(ValueError):
+    """A resource the trial cannot be rebuilt from: `element` (a path such as
+    `Observation.valueQuantity.value`) and `reason`. Values are never repeated (patient data)."""
+
+    def __init__(self, element: str, reason: str) -> None:
+        self.element = element
+        self.reason = reason
+        super().__init__(f"{element}: {reason}")
+
+
+_READER_FAILURES: Final = (LookupError, TypeError, AttributeError, ValueError, ArithmeticError)
+"""What a family reader raises on an element of the wrong shape (a dict indexed like a list, `.get`
+on a string, ...): diagnosed with `shape_problem`, re-raised as a bug when no element explains it."""
+
+
+def _content_digest(resource: JSON) -> int:
+    """A hash of everything in `resource` but `meta` (a server's version and timestamps), keys sorted."""
+    if "meta" in resource:
+        resource = {k: v for k, v in resource.items() if k != "meta"}
+    return hash(orjson.dumps(resource, default=str, option=orjson.OPT_SORT_KEYS))
 
 
 class FamilyReader(Protocol):
@@ -105,15 +137,58 @@ class TrialAssembler:
         self.readers: list[FamilyReader] = [self.study, subject.SubjectReader()]
         self.readers.extend(reader() for _, reader in EVENT_FAMILIES)
         self.unrecognised: Counter[str] = Counter()
+        self.duplicates: Counter[str] = Counter()
+        """Resources read again with the same type, id and content (resourceType -> count): taken once."""
         self._route: dict[tuple[object, object], FamilyReader] = {}
+        self._digests: dict[tuple[object, str], int] = {}
 
-    def add(self, resource: JSON) -> bool:
-        """Hand `resource` to the family that made it; False (and counted) when no family takes it."""
+    def add(self, resource: JSON, check_strings: bool = False) -> bool:
+        """Hand `resource` to the family that made it; False (and counted) when no family takes it.
+        `check_strings`: also look at every string for a control character or the year 0000 (a full
+        walk: the file reader asks for it only when the resource's text holds `\\u00` or `"0000`).
+
+        Raises:
+            ResourceRefused: a wrongly shaped element, a string where a number belongs, another
+                resource with this type and id but different content, (with `check_strings`) a
+                control character or the year 0000.
+        """
+        problem = top_level_problem(resource)
+        if problem is None and check_strings:
+            problem = string_problem(resource)
+        if problem is not None:
+            raise ResourceRefused(*problem)
+        rid = resource.get("id")
+        if type(rid) is str:
+            key = (resource.get("resourceType"), rid)
+            digest = _content_digest(resource)
+            earlier = self._digests.get(key)
+            if earlier is None:
+                self._digests[key] = digest
+            elif earlier == digest:
+                self.duplicates[str(key[0])] += 1
+                return True
+            else:
+                reason = "an earlier resource has the same type and id but different content"
+                raise ResourceRefused(f"{key[0]}.id", reason)
+        try:
+            return self._add(resource)
+        except _READER_FAILURES as exc:
+            found = shape_problem(resource)
+            if found is None:
+                if isinstance(exc, ValueError) and str(exc).startswith("identifier value has"):
+                    kind = resource.get("resourceType")
+                    raise ResourceRefused(f"{kind}.identifier", str(exc)) from exc
+                raise
+            raise ResourceRefused(*found) from exc
+
+    def _add(self, resource: JSON) -> bool:
         identifiers = resource.get("identifier")
-        route = (
-            resource.get("resourceType"),
-            identifiers[0].get("system") if identifiers else resource.get("url"),
-        )
+        if not identifiers:
+            route: tuple[object, object] = (resource.get("resourceType"), resource.get("url"))
+        elif type(identifiers) is list and type(identifiers[0]) is dict:
+            route = (resource.get("resourceType"), identifiers[0].get("system"))
+        else:  # one identifier object (R4's 0..1, e.g. AdverseEvent): no family makes those
+            route = (resource.get("resourceType"), None)
         reader = self._route.get(route)
         if reader is not None and reader.feed(resource):
             return True

@@ -10,6 +10,7 @@ import json
 import shutil
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -22,6 +23,7 @@ from adapter.fhir_files import (
     FhirFileError,
     ReadStats,
     read_resources,
+    read_trial_resources,
     write_ndjson,
 )
 from adapter.fhir_json import MAX_DEPTH, JSONNotANumber, JSONTooDeep, check_depth
@@ -434,3 +436,211 @@ def test_writing_a_cell_over_the_limit_is_refused_before_any_file_is_written(
     with pytest.raises(TableError):
         write_table(trial["VS"], tmp_path / "vs.csv")
     assert not (tmp_path / "vs.csv").exists()
+
+
+# --- FHIR values the element does not allow, wrongly shaped elements, duplicates (own profile) ---------
+
+
+def observation_of(resources: list[dict[str, object]], domain: str) -> dict[str, object]:
+    """A deep copy of the first Observation of `domain` (VS, QS, RS, MI) among `resources`."""
+    for resource in resources:
+        identifiers = resource.get("identifier")
+        if (
+            resource["resourceType"] == "Observation"
+            and isinstance(identifiers, list)
+            and identifiers[0]["system"].endswith(f"/sdtm/{domain.lower()}")
+        ):
+            copy: dict[str, object] = orjson.loads(fhir_json.dumps(resource))
+            return copy
+    raise AssertionError(f"no {domain} Observation")
+
+
+def refused(
+    tmp_path: Path,
+    resources: list[dict[str, object]],
+    changed: dict[str, object],
+    *expected: str,
+) -> None:
+    """`changed` written as line 3 of an NDJSON file between good resources: the library and the
+    CLI refuse it naming the file, line 3, the element and the reason."""
+    source = tmp_path / "in.ndjson"
+    others = [r for r in resources if r["id"] != changed["id"]]
+    one_line(source, [others[0], others[1], changed, *others[2:]])
+    with pytest.raises(FhirFileError) as caught:
+        read_trial_resources(source)
+    assert caught.value.line == 3, caught.value
+    for text in expected:
+        assert text in caught.value.reason, caught.value
+    assert_refused(source, tmp_path / "out", "in.ndjson, line 3", *expected)
+
+
+def test_a_string_where_a_quantity_value_belongs_is_refused(
+    tmp_path: Path, small_resources: list[dict[str, object]]
+) -> None:
+    vs = observation_of(small_resources, "VS")
+    quantity = vs["valueQuantity"]
+    assert isinstance(quantity, dict)
+    quantity["value"] = "74.5"
+    refused(
+        tmp_path,
+        small_resources,
+        vs,
+        "Observation.valueQuantity.value",
+        "a string where R4 has a number",
+    )
+
+
+@pytest.mark.parametrize(
+    ("element", "value", "path", "reason"),
+    [
+        (
+            "identifier",
+            {"system": "x", "value": "y"},
+            "Observation.identifier",
+            "an object where R4 has an array",
+        ),
+        ("code", "WEIGHT", "Observation.code", "a string where R4 has an object"),
+        ("extension", {"url": "x"}, "Observation.extension", "an object where R4 has an array"),
+        (
+            "effectiveDateTime",
+            1990,
+            "Observation.effectiveDateTime",
+            "a number where R4 has a string",
+        ),
+        ("valueQuantity", [1], "Observation.valueQuantity", "an array where R4 has an object"),
+    ],
+)
+def test_a_wrongly_shaped_top_level_element_is_refused(
+    tmp_path: Path,
+    small_resources: list[dict[str, object]],
+    element: str,
+    value: object,
+    path: str,
+    reason: str,
+) -> None:
+    vs = observation_of(small_resources, "VS")
+    vs[element] = value
+    refused(tmp_path, small_resources, vs, path, reason)
+
+
+def test_a_wrongly_shaped_nested_element_is_named_not_a_traceback(
+    tmp_path: Path, small_resources: list[dict[str, object]]
+) -> None:
+    qs = observation_of(small_resources, "QS")
+    extensions = qs["extension"]
+    assert isinstance(extensions, list)
+    [index] = [i for i, e in enumerate(extensions) if e["url"].endswith("/sdtm-variable")][:1]
+    extensions[index]["extension"] = "not a list"
+    refused(
+        tmp_path,
+        small_resources,
+        qs,
+        f"Observation.extension[{index}].extension",
+        "a string where R4 has an array",
+    )
+    qs = observation_of(small_resources, "QS")
+    code = qs["code"]
+    assert isinstance(code, dict)
+    code["coding"] = {"system": "x", "code": "y"}
+    refused(
+        tmp_path, small_resources, qs, "Observation.code.coding", "an object where R4 has an array"
+    )
+
+
+def test_one_identifier_object_is_right_for_adverse_event_but_not_for_observation(
+    tmp_path: Path, small_resources: list[dict[str, object]]
+) -> None:
+    """R4 cardinality, not the element's name: AdverseEvent.identifier is 0..1 (an object)."""
+    from mappings.shapes import shape_problem, top_level_problem
+
+    event: dict[str, object] = {
+        "resourceType": "AdverseEvent",
+        "id": "ae",
+        "identifier": {"system": "x", "value": "y"},
+    }
+    assert top_level_problem(event) is None and shape_problem(event) is None
+    source = one_line(tmp_path / "in.ndjson", [*small_resources, event])
+    assembler = read_trial_resources(source)
+    assert assembler.unrecognised == {"AdverseEvent": 1}
+
+
+def test_the_same_type_and_id_with_different_content_is_refused(
+    tmp_path: Path, small_resources: list[dict[str, object]]
+) -> None:
+    vs = observation_of(small_resources, "VS")
+    quantity = vs["valueQuantity"]
+    assert isinstance(quantity, dict)
+    quantity["value"] = 1
+    source = tmp_path / "in.ndjson"
+    one_line(source, [*small_resources, vs])
+    with pytest.raises(FhirFileError) as caught:
+        read_trial_resources(source)
+    assert caught.value.line == len(small_resources) + 1
+    assert "Observation.id" in caught.value.reason
+    assert "different content" in caught.value.reason
+    assert_refused(
+        source, tmp_path / "out", f"in.ndjson, line {len(small_resources) + 1}", "different content"
+    )
+
+
+def test_an_identical_resource_read_twice_is_taken_once_and_counted(
+    tmp_path: Path, small_resources: list[dict[str, object]]
+) -> None:
+    flat = tmp_path / "flat"
+    write_ndjson(small_resources, flat)
+    twice = one_line(tmp_path / "twice.ndjson", [*small_resources, *small_resources[3:8]])
+    assembler = read_trial_resources(twice)
+    assert sum(assembler.duplicates.values()) == 5
+    assert convert(flat, "--to", "sdtm", "--out", tmp_path / "a").exit_code == 0
+    result = convert(twice, "--to", "sdtm", "--out", tmp_path / "b")
+    assert result.exit_code == 0, result.output
+    assert "identical resources read again, taken once" in result.output
+    assert snapshot(tmp_path / "b") == snapshot(tmp_path / "a")
+
+
+def test_a_server_meta_does_not_make_a_duplicate_different(
+    small_resources: list[dict[str, object]],
+) -> None:
+    from mappings.trial import TrialAssembler
+
+    assembler = TrialAssembler()
+    for resource in small_resources:
+        assembler.add(resource)
+    again = dict(small_resources[5])
+    again["meta"] = {"versionId": "2", "lastUpdated": "2026-11-30T00:00:00Z"}
+    assert assembler.add(again)
+    assert sum(assembler.duplicates.values()) == 1
+
+
+@pytest.mark.parametrize(
+    ("change", "element", "reason"),
+    [
+        (
+            lambda r: r.__setitem__("effectiveDateTime", "0000-05-12"),
+            "Observation.effectiveDateTime",
+            "year 0000",
+        ),
+        (lambda r: r["code"].__setitem__("text", "Weight\x00"), "Observation.code.text", "U+0000"),
+    ],
+)
+def test_year_0000_and_nul_in_fhir_are_refused(
+    tmp_path: Path,
+    small_resources: list[dict[str, object]],
+    change: Callable[[dict[str, Any]], None],
+    element: str,
+    reason: str,
+) -> None:
+    vs = observation_of(small_resources, "VS")
+    change(vs)
+    refused(tmp_path, small_resources, vs, element, reason)
+
+
+def test_a_code_0000_is_not_a_year(
+    tmp_path: Path, small_resources: list[dict[str, object]]
+) -> None:
+    vs = observation_of(small_resources, "VS")
+    code = vs["code"]
+    assert isinstance(code, dict)
+    code["text"] = "0000"
+    source = one_line(tmp_path / "in.ndjson", [vs])
+    assert read_trial_resources(source).tables()["VS"].rows[0]["VSTEST"] == "0000"

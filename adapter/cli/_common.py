@@ -73,9 +73,10 @@ def exit_code_for(exc: BaseException) -> int:
     from adapter.fhir_files import FhirFileError
     from adapter.tables import TableError
     from adapter.transfer import StudyNotFound
+    from mappings.trial import ResourceRefused
 
     table: list[tuple[type[BaseException] | tuple[type[BaseException], ...], int]] = [
-        ((TableError, FhirFileError), EXIT_BAD_INPUT),
+        ((TableError, FhirFileError, ResourceRefused), EXIT_BAD_INPUT),
         (FhirVersionMismatch, EXIT_FHIR_VERSION),
         (TransactionFailed, EXIT_TRANSACTION),
         ((Unauthorized, Forbidden, AuthenticationFailed), EXIT_AUTH),

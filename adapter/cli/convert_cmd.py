@@ -126,10 +126,9 @@ def _sdtm_to_fhir(src: Path, staging: Path, validate: bool) -> str:
 
 
 def _fhir_to_sdtm(src: Path, staging: Path, validate: bool) -> tuple[str, list[str]]:
-    from adapter.fhir_files import FhirFileError, ReadStats, read_resources
-    from adapter.tables import write_trial
+    from adapter.fhir_files import FhirFileError, ReadStats, read_resources, read_trial_resources
+    from adapter.tables import TableError, write_trial
     from adapter.validation import validate_all
-    from mappings.trial import TrialAssembler
 
     warnings: list[str] = []
     stats = ReadStats()
@@ -142,19 +141,26 @@ def _fhir_to_sdtm(src: Path, staging: Path, validate: bool) -> tuple[str, list[s
                 ]
                 lines.extend(summary["problems"])
                 raise BadInput("\n".join(lines))
-        assembler = TrialAssembler()
-        add = assembler.add
-        for resource in _progress(read_resources(src, stats), "FHIR -> SDTM"):
-            add(resource)
+        assembler = read_trial_resources(
+            src, stats, lambda resources: _progress(resources, "FHIR -> SDTM")
+        )
     except FhirFileError as exc:
         raise BadInput(str(exc)) from exc
     trial = assembler.tables()
     if assembler.unrecognised:
         skipped = ", ".join(f"{k} {n}" for k, n in sorted(assembler.unrecognised.items()))
         warnings.append(f"warning: resources no SDTM domain comes from, not converted: {skipped}")
+    if assembler.duplicates:
+        again = ", ".join(f"{k} {n}" for k, n in sorted(assembler.duplicates.items()))
+        warnings.append(f"note: identical resources read again, taken once: {again}")
     if stats.outcomes_skipped:
         warnings.append(f"note: {stats.outcomes_skipped} search OperationOutcome entries skipped")
-    write_trial(trial, staging)
+    if stats.bundles_nested:
+        warnings.append(f"note: {stats.bundles_nested} Bundles inside Bundles read through")
+    try:
+        write_trial(trial, staging)
+    except TableError as exc:
+        raise BadInput(str(exc)) from exc
     counts = {code: len(table.rows) for code, table in trial.items()}
     return f"{stats.resources} resources -> " + _counts_line(counts, "rows"), warnings
 
