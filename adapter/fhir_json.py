@@ -43,9 +43,10 @@ __all__ = [
 JSONDecodeErrors = (orjson.JSONDecodeError, json.JSONDecodeError, UnicodeDecodeError)
 """What a parse of bad JSON raises, whichever parser ran (`JSONTooDeep` and `JSONNotANumber` included)."""
 
-MAX_DEPTH = 100
-"""The deepest nesting of objects and arrays read (a FHIR resource is about 10 levels deep; a Bundle
-nested in a Bundle adds 3). Deeper JSON raises `JSONTooDeep`: the stdlib parser would exhaust Python's
+MAX_DEPTH = 254
+"""The deepest nesting of objects and arrays read: the deepest orjson can write back (a text read
+must be writable again), far beyond FHIR's needs (a resource is about 10 levels deep, a Bundle nested
+in a Bundle adds 3). Deeper JSON raises `JSONTooDeep`: the stdlib parser would exhaust Python's
 recursion limit (RecursionError) long before a 100,000-deep text ends."""
 
 
@@ -232,14 +233,22 @@ def loads_line(line: bytes) -> Any:
 
     orjson parses it; when orjson writes the result back as exactly the same bytes, every number is
     already what was written (the common case for NDJSON this project or another orjson writer made)
-    and costs one `dumps` and a compare. Otherwise `loads` decides (guard, then the exact parser)."""
+    and costs one `dumps` and a compare. Otherwise `loads` decides (guard, then the exact parser).
+    The depth guard costs nothing here: orjson writes at most `MAX_DEPTH` levels, so a text it wrote
+    back is within the limit, and `check_depth` runs only when orjson could not parse or write it."""
     text = line.rstrip(b"\r\n")
-    check_depth(text)
     try:
-        parsed = orjson.loads(text)
+        parsed = orjson.loads(text)  # refuses more than 1,024 levels itself
     except orjson.JSONDecodeError:
+        check_depth(text)
         return _exact(text)  # e.g. an integer beyond 64 bits; raises for text that is not JSON
-    if orjson.dumps(parsed) == text:
+    try:
+        written = orjson.dumps(parsed)
+    except orjson.JSONEncodeError:  # deeper than orjson writes, so deeper than MAX_DEPTH
+        check_depth(text)
+        raise
+    # `written` exists, so `text` is at most MAX_DEPTH deep: no `check_depth` needed on this path
+    if written == text:
         return parsed
     return _exact(text) if has_suspect_number(text) else parsed
 

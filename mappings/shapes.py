@@ -220,6 +220,10 @@ def top_level_problem(resource: dict[str, Any]) -> tuple[str, str] | None:
     kinds = TOP_LEVEL.get(resource.get("resourceType"))  # type: ignore[arg-type]
     if kinds is None:
         return None
+    # in C: the type of every value, and the type expected for it (its own for elements not listed)
+    types = tuple(map(type, resource.values()))
+    if tuple(map(kinds.get, resource, types)) == types:
+        return None
     for name, value in resource.items():
         kind = kinds.get(name)
         if kind is not None and type(value) is not kind:

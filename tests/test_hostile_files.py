@@ -99,6 +99,16 @@ def test_json_100000_deep_is_refused_by_every_parse_not_a_recursion_error(
     assert caught.value.pos == 5 * MAX_DEPTH  # the first `{` beyond the limit
 
 
+def test_the_depth_limit_is_exact_on_every_path() -> None:
+    """The NDJSON fast path checks no depth: orjson writes back exactly MAX_DEPTH levels at most."""
+    for parse in (fhir_json.loads, fhir_json.loads_line, fhir_json.exact_loads):
+        assert parse(b"[" * MAX_DEPTH + b"]" * MAX_DEPTH) is not None
+        with pytest.raises(JSONTooDeep):
+            parse(b"[" * (MAX_DEPTH + 1) + b"]" * (MAX_DEPTH + 1))
+        with pytest.raises(JSONTooDeep):  # the exact parser's path (a number to keep as written)
+            parse(b"[" * (MAX_DEPTH + 1) + b"0.10" + b"]" * (MAX_DEPTH + 1))
+
+
 def test_the_depth_limit_is_exact_and_brackets_in_strings_do_not_count() -> None:
     check_depth(b"[" * MAX_DEPTH + b"]" * MAX_DEPTH)
     with pytest.raises(JSONTooDeep):
@@ -147,7 +157,7 @@ def test_deep_json_in_a_bundle_file_names_its_line(tmp_path: Path) -> None:
 
 def test_deep_json_in_a_streamed_bundle_line_names_it(tmp_path: Path) -> None:
     source = tmp_path / "bundle.json"
-    entry = b'{"resource":' + b"[" * 200 + b"]" * 200 + b"}"
+    entry = b'{"resource":' + b"[" * 300 + b"]" * 300 + b"}"
     source.write_bytes(
         b'{"resourceType":"Bundle","type":"collection","entry":[\n' + entry + b"\n]}\n"
     )
