@@ -58,6 +58,7 @@ __all__ = [
     "loads",
     "read_resources",
     "read_trial_resources",
+    "resource_files",
     "write_bundle",
     "write_ndjson",
 ]
@@ -266,7 +267,7 @@ def read_resources(path: str | Path, stats: ReadStats | None = None) -> Iterator
             JSON too deep, `NaN`, a Bundle nested too deep).
     """
     stats = stats if stats is not None else ReadStats()
-    for file in _resource_files(Path(path)):
+    for file in resource_files(Path(path)):
         stats.files.append(str(file))
         stats.line = None
         stats.entry = ""
@@ -307,7 +308,12 @@ def read_trial_resources(
     return assembler
 
 
-def _resource_files(path: Path) -> list[Path]:
+def resource_files(path: Path) -> list[Path]:
+    """The files `read_resources(path)` reads, in order.
+
+    Raises:
+        FhirFileError: no such file or folder, or a folder without `.ndjson` or `.json` files.
+    """
     if path.is_dir():
         files = sorted(p for p in path.iterdir() if p.is_file())
         ndjson = [p for p in files if p.suffix.lower() == ".ndjson"]

@@ -654,3 +654,37 @@ def test_a_code_0000_is_not_a_year(
     code["text"] = "0000"
     source = one_line(tmp_path / "in.ndjson", [vs])
     assert read_trial_resources(source).tables()["VS"].rows[0]["VSTEST"] == "0000"
+
+
+# --- memory: convert refuses an input it estimates it cannot hold ----------------------------------------
+
+
+def test_convert_refuses_an_input_whose_estimated_memory_exceeds_the_limit(tmp_path: Path) -> None:
+    size = sum(p.stat().st_size for p in SMALL.iterdir() if p.suffix == ".csv")
+    limit = size * 20 / 1e9 * 0.9  # just under the estimate: 20 x the CSV size
+    out = tmp_path / "out"
+    result = convert(SMALL, "--out", out, "--max-memory", f"{limit:.9f}")
+    assert result.exit_code == 3, result.output
+    assert "needs about" in result.output and "--max-memory" in result.output
+    assert not out.exists()
+    assert [p.name for p in tmp_path.iterdir()] == []  # no staging folder either
+    result = convert(SMALL, "--out", out, "--max-memory", f"{limit / 0.9 * 1.1:.9f}")
+    assert result.exit_code == 0, result.output
+
+
+def test_the_fhir_side_estimate_is_from_the_files_read(tmp_path: Path) -> None:
+    flat = tmp_path / "fhir"
+    assert convert(SMALL, "--out", flat).exit_code == 0
+    size = sum(p.stat().st_size for p in flat.glob("*.ndjson"))  # bundle.json is not read
+    result = convert(
+        flat, "--to", "sdtm", "--out", tmp_path / "a", "--max-memory", f"{size * 2 / 1e9 * 0.9:.9f}"
+    )
+    assert result.exit_code == 3, result.output
+    result = convert(
+        flat, "--to", "sdtm", "--out", tmp_path / "b", "--max-memory", f"{size * 2 / 1e9 * 1.1:.9f}"
+    )
+    assert result.exit_code == 0, result.output
+
+
+def test_max_memory_must_be_positive(tmp_path: Path) -> None:
+    assert convert(SMALL, "--out", tmp_path / "out", "--max-memory", "0").exit_code == 2

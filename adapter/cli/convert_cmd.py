@@ -73,6 +73,46 @@ def _check_target(src: Path, out: Path, force: bool) -> None:
         raise click.UsageError(f"--out {out}: must not be SRC, inside it, or contain it")
 
 
+MEMORY_PER_BYTE = {"fhir": 20, "sdtm": 2}
+"""Peak memory of `convert` per byte of input, rounded up from measurements (docs/performance.md):
+SDTM -> FHIR holds every table as row dicts of strings (13x the CSV size on the 1,000-subject cohort,
+18x on a DM alone); FHIR -> SDTM streams the resources and holds the rows they give back (1.4x the
+NDJSON size, 1.7x for DM-only resources)."""
+
+DEFAULT_MAX_MEMORY_GB = 8.0
+
+
+def _input_bytes(src: Path, target: str) -> int:
+    """The size of the files `convert` will read from SRC (0 when SRC is not what the reader takes:
+    the reader then says why)."""
+    from adapter.fhir_files import FhirFileError, resource_files
+    from adapter.tables import domain_files
+
+    if target == "fhir":
+        if not src.is_dir():
+            return 0
+        return sum(p.stat().st_size for paths in domain_files(src).values() for p in paths)
+    try:
+        return sum(p.stat().st_size for p in resource_files(src))
+    except (FhirFileError, OSError):
+        return 0
+
+
+def _check_memory(src: Path, target: str, max_memory_gb: float) -> None:
+    """Refuse an input whose conversion would need more than `max_memory_gb` (estimated from its size
+    and `MEMORY_PER_BYTE`), before anything is read or written."""
+    size = _input_bytes(src, target)
+    needed = size * MEMORY_PER_BYTE[target]
+    if needed > max_memory_gb * 1e9:
+        kind = "SDTM tables" if target == "fhir" else "FHIR files"
+        raise BadInput(
+            f"{src}: {size / 1e9:.2f} GB of {kind}; converting them needs about "
+            f"{needed / 1e9:.1f} GB of memory ({MEMORY_PER_BYTE[target]} x the input), more than "
+            f"--max-memory {max_memory_gb:g} GB. Raise --max-memory if this machine has that much "
+            "memory, or convert the trial in parts (a folder per group of subjects)."
+        )
+
+
 def _move_into_place(staging: Path, out: Path) -> None:
     """Replace `out` by `staging` (same parent folder: renames, no copies)."""
     if out.exists():
@@ -187,13 +227,26 @@ def _fhir_to_sdtm(src: Path, staging: Path, validate: bool) -> tuple[str, list[s
     "--validate", is_flag=True, help="Also check every resource with the R4B models (slow)."
 )
 @click.option("--force", is_flag=True, help="Replace DIR when it exists and is not empty.")
-def convert(src: Path, out: Path, target: str, validate: bool, force: bool) -> None:
+@click.option(
+    "--max-memory",
+    "max_memory",
+    type=click.FloatRange(min=0, min_open=True),
+    default=DEFAULT_MAX_MEMORY_GB,
+    show_default=True,
+    metavar="GB",
+    help="Refuse an input whose conversion would need more memory than this (estimated: 20x the "
+    "SDTM files' size, 2x the FHIR files').",
+)
+def convert(
+    src: Path, out: Path, target: str, validate: bool, force: bool, max_memory: float
+) -> None:
     """Convert SRC (SDTM tables or FHIR files) and write the result into DIR, all or nothing.
 
     SDTM -> FHIR writes DIR/<Type>.ndjson (Bulk Data layout) and DIR/bundle.json (a transaction).
     FHIR -> SDTM writes DIR/<domain>.csv. Bad input exits with 3 and lists every problem.
     """
     _check_target(src, out, force)
+    _check_memory(src, target, max_memory)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
     try:
         warnings: list[str] = []
