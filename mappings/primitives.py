@@ -68,14 +68,25 @@ def set_dtc(target: JSON, key: str, text: str) -> None:
 
 
 def get_dtc(source: JSON, key: str) -> str:
-    """The SDTM date/time written at `source[key]` ("" when absent): the carried form wins."""
+    """The SDTM date/time written at `source[key]` ("" when absent): the carried form wins.
+
+    Raises:
+        ValueError: the date is in the year 0000."""
     primitive = source.get("_" + key)
     if isinstance(primitive, dict):
         for ext in primitive.get("extension", ()):
             if ext.get("url") == EXT_SDTM_DTC and "valueString" in ext:
-                return str(ext["valueString"])
+                return _not_year_0000(str(ext["valueString"]))
     value = source.get(key)
-    return "" if value is None else str(value)
+    return "" if value is None else _not_year_0000(str(value))
+
+
+def _not_year_0000(text: str) -> str:
+    """`text`, unless it is a date in the year 0000 (no such year: FHIR dates start at 0001), which
+    raises ValueError (the trial assembler then names the element)."""
+    if text.startswith("0000"):
+        raise ValueError("year 0000 does not exist (FHIR dates start at year 0001)")
+    return text
 
 
 # --- SDTM variables without a FHIR home --------------------------------------------------------------

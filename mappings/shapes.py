@@ -10,7 +10,8 @@ more than the reading itself. Instead, `mappings.trial.TrialAssembler`:
   the element that made it fail with `shape_problem`, a full walk of `ELEMENTS`, and reports it: file,
   line and element instead of a traceback (a failure no wrongly shaped element explains is a bug and
   keeps its traceback);
-- asks `string_problem` about resources whose text may hold a control character or the year 0000.
+- asks `string_problem` about resources whose text may hold a control character (the reader flags
+  `\\u00`) and about those a reader failed on (a date in the year 0000 makes `get_dtc` fail).
 
 Cardinality is R4's: `Observation.identifier` is a list (0..*) while `AdverseEvent.identifier` is one
 object (0..1); only the resource types the families take are described.
@@ -275,13 +276,24 @@ _DATE_ELEMENT: Final = re.compile(
 _YEAR_0000: Final = re.compile(r"0000(?:-|$)")
 
 
+def _is_date(path: str) -> bool:
+    """A date element (`effectiveDateTime`, `period.start`), or the SDTM date carried beside one
+    (`_effectiveDateTime.extension[0].valueString`)."""
+    steps = [step.split("[")[0] for step in path.split(".")]
+    if _DATE_ELEMENT.fullmatch(steps[-1]):
+        return True
+    return steps[-1] == "valueString" and any(
+        step.startswith("_") and _DATE_ELEMENT.fullmatch(step[1:]) for step in steps
+    )
+
+
 def _strings(value: object, path: str) -> tuple[str, str] | None:
     if isinstance(value, str):
         reason = None
         if CONTROL_CHARACTER_RE.search(value) is not None:
             code = ord(CONTROL_CHARACTER_RE.search(value).group())  # type: ignore[union-attr]
             reason = f"holds the control character U+{code:04X}, which FHIR strings cannot carry"
-        elif _YEAR_0000.match(value) and _DATE_ELEMENT.fullmatch(path.rsplit(".", 1)[-1]):
+        elif _YEAR_0000.match(value) and _is_date(path):
             reason = "year 0000 does not exist (FHIR dates start at year 0001)"
         return None if reason is None else (path, reason)
     if isinstance(value, dict):
@@ -300,5 +312,5 @@ def _strings(value: object, path: str) -> tuple[str, str] | None:
 def string_problem(resource: dict[str, Any]) -> tuple[str, str] | None:
     """(element path, reason) for the first string of `resource` that FHIR does not allow: one
     holding a control character (NUL, ...), or a date element in the year 0000. A full walk: for the
-    resources whose text the reader flagged (`\\u00` or `"0000` in it), not for every resource."""
+    resources whose text the reader flagged (`\\u00` in it) and those a reader failed on."""
     return _strings(resource, str(resource.get("resourceType")))

@@ -148,8 +148,9 @@ class TrialAssembler:
 
     def add(self, resource: JSON, check_strings: bool = False) -> bool:
         """Hand `resource` to the family that made it; False (and counted) when no family takes it.
-        `check_strings`: also look at every string for a control character or the year 0000 (a full
-        walk: the file reader asks for it only when the resource's text holds `\\u00` or `"0000`).
+        `check_strings`: also look at every string for a control character (a full walk: the file
+        reader asks for it only when the resource's text holds `\\u00`). A date in the year 0000 is
+        refused whatever `check_strings` says (the readers' `get_dtc` fails on it).
 
         Raises:
             ResourceRefused: a wrongly shaped element, a string where a number belongs, another
@@ -180,7 +181,7 @@ class TrialAssembler:
         try:
             return self._add(resource)
         except _READER_FAILURES as exc:
-            found = shape_problem(resource)
+            found = shape_problem(resource) or string_problem(resource)
             if found is None:
                 if isinstance(exc, ValueError) and str(exc).startswith("identifier value has"):
                     element = f"{resource.get('resourceType')}.identifier"
