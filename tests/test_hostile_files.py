@@ -697,3 +697,35 @@ def test_the_fhir_side_estimate_is_from_the_files_read(tmp_path: Path) -> None:
 
 def test_max_memory_must_be_positive(tmp_path: Path) -> None:
     assert convert(SMALL, "--out", tmp_path / "out", "--max-memory", "0").exit_code == 2
+
+
+# --- the same guard on the wire: a server's body goes through the same codec -----------------------------
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"resourceType":"Patient","id":"a","x":' + b"[" * 100_000 + b"]" * 100_000 + b"}",
+        b'{"resourceType":"Patient","id":"a","x":' + b"[" * 300 + b"0.10" + b"]" * 300 + b"}",
+        b'{"resourceType":"Patient","id":"a","x":[0.10, NaN]}',
+    ],
+)
+def test_a_too_deep_or_nan_server_body_is_an_invalid_response_not_a_crash(
+    httpx_mock: Any, body: bytes
+) -> None:
+    from adapter.client import FhirClient, InvalidResponse
+
+    base = "http://fhir.test/fhir"
+    httpx_mock.add_response(url=f"{base}/Patient/a", content=body)
+    with FhirClient(base) as client, pytest.raises(InvalidResponse):
+        client.read("Patient", "a")
+
+
+def test_an_own_identifier_with_a_foreign_value_shape_is_named(
+    tmp_path: Path, small_resources: list[dict[str, object]]
+) -> None:
+    vs = observation_of(small_resources, "VS")
+    identifiers = vs["identifier"]
+    assert isinstance(identifiers, list)
+    identifiers[0]["value"] = "no-slashes-here"
+    refused(tmp_path, small_resources, vs, "Observation.identifier", "identifier value has 1 parts")
