@@ -28,7 +28,7 @@ import orjson
 from mappings import biopsy, medication, observation, study, subject
 from mappings.primitives import JSON
 from mappings.sdtm import DOMAINS, DomainSpec, Table, Trial
-from mappings.shapes import shape_problem, string_problem, top_level_problem
+from mappings.shapes import TOP_LEVEL, shape_problem, string_problem, top_level_problem
 
 __all__ = ["FamilyReader", "ResourceRefused", "TrialAssembler", "fhir_to_trial", "trial_to_fhir"]
 
@@ -157,14 +157,22 @@ class TrialAssembler:
                 resource with this type and id but different content, (with `check_strings`) a
                 control character or the year 0000.
         """
-        problem = top_level_problem(resource)
-        if problem is None and check_strings:
+        kind = resource.get("resourceType")
+        if type(kind) is not str:
+            raise ResourceRefused("resourceType", "missing or not a string: not a FHIR resource")
+        kinds = TOP_LEVEL.get(kind)
+        if kinds is not None:  # `top_level_problem`, inlined: the type of every value as expected?
+            types = tuple(map(type, resource.values()))
+            if tuple(map(kinds.get, resource, types)) != types:
+                problem = top_level_problem(resource)
+                if problem is not None:
+                    raise ResourceRefused(*problem)
+        if check_strings:
             problem = string_problem(resource)
-        if problem is not None:
-            raise ResourceRefused(*problem)
+            if problem is not None:
+                raise ResourceRefused(*problem)
         rid = resource.get("id")
         if type(rid) is str:
-            kind = str(resource.get("resourceType"))
             digests = self._digests.get(kind)
             if digests is None:
                 digests = self._digests[kind] = {}
@@ -179,7 +187,17 @@ class TrialAssembler:
                 reason = "an earlier resource has the same type and id but different content"
                 raise ResourceRefused(f"{kind}.id", reason)
         try:
-            return self._add(resource)
+            identifiers = resource.get("identifier")
+            if not identifiers:
+                route: tuple[object, object] = (kind, resource.get("url"))
+            elif type(identifiers) is list and type(identifiers[0]) is dict:
+                route = (kind, identifiers[0].get("system"))
+            else:  # one identifier object (R4's 0..1, e.g. AdverseEvent): no family makes those
+                route = (kind, None)
+            reader = self._route.get(route)
+            if reader is not None and reader.feed(resource):
+                return True
+            return self._add_new_route(resource, route, reader)
         except _READER_FAILURES as exc:
             found = shape_problem(resource) or string_problem(resource)
             if found is None:
@@ -188,19 +206,6 @@ class TrialAssembler:
                     raise ResourceRefused(element, str(exc)) from exc
                 raise
             raise ResourceRefused(*found) from exc
-
-    def _add(self, resource: JSON) -> bool:
-        identifiers = resource.get("identifier")
-        if not identifiers:
-            route: tuple[object, object] = (resource.get("resourceType"), resource.get("url"))
-        elif type(identifiers) is list and type(identifiers[0]) is dict:
-            route = (resource.get("resourceType"), identifiers[0].get("system"))
-        else:  # one identifier object (R4's 0..1, e.g. AdverseEvent): no family makes those
-            route = (resource.get("resourceType"), None)
-        reader = self._route.get(route)
-        if reader is not None and reader.feed(resource):
-            return True
-        return self._add_new_route(resource, route, reader)
 
     def _add_new_route(
         self, resource: JSON, route: tuple[object, object], tried: FamilyReader | None

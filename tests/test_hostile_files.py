@@ -729,3 +729,17 @@ def test_an_own_identifier_with_a_foreign_value_shape_is_named(
     assert isinstance(identifiers, list)
     identifiers[0]["value"] = "no-slashes-here"
     refused(tmp_path, small_resources, vs, "Observation.identifier", "identifier value has 1 parts")
+
+
+def test_fhir_whose_cell_would_exceed_the_csv_limit_is_refused_before_writing(
+    tmp_path: Path, small_resources: list[dict[str, object]]
+) -> None:
+    vs = observation_of(small_resources, "VS")
+    code = vs["code"]
+    assert isinstance(code, dict)
+    code["text"] = "w" * (CSV_CELL_LIMIT + 1)
+    others = [r for r in small_resources if r["id"] != vs["id"]]
+    source = one_line(tmp_path / "in.ndjson", [*others, vs])
+    output = assert_refused(source, tmp_path / "out", "cannot be written as CSV", "VSTEST")
+    assert "vs.csv, row" in output
+    assert ".tmp" not in output  # named as the file it would have been, not the staging copy

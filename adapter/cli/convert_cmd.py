@@ -17,6 +17,7 @@ import sys
 import tempfile
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -199,8 +200,10 @@ def _fhir_to_sdtm(src: Path, staging: Path, validate: bool) -> tuple[str, list[s
         warnings.append(f"note: {stats.bundles_nested} Bundles inside Bundles read through")
     try:
         write_trial(trial, staging)
-    except TableError as exc:
-        raise BadInput(str(exc)) from exc
+    except TableError as exc:  # named by the file it would have been, not the staging folder
+        lines = ["the tables rebuilt from the FHIR files cannot be written as CSV:"]
+        lines.extend(str(replace(p, file=Path(p.file).name)) for p in exc.problems)
+        raise BadInput("\n".join(lines)) from exc
     counts = {code: len(table.rows) for code, table in trial.items()}
     return f"{stats.resources} resources -> " + _counts_line(counts, "rows"), warnings
 
