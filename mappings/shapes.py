@@ -54,7 +54,7 @@ IDENTIFIER: Final = {"system": str, "value": str}
 CODING: Final = {"system": str, "code": str, "display": str}
 CODEABLE_CONCEPT: Final = {"coding": [CODING], "text": str, "extension": [EXTENSION]}
 QUANTITY: Final = {"value": NUMBER, "unit": str, "system": str, "code": str}
-REFERENCE: Final = {"reference": str, "display": str}
+REFERENCE: Final = {"reference": str, "display": str, "identifier": IDENTIFIER}
 PERIOD: Final = {
     "start": str,
     "end": str,

@@ -743,3 +743,58 @@ def test_fhir_whose_cell_would_exceed_the_csv_limit_is_refused_before_writing(
     output = assert_refused(source, tmp_path / "out", "cannot be written as CSV", "VSTEST")
     assert "vs.csv, row" in output
     assert ".tmp" not in output  # named as the file it would have been, not the staging copy
+
+
+# --- every element of every kind of resource, wrongly shaped: a refusal or a result, never a crash ------
+
+
+WRONG_VALUES: list[object] = ["x", 7, 2.5, True, None, [], {}, ["x"], [7], {"a": 1}, [{"a": 1}]]
+
+
+def paths(value: object, path: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
+    """Every element path in a JSON value (object keys and array indexes), the value's own first."""
+    found = [path] if path else []
+    if isinstance(value, dict):
+        for key, item in value.items():
+            found += paths(item, (*path, key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value[:2]):
+            found += paths(item, (*path, index))
+    return found
+
+
+def replaced(
+    resource: dict[str, object], path: tuple[object, ...], value: object
+) -> dict[str, Any]:
+    copy: dict[str, Any] = orjson.loads(fhir_json.dumps(resource))
+    node: Any = copy
+    for step in path[:-1]:
+        node = node[step]
+    node[path[-1]] = value
+    return copy
+
+
+def test_any_element_wrongly_shaped_is_taken_or_refused_never_a_crash(
+    small_resources: list[dict[str, object]],
+) -> None:
+    from mappings.trial import ResourceRefused, TrialAssembler
+
+    samples: dict[tuple[object, object], dict[str, object]] = {}
+    for resource in small_resources:
+        identifiers = resource.get("identifier")
+        system = identifiers[0]["system"] if isinstance(identifiers, list) else None
+        samples.setdefault((resource["resourceType"], system), resource)
+    refused_count = 0
+    for resource in samples.values():
+        for path in paths(resource):
+            if path == ("resourceType",):
+                continue
+            for value in WRONG_VALUES:
+                assembler = TrialAssembler()
+                try:
+                    assembler.add(replaced(resource, path, value), check_strings=True)
+                    assembler.tables()
+                except ResourceRefused as exc:
+                    refused_count += 1
+                    assert exc.element.startswith(str(resource["resourceType"])), exc
+    assert refused_count > 100  # the check is not vacuous
