@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
+from itertools import chain
 from typing import Final, Protocol
 
 import orjson
@@ -127,6 +128,27 @@ def _default_columns(domain: str, rows: list[dict[str, str]]) -> list[str]:
     return columns
 
 
+def _check_text(domain: str, rows: list[dict[str, str]]) -> None:
+    """Every cell must be text. A reader copies some FHIR strings into cells as they are; an object,
+    an array or a number in such an element (where R4 has a string) would be written as Python's
+    rendering of it. One pass in C over the cells' types; the variable is looked up only when wrong.
+
+    Raises:
+        ResourceRefused: naming the domain and the variable (the resource is no longer known here).
+    """
+    kinds = set(map(type, chain.from_iterable(map(dict.values, rows))))
+    if kinds <= {str}:
+        return
+    for row in rows:
+        for variable, cell in row.items():
+            if type(cell) is not str:
+                raise ResourceRefused(
+                    f"{domain}.{variable}",
+                    "a FHIR element read into this variable holds an object, an array or a number "
+                    "where R4 has a string",
+                )
+
+
 class TrialAssembler:
     """Rebuilds the trial's tables from its resources, fed one at a time in any order.
 
@@ -219,7 +241,10 @@ class TrialAssembler:
 
     def tables(self) -> Trial:
         """The trial's tables: every domain a study layout names (zero rows included) or a family
-        gave rows for."""
+        gave rows for.
+
+        Raises:
+            ResourceRefused: a cell is not text (see `_check_text`)."""
         rows: dict[str, list[dict[str, str]]] = {}
         for reader in self.readers:
             for domain, found in reader.rows().items():
@@ -250,6 +275,7 @@ class TrialAssembler:
                     for column in columns:
                         row.setdefault(column, "")
             table_rows = found
+            _check_text(domain, table_rows)
             spec = DOMAINS.get(domain)
             if spec is not None:
                 _sort_rows(spec, table_rows)

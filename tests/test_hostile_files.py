@@ -37,6 +37,7 @@ from adapter.tables import (
     write_trial,
     xpt_layout,
 )
+from mappings.sdtm import DOMAINS
 from mappings.trial import trial_to_fhir
 
 DALAKAS = Path(__file__).resolve().parents[1] / "fixtures" / "dalakas1993"
@@ -748,6 +749,8 @@ def test_fhir_whose_cell_would_exceed_the_csv_limit_is_refused_before_writing(
 # --- every element of every kind of resource, wrongly shaped: a refusal or a result, never a crash ------
 
 
+DOMAIN_CODES = tuple(f"{code}." for code in DOMAINS)
+
 WRONG_VALUES: list[object] = ["x", 7, 2.5, True, None, [], {}, ["x"], [7], {"a": 1}, [{"a": 1}]]
 
 
@@ -796,5 +799,28 @@ def test_any_element_wrongly_shaped_is_taken_or_refused_never_a_crash(
                     assembler.tables()
                 except ResourceRefused as exc:
                     refused_count += 1
-                    assert exc.element.startswith(str(resource["resourceType"])), exc
+                    named = str(resource["resourceType"]), *DOMAIN_CODES  # element or variable
+                    assert exc.element.startswith(named), exc
     assert refused_count > 100  # the check is not vacuous
+
+
+def test_an_object_where_a_string_is_copied_into_a_cell_is_refused_not_written(
+    tmp_path: Path, small_resources: list[dict[str, object]]
+) -> None:
+    """medicationCodeableConcept.text is copied into --TRT as it is: an object there would be
+    written as Python's rendering of it."""
+    from mappings.trial import ResourceRefused, TrialAssembler
+
+    [medication] = [r for r in small_resources if r["resourceType"] == "MedicationAdministration"][
+        :1
+    ]
+    changed = replaced(medication, ("medicationCodeableConcept", "text"), {"a": 1})
+    assembler = TrialAssembler()
+    for resource in small_resources:
+        assembler.add(changed if resource is medication else resource)
+    with pytest.raises(ResourceRefused, match="where R4 has a string") as caught:
+        assembler.tables()
+    assert caught.value.element in ("EX.EXTRT", "CM.CMTRT")
+    others = [r for r in small_resources if r is not medication]
+    source = one_line(tmp_path / "in.ndjson", [*others, changed])
+    assert_refused(source, tmp_path / "out", caught.value.element, "where R4 has a string")

@@ -170,6 +170,7 @@ def _fhir_to_sdtm(src: Path, staging: Path, validate: bool) -> tuple[str, list[s
     from adapter.fhir_files import FhirFileError, ReadStats, read_resources, read_trial_resources
     from adapter.tables import TableError, write_trial
     from adapter.validation import validate_all
+    from mappings.trial import ResourceRefused
 
     warnings: list[str] = []
     stats = ReadStats()
@@ -187,7 +188,10 @@ def _fhir_to_sdtm(src: Path, staging: Path, validate: bool) -> tuple[str, list[s
         )
     except FhirFileError as exc:
         raise BadInput(str(exc)) from exc
-    trial = assembler.tables()
+    try:
+        trial = assembler.tables()
+    except ResourceRefused as exc:
+        raise BadInput(f"{src}: {exc}") from exc
     if assembler.unrecognised:
         skipped = ", ".join(f"{k} {n}" for k, n in sorted(assembler.unrecognised.items()))
         warnings.append(f"warning: resources no SDTM domain comes from, not converted: {skipped}")
