@@ -18,22 +18,36 @@ Every number therefore comes back either as an int, as a float whose `repr` is t
 
 from __future__ import annotations
 
-import json
 import re
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Literal
+from typing import IO, TYPE_CHECKING, Any, Literal
 from urllib.parse import quote
 
 import orjson
 
-from adapter.fhir_json import DecimalText, dumps, exact_loads, has_suspect_number, loads, loads_line
+from adapter.fhir_json import (
+    DecimalText,
+    JSONDecodeErrors,
+    JSONNotANumber,
+    JSONTooDeep,
+    check_depth,
+    dumps,
+    exact_loads,
+    has_suspect_number,
+    loads,
+    loads_line,
+)
 from adapter.fhir_json import default as _default
+
+if TYPE_CHECKING:
+    from mappings.trial import TrialAssembler
 
 __all__ = [
     "BUNDLE_ENTRY_MODE",
+    "MAX_BUNDLE_NESTING",
     "BundleWriter",
     "DecimalText",
     "FhirFileError",
@@ -43,6 +57,8 @@ __all__ = [
     "entry_request",
     "loads",
     "read_resources",
+    "read_trial_resources",
+    "resource_files",
     "write_bundle",
     "write_ndjson",
 ]
@@ -209,35 +225,94 @@ def write_bundle(
 
 # --- reading ---------------------------------------------------------------------------------------
 
+MAX_BUNDLE_NESTING = 8
+"""How many Bundles deep a resource may sit (a Bundle in a Bundle's entry is level 2). A Bundle's
+entries are read through at every level up to this bound; deeper nesting is refused (`FhirFileError`)
+rather than dropped. (JSON deeper than `adapter.fhir_json.MAX_DEPTH` levels is refused before parsing.)"""
+
 
 @dataclass
 class ReadStats:
     """What `read_resources` went through: files, resources yielded, OperationOutcome entries of
-    searchsets skipped."""
+    searchsets skipped, and where the resource yielded last comes from (`where()`, for errors about
+    it found later, e.g. by the trial assembler)."""
 
     files: list[str] = field(default_factory=list)
     resources: int = 0
     outcomes_skipped: int = 0
+    bundles_nested: int = 0
+    """Bundles found inside a Bundle (or on an NDJSON line) and read through."""
+    line: int | None = None
+    """1-based line of the resource yielded last (None when the file was parsed whole)."""
+    entry: str = ""
+    """Its Bundle entry ("Bundle entry 3", "Bundle entry 3 > entry 1"), "" for a resource on its own."""
+    suspect: bool = False
+    """Its text holds `\\u00` (an escaped control character?): worth a full look at its strings
+    (`TrialAssembler.add(..., check_strings=True)`)."""
+
+    def where(self, reason: str) -> FhirFileError:
+        """A `FhirFileError` about the resource yielded last: its file, line and entry, then `reason`."""
+        file = self.files[-1] if self.files else "?"
+        return FhirFileError(file, self.line, f"{self.entry}: {reason}" if self.entry else reason)
 
 
 def read_resources(path: str | Path, stats: ReadStats | None = None) -> Iterator[JSON]:
     """Every resource in `path`: a folder of `.ndjson` files (then other files there are ignored), a
     folder of Bundle `.json` files, one `.ndjson` file, or one `.json` file (a Bundle, whose entries'
-    resources are yielded, or a single resource).
+    resources are yielded, or a single resource). A Bundle found as an entry's resource or on an
+    NDJSON line is read through the same way, up to `MAX_BUNDLE_NESTING` levels.
 
     Raises:
-        FhirFileError: naming the file and line of the first text that is not a FHIR resource.
+        FhirFileError: naming the file and line of the first text that is not a FHIR resource (or
+            JSON too deep, `NaN`, a Bundle nested too deep).
     """
     stats = stats if stats is not None else ReadStats()
-    for file in _resource_files(Path(path)):
+    for file in resource_files(Path(path)):
         stats.files.append(str(file))
+        stats.line = None
+        stats.entry = ""
         if file.suffix.lower() == ".ndjson":
             yield from _read_ndjson(file, stats)
         else:
             yield from _read_json(file, stats)
 
 
-def _resource_files(path: Path) -> list[Path]:
+_SUSPECT_TEXT = b"\\u00"
+
+
+def read_trial_resources(
+    path: str | Path,
+    stats: ReadStats | None = None,
+    wrap: Callable[[Iterator[JSON]], Iterator[JSON]] | None = None,
+) -> TrialAssembler:
+    """Every resource of `path` (as `read_resources` reads them) fed to a `TrialAssembler`, whose
+    `tables()` are the trial; `wrap` may wrap the stream of resources (a progress bar).
+
+    Raises:
+        FhirFileError: a file cannot be read, or a resource is refused by the assembler (a wrongly
+            shaped element, a string where a number belongs, the same type and id with different
+            content, a control character, the year 0000): naming file, line, entry and element.
+    """
+    from mappings.trial import ResourceRefused, TrialAssembler
+
+    stats = stats if stats is not None else ReadStats()
+    assembler = TrialAssembler()
+    add = assembler.add
+    resources = read_resources(path, stats)
+    for resource in wrap(resources) if wrap is not None else resources:
+        try:
+            add(resource, stats.suspect)
+        except ResourceRefused as exc:
+            raise stats.where(str(exc)) from exc
+    return assembler
+
+
+def resource_files(path: Path) -> list[Path]:
+    """The files `read_resources(path)` reads, in order.
+
+    Raises:
+        FhirFileError: no such file or folder, or a folder without `.ndjson` or `.json` files.
+    """
     if path.is_dir():
         files = sorted(p for p in path.iterdir() if p.is_file())
         ndjson = [p for p in files if p.suffix.lower() == ".ndjson"]
@@ -252,6 +327,14 @@ def _resource_files(path: Path) -> list[Path]:
     return [path]
 
 
+def _not_json(
+    file: Path, line: int | None, exc: ValueError, what: str = "not JSON"
+) -> FhirFileError:
+    if isinstance(exc, JSONTooDeep | JSONNotANumber):
+        return FhirFileError(file, line, f"{what}: {exc.msg}")
+    return FhirFileError(file, line, f"{what}: {exc}")
+
+
 def _read_ndjson(file: Path, stats: ReadStats) -> Iterator[JSON]:
     parse = loads_line
     with open(file, "rb", buffering=1 << 20) as handle:
@@ -260,10 +343,17 @@ def _read_ndjson(file: Path, stats: ReadStats) -> Iterator[JSON]:
                 continue
             try:
                 resource = parse(line)
-            except (orjson.JSONDecodeError, json.JSONDecodeError, UnicodeDecodeError) as exc:
-                raise FhirFileError(file, number, f"not JSON: {exc}") from exc
+            except JSONDecodeErrors as exc:
+                raise _not_json(file, number, exc) from exc
             if not isinstance(resource, dict) or not isinstance(resource.get("resourceType"), str):
                 raise FhirFileError(file, number, "not a FHIR resource (no resourceType)")
+            stats.line = number
+            stats.suspect = b"\\" in line and _SUSPECT_TEXT in line  # memchr first: fast
+            if resource["resourceType"] == "Bundle":
+                stats.bundles_nested += 1
+                yield from _bundle_resources(resource, stats, file, number, "Bundle", 1)
+                continue
+            stats.entry = ""
             stats.resources += 1
             yield resource
 
@@ -282,22 +372,23 @@ def _read_json(file: Path, stats: ReadStats) -> Iterator[JSON]:
     except OSError as exc:
         raise FhirFileError(file, None, f"cannot read: {exc.strerror or exc}") from exc
     try:
-        document = loads(file.read_bytes())
-    except (orjson.JSONDecodeError, json.JSONDecodeError, UnicodeDecodeError) as exc:
-        line = getattr(exc, "lineno", None)
-        raise FhirFileError(file, line, f"not JSON: {exc}") from exc
+        raw = file.read_bytes()
+        document = loads(raw)
+    except JSONDecodeErrors as exc:
+        raise _not_json(file, getattr(exc, "lineno", None), exc) from exc
     except OSError as exc:
         raise FhirFileError(file, None, f"cannot read: {exc.strerror or exc}") from exc
     if not isinstance(document, dict) or not isinstance(document.get("resourceType"), str):
         raise FhirFileError(file, None, "not a FHIR resource or Bundle (no resourceType)")
+    stats.line = None
+    stats.suspect = _SUSPECT_TEXT in raw
+    del raw
     if document["resourceType"] != "Bundle":
+        stats.entry = ""
         stats.resources += 1
         yield document
         return
-    for index, entry in enumerate(document.get("entry") or [], start=1):
-        resource = _entry_resource(entry, stats, file, f"Bundle entry {index}", None)
-        if resource is not None:
-            yield resource
+    yield from _bundle_resources(document, stats, file, None, "Bundle", 1)
 
 
 def _read_streamed_bundle(file: Path, handle: IO[bytes], stats: ReadStats) -> Iterator[JSON]:
@@ -317,32 +408,58 @@ def _read_streamed_bundle(file: Path, handle: IO[bytes], stats: ReadStats) -> It
         if not text.strip():
             continue
         try:
+            check_depth(text)
             entry = exact_loads(text) if suspect(text) else orjson.loads(text)
-        except (orjson.JSONDecodeError, json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise FhirFileError(file, number, f"not a Bundle entry: {exc}") from exc
-        resource = _entry_resource(entry, stats, file, "Bundle entry", number)
-        if resource is not None:
-            yield resource
+        except JSONDecodeErrors as exc:
+            raise _not_json(file, number, exc, "not a Bundle entry") from exc
+        stats.line = number
+        stats.suspect = b"\\" in text and _SUSPECT_TEXT in text
+        yield from _entry_resources(entry, stats, file, number, "Bundle entry", 1)
     if not closed:
         raise FhirFileError(file, None, "the Bundle never ends (no closing `]}`): cut off?")
 
 
-def _entry_resource(
-    entry: Any, stats: ReadStats, file: Path, where: str, line: int | None
-) -> JSON | None:
-    """The resource of one Bundle entry, or None for an entry without one (a DELETE, a response
-    without a body) and for a searchset's OperationOutcome (counted)."""
-    resource = entry.get("resource") if isinstance(entry, dict) else None
+def _bundle_resources(
+    bundle: JSON, stats: ReadStats, file: Path, line: int | None, where: str, level: int
+) -> Iterator[JSON]:
+    """The resources of every entry of `bundle` (a Bundle at nesting `level`, 1 = outermost)."""
+    entries = bundle.get("entry")
+    if entries is None:
+        return
+    if not isinstance(entries, list):
+        raise FhirFileError(file, line, f"{where}: Bundle.entry is not a list")
+    prefix = "Bundle entry" if where == "Bundle" else f"{where} > entry"
+    for index, entry in enumerate(entries, start=1):
+        yield from _entry_resources(entry, stats, file, line, f"{prefix} {index}", level)
+
+
+def _entry_resources(
+    entry: Any, stats: ReadStats, file: Path, line: int | None, where: str, level: int
+) -> Iterator[JSON]:
+    """The resource of one Bundle entry (a Bundle's own entries' when it is a Bundle); nothing for an
+    entry without one (a DELETE, a response without a body) and for a searchset's OperationOutcome
+    (counted)."""
+    if not isinstance(entry, dict):
+        raise FhirFileError(file, line, f"{where}: not a Bundle entry (an object)")
+    resource = entry.get("resource")
     if resource is None:
-        return None
+        return
     if not isinstance(resource, dict) or not isinstance(resource.get("resourceType"), str):
         raise FhirFileError(file, line, f"{where}: not a FHIR resource")
-    if (
-        resource["resourceType"] == "OperationOutcome"
-        and (entry.get("search") or {}).get("mode") == "outcome"
-    ):
-        stats.outcomes_skipped += 1
-        return None
+    kind = resource["resourceType"]
+    if kind == "OperationOutcome":
+        search = entry.get("search")
+        if isinstance(search, dict) and search.get("mode") == "outcome":
+            stats.outcomes_skipped += 1
+            return
+    if kind == "Bundle":
+        if level >= MAX_BUNDLE_NESTING:
+            reason = f"a Bundle nested more than {MAX_BUNDLE_NESTING} Bundles deep"
+            raise FhirFileError(file, line, f"{where}: {reason}")
+        stats.bundles_nested += 1
+        yield from _bundle_resources(resource, stats, file, line, where, level + 1)
+        return
+    stats.line = line
+    stats.entry = where
     stats.resources += 1
-    result: JSON = resource
-    return result
+    yield resource

@@ -9,6 +9,11 @@ as an int, as a float whose `repr` is the written text, or as a `DecimalText`.
 
 `adapter.fhir_files` (NDJSON and Bundles on disk) and `adapter.client` (request and response bodies) both
 use it, so a decimal survives file -> server -> file unchanged.
+
+Every parse goes through ONE guard first, `check_depth`: JSON nested deeper than `MAX_DEPTH` levels
+raises `JSONTooDeep` (never a RecursionError from the stdlib parser). `NaN`, `Infinity` and `-Infinity`,
+which the stdlib parser accepts but JSON does not, raise `JSONNotANumber`. Both are `json.JSONDecodeError`s
+(with `lineno`, `colno`, `pos`) and so in `JSONDecodeErrors`: whoever handles bad JSON handles them.
 """
 
 from __future__ import annotations
@@ -21,9 +26,13 @@ from typing import Any
 import orjson
 
 __all__ = [
+    "MAX_DEPTH",
     "SUSPECT_NUMBER",
     "DecimalText",
     "JSONDecodeErrors",
+    "JSONNotANumber",
+    "JSONTooDeep",
+    "check_depth",
     "dumps",
     "exact_loads",
     "has_suspect_number",
@@ -32,7 +41,91 @@ __all__ = [
 ]
 
 JSONDecodeErrors = (orjson.JSONDecodeError, json.JSONDecodeError, UnicodeDecodeError)
-"""What a parse of bad JSON raises, whichever parser ran."""
+"""What a parse of bad JSON raises, whichever parser ran (`JSONTooDeep` and `JSONNotANumber` included)."""
+
+MAX_DEPTH = 254
+"""The deepest nesting of objects and arrays read: the deepest orjson can write back (a text read
+must be writable again), far beyond FHIR's needs (a resource is about 10 levels deep, a Bundle nested
+in a Bundle adds 3). Deeper JSON raises `JSONTooDeep`: the stdlib parser would exhaust Python's
+recursion limit (RecursionError) long before a 100,000-deep text ends."""
+
+
+def _position(doc: bytes | str, pos: int) -> tuple[int, int]:
+    """(1-based line, 1-based column) of offset `pos` in `doc`."""
+    if isinstance(doc, str):
+        return doc.count("\n", 0, pos) + 1, pos - doc.rfind("\n", 0, pos)
+    return doc.count(b"\n", 0, pos) + 1, pos - doc.rfind(b"\n", 0, pos)
+
+
+class _RefusedJSON(json.JSONDecodeError):
+    """JSON refused before or while parsing; `lineno`, `colno` and `pos` say where (the text itself is
+    not kept: it may hold patient data)."""
+
+    def __init__(self, reason: str, doc: bytes | str, pos: int) -> None:
+        line, column = _position(doc, pos)
+        ValueError.__init__(self, f"{reason}: line {line} column {column} (char {pos})")
+        self.msg = reason
+        self.doc = ""
+        self.pos = pos
+        self.lineno = line
+        self.colno = column
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (ValueError, (str(self),))
+
+
+class JSONTooDeep(_RefusedJSON):
+    """JSON nested deeper than `MAX_DEPTH` (or the given limit); `pos` is the first bracket too deep."""
+
+
+class JSONNotANumber(_RefusedJSON):
+    """`NaN`, `Infinity` or `-Infinity` in JSON: not a JSON number (the stdlib parser takes them)."""
+
+
+_OPENERS = (ord("["), ord("{"))
+_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
+_NOT_BRACKET = bytes(b for b in range(256) if b not in b"[]{}")
+_LEAF_PAIR = re.compile(rb"\[\]|\{\}")
+_TOKEN = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[\]{}]', re.DOTALL)
+
+
+def check_depth(data: bytes | str, limit: int = MAX_DEPTH) -> None:
+    """Raise `JSONTooDeep` when the JSON text `data` nests objects and arrays deeper than `limit`.
+
+    The guard in front of every parse of this codec (files and server bodies). Fast: a text with at
+    most `limit` opening brackets (nearly every FHIR resource) is passed after two byte counts; other
+    texts have their strings blanked and their leaf pairs (`[]`, `{}`) removed one level per round,
+    at most `limit` rounds, in C. Text that is not JSON is left for the parser to report.
+
+    Raises:
+        JSONTooDeep: naming the line and column of the first bracket beyond the limit.
+    """
+    raw = data.encode() if isinstance(data, str) else data
+    if raw.count(b"[") + raw.count(b"{") <= limit:
+        return
+    brackets = _STRING.sub(b"", raw).translate(None, _NOT_BRACKET)
+    if brackets.count(b"[") + brackets.count(b"{") <= limit:
+        return
+    too_deep = re.search(rb"[\[{]{%d}" % (limit + 1), brackets) is not None
+    rounds = 0
+    while not too_deep and rounds < limit:
+        fewer = _LEAF_PAIR.sub(b"", brackets)
+        if not fewer or fewer == brackets:
+            return
+        brackets = fewer
+        rounds += 1
+    if not too_deep and _LEAF_PAIR.search(brackets) is None:
+        return
+    depth = 0
+    for match in _TOKEN.finditer(raw):
+        token = match.group()
+        if token[0] in _OPENERS:
+            depth += 1
+            if depth > limit:
+                raise JSONTooDeep(f"nested deeper than {limit} levels", raw, match.start())
+        elif token[0] != ord('"'):
+            depth -= 1
+    raise JSONTooDeep(f"nested deeper than {limit} levels", raw, 0)  # pragma: no cover
 
 
 class DecimalText(Decimal):
@@ -84,8 +177,31 @@ def _parse_int(text: str) -> int | DecimalText:
     return DecimalText(text) if text == "-0" or len(text) > 18 else int(text)
 
 
+_CONSTANT = re.compile(rb'"(?:[^"\\]|\\.)*"|-?Infinity|NaN', re.DOTALL)
+
+
+def _refuse_constant(name: str) -> Any:
+    raise JSONNotANumber(f"{name} is not a JSON number", b"", 0)
+
+
+def _exact(data: bytes | str) -> Any:
+    """The stdlib parser keeping every number's text; `NaN`/`Infinity` refused with their position."""
+    try:
+        return json.loads(
+            data, parse_float=DecimalText, parse_int=_parse_int, parse_constant=_refuse_constant
+        )
+    except JSONNotANumber as exc:
+        raw = data.encode() if isinstance(data, str) else data
+        for match in _CONSTANT.finditer(raw):
+            if match.group()[0] != ord('"'):
+                raise JSONNotANumber(exc.msg, raw, match.start()) from None
+        raise
+
+
 def exact_loads(data: bytes | str) -> Any:
-    return json.loads(data, parse_float=DecimalText, parse_int=_parse_int)
+    """Parse with the stdlib parser, every float a `DecimalText` (after `check_depth`)."""
+    check_depth(data)
+    return _exact(data)
 
 
 _MEMBER_SUSPECT = re.compile(
@@ -117,18 +233,28 @@ def loads_line(line: bytes) -> Any:
 
     orjson parses it; when orjson writes the result back as exactly the same bytes, every number is
     already what was written (the common case for NDJSON this project or another orjson writer made)
-    and costs one `dumps` and a compare. Otherwise `loads` decides (guard, then the exact parser)."""
+    and costs one `dumps` and a compare. Otherwise `loads` decides (guard, then the exact parser).
+    The depth guard costs nothing here: orjson writes at most `MAX_DEPTH` levels, so a text it wrote
+    back is within the limit, and `check_depth` runs only when orjson could not parse or write it."""
     text = line.rstrip(b"\r\n")
     try:
-        parsed = orjson.loads(text)
+        parsed = orjson.loads(text)  # refuses more than 1,024 levels itself
     except orjson.JSONDecodeError:
-        return exact_loads(text)  # e.g. an integer beyond 64 bits; raises for text that is not JSON
-    if orjson.dumps(parsed) == text:
+        check_depth(text)
+        return _exact(text)  # e.g. an integer beyond 64 bits; raises for text that is not JSON
+    try:
+        written = orjson.dumps(parsed)
+    except orjson.JSONEncodeError:  # deeper than orjson writes, so deeper than MAX_DEPTH
+        check_depth(text)
+        raise
+    # `written` exists, so `text` is at most MAX_DEPTH deep: no `check_depth` needed on this path
+    if written == text:
         return parsed
-    return exact_loads(text) if has_suspect_number(text) else parsed
+    return _exact(text) if has_suspect_number(text) else parsed
 
 
 def loads(data: bytes | str) -> Any:
     """Parse JSON keeping every number's written text: orjson unless `has_suspect_number`."""
     raw = data.encode() if isinstance(data, str) else data
-    return exact_loads(raw) if has_suspect_number(raw) else orjson.loads(raw)
+    check_depth(raw)
+    return _exact(raw) if has_suspect_number(raw) else orjson.loads(raw)

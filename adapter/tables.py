@@ -15,25 +15,50 @@ from __future__ import annotations
 import csv
 import io
 import math
+import mmap
 import operator
+import os
 import re
+import struct
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from decimal import Decimal
+from itertools import chain
 from pathlib import Path
 
-from mappings.sdtm import DECIMAL_RE, DOMAINS, DomainSpec, Problem, Table, Trial, check_dtc
+from mappings.sdtm import (
+    CONTROL_CHARACTER_RE,
+    DECIMAL_RE,
+    DOMAINS,
+    DomainSpec,
+    Problem,
+    Table,
+    Trial,
+    check_dtc,
+    control_character_problem,
+)
 
 __all__ = [
+    "CSV_CELL_LIMIT",
     "TableError",
+    "XptLayout",
+    "XptLayoutError",
+    "cell_length_problems",
     "domain_files",
     "read_table",
     "read_trial",
     "write_table",
     "write_trial",
+    "xpt_layout",
     "xpt_number_text",
 ]
 
 INTEGER_RE = re.compile(r"-?(0|[1-9][0-9]*)")
+
+CSV_CELL_LIMIT = 131_072
+"""The longest CSV cell, in characters, read AND written (the csv module's default field limit): a
+longer cell in a file is refused naming its row; a table holding one is refused before any file is
+written, so the adapter never writes a CSV it cannot read back."""
 
 
 class TableError(Exception):
@@ -135,6 +160,10 @@ reported, not kept); None when row i is data row i + 1."""
 Columns = dict[str, Sequence[str]]
 """A table's cells column by column (variable -> values in row order), when the reader has them."""
 
+_NO_CONTROL_CHARACTERS = "\x00clean"
+"""A key of `Columns` (never a variable) saying the file's text holds no control character, so
+`_check_table` need not look for them column by column."""
+
 
 def _read_and_check(path: Path, domain: str) -> tuple[Table | None, list[Problem], RowNumbers]:
     by_column: Columns | None = None
@@ -173,9 +202,12 @@ def _read_csv(
     try:
         header = next(reader)
     except csv.Error as exc:
+        reason = f"the header row cannot be read: {exc}"
+        if str(exc).startswith("field larger than field limit"):
+            reason = f"the header row has a cell longer than {CSV_CELL_LIMIT:,} characters"
         return (
             None,
-            [Problem(name, None, None, f"the header row cannot be read: {exc}")],
+            [Problem(name, None, None, reason)],
             None,
             None,
         )
@@ -201,6 +233,8 @@ def _read_csv(
         by_column: Columns = (
             dict(zip(header, zip(*records, strict=True), strict=True)) if records else {}
         )
+        if CONTROL_CHARACTER_RE.search(text) is None:
+            by_column[_NO_CONTROL_CHARACTERS] = ()
         return Table(domain, list(header), rows), problems, None, by_column
     rows = []
     numbers: list[int] = []
@@ -242,6 +276,11 @@ def _records_one_by_one(text: str, name: str, problems: list[Problem]) -> list[l
             reason = str(exc)
             if reason == "unexpected end of data":
                 reason = "unterminated quote: the file ends inside a quoted cell (cut off?)"
+            elif reason.startswith("field larger than field limit"):
+                reason = (
+                    f"a cell longer than {CSV_CELL_LIMIT:,} characters, the limit for CSV "
+                    "cells (docs/files.md)"
+                )
             else:
                 reason = f"badly quoted row: {reason}"
             problems.append(Problem(name, len(records) + 1, None, reason))
@@ -261,16 +300,132 @@ def xpt_number_text(value: float) -> str:
     return repr(value)
 
 
+_XPT_RECORD = 80
+_XPT_LIBRARY = b"HEADER RECORD*******LIBRARY HEADER RECORD!!!!!!!"
+_XPT_MEMBER = b"HEADER RECORD*******MEMBER  HEADER RECORD!!!!!!!"
+_XPT_NAMESTR = b"HEADER RECORD*******NAMESTR HEADER RECORD!!!!!!!"
+_XPT_OBS = b"HEADER RECORD*******OBS     HEADER RECORD!!!!!!!"
+
+
+@dataclass(frozen=True)
+class XptLayout:
+    """What a version 5 SAS transport file's headers say about its one dataset."""
+
+    variables: list[str]
+    observation_length: int
+    """Bytes per observation: the end of the last variable (namestr position + length)."""
+    data_start: int
+    observations: int
+    """Complete observations in the data section (the padding after the last one excluded)."""
+
+
+class XptLayoutError(ValueError):
+    """The file is not a complete, consistent version 5 SAS transport file."""
+
+
+def xpt_layout(data: bytes | mmap.mmap) -> XptLayout:
+    """Check the record structure of a version 5 SAS transport file (80-byte records: library
+    header, member header, namestr header, one 140-byte namestr per variable, observation header,
+    then the observations back to back, blank-padded to a whole record) and count its observations.
+
+    Version 5 stores no observation count: a file cut exactly at an observation boundary that is also
+    a record boundary cannot be told from a shorter file. Every other cut is caught: a size that is
+    not a whole number of records, a header cut off, a last observation begun but not finished.
+
+    Raises:
+        XptLayoutError: saying what is wrong (never which values: they may be patient data).
+    """
+    size = len(data)
+    if size < 3 * _XPT_RECORD or data[: len(_XPT_LIBRARY)] != _XPT_LIBRARY:
+        raise XptLayoutError("no library header: not a version 5 SAS transport file")
+    if size % _XPT_RECORD:
+        raise XptLayoutError(
+            f"cut off: {size:,} bytes is not a whole number of {_XPT_RECORD}-byte records"
+        )
+    member = 3 * _XPT_RECORD
+    if data[member : member + len(_XPT_MEMBER)] != _XPT_MEMBER:
+        raise XptLayoutError("no member header where the transport format puts it")
+    try:
+        descriptor = int(data[member + 64 : member + 68])  # 160 (or 164 for VAX/VMS)
+        namestr_length = int(data[member + 74 : member + 78])  # 140 (or 136 for VAX/VMS)
+    except ValueError:
+        raise XptLayoutError("the member header is damaged") from None
+    if namestr_length not in (136, 140) or descriptor not in (160, 164):
+        raise XptLayoutError("the member header is damaged")
+    header = member + 2 * _XPT_RECORD + 2 * _XPT_RECORD  # member + descriptor header, 2 records
+    if data[header : header + len(_XPT_NAMESTR)] != _XPT_NAMESTR:
+        raise XptLayoutError("no namestr header (cut off in the headers?)")
+    try:
+        count = int(data[header + 54 : header + 58])
+    except ValueError:
+        raise XptLayoutError("the namestr header is damaged") from None
+    start = header + _XPT_RECORD
+    namestrs = count * namestr_length
+    obs_header = start + -(-namestrs // _XPT_RECORD) * _XPT_RECORD
+    if count < 1 or data[obs_header : obs_header + len(_XPT_OBS)] != _XPT_OBS:
+        raise XptLayoutError(
+            f"no observation header after the {count} variable descriptions (cut off in the headers?)"
+        )
+    variables: list[str] = []
+    observation_length = 0
+    for index in range(count):
+        at = start + index * namestr_length
+        length, position = (
+            struct.unpack(">h", data[at + 4 : at + 6])[0],
+            struct.unpack(">i", data[at + 84 : at + 88])[0],
+        )
+        name = bytes(data[at + 8 : at + 16]).decode("ascii", "replace").rstrip()
+        if length <= 0 or position < 0:
+            raise XptLayoutError(f"variable {index + 1} ({name}) has a damaged description")
+        variables.append(name)
+        observation_length = max(observation_length, position + length)
+    data_start = obs_header + _XPT_RECORD
+    if data.find(_XPT_MEMBER, data_start) >= 0:
+        raise XptLayoutError("holds more than one dataset: give each domain its own file")
+    section = size - data_start
+    last = bytes(data[max(data_start, size - _XPT_RECORD) : size])
+    padding = len(last) - len(last.rstrip(b" "))  # blanks after the last observation (< a record)
+    observations = -(-(section - padding) // observation_length)
+    if observations * observation_length > section:
+        raise XptLayoutError(
+            f"cut off: the data section ends inside observation {observations} "
+            f"({section:,} bytes of {observation_length}-byte observations)"
+        )
+    return XptLayout(variables, observation_length, data_start, observations)
+
+
 def _read_xpt(path: Path, domain: str) -> tuple[Table | None, list[Problem]]:
+    import warnings
+
     import pandas as pd
 
     name = str(path)
-    if path.stat().st_size == 0:
-        return None, [Problem(name, None, None, "empty file (0 bytes): not a SAS transport file")]
     try:
-        frame = pd.read_sas(path, format="xport", encoding=None)
+        with open(path, "rb") as handle:
+            if os.fstat(handle.fileno()).st_size == 0:
+                reason = "empty file (0 bytes): not a SAS transport file"
+                return None, [Problem(name, None, None, reason)]
+            with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
+                layout = xpt_layout(data)
+    except OSError as exc:
+        return None, [Problem(name, None, None, f"cannot read the file: {exc.strerror or exc}")]
+    except XptLayoutError as exc:
+        return None, [Problem(name, None, None, f"not a readable SAS transport (XPT) file: {exc}")]
+    if layout.observations == 0:
+        return Table(domain, layout.variables, []), []
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # pandas only warns about a damaged file: refuse it
+            frame = pd.read_sas(path, format="xport", encoding=None)
     except Exception as exc:  # pandas raises ValueError, struct.error, EOFError ... on bad files
         return None, [Problem(name, None, None, f"not a readable SAS transport (XPT) file: {exc}")]
+    if len(frame) != layout.observations or list(map(str, frame.columns)) != layout.variables:
+        reason = (
+            f"not a readable SAS transport (XPT) file: its headers describe "
+            f"{layout.observations} observations of {len(layout.variables)} variables, "
+            f"pandas read {len(frame)} of {len(frame.columns)}"
+        )
+        return None, [Problem(name, None, None, reason)]
     columns = [str(c) for c in frame.columns]
     problems: list[Problem] = []
     converted: list[list[str]] = []
@@ -321,6 +476,7 @@ def _check_table(
                 problems.append(Problem(name, row_number(index), variable, reason))
 
     column_cache: Columns = dict(by_column) if by_column else {}
+    clean = column_cache.pop(_NO_CONTROL_CHARACTERS, None) is not None
 
     def column(variable: str) -> Sequence[str]:
         values = column_cache.get(variable)
@@ -348,6 +504,16 @@ def _check_table(
                 reasons[text] = reason
         if reasons:
             report(values, variable, reasons)
+
+    if not clean:
+        for variable in table.columns:
+            values = column(variable)
+            if CONTROL_CHARACTER_RE.search("\t".join(values)) is None:
+                continue
+            for index, text in enumerate(values):
+                reason = control_character_problem(text)
+                if reason is not None:
+                    problems.append(Problem(name, row_number(index), variable, reason))
 
     key_column = _key_column(spec)
     if spec.seq is not None and spec.seq in columns and key_column in columns:
@@ -451,9 +617,38 @@ def _trial_problems(
 # --- writing -------------------------------------------------------------------------------------
 
 
+def cell_length_problems(table: Table, path: str | Path) -> list[Problem]:
+    """The cells of `table` longer than `CSV_CELL_LIMIT` (a CSV holding them could not be read back),
+    each named by the data row and variable it would have in the file at `path`."""
+    rows = table.rows
+    cells = chain.from_iterable(map(dict.values, rows))
+    if max(map(len, cells), default=0) <= CSV_CELL_LIMIT:
+        return []
+    reason = (
+        f"longer than {CSV_CELL_LIMIT:,} characters, the limit for CSV cells "
+        "(written, it could not be read back)"
+    )
+    return [
+        Problem(str(path), number, variable, reason)
+        for number, row in enumerate(rows, start=1)
+        for variable, text in row.items()
+        if len(text) > CSV_CELL_LIMIT
+    ]
+
+
 def write_table(table: Table, path: str | Path) -> None:
     """Write one table as CSV: UTF-8 without BOM, `\\n` line ends, quotes only where needed, the
-    columns in `table.columns` order (a missing cell is written empty)."""
+    columns in `table.columns` order (a missing cell is written empty).
+
+    Raises:
+        TableError: a cell is longer than `CSV_CELL_LIMIT` (nothing is written)."""
+    problems = cell_length_problems(table, path)
+    if problems:
+        raise TableError(problems)
+    _write_table(table, path)
+
+
+def _write_table(table: Table, path: str | Path) -> None:
     columns = table.columns
     with open(path, "w", encoding="utf-8", newline="") as handle:
         writer = csv.writer(handle, lineterminator="\n", quoting=csv.QUOTE_MINIMAL)
@@ -471,12 +666,16 @@ def write_table(table: Table, path: str | Path) -> None:
 
 def write_trial(trial: Trial, out_dir: str | Path) -> list[Path]:
     """Write every table of `trial` as `<domain>.csv` (lower case) into `out_dir` (created if needed);
-    returns the paths written."""
+    returns the paths written.
+
+    Raises:
+        TableError: listing every cell longer than `CSV_CELL_LIMIT`, before any file is written."""
     folder = Path(out_dir)
+    paths = {code: folder / f"{code.lower()}.csv" for code in trial}
+    problems = [p for code, t in trial.items() for p in cell_length_problems(t, paths[code])]
+    if problems:
+        raise TableError(problems)
     folder.mkdir(parents=True, exist_ok=True)
-    written: list[Path] = []
     for code, table in trial.items():
-        path = folder / f"{code.lower()}.csv"
-        write_table(table, path)
-        written.append(path)
-    return written
+        _write_table(table, paths[code])
+    return list(paths.values())

@@ -27,7 +27,8 @@ def to_decimal(text: str) -> Decimal:
 def decimal_text(value: object) -> str:
     """The text of a FHIR decimal as written: Decimal and int exactly; a float as the JSON layer
     writes it (orjson's shortest form), which is the written text whenever the reader let a float
-    through (it checks exactly that)."""
+    through (it checks exactly that). Anything else, a string included, raises TypeError (the trial
+    assembler then names the element: a string where R4 has a number)."""
     if isinstance(value, bool):
         raise TypeError("a boolean is not a decimal")
     if isinstance(value, Decimal):
@@ -36,9 +37,7 @@ def decimal_text(value: object) -> str:
         return str(value)
     if isinstance(value, float):
         return orjson.dumps(value).decode()
-    if isinstance(value, str):
-        return value
-    raise TypeError(f"not a decimal: {type(value).__name__}")
+    raise TypeError(f"not a decimal: {type(value).__name__}")  # a JSON string is not a FHIR decimal
 
 
 # --- dates ----------------------------------------------------------------------------------------
@@ -69,14 +68,25 @@ def set_dtc(target: JSON, key: str, text: str) -> None:
 
 
 def get_dtc(source: JSON, key: str) -> str:
-    """The SDTM date/time written at `source[key]` ("" when absent): the carried form wins."""
+    """The SDTM date/time written at `source[key]` ("" when absent): the carried form wins.
+
+    Raises:
+        ValueError: the date is in the year 0000."""
     primitive = source.get("_" + key)
     if isinstance(primitive, dict):
         for ext in primitive.get("extension", ()):
             if ext.get("url") == EXT_SDTM_DTC and "valueString" in ext:
-                return str(ext["valueString"])
+                return _not_year_0000(str(ext["valueString"]))
     value = source.get(key)
-    return "" if value is None else str(value)
+    return "" if value is None else _not_year_0000(str(value))
+
+
+def _not_year_0000(text: str) -> str:
+    """`text`, unless it is a date in the year 0000 (no such year: FHIR dates start at 0001), which
+    raises ValueError (the trial assembler then names the element)."""
+    if text.startswith("0000"):
+        raise ValueError("year 0000 does not exist (FHIR dates start at year 0001)")
+    return text
 
 
 # --- SDTM variables without a FHIR home --------------------------------------------------------------

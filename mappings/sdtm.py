@@ -253,6 +253,23 @@ ISO_DTC_RE = re.compile(
 """ISO 8601 as SDTM writes it: left-truncated partial dates, optional time, no time zone."""
 
 
+CONTROL_CHARACTER_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
+"""A character FHIR strings cannot carry (below U+0020 except tab, line feed and carriage return):
+NUL and the other C0 controls. A cell holding one is refused on the way in, whatever its column."""
+
+
+def control_character_problem(text: str) -> str | None:
+    """Why `text` cannot become a FHIR string (it holds a control character, named by code point), or
+    None. The text itself is not repeated (it may be patient data)."""
+    found = CONTROL_CHARACTER_RE.search(text)
+    if found is None:
+        return None
+    return (
+        f"holds the control character U+{ord(found.group()):04X} at position {found.start() + 1}, "
+        "which FHIR strings cannot carry"
+    )
+
+
 def is_decimal(text: str) -> bool:
     return DECIMAL_RE.fullmatch(text) is not None
 
@@ -263,6 +280,8 @@ def check_dtc(text: str) -> str | None:
     if m is None:
         return f"{text!r} is not an ISO 8601 date/time (YYYY, YYYY-MM, YYYY-MM-DD, YYYY-MM-DDThh:mm[:ss])"
     year = int(m["year"])
+    if year == 0:
+        return f"{text!r}: year 0000 does not exist (FHIR dates start at year 0001)"
     if m["month"] is not None:
         month = int(m["month"])
         if not 1 <= month <= 12:

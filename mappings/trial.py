@@ -8,19 +8,54 @@ each to its family's reader (dispatch on resourceType and identifier system, lea
 rebuilds the tables: columns as the study's `sdtm-table` layout says (else the domain's required
 variables, the known optional ones present, then extras in first-seen order), rows in the domain's sort
 order (--SEQ compared as a number), TS and TA in the order written.
+
+What the assembler refuses (`ResourceRefused`, naming the element; the caller adds file and line): an
+element whose shape R4 does not allow (`mappings.shapes`: the top level of every resource is checked,
+deeper elements when a reader fails on them), a string where a number belongs, a second resource with
+the same type and id but different content, and (when asked) a control character or the year 0000 in a
+string. A second resource with the same type and id and the same content (`meta` aside) is read once
+and counted in `duplicates`.
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
+from itertools import chain
 from typing import Final, Protocol
+
+import orjson
 
 from mappings import biopsy, medication, observation, study, subject
 from mappings.primitives import JSON
 from mappings.sdtm import DOMAINS, DomainSpec, Table, Trial
+from mappings.shapes import TOP_LEVEL, shape_problem, string_problem, top_level_problem
 
-__all__ = ["FamilyReader", "TrialAssembler", "fhir_to_trial", "trial_to_fhir"]
+__all__ = ["FamilyReader", "ResourceRefused", "TrialAssembler", "fhir_to_trial", "trial_to_fhir"]
+
+
+class ResourceRefused(ValueError):
+    """A resource the trial cannot be rebuilt from: `element` (a path such as
+    `Observation.valueQuantity.value`) and `reason`. Values are never repeated (patient data)."""
+
+    def __init__(self, element: str, reason: str) -> None:
+        self.element = element
+        self.reason = reason
+        super().__init__(f"{element}: {reason}")
+
+
+_READER_FAILURES: Final = (LookupError, TypeError, AttributeError, ValueError, ArithmeticError)
+"""What a family reader raises on an element of the wrong shape (a dict indexed like a list, `.get`
+on a string, ...): diagnosed with `shape_problem`, re-raised as a bug when no element explains it."""
+
+
+def _content_digest(resource: JSON) -> int:
+    """A hash of everything in `resource` but `meta` (a server's version and timestamps), as JSON in
+    the resource's own key order (a copy written by the same writer has the same order; sorting the
+    keys would double the cost)."""
+    if "meta" in resource:
+        resource = {k: v for k, v in resource.items() if k != "meta"}
+    return hash(orjson.dumps(resource, default=str))
 
 
 class FamilyReader(Protocol):
@@ -93,6 +128,27 @@ def _default_columns(domain: str, rows: list[dict[str, str]]) -> list[str]:
     return columns
 
 
+def _check_text(domain: str, rows: list[dict[str, str]]) -> None:
+    """Every cell must be text. A reader copies some FHIR strings into cells as they are; an object,
+    an array or a number in such an element (where R4 has a string) would be written as Python's
+    rendering of it. One pass in C over the cells' types; the variable is looked up only when wrong.
+
+    Raises:
+        ResourceRefused: naming the domain and the variable (the resource is no longer known here).
+    """
+    kinds = set(map(type, chain.from_iterable(map(dict.values, rows))))
+    if kinds <= {str}:
+        return
+    for row in rows:
+        for variable, cell in row.items():
+            if type(cell) is not str:
+                raise ResourceRefused(
+                    f"{domain}.{variable}",
+                    "a FHIR element read into this variable holds an object, an array or a number "
+                    "where R4 has a string",
+                )
+
+
 class TrialAssembler:
     """Rebuilds the trial's tables from its resources, fed one at a time in any order.
 
@@ -105,19 +161,73 @@ class TrialAssembler:
         self.readers: list[FamilyReader] = [self.study, subject.SubjectReader()]
         self.readers.extend(reader() for _, reader in EVENT_FAMILIES)
         self.unrecognised: Counter[str] = Counter()
+        self.duplicates: Counter[str] = Counter()
+        """Resources read again with the same type, id and content (resourceType -> count): taken once."""
         self._route: dict[tuple[object, object], FamilyReader] = {}
+        self._digests: dict[str, dict[str, int]] = {}
+        """resourceType -> id -> `_content_digest` of the resource read with that id (about 170
+        bytes per resource: the id and an int)."""
 
-    def add(self, resource: JSON) -> bool:
-        """Hand `resource` to the family that made it; False (and counted) when no family takes it."""
-        identifiers = resource.get("identifier")
-        route = (
-            resource.get("resourceType"),
-            identifiers[0].get("system") if identifiers else resource.get("url"),
-        )
-        reader = self._route.get(route)
-        if reader is not None and reader.feed(resource):
-            return True
-        return self._add_new_route(resource, route, reader)
+    def add(self, resource: JSON, check_strings: bool = False) -> bool:
+        """Hand `resource` to the family that made it; False (and counted) when no family takes it.
+        `check_strings`: also look at every string for a control character (a full walk: the file
+        reader asks for it only when the resource's text holds `\\u00`). A date in the year 0000 is
+        refused whatever `check_strings` says (the readers' `get_dtc` fails on it).
+
+        Raises:
+            ResourceRefused: a wrongly shaped element, a string where a number belongs, another
+                resource with this type and id but different content, (with `check_strings`) a
+                control character or the year 0000.
+        """
+        kind = resource.get("resourceType")
+        if type(kind) is not str:
+            raise ResourceRefused("resourceType", "missing or not a string: not a FHIR resource")
+        kinds = TOP_LEVEL.get(kind)
+        if kinds is not None:  # `top_level_problem`, inlined: the type of every value as expected?
+            types = tuple(map(type, resource.values()))
+            if tuple(map(kinds.get, resource, types)) != types:
+                problem = top_level_problem(resource)
+                if problem is not None:
+                    raise ResourceRefused(*problem)
+        if check_strings:
+            problem = string_problem(resource)
+            if problem is not None:
+                raise ResourceRefused(*problem)
+        rid = resource.get("id")
+        if type(rid) is str:
+            digests = self._digests.get(kind)
+            if digests is None:
+                digests = self._digests[kind] = {}
+            digest = _content_digest(resource)
+            earlier = digests.get(rid)
+            if earlier is None:
+                digests[rid] = digest
+            elif earlier == digest:  # the same content again: taken once, counted
+                self.duplicates[kind] += 1
+                return True
+            else:
+                reason = "an earlier resource has the same type and id but different content"
+                raise ResourceRefused(f"{kind}.id", reason)
+        try:
+            identifiers = resource.get("identifier")
+            if not identifiers:
+                route: tuple[object, object] = (kind, resource.get("url"))
+            elif type(identifiers) is list and type(identifiers[0]) is dict:
+                route = (kind, identifiers[0].get("system"))
+            else:  # one identifier object (R4's 0..1, e.g. AdverseEvent): no family makes those
+                route = (kind, None)
+            reader = self._route.get(route)
+            if reader is not None and reader.feed(resource):
+                return True
+            return self._add_new_route(resource, route, reader)
+        except _READER_FAILURES as exc:
+            found = shape_problem(resource) or string_problem(resource)
+            if found is None:
+                if isinstance(exc, ValueError) and str(exc).startswith("identifier value has"):
+                    element = f"{resource.get('resourceType')}.identifier"
+                    raise ResourceRefused(element, str(exc)) from exc
+                raise
+            raise ResourceRefused(*found) from exc
 
     def _add_new_route(
         self, resource: JSON, route: tuple[object, object], tried: FamilyReader | None
@@ -131,7 +241,10 @@ class TrialAssembler:
 
     def tables(self) -> Trial:
         """The trial's tables: every domain a study layout names (zero rows included) or a family
-        gave rows for."""
+        gave rows for.
+
+        Raises:
+            ResourceRefused: a cell is not text (see `_check_text`)."""
         rows: dict[str, list[dict[str, str]]] = {}
         for reader in self.readers:
             for domain, found in reader.rows().items():
@@ -162,6 +275,7 @@ class TrialAssembler:
                     for column in columns:
                         row.setdefault(column, "")
             table_rows = found
+            _check_text(domain, table_rows)
             spec = DOMAINS.get(domain)
             if spec is not None:
                 _sort_rows(spec, table_rows)

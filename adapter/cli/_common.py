@@ -90,9 +90,10 @@ def exit_code_for(exc: BaseException) -> int:
     from adapter.fhir_files import FhirFileError
     from adapter.tables import TableError
     from adapter.transfer import StudyNotFound
+    from mappings.trial import ResourceRefused
 
     table: list[tuple[type[BaseException] | tuple[type[BaseException], ...], int]] = [
-        ((TableError, FhirFileError, UnwritableResources), EXIT_BAD_INPUT),
+        ((TableError, FhirFileError, UnwritableResources, ResourceRefused), EXIT_BAD_INPUT),
         (FhirVersionMismatch, EXIT_FHIR_VERSION),
         (InvalidResponse, EXIT_SERVER_ANSWER),
         (TransactionFailed, EXIT_TRANSACTION),

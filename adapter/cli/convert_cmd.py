@@ -16,6 +16,7 @@ import gc
 import sys
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +67,46 @@ def gc_paused() -> Iterator[None]:
             gc.enable()
 
 
+MEMORY_PER_BYTE = {"fhir": 20, "sdtm": 2}
+"""Peak memory of `convert` per byte of input, rounded up from measurements (docs/performance.md):
+SDTM -> FHIR holds every table as row dicts of strings (13x the CSV size on the 1,000-subject cohort,
+18x on a DM alone); FHIR -> SDTM streams the resources and holds the rows they give back (1.4x the
+NDJSON size, 1.7x for DM-only resources)."""
+
+DEFAULT_MAX_MEMORY_GB = 8.0
+
+
+def _input_bytes(src: Path, target: str) -> int:
+    """The size of the files `convert` will read from SRC (0 when SRC is not what the reader takes:
+    the reader then says why)."""
+    from adapter.fhir_files import FhirFileError, resource_files
+    from adapter.tables import domain_files
+
+    if target == "fhir":
+        if not src.is_dir():
+            return 0
+        return sum(p.stat().st_size for paths in domain_files(src).values() for p in paths)
+    try:
+        return sum(p.stat().st_size for p in resource_files(src))
+    except (FhirFileError, OSError):
+        return 0
+
+
+def _check_memory(src: Path, target: str, max_memory_gb: float) -> None:
+    """Refuse an input whose conversion would need more than `max_memory_gb` (estimated from its size
+    and `MEMORY_PER_BYTE`), before anything is read or written."""
+    size = _input_bytes(src, target)
+    needed = size * MEMORY_PER_BYTE[target]
+    if needed > max_memory_gb * 1e9:
+        kind = "SDTM tables" if target == "fhir" else "FHIR files"
+        raise BadInput(
+            f"{src}: {size / 1e9:.2f} GB of {kind}; converting them needs about "
+            f"{needed / 1e9:.1f} GB of memory ({MEMORY_PER_BYTE[target]} x the input), more than "
+            f"--max-memory {max_memory_gb:g} GB. Raise --max-memory if this machine has that much "
+            "memory, or convert the trial in parts (a folder per group of subjects)."
+        )
+
+
 def _counts_line(counts: dict[str, int], unit: str) -> str:
     total = sum(counts.values())
     parts = ", ".join(f"{name} {n}" for name, n in counts.items())
@@ -114,10 +155,10 @@ def _sdtm_to_fhir(src: Path, staging: Path, validate: bool) -> str:
 
 
 def _fhir_to_sdtm(src: Path, staging: Path, validate: bool) -> tuple[str, list[str]]:
-    from adapter.fhir_files import FhirFileError, ReadStats, read_resources
-    from adapter.tables import domain_files, write_trial
+    from adapter.fhir_files import FhirFileError, ReadStats, read_resources, read_trial_resources
+    from adapter.tables import TableError, domain_files, write_trial
     from adapter.validation import validate_all
-    from mappings.trial import TrialAssembler
+    from mappings.trial import ResourceRefused
 
     warnings: list[str] = []
     stats = ReadStats()
@@ -130,16 +171,18 @@ def _fhir_to_sdtm(src: Path, staging: Path, validate: bool) -> tuple[str, list[s
                 ]
                 lines.extend(summary["problems"])
                 raise BadInput("\n".join(lines))
-        assembler = TrialAssembler()
-        add = assembler.add
-        for resource in _progress(read_resources(src, stats), "FHIR -> SDTM"):
-            add(resource)
+        assembler = read_trial_resources(
+            src, stats, lambda resources: _progress(resources, "FHIR -> SDTM")
+        )
     except FhirFileError as exc:
         message = str(exc)
         if src.is_dir() and domain_files(src):
             message += "\n(SRC looks like SDTM tables: leave out --to sdtm to convert them to FHIR)"
         raise BadInput(message) from exc
-    trial = assembler.tables()
+    try:
+        trial = assembler.tables()
+    except ResourceRefused as exc:
+        raise BadInput(f"{src}: {exc}") from exc
     if not any(table.rows for table in trial.values()):
         raise CommandError(
             _nothing_from_fhir(src, stats, assembler.unrecognised), EXIT_NOTHING_CONVERTED
@@ -147,9 +190,19 @@ def _fhir_to_sdtm(src: Path, staging: Path, validate: bool) -> tuple[str, list[s
     if assembler.unrecognised:
         skipped = ", ".join(f"{k} {n}" for k, n in sorted(assembler.unrecognised.items()))
         warnings.append(f"warning: resources no SDTM domain comes from, not converted: {skipped}")
+    if assembler.duplicates:
+        again = ", ".join(f"{k} {n}" for k, n in sorted(assembler.duplicates.items()))
+        warnings.append(f"note: identical resources read again, taken once: {again}")
     if stats.outcomes_skipped:
         warnings.append(f"note: {stats.outcomes_skipped} search OperationOutcome entries skipped")
-    write_trial(trial, staging)
+    if stats.bundles_nested:
+        warnings.append(f"note: {stats.bundles_nested} Bundles inside Bundles read through")
+    try:
+        write_trial(trial, staging)
+    except TableError as exc:  # named by the file it would have been, not the staging folder
+        lines = ["the tables rebuilt from the FHIR files cannot be written as CSV:"]
+        lines.extend(str(replace(p, file=Path(p.file).name)) for p in exc.problems)
+        raise BadInput("\n".join(lines)) from exc
     counts = {code: len(table.rows) for code, table in trial.items()}
     return f"{stats.resources} resources -> " + _counts_line(counts, "rows"), warnings
 
@@ -204,13 +257,26 @@ def _nothing_from_fhir(src: Path, stats: Any, unrecognised: dict[str, int]) -> s
     is_flag=True,
     help="Replace DIR when it holds an earlier trialfhir output (and nothing else).",
 )
-def convert(src: Path, out: Path, target: str, validate: bool, force: bool) -> None:
+@click.option(
+    "--max-memory",
+    "max_memory",
+    type=click.FloatRange(min=0, min_open=True),
+    default=DEFAULT_MAX_MEMORY_GB,
+    show_default=True,
+    metavar="GB",
+    help="Refuse an input whose conversion would need more memory than this (estimated: 20x the "
+    "SDTM files' size, 2x the FHIR files').",
+)
+def convert(
+    src: Path, out: Path, target: str, validate: bool, force: bool, max_memory: float
+) -> None:
     """Convert SRC (SDTM tables or FHIR files) and write the result into DIR, all or nothing.
 
     SDTM -> FHIR writes DIR/<Type>.ndjson (Bulk Data layout) and DIR/bundle.json (a transaction).
     FHIR -> SDTM writes DIR/<domain>.csv. Bad input exits with 3 and lists every problem; input with
     nothing to convert exits with 12 and says what was read.
     """
+    _check_memory(src, target, max_memory)  # before anything is read or written
     warnings: list[str] = []
     with staged_folder(out, force=force, command="convert", sources=[src]) as staging, gc_paused():
         if target == "fhir":
