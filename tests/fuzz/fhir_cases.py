@@ -141,33 +141,55 @@ class ResourceChanges(Recipe):
     changes: tuple[Change, ...]
 
     def apply(self, lines: tuple[bytes, ...]) -> tuple[list[Any], Expect]:
+        """Edits first, then duplicates, drops and shuffles; every index names a resource of the
+        valid list (so a recipe reads the same whatever the order of its changes)."""
         documents: list[Any] = [parse(line) for line in lines]
         expect = Expect()
         for change in self.changes:
-            if not documents:
-                break
             if isinstance(change, EditResource):
                 at = change.index % len(documents)
-                if change.edit.op == "none":
+                invalid = applicable(documents[at], change.edit)
+                if invalid is None:
                     continue
-                if makes_invalid(documents[at], change.edit):
+                if invalid:
                     expect.invalid = True
                 else:
                     expect.content_kept = False
                 documents[at] = _edited(documents[at], change.edit)
-            elif isinstance(change, DuplicateResource):
-                at = change.index % len(documents)
-                copy = _edited(documents[at], change.edit) if change.edit else _copy(documents[at])
-                if change.edit is not None and to_json(copy) != to_json(documents[at]):
-                    expect.conflicting_duplicate = True
-                documents.insert(at + 1, copy)
-            elif isinstance(change, DropResource):
-                del documents[change.index % len(documents)]
+        tagged: list[tuple[int, Any]] = list(enumerate(documents))
+        for change in self.changes:
+            if isinstance(change, DuplicateResource):
+                at = next(
+                    i for i, (n, _) in enumerate(tagged) if n == change.index % len(documents)
+                )
+                original = tagged[at][1]
+                copy = deep_copy(original)
+                if change.edit is not None and applicable(original, change.edit) is not None:
+                    copy = _edited(original, change.edit)
+                    expect.conflicting_duplicate |= to_json(copy) != to_json(original)
+                tagged.insert(at + 1, (-1, copy))
+        for change in self.changes:
+            if isinstance(change, DropResource):
+                number = change.index % len(documents)
+                tagged = [(n, d) for n, d in tagged if n != number]
                 expect.content_kept = False
                 expect.rows_may_go = True
-            else:
-                random.Random(change.seed).shuffle(documents)
-        return documents, expect
+        result = [d for _, d in tagged]
+        for change in self.changes:
+            if isinstance(change, Shuffle):
+                random.Random(change.seed).shuffle(result)
+        return result, expect
+
+
+def applicable(document: Any, edit: JsonEdit) -> bool | None:
+    """None when `edit` has nothing to do in `document` (its path is not there), else whether it
+    makes the document invalid R4."""
+    if edit.op == "none":
+        return None
+    try:
+        return makes_invalid(document, edit)
+    except (KeyError, IndexError, TypeError):
+        return None
 
 
 @dataclass
@@ -180,16 +202,16 @@ class Expect:
     rows_may_go: bool = False  # a resource was removed
 
 
-def _copy(value: Any) -> Any:
+def deep_copy(value: Any) -> Any:
     if isinstance(value, dict):
-        return {k: _copy(v) for k, v in value.items()}
+        return {k: deep_copy(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [_copy(v) for v in value]
+        return [deep_copy(v) for v in value]
     return value
 
 
 def _edited(document: Any, edit: JsonEdit) -> Any:
-    copy = _copy(document)
+    copy = deep_copy(document)
     try:
         return edit.apply(copy)
     except (KeyError, IndexError, TypeError):
@@ -269,6 +291,7 @@ __all__ = [
     "Expect",
     "ResourceChanges",
     "Shuffle",
+    "deep_copy",
     "kind",
     "makes_invalid",
     "no_wrong_rows",

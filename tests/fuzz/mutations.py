@@ -44,7 +44,8 @@ SCALE = float(os.environ.get("TRIALFHIR_FUZZ_SCALE", "1"))
 SHRINK = os.environ.get("CI", "") in ("", "0", "false")
 """Failing examples are shrunk to a minimal one locally; not in CI (`CI` set), where shrinking several
 failing tests could take minutes: the failing example is printed unshrunk and, the examples being
-derandomized, the same command run locally gives the shrunk one."""
+derandomized, the same command run locally gives the shrunk one. `TRIALFHIR_FUZZ_SHRINK=0` turns it
+off locally too (to time the suite as CI runs it)."""
 
 RANDOM = os.environ.get("TRIALFHIR_FUZZ_RANDOM", "") not in ("", "0")
 """`TRIALFHIR_FUZZ_RANDOM=1` draws new examples on every run (explore locally; with pytest's
@@ -62,13 +63,14 @@ def fuzz_settings(examples: int) -> settings:
     no timed assertion anywhere. `print_blob=True` prints a `@reproduce_failure` line with each
     failure besides the falsifying example itself.
     """
+    shrink = SHRINK and os.environ.get("TRIALFHIR_FUZZ_SHRINK", "1") != "0"
     return settings(
         max_examples=max(1, round(examples * SCALE)),
         deadline=None,
         derandomize=not RANDOM,
         database=None,
         print_blob=True,
-        phases=tuple(Phase) if SHRINK else tuple(p for p in Phase if p is not Phase.shrink),
+        phases=tuple(Phase) if shrink else tuple(p for p in Phase if p is not Phase.shrink),
         suppress_health_check=[
             HealthCheck.too_slow,
             HealthCheck.data_too_large,
@@ -285,13 +287,22 @@ class JsonEdit(Recipe):
         return document
 
 
-def paths(document: Any) -> list[Path_]:
-    """Every member and item position in `document` (iteratively, root excluded)."""
+def paths(document: Any, *, into_resources: bool = True) -> list[Path_]:
+    """Every member and item position in `document` (iteratively, root excluded). With
+    `into_resources=False` the inside of a resource other than a Bundle is left out (a Bundle's own
+    structure, at any depth of nesting, and its resources as wholes)."""
     found: list[Path_] = []
     stack: list[tuple[Path_, Any]] = [((), document)]
     while stack:
         path, value = stack.pop()
         children: Iterable[tuple[str | int, Any]]
+        if (
+            path
+            and not into_resources
+            and isinstance(value, dict)
+            and value.get("resourceType") not in (None, "Bundle")
+        ):
+            continue
         if isinstance(value, dict):
             children = value.items()
         elif isinstance(value, list):
@@ -306,9 +317,9 @@ def paths(document: Any) -> list[Path_]:
 
 
 @st.composite
-def json_edits(draw: st.DrawFn, document: Any) -> JsonEdit:
+def json_edits(draw: st.DrawFn, document: Any, *, into_resources: bool = True) -> JsonEdit:
     """One edit somewhere in `document`: mostly a value replaced by an odd one."""
-    places = paths(document)
+    places = paths(document, into_resources=into_resources)
     if not places:
         return JsonEdit((), "none")
     path = draw(st.sampled_from(places))
