@@ -87,8 +87,8 @@ class EndlessRequests(Exception):
 @dataclass(frozen=True)
 class Answer(Recipe):
     """How the answer to the requests `target` names is changed: `edit` (a JSON edit of its body),
-    `status`, `bytes` (a byte edit of the body text), `next` (a `next` link added: `self`, `first`,
-    `other-origin`, `relative`, `garbage`)."""
+    `status`, `bytes` (a byte edit of the body text), `next` (the page's `next` link replaced by one to
+    `self`, `first`, `other-origin`, `relative` or `garbage`)."""
 
     target: str
     how: str
@@ -116,7 +116,12 @@ def changed_body(answer: Answer | None, body: Any, url: str, first_url: str) -> 
             "relative": "?_getpages=x&_getpagesoffset=2",
             "garbage": "http://[::1",
         }[answer.link]
-        links = [*body.get("link", []), {"relation": "next", "url": target}]
+        kept = [
+            k
+            for k in body.get("link", [])
+            if not (isinstance(k, dict) and k.get("relation") == "next")
+        ]
+        links = [*kept, {"relation": "next", "url": target}]  # in place of the page's own
         return 200, to_json({**body, "link": links}).encode()
     return 200, to_json(body).encode()
 
