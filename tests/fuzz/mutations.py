@@ -22,7 +22,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from hypothesis import HealthCheck, Phase, settings
+from hypothesis import HealthCheck, Phase, example, settings
 from hypothesis import strategies as st
 
 from adapter.tables import read_trial
@@ -78,6 +78,18 @@ def fuzz_settings(examples: int) -> settings:
             HealthCheck.function_scoped_fixture,  # httpx_mock: reset and re-armed in every example
         ],
     )
+
+
+def known(*cases: dict[str, Any]) -> Callable[[Any], Any]:
+    """Explicit examples (`hypothesis.example`) run before any drawn case, on every run: the bugs the
+    suite has found, kept as regression cases once fixed. Each is a dict of the test's arguments."""
+
+    def decorate(test: Any) -> Any:
+        for arguments in reversed(cases):
+            test = example(**arguments)(test)
+        return test
+
+    return decorate
 
 
 # --- what counts as a documented error -----------------------------------------------------------------
