@@ -1,8 +1,8 @@
 """Fuzz: the command line (click's CliRunner, in-process) on some of the mutated inputs: `convert` both
-ways and `pull` from the changed fake server.
+ways and `pull` from the changed fake server, and `pull` with odd `--server` and `--timeout` values.
 
 Properties: the exit code is one of the documented ones (docs/cli.md), never 1; no traceback is
-printed; a failing command leaves no output folder; a successful `convert` wrote what the library
+printed; a failing command leaves no output folder; a password given in `--server` is never printed; a successful `convert` wrote what the library
 reads back as the input's tables.
 """
 
@@ -14,6 +14,7 @@ from pathlib import Path
 
 from click.testing import CliRunner, Result
 from hypothesis import event, given
+from hypothesis import strategies as st
 from pytest_httpx import HTTPXMock
 
 from adapter.cli import main
@@ -154,3 +155,39 @@ def test_pull_from_a_changed_server_exits_with_a_documented_code(
             assert not out.exists(), "a failed pull left its output folder"
         else:
             assert any(out.glob("*.ndjson")), "pull said done and wrote nothing"
+
+
+SERVERS = (
+    BASE,
+    "fhir.test/fhir",  # no scheme
+    "http://[::1",  # a broken address
+    "http://fhir.test:99999/fhir",  # no such port
+    "ftp://fhir.test/fhir",
+    "http://user:secret-pw@fhir.test/fhir",  # credentials in the URL
+    "http://fhir.test/fhir?x=1#frag",
+    "",
+    " http://fhir.test/fhir",
+)
+TIMEOUTS = ("60", "0", "-1", "nan", "inf", "1e400", "x")
+
+
+@fuzz_settings(30)
+@known(  # issue 8: a --server without a scheme or with a broken address; credentials echoed
+    {"server": "fhir.test/fhir", "timeout": "60"},
+    {"server": "http://[::1", "timeout": "60"},
+    {"server": "http://user:secret-pw@fhir.test/fhir", "timeout": "60"},
+)
+@given(server=st.sampled_from(SERVERS), timeout=st.sampled_from(TIMEOUTS))
+def test_pull_with_odd_options_exits_with_a_documented_code_and_never_echoes_a_password(
+    httpx_mock: HTTPXMock, server: str, timeout: str
+) -> None:
+    arm(httpx_mock, trial_server(None))
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "pulled"
+        result = invoke(
+            "pull", "--server", server, "--study", "DALAKAS1993", "--out", out, "--timeout", timeout
+        )
+        event(f"exit {result.exit_code}")
+        assert_documented_exit(result)
+        shown = result.output + (result.stderr if result.stderr_bytes is not None else "")
+        assert "secret-pw" not in shown, "a password given in --server was printed"
