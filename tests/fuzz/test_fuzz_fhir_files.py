@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 
 from adapter.cli._common import EXIT_BAD_INPUT, exit_code_for
 from adapter.fhir_files import FhirFileError, read_resources
+from adapter.fhir_json import dumps
 from adapter.tables import read_table, write_trial
 from mappings.sdtm import DOMAINS, Trial
 from mappings.trial import TrialAssembler
@@ -52,7 +53,6 @@ from .mutations import (
     json_edits,
     known,
     line_edits,
-    parse,
     run_guarded,
     to_json,
     undocumented,
@@ -128,7 +128,7 @@ def _ndjson(*changes: Change) -> dict[str, NdjsonCase]:
 QUANTITY = ("valueQuantity", "value")  # of resource 27 of sdtm_small, a VS Observation
 
 
-@fuzz_settings(150)
+@fuzz_settings(120)
 @known(  # each a case of issue 8, in sdtm_small's resources (1 ResearchStudy, 2 Patient, 4 ResearchSubject)
     _ndjson(EditResource(0, JsonEdit(("caseSensitive",), "replace", "deep", deep_array(2000)))),
     _ndjson(EditResource(0, JsonEdit(("caseSensitive",), "replace", "deep", deep_object(100_000)))),
@@ -248,7 +248,7 @@ def bundle_cases(draw: st.DrawFn) -> BundleCase:
     return BundleCase(kind, changes, bundle_edit, byte_edit)
 
 
-@fuzz_settings(150)
+@fuzz_settings(100)
 @known(  # issue 8: nested collection Bundles dropped
     {"case": BundleCase("nested-1", ResourceChanges("sdtm_small", ()), None, None)},
     {"case": BundleCase("nested-3", ResourceChanges("sdtm_small", ()), None, None)},
@@ -260,7 +260,6 @@ def test_a_mutated_bundle_reads_every_resource_and_assembles_or_is_refused(
     assert case.changes is not None
     source = SOURCES[case.changes.source]
     documents, expect = case.changes.apply(valid_resources(source))
-    flat = Counter(to_json(d) for d in documents)
     bundle = container(case.container, documents)
     if case.bundle_edit is not None:
         if makes_invalid(bundle, case.bundle_edit):
@@ -286,8 +285,10 @@ def test_a_mutated_bundle_reads_every_resource_and_assembles_or_is_refused(
         if error is not None:
             assert isinstance(error, FhirFileError), undocumented(error)
             return
-        if expect.content_kept and not expect.invalid:
-            read = Counter(to_json(parse(to_json(r).encode())) for r in resources)
+        if expect.content_kept and not expect.invalid and not expect.conflicting_duplicate:
+            # no edit made: plain values, so the codec's own writer compares them (fast)
+            flat = Counter(dumps(d) for d in documents)
+            read = Counter(dumps(r) for r in resources)
             assert read == flat, (
                 f"the {case.container} Bundle gave {sum(read.values())} resources for "
                 f"{sum(flat.values())} (types read: {sorted({r.get('resourceType') for r in resources})[:6]})"
