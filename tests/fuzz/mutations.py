@@ -29,7 +29,12 @@ from adapter.tables import read_trial
 from mappings.sdtm import Trial
 
 ROOT = Path(__file__).resolve().parents[2]
-DALAKAS = ROOT / "fixtures" / "dalakas1993"
+DALAKAS = next(
+    folder
+    for folder in (ROOT / "adapter" / "studies" / "dalakas1993", ROOT / "fixtures" / "dalakas1993")
+    if folder.is_dir()
+)
+"""The bundled cohort: in the package once issue 9's move lands, in fixtures/ before it."""
 SMALL = ROOT / "tests" / "data" / "sdtm_small"
 RECORDED = ROOT / "fixtures" / "recorded"
 CLIENT_RECORDED = ROOT / "tests" / "client" / "recorded"
