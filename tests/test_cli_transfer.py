@@ -302,8 +302,8 @@ def test_pull_of_a_looping_next_chain_exits_10(
     [
         (raw_body(b"<html>maintenance</html>"), "not JSON"),
         (raw_body(b'{"resourceType":"Bundle","entry":{"resource":{}}}'), "not a list"),
-        (deep_json(100_000), "nested deeper than 100"),
-        (deep_json(100_000, with_decimal=True), "nested deeper than 100"),
+        (deep_json(100_000), "nested deeper than 254"),
+        (deep_json(100_000, with_decimal=True), "nested deeper than 254"),
         (huge_body(8 * 1024 * 1024), "larger than 4194304 bytes"),
     ],
     ids=["not-json", "entry-not-a-list", "deep", "deep-with-decimal", "huge"],

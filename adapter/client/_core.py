@@ -39,9 +39,7 @@ from ._limits import (
     DEFAULT_DEADLINE,
     DEFAULT_MAX_BODY_BYTES,
     DEFAULT_MAX_PAGES,
-    MAX_JSON_DEPTH,
     BodyBuffer,
-    check_depth,
     deadline_timeout,
 )
 from ._query import SearchParams, encode_query, search_pairs
@@ -107,32 +105,23 @@ def dumps(resource: Any) -> bytes:
 
 
 def loads_json(response: httpx.Response, spec: RequestSpec) -> Any:
-    """Parse a response body as JSON no deeper than MAX_JSON_DEPTH, or raise InvalidResponse
-    (without echoing the body)."""
+    """Parse a response body as JSON, or raise InvalidResponse (without echoing the body). The codec's
+    one depth guard (`fhir_json.check_depth`) refuses JSON nested deeper than `fhir_json.MAX_DEPTH`
+    levels, and NaN/Infinity, before any parser can recurse on it."""
     where = f"{spec.method} {spec.resource_type or 'server'}: HTTP {response.status_code}"
     try:
-        body = fhir_json.loads(response.content)
-    except RecursionError as exc:  # the exact-decimal parser recurses per level
+        return fhir_json.loads(response.content)
+    except fhir_json.JSONTooDeep as exc:
         raise InvalidResponse(
-            f"{where} with JSON nested deeper than {MAX_JSON_DEPTH} levels"
+            f"{where} with JSON nested deeper than {fhir_json.MAX_DEPTH} levels"
         ) from exc
+    except fhir_json.JSONNotANumber as exc:
+        raise InvalidResponse(f"{where} with a number JSON does not allow ({exc.msg})") from exc
     except fhir_json.JSONDecodeErrors as exc:
-        if "depth limit" in str(exc) or "recursion" in str(exc):  # orjson stops at 1024 levels
-            raise InvalidResponse(
-                f"{where} with JSON nested deeper than {MAX_JSON_DEPTH} levels"
-            ) from exc
         raise InvalidResponse(
             f"{where} with a body that is not JSON "
             f"({response.headers.get('content-type', 'no content-type')})"
         ) from exc
-    try:
-        if len(response.content) > MAX_JSON_DEPTH:  # fewer bytes cannot nest deeper
-            check_depth(body)
-    except InvalidResponse as exc:
-        raise InvalidResponse(
-            f"{where} with JSON nested deeper than {MAX_JSON_DEPTH} levels"
-        ) from exc
-    return body
 
 
 def loads_optional(response: httpx.Response, spec: RequestSpec) -> Any:

@@ -11,8 +11,8 @@ A server that lies or breaks must never hold the client forever or fill its memo
   attempt's deadline from a context variable) and checks between body chunks; the async client runs
   the attempt under ``asyncio.timeout``. Passing it is a ``FhirTimeout`` (retried like any timeout,
   within the ``RetryPolicy``).
-- ``MAX_JSON_DEPTH``: a body nested deeper is refused (``InvalidResponse``) instead of overflowing
-  the stack of a parser, a writer or a mapping.
+- JSON depth: bodies are parsed by ``adapter.fhir_json``, whose one depth guard refuses JSON nested
+  deeper than ``fhir_json.MAX_DEPTH`` (254) levels (``InvalidResponse`` here).
 - ``max_pages`` (in ``_search``): a search with more pages is an error, never a quiet stop.
 """
 
@@ -28,16 +28,14 @@ from typing import Any
 import httpcore
 import httpx
 
-from ._errors import FhirTimeout, InvalidResponse, ResponseTooLarge
+from ._errors import FhirTimeout, ResponseTooLarge
 
 __all__ = [
     "DEFAULT_DEADLINE",
     "DEFAULT_MAX_BODY_BYTES",
     "DEFAULT_MAX_PAGES",
-    "MAX_JSON_DEPTH",
     "BodyBuffer",
     "attempt_deadline",
-    "check_depth",
     "deadline_timeout",
     "default_transport",
 ]
@@ -50,9 +48,6 @@ DEFAULT_DEADLINE = 300.0
 
 DEFAULT_MAX_PAGES = 10_000
 """Pages per search: 5 million resources at ``_count=500``."""
-
-MAX_JSON_DEPTH = 100
-"""Nesting levels (objects and arrays) a response body may have; R4 resources need about 15."""
 
 _DEADLINE: ContextVar[float | None] = ContextVar("trialfhir_client_deadline", default=None)
 
@@ -205,21 +200,3 @@ class BodyBuffer:
             request=streamed.request,
             extensions={"reason_phrase": streamed.reason_phrase.encode("ascii", "replace")},
         )
-
-
-def check_depth(value: Any, limit: int = MAX_JSON_DEPTH) -> None:
-    """Raise InvalidResponse when ``value`` (parsed JSON) nests objects and arrays deeper than
-    ``limit`` (iteratively: the check itself cannot overflow the stack)."""
-    if type(value) is not dict and type(value) is not list:
-        return
-    stack: list[tuple[Any, int]] = [(value, 1)]
-    pop, push = stack.pop, stack.append
-    while stack:
-        current, depth = pop()
-        if depth > limit:
-            raise InvalidResponse(f"the server's JSON is nested deeper than {limit} levels")
-        children = current.values() if type(current) is dict else current
-        for child in children:
-            kind = type(child)
-            if kind is dict or kind is list:
-                push((child, depth + 1))

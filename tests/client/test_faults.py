@@ -214,10 +214,10 @@ def test_json_nested_100k_deep_is_refused_not_a_recursion_error(
 
 
 def test_json_deeper_than_the_limit_is_refused_and_shallower_read(server: FaultServer) -> None:
-    server.route("GET", "/fhir/Patient", deep_json(120))
+    server.route("GET", "/fhir/Patient", deep_json(300))
     server.route("GET", "/fhir/Observation", deep_json(20, with_decimal=True))
     with FhirClient(server.base) as client:
-        with pytest.raises(InvalidResponse, match="nested deeper than 100"):
+        with pytest.raises(InvalidResponse, match="nested deeper than 254"):
             client.search("Patient").all()
         (read,) = client.search("Observation").all()
     assert read["id"] == "a"
