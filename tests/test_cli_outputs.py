@@ -459,7 +459,7 @@ def test_a_full_disk_while_writing_is_exit_11_and_leaves_nothing(
     def full(table: object, path: Path) -> None:
         raise OSError(errno.ENOSPC, "No space left on device", str(path))
 
-    monkeypatch.setattr(tables, "write_table", full)
+    monkeypatch.setattr(tables, "_write_table", full)
     out = tmp_path / "sdtm"
     line = one_line_error(
         invoke("convert", fhir_folder, "--to", "sdtm", "--out", out), EXIT_OUTPUT_REFUSED
@@ -483,7 +483,7 @@ def write_lines(path: Path, *lines: str) -> Path:
         ({"Patient.ndjson": []}, "1 file read (Patient.ndjson), no FHIR resources found"),
         (
             {"Basic.ndjson": ['{"resourceType":"Basic","id":"a"}'] * 2},
-            "2 resources, of types no SDTM domain comes from (Basic 2)",
+            "2 resources, of types no SDTM domain comes from (Basic 1); 1 identical copy read once",
         ),
         (
             {"b.json": ['{"resourceType":"Bundle","type":"collection","entry":[]}']},

@@ -40,7 +40,7 @@ from adapter.tables import (
 from mappings.sdtm import DOMAINS
 from mappings.trial import trial_to_fhir
 
-DALAKAS = Path(__file__).resolve().parents[1] / "fixtures" / "dalakas1993"
+DALAKAS = Path(__file__).resolve().parents[1] / "adapter" / "studies" / "dalakas1993"
 SMALL = Path(__file__).parent / "data" / "sdtm_small"
 
 
@@ -55,10 +55,12 @@ def snapshot(folder: Path) -> dict[str, bytes]:
 
 
 def assert_refused(src: Path, out: Path, *expected: str, to: str = "sdtm") -> str:
-    """`convert SRC --out OUT` exits 3 with every `expected` text in its message; OUT (created with
-    one file of its own first) is left exactly as it was, and no staging folder is left beside it."""
-    out.mkdir(exist_ok=True)
-    (out / "keep.txt").write_text("mine")
+    """`convert SRC --out OUT --force` exits 3 with every `expected` text in its message; OUT (an
+    earlier trialfhir output, which --force may replace) is left exactly as it was, and no staging
+    folder is left beside it."""
+    if not out.exists():
+        earlier = convert(SMALL, "--out", out)
+        assert earlier.exit_code == 0, earlier.output
     before = snapshot(out)
     siblings = sorted(p.name for p in out.parent.iterdir())
     result = convert(src, "--out", out, "--to", to, "--force")

@@ -185,7 +185,8 @@ def _fhir_to_sdtm(src: Path, staging: Path, validate: bool) -> tuple[str, list[s
         raise BadInput(f"{src}: {exc}") from exc
     if not any(table.rows for table in trial.values()):
         raise CommandError(
-            _nothing_from_fhir(src, stats, assembler.unrecognised), EXIT_NOTHING_CONVERTED
+            _nothing_from_fhir(src, stats, assembler.unrecognised, assembler.duplicates),
+            EXIT_NOTHING_CONVERTED,
         )
     if assembler.unrecognised:
         skipped = ", ".join(f"{k} {n}" for k, n in sorted(assembler.unrecognised.items()))
@@ -211,8 +212,11 @@ def _count(n: int, noun: str) -> str:
     return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
-def _nothing_from_fhir(src: Path, stats: Any, unrecognised: dict[str, int]) -> str:
-    """Why FHIR input gave no SDTM row: what was read, and what it was."""
+def _nothing_from_fhir(
+    src: Path, stats: Any, unrecognised: dict[str, int], duplicates: dict[str, int]
+) -> str:
+    """Why FHIR input gave no SDTM row: what was read, and what it was (identical duplicates, read
+    once, are counted as such)."""
     names = [Path(f).name for f in stats.files]
     files = ", ".join(names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "")
     read = f"{_count(len(names), 'file')} read ({files})"
@@ -222,10 +226,13 @@ def _nothing_from_fhir(src: Path, stats: Any, unrecognised: dict[str, int]) -> s
             why += f" (only {stats.outcomes_skipped} search OperationOutcome entries)"
     else:
         kinds = ", ".join(f"{k} {n}" for k, n in sorted(unrecognised.items()))
-        taken = stats.resources - sum(unrecognised.values())
+        repeated = sum(duplicates.values())
+        taken = stats.resources - sum(unrecognised.values()) - repeated
         why = _count(stats.resources, "resource")
         if unrecognised:
             why += f", of types no SDTM domain comes from ({kinds})"
+        if repeated:
+            why += f"; {repeated} identical {'copy' if repeated == 1 else 'copies'} read once"
         if taken:
             why += f"; {taken} of them taken but giving no SDTM row"
     return f"{src}: nothing to convert: {read}, {why}; nothing was written"

@@ -91,10 +91,10 @@ def _as_page(body: Any, number: int) -> Page:
     if not isinstance(body, dict) or body.get("resourceType") != "Bundle":
         raise InvalidResponse(f"search page {number}: expected a Bundle")
     for name in ("entry", "link"):
-        items = body.get(name)
-        if items is not None and not (
-            isinstance(items, list) and all(isinstance(item, dict) for item in items)
-        ):
+        if name not in body:
+            continue
+        items = body[name]  # present means a list: JSON null is not FHIR (an empty page omits it)
+        if not (isinstance(items, list) and all(isinstance(item, dict) for item in items)):
             raise InvalidResponse(f"search page {number}: Bundle.{name} is not a list of objects")
     for index, entry in enumerate(body.get("entry") or []):
         resource = entry.get("resource")
