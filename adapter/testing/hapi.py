@@ -12,7 +12,7 @@ Public surface::
     start_server(port=None) -> RunningHapi  # context manager; .base_url, .stop()
     expunge_everything(base_url)            # empty the server ($expunge, expungeEverything)
 
-Errors: everything raised here derives from :class:`HapiServerError`:
+Errors: everything raised here derives from :class:`HapiServerError` (a `TrialfhirError`, exit 7):
 
     HapiServerError
     ├── HapiToolMissing   java 17+ or mvn not found
