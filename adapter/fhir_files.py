@@ -23,7 +23,7 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, Literal
+from typing import IO, TYPE_CHECKING, Any, ClassVar, Literal
 from urllib.parse import quote
 
 import orjson
@@ -41,6 +41,7 @@ from adapter.fhir_json import (
     loads_line,
 )
 from adapter.fhir_json import default as _default
+from mappings.errors import ExitCode, Problem, TrialfhirError
 
 if TYPE_CHECKING:
     from mappings.trial import TrialAssembler
@@ -67,8 +68,11 @@ JSON = dict[str, Any]
 BundleType = Literal["transaction", "batch", "collection"]
 
 
-class FhirFileError(Exception):
+class FhirFileError(TrialfhirError):
     """A FHIR file cannot be read: `path`, 1-based `line` (None for a whole file) and `reason`."""
+
+    code: ClassVar[str] = "bad_fhir_file"
+    exit_code: ClassVar[ExitCode] = ExitCode.BAD_INPUT
 
     def __init__(self, path: Path | str, line: int | None, reason: str) -> None:
         self.path = str(path)
@@ -76,6 +80,11 @@ class FhirFileError(Exception):
         self.reason = reason
         where = self.path if line is None else f"{self.path}, line {line}"
         super().__init__(f"{where}: {reason}")
+
+    @property
+    def problems(self) -> list[Problem]:
+        """The refusal as the one `Problem` type (its `row` is the line), like `TableError.problems`."""
+        return [Problem(self.path, self.line, None, self.reason)]
 
 
 # --- decimals: the codec (and its fast guard) lives in adapter.fhir_json, shared with the client ---

@@ -21,9 +21,11 @@ from __future__ import annotations
 import json
 import re
 from decimal import Decimal
-from typing import Any
+from typing import Any, ClassVar
 
 import orjson
+
+from mappings.errors import ExitCode, TrialfhirError
 
 __all__ = [
     "MAX_DEPTH",
@@ -57,9 +59,12 @@ def _position(doc: bytes | str, pos: int) -> tuple[int, int]:
     return doc.count(b"\n", 0, pos) + 1, pos - doc.rfind(b"\n", 0, pos)
 
 
-class _RefusedJSON(json.JSONDecodeError):
+class _RefusedJSON(TrialfhirError, json.JSONDecodeError):
     """JSON refused before or while parsing; `lineno`, `colno` and `pos` say where (the text itself is
     not kept: it may hold patient data)."""
+
+    code: ClassVar[str] = "json_refused"
+    exit_code: ClassVar[ExitCode] = ExitCode.BAD_INPUT
 
     def __init__(self, reason: str, doc: bytes | str, pos: int) -> None:
         line, column = _position(doc, pos)
@@ -77,9 +82,15 @@ class _RefusedJSON(json.JSONDecodeError):
 class JSONTooDeep(_RefusedJSON):
     """JSON nested deeper than `MAX_DEPTH` (or the given limit); `pos` is the first bracket too deep."""
 
+    code: ClassVar[str] = "json_too_deep"
+    exit_code: ClassVar[ExitCode] = ExitCode.BAD_INPUT
+
 
 class JSONNotANumber(_RefusedJSON):
     """`NaN`, `Infinity` or `-Infinity` in JSON: not a JSON number (the stdlib parser takes them)."""
+
+    code: ClassVar[str] = "json_not_a_number"
+    exit_code: ClassVar[ExitCode] = ExitCode.BAD_INPUT
 
 
 _OPENERS = (ord("["), ord("{"))

@@ -22,9 +22,10 @@ import tempfile
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from adapter.fhir_json import JSONDecodeErrors, loads, loads_line
+from mappings.errors import ExitCode, TrialfhirError
 from mappings.foreign import (
     DOMAINS,
     ForeignMapping,
@@ -41,8 +42,11 @@ REPORT_MD = "mapping-report.md"
 _SUFFIXES = (".ndjson", ".ndjson.gz", ".json", ".json.gz", ".jsonl", ".jsonl.gz")
 
 
-class ForeignOutputError(Exception):
+class ForeignOutputError(TrialfhirError):
     """The output folder cannot be used (it is or overlaps the source, or holds files not ours)."""
+
+    code: ClassVar[str] = "foreign_output_refused"
+    exit_code: ClassVar[ExitCode] = ExitCode.OUTPUT_REFUSED
 
 
 @dataclass

@@ -25,13 +25,14 @@ from dataclasses import dataclass
 from decimal import Decimal
 from itertools import chain
 from pathlib import Path
+from typing import ClassVar
 
+from mappings.errors import ExitCode, Problem, TrialfhirError
 from mappings.sdtm import (
     CONTROL_CHARACTER_RE,
     DECIMAL_RE,
     DOMAINS,
     DomainSpec,
-    Problem,
     Table,
     Trial,
     check_dtc,
@@ -61,8 +62,11 @@ longer cell in a file is refused naming its row; a table holding one is refused 
 written, so the adapter never writes a CSV it cannot read back."""
 
 
-class TableError(Exception):
+class TableError(TrialfhirError):
     """The tables break one or more rules; `problems` lists every one (file, row, variable, reason)."""
+
+    code: ClassVar[str] = "bad_tables"
+    exit_code: ClassVar[ExitCode] = ExitCode.BAD_INPUT
 
     def __init__(self, problems: list[Problem]) -> None:
         self.problems = list(problems)
@@ -319,8 +323,11 @@ class XptLayout:
     """Complete observations in the data section (the padding after the last one excluded)."""
 
 
-class XptLayoutError(ValueError):
+class XptLayoutError(TrialfhirError, ValueError):
     """The file is not a complete, consistent version 5 SAS transport file."""
+
+    code: ClassVar[str] = "xpt_layout"
+    exit_code: ClassVar[ExitCode] = ExitCode.BAD_INPUT
 
 
 def xpt_layout(data: bytes | mmap.mmap) -> XptLayout:

@@ -23,12 +23,13 @@ import logging
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, ClassVar, Final
 
 from adapter.client import AsyncFhirClient, FhirClient, InvalidResponse, UploadSummary, token
 from adapter.client._bundle import TransactionMode
 from adapter.fhir_files import read_resources, write_ndjson
 from adapter.tables import domain_files, read_trial
+from mappings.errors import ExitCode, TrialfhirError
 from mappings.identity import SID_STUDY
 from mappings.terminology import EXT_RESEARCH_STUDY
 from mappings.trial import trial_to_fhir
@@ -51,8 +52,11 @@ EVENT_TYPES: Final = ("Observation", "MedicationAdministration", "Procedure", "D
 PATIENT_TYPES: Final = ("Condition", "Specimen")
 
 
-class StudyNotFound(LookupError):
+class StudyNotFound(TrialfhirError, LookupError):
     """The server has no ResearchStudy with the identifier asked for (or has several)."""
+
+    code: ClassVar[str] = "study_not_found"
+    exit_code: ClassVar[ExitCode] = ExitCode.NOT_FOUND
 
 
 class FhirSource:

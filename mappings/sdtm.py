@@ -9,6 +9,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from mappings.errors import Problem as Problem  # one Problem type; importable from here as before
+
 COMMON = ("STUDYID", "DOMAIN")
 
 
@@ -217,24 +219,6 @@ class Table:
 
 Trial = dict[str, Table]
 """A trial: domain code -> table. A folder may hold only some domains."""
-
-
-@dataclass(frozen=True)
-class Problem:
-    """One broken rule: where (file, 1-based data row, variable) and why. Errors are data."""
-
-    file: str
-    row: int | None
-    variable: str | None
-    reason: str
-
-    def __str__(self) -> str:
-        where = self.file
-        if self.row is not None:
-            where += f", row {self.row}"
-        if self.variable:
-            where += f", {self.variable}"
-        return f"{where}: {self.reason}"
 
 
 # --- value grammar -----------------------------------------------------------------------------

@@ -22,11 +22,12 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from itertools import chain
-from typing import Final, Protocol
+from typing import ClassVar, Final, Protocol
 
 import orjson
 
 from mappings import biopsy, medication, observation, study, subject
+from mappings.errors import ExitCode, TrialfhirError
 from mappings.primitives import JSON
 from mappings.sdtm import DOMAINS, DomainSpec, Table, Trial
 from mappings.shapes import TOP_LEVEL, shape_problem, string_problem, top_level_problem
@@ -34,9 +35,12 @@ from mappings.shapes import TOP_LEVEL, shape_problem, string_problem, top_level_
 __all__ = ["FamilyReader", "ResourceRefused", "TrialAssembler", "fhir_to_trial", "trial_to_fhir"]
 
 
-class ResourceRefused(ValueError):
+class ResourceRefused(TrialfhirError, ValueError):
     """A resource the trial cannot be rebuilt from: `element` (a path such as
     `Observation.valueQuantity.value`) and `reason`. Values are never repeated (patient data)."""
+
+    code: ClassVar[str] = "resource_refused"
+    exit_code: ClassVar[ExitCode] = ExitCode.BAD_INPUT
 
     def __init__(self, element: str, reason: str) -> None:
         self.element = element

@@ -3,7 +3,8 @@
 Codes (arms, elements, epochs, score and finding test codes), score directions and maxima, response
 categories, which test runs for which P value, and the published figures all live in the file; the code
 holds only the value names the spec fixes (`p_within_ivig`, ...). `load_definition` reports every
-problem in the file at once (`DefinitionError.problems`, each a `loc` and a `msg`).
+problem in the file at once (`DefinitionError.problems`: the one `Problem` type, its `variable` the
+JSON path of the element, such as `endpoints.E1.tests`).
 """
 
 from __future__ import annotations
@@ -12,7 +13,9 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
+
+from mappings.errors import ExitCode, Problem, TrialfhirError
 
 __all__ = [
     "TESTS_BY_KIND",
@@ -61,21 +64,16 @@ P_VALUE_KINDS: dict[str, dict[str, str]] = {
 _RELATIONS = frozenset({"<", "<=", "=", ">=", ">"})
 
 
-@dataclass(frozen=True)
-class Problem:
-    """One thing wrong with a definition file: where (`loc`) and what (`msg`)."""
-
-    loc: str
-    msg: str
-
-
-class DefinitionError(ValueError):
+class DefinitionError(TrialfhirError, ValueError):
     """The study definition file cannot be used; `problems` lists every reason at once."""
+
+    code: ClassVar[str] = "bad_definition"
+    exit_code: ClassVar[ExitCode] = ExitCode.BAD_INPUT
 
     def __init__(self, source: str, problems: list[Problem]) -> None:
         self.source = source
         self.problems = problems
-        lines = "; ".join(f"{p.loc}: {p.msg}" for p in problems)
+        lines = "; ".join(f"{p.variable}: {p.reason}" for p in problems)
         super().__init__(f"study definition {source}: {lines}")
 
 
@@ -198,11 +196,12 @@ class StudyDefinition:
 class _Reader:
     """Walks the raw JSON, collecting problems instead of stopping at the first."""
 
-    def __init__(self) -> None:
+    def __init__(self, source: str) -> None:
+        self.source = source
         self.problems: list[Problem] = []
 
     def fail(self, loc: str, msg: str) -> None:
-        self.problems.append(Problem(loc, msg))
+        self.problems.append(Problem(self.source, None, loc, msg))
 
     def obj(self, raw: Any, loc: str) -> dict[str, Any]:
         if isinstance(raw, dict):
@@ -278,7 +277,7 @@ def _published(reader: _Reader, raw: Any, loc: str) -> dict[str, PublishedFigure
 
 def parse_definition(raw: Any, source: str = "<definition>") -> StudyDefinition:
     """Build a StudyDefinition from parsed JSON, or raise DefinitionError listing every problem."""
-    r = _Reader()
+    r = _Reader(source)
     top = r.obj(raw, "$")
     study = r.obj(top.get("study"), "study")
     marker = r.obj(top.get("reconstructed", {}), "reconstructed")
@@ -420,5 +419,5 @@ def load_definition(path: str | Path) -> StudyDefinition:
     try:
         raw = json.loads(file.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as exc:
-        raise DefinitionError(str(file), [Problem("$", str(exc))]) from exc
+        raise DefinitionError(str(file), [Problem(str(file), None, "$", str(exc))]) from exc
     return parse_definition(raw, str(file))

@@ -12,9 +12,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from datetime import date, time
+from typing import ClassVar
 
 from adapter.analysis.dates import Instant, parse_instant
 from adapter.analysis.definition import Role, StudyDefinition
+from mappings.errors import ExitCode, TrialfhirError
 from mappings.sdtm import Trial
 
 __all__ = [
@@ -35,8 +37,11 @@ __all__ = [
 _PeriodKey = tuple[tuple[date, time], int, int]
 
 
-class MissingInputError(LookupError):
+class MissingInputError(TrialfhirError, LookupError):
     """A domain or a variable an endpoint needs is absent from the trial tables."""
+
+    code: ClassVar[str] = "missing_input"
+    exit_code: ClassVar[ExitCode] = ExitCode.BAD_INPUT
 
     def __init__(self, domain_code: str, variable: str | None = None) -> None:
         self.domain_code = domain_code

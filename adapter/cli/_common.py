@@ -2,7 +2,8 @@
 TLS, timeouts; checked when parsed, credentials never echoed), and output folders that are written all
 or nothing and replaced only when everything in them was written by trialfhir (its manifest says so).
 
-Exit codes (documented in docs/cli.md):
+Exit codes (documented in docs/cli.md, with the error codes of the classes behind each; every error
+class declares its own `exit_code` (mappings/errors.py) and `exit_code_for` reads it):
 
 | code | meaning |
 |---|---|
@@ -42,18 +43,20 @@ from urllib.parse import urlsplit
 
 import click
 
-EXIT_UNEXPECTED = 1
-EXIT_USAGE = 2
-EXIT_BAD_INPUT = 3
-EXIT_SERVER_REFUSED = 4
-EXIT_AUTH = 5
-EXIT_NOT_FOUND = 6
-EXIT_UNREACHABLE = 7
-EXIT_TRANSACTION = 8
-EXIT_FHIR_VERSION = 9
-EXIT_SERVER_ANSWER = 10
-EXIT_OUTPUT_REFUSED = 11
-EXIT_NOTHING_CONVERTED = 12
+from mappings.errors import ExitCode, TrialfhirError
+
+EXIT_UNEXPECTED = int(ExitCode.UNEXPECTED)
+EXIT_USAGE = int(ExitCode.USAGE)
+EXIT_BAD_INPUT = int(ExitCode.BAD_INPUT)
+EXIT_SERVER_REFUSED = int(ExitCode.SERVER_REFUSED)
+EXIT_AUTH = int(ExitCode.AUTH)
+EXIT_NOT_FOUND = int(ExitCode.NOT_FOUND)
+EXIT_UNREACHABLE = int(ExitCode.UNREACHABLE)
+EXIT_TRANSACTION = int(ExitCode.TRANSACTION)
+EXIT_FHIR_VERSION = int(ExitCode.FHIR_VERSION)
+EXIT_SERVER_ANSWER = int(ExitCode.SERVER_ANSWER)
+EXIT_OUTPUT_REFUSED = int(ExitCode.OUTPUT_REFUSED)
+EXIT_NOTHING_CONVERTED = int(ExitCode.NOTHING_CONVERTED)
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -71,40 +74,11 @@ class CommandError(click.ClickException):
 
 
 def exit_code_for(exc: BaseException) -> int:
-    """The exit code of an error raised by the library (see the table in this module's docstring)."""
-    from adapter.client import (
-        AuthenticationFailed,
-        FhirHttpError,
-        FhirTransportError,
-        FhirVersionMismatch,
-        Forbidden,
-        InvalidResponse,
-        ResourceNotFound,
-        RetriesExhausted,
-        ServerError,
-        TooManyRequests,
-        TransactionFailed,
-        Unauthorized,
-        UnwritableResources,
-    )
-    from adapter.fhir_files import FhirFileError
-    from adapter.tables import TableError
-    from adapter.transfer import StudyNotFound
-    from mappings.trial import ResourceRefused
-
-    table: list[tuple[type[BaseException] | tuple[type[BaseException], ...], int]] = [
-        ((TableError, FhirFileError, UnwritableResources, ResourceRefused), EXIT_BAD_INPUT),
-        (FhirVersionMismatch, EXIT_FHIR_VERSION),
-        (InvalidResponse, EXIT_SERVER_ANSWER),
-        (TransactionFailed, EXIT_TRANSACTION),
-        ((Unauthorized, Forbidden, AuthenticationFailed), EXIT_AUTH),
-        ((StudyNotFound, ResourceNotFound), EXIT_NOT_FOUND),
-        ((FhirTransportError, RetriesExhausted, ServerError, TooManyRequests), EXIT_UNREACHABLE),
-        (FhirHttpError, EXIT_SERVER_REFUSED),
-    ]
-    for kinds, code in table:
-        if isinstance(exc, kinds):
-            return code
+    """The exit code of an error raised by the library: the `exit_code` its class declares (every error
+    derives from `mappings.errors.TrialfhirError`; the codes are the table in this module's docstring).
+    Anything else is a bug: `EXIT_UNEXPECTED`."""
+    if isinstance(exc, TrialfhirError):
+        return int(exc.exit_code)
     return EXIT_UNEXPECTED
 
 

@@ -14,7 +14,9 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
+
+from mappings.errors import ExitCode, TrialfhirError
 
 from ._errors import (
     FhirHttpError,
@@ -495,13 +497,16 @@ class UploadSummary:
         return {rt: dict(sorted(c.items())) for rt, c in sorted(self.counts.items())}
 
 
-class UnwritableResources(ValueError):
+class UnwritableResources(TrialfhirError, ValueError):
     """Resources given to an upload that cannot be written in its mode (no resourceType, no business
     identifier for a conditional mode, no id for ``update``): every one is listed, nothing was sent.
 
     Attributes:
         problems: one line per resource: its position in the input (from 0), its type and why.
     """
+
+    code: ClassVar[str] = "unwritable_resources"
+    exit_code: ClassVar[ExitCode] = ExitCode.BAD_INPUT
 
     def __init__(self, problems: Sequence[str], mode: str) -> None:
         self.problems = list(problems)

@@ -1,7 +1,9 @@
 """The client's exception tree: every failure the FHIR client reports, rooted in one class.
 
-Every class carries a stable ``code`` string (documented in docs/client.md and checked by a test) so the
-command line can map failures to exit codes without matching on messages.
+`FhirError` derives from the project's one root, `mappings.errors.TrialfhirError` (the client's only
+import from `mappings`: a standard-library-only leaf). Every class carries a stable ``code`` string
+(documented in docs/client.md and docs/cli.md, checked by a test) and the command line's ``exit_code``,
+so callers branch on the class or its code, never on a message.
 
     FhirError                               fhir_error
     ├── FhirHttpError                       http_error        (any other non-2xx status)
@@ -41,6 +43,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
+
+from mappings.errors import ExitCode, TrialfhirError
 
 if TYPE_CHECKING:
     from ._bundle import EntryOutcome, UploadSummary
@@ -127,8 +131,8 @@ def parse_issues(outcome: Any) -> list[Issue]:
     return issues
 
 
-class FhirError(Exception):
-    """Base of every error the FHIR client raises."""
+class FhirError(TrialfhirError):
+    """Base of every error the FHIR client raises (never raised itself; its exit code is the root's)."""
 
     code: ClassVar[str] = "fhir_error"
 
@@ -146,6 +150,7 @@ class FhirHttpError(FhirError):
     """
 
     code: ClassVar[str] = "http_error"
+    exit_code: ClassVar[ExitCode] = ExitCode.SERVER_REFUSED
 
     def __init__(
         self,
@@ -190,18 +195,21 @@ class Unauthorized(FhirHttpError):
     """401: no or an invalid access token (after one forced token refresh, when auth can refresh)."""
 
     code = "unauthorized"
+    exit_code: ClassVar[ExitCode] = ExitCode.AUTH
 
 
 class Forbidden(FhirHttpError):
     """403: authenticated but not allowed."""
 
     code = "forbidden"
+    exit_code: ClassVar[ExitCode] = ExitCode.AUTH
 
 
 class ResourceNotFound(FhirHttpError):
     """404: the resource (or type, or operation) does not exist. A search with no match is not this."""
 
     code = "not_found"
+    exit_code: ClassVar[ExitCode] = ExitCode.NOT_FOUND
 
 
 class MethodNotAllowed(FhirHttpError):
@@ -238,12 +246,14 @@ class TooManyRequests(FhirHttpError):
     """429: rate limited (retried first when the request is safe to repeat)."""
 
     code = "too_many_requests"
+    exit_code: ClassVar[ExitCode] = ExitCode.UNREACHABLE
 
 
 class ServerError(FhirHttpError):
     """5xx: the server failed."""
 
     code = "server_error"
+    exit_code: ClassVar[ExitCode] = ExitCode.UNREACHABLE
 
 
 _STATUS_TABLE: dict[int, type[FhirHttpError]] = {
@@ -271,6 +281,7 @@ class FhirTransportError(FhirError):
     """The request did not get an HTTP answer: connection refused or reset, TLS failure, protocol error."""
 
     code: ClassVar[str] = "transport_error"
+    exit_code: ClassVar[ExitCode] = ExitCode.UNREACHABLE
 
     def __init__(self, message: str, *, method: str, resource_type: str | None = None) -> None:
         self.method = method
@@ -288,6 +299,7 @@ class RetriesExhausted(FhirError):
     """Every attempt the RetryPolicy allowed failed (in count or in total time); ``last_error`` says how."""
 
     code: ClassVar[str] = "retries_exhausted"
+    exit_code: ClassVar[ExitCode] = ExitCode.UNREACHABLE
 
     def __init__(self, attempts: int, last_error: FhirError, *, reason: str = "attempts") -> None:
         self.attempts = attempts
@@ -301,6 +313,7 @@ class FhirVersionMismatch(FhirError):
     """The server's CapabilityStatement announces a FHIR version other than 4.0.x (R4)."""
 
     code: ClassVar[str] = "fhir_version_mismatch"
+    exit_code: ClassVar[ExitCode] = ExitCode.FHIR_VERSION
 
     def __init__(self, found: str | None, expected: str = "4.0.x") -> None:
         self.found = found
@@ -317,6 +330,7 @@ class InvalidResponse(FhirError):
     transaction response that does not answer the request). The CLI exits 10 for all of them."""
 
     code: ClassVar[str] = "invalid_response"
+    exit_code: ClassVar[ExitCode] = ExitCode.SERVER_ANSWER
 
 
 class UnsafeNextLink(InvalidResponse):
@@ -414,6 +428,7 @@ class AuthenticationFailed(FhirError):
     """SMART discovery or the token request failed (the token endpoint's error is in the message)."""
 
     code: ClassVar[str] = "auth_failed"
+    exit_code: ClassVar[ExitCode] = ExitCode.AUTH
 
 
 class TransactionFailed(FhirError):
@@ -430,6 +445,7 @@ class TransactionFailed(FhirError):
     """
 
     code: ClassVar[str] = "transaction_failed"
+    exit_code: ClassVar[ExitCode] = ExitCode.TRANSACTION
 
     def __init__(
         self,

@@ -21,7 +21,9 @@ import json
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from typing import ClassVar
 
+from mappings.errors import ExitCode, TrialfhirError
 from mappings.identity import SID_STUDY
 
 __all__ = [
@@ -43,8 +45,11 @@ DEFINITION_FILE = "study.json"
 """The file name of a study definition inside a study folder (shipped or not)."""
 
 
-class DefinitionNotFound(LookupError):
+class DefinitionNotFound(TrialfhirError, LookupError):
     """No study definition for what was asked: an unknown name, a missing file, an unknown study."""
+
+    code: ClassVar[str] = "definition_not_found"
+    exit_code: ClassVar[ExitCode] = ExitCode.USAGE
 
 
 @dataclass(frozen=True)

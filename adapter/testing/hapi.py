@@ -12,7 +12,7 @@ Public surface::
     start_server(port=None) -> RunningHapi  # context manager; .base_url, .stop()
     expunge_everything(base_url)            # empty the server ($expunge, expungeEverything)
 
-Errors: everything raised here derives from :class:`HapiServerError`:
+Errors: everything raised here derives from :class:`HapiServerError` (a `TrialfhirError`, exit 7):
 
     HapiServerError
     ├── HapiToolMissing   java 17+ or mvn not found
@@ -41,8 +41,11 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
+from typing import ClassVar
 
 import httpx
+
+from mappings.errors import ExitCode, TrialfhirError
 
 __all__ = [
     "DEFAULT_JAVA_OPTIONS",
@@ -77,20 +80,32 @@ MINIMUM_JAVA = 17
 LOG_TAIL_LINES = 40
 
 
-class HapiServerError(Exception):
+class HapiServerError(TrialfhirError):
     """Base of every error raised while building or running the local HAPI server."""
+
+    code: ClassVar[str] = "hapi_server"
+    exit_code: ClassVar[ExitCode] = ExitCode.UNREACHABLE
 
 
 class HapiToolMissing(HapiServerError):
     """java (17 or newer) or mvn is not installed or not on PATH."""
 
+    code: ClassVar[str] = "hapi_tool_missing"
+    exit_code: ClassVar[ExitCode] = ExitCode.UNREACHABLE
+
 
 class HapiBuildError(HapiServerError):
     """``mvn package`` failed; the message carries the tail of the build log."""
 
+    code: ClassVar[str] = "hapi_build_failed"
+    exit_code: ClassVar[ExitCode] = ExitCode.UNREACHABLE
+
 
 class HapiStartError(HapiServerError):
     """The server did not come up: it died, timed out, or its port is taken."""
+
+    code: ClassVar[str] = "hapi_start_failed"
+    exit_code: ClassVar[ExitCode] = ExitCode.UNREACHABLE
 
 
 # --------------------------------------------------------------------------------------------

@@ -47,7 +47,7 @@ def test_every_problem_is_reported_at_once() -> None:
     del endpoints["E5"]["scores"]["nsstot"]
     with pytest.raises(DefinitionError) as caught:
         parse_definition(raw, "edited.json")
-    locations = {problem.loc for problem in caught.value.problems}
+    locations = {problem.variable for problem in caught.value.problems}
     assert {
         "arms.PBO",
         "endpoints.E1.tests.p_within_ivig",
