@@ -435,7 +435,7 @@ def test_push_that_times_out_half_way_says_what_was_committed(
     )
     result = runner.invoke(
         main,
-        ["push", str(FIXTURE), "--server", server.base, "--chunk-size", "500", "--deadline", "0.5"],
+        ["push", str(FIXTURE), "--server", server.base, "--chunk-size", "500", "--deadline", "2"],
     )
     assert result.exit_code == EXIT_UNREACHABLE, result.output
     assert "Chunk 1 (500 of 759 resources) was committed before it" in result.output
