@@ -41,6 +41,7 @@ from adapter.fhir_json import (
     loads_line,
 )
 from adapter.fhir_json import default as _default
+from adapter.studies import DEFINITION_FILE
 
 if TYPE_CHECKING:
     from mappings.trial import TrialAssembler
@@ -308,13 +309,20 @@ def read_trial_resources(
 
 
 def resource_files(path: Path) -> list[Path]:
-    """The files `read_resources(path)` reads, in order.
+    """The files `read_resources(path)` reads, in order: a file itself; in a folder its `.ndjson`
+    files when it has any (subfolders, e.g. a Bulk export's `error/`, are not read), else its `.json`
+    files. Never data: hidden files (the output manifest `.trialfhir-manifest.json`) and the study
+    definition `study.json`. The one listing of FHIR files (`adapter.sources` decides the rest).
 
     Raises:
         FhirFileError: no such file or folder, or a folder without `.ndjson` or `.json` files.
     """
     if path.is_dir():
-        files = sorted(p for p in path.iterdir() if p.is_file())
+        files = sorted(
+            p
+            for p in path.iterdir()
+            if p.is_file() and not p.name.startswith(".") and p.name != DEFINITION_FILE
+        )
         ndjson = [p for p in files if p.suffix.lower() == ".ndjson"]
         if ndjson:
             return ndjson
