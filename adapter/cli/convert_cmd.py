@@ -5,9 +5,8 @@ files -> an SDTM folder, all or nothing.
     trialfhir convert out/fhir --to sdtm --out out/sdtm           # FHIR -> SDTM
 
 Everything is written into a temporary sibling of DIR and moved into place at the very end, so a run that
-fails or is interrupted leaves DIR as it was (adapter/cli/_common.staged_folder). Exit codes: 0 done,
-1 unexpected failure (a bug), 2 usage, 3 bad input data (every problem listed on stderr: file, row,
-variable, reason), 11 DIR refused, 12 nothing to convert in SRC. See docs/cli.md.
+fails or is interrupted leaves DIR as it was (adapter/cli/_common.staged_folder). What SRC is comes
+from adapter/sources.py (told by --to); exit codes from the one table in adapter/cli/_common.py.
 """
 
 from __future__ import annotations

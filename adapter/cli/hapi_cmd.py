@@ -4,7 +4,7 @@
     trialfhir hapi build              build (or find) the cached jar and print its path
 
 Uses only :mod:`adapter.testing.hapi`. A missing java/mvn, a failed build or a server that does not come up
-exits with code 7 (unreachable) and says why; the server's own output stays in its log file.
+exits with code 7 (`EXIT_UNREACHABLE`) and says why; the server's own output stays in its log file.
 """
 
 from __future__ import annotations
