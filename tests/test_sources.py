@@ -172,3 +172,36 @@ def test_run_refuses_two_ways_to_authenticate_before_anything_is_written(tmp_pat
     assert result.exit_code == EXIT_USAGE
     assert "choose one way to authenticate" in result.output
     assert not (tmp_path / "o").exists()
+
+
+def gzipped(folder: Path) -> Path:
+    """`folder`'s NDJSON files gzipped in place (`X.ndjson` -> `X.ndjson.gz`)."""
+    import gzip
+
+    for path in folder.glob("*.ndjson"):
+        path.with_name(path.name + ".gz").write_bytes(gzip.compress(path.read_bytes()))
+        path.unlink()
+    return folder
+
+
+def test_gzipped_ndjson_reads_as_the_plain_files(tmp_path: Path) -> None:
+    folder = tmp_path / "fhir"
+    write_ndjson(trial_to_fhir(read_trial(SMALL)), folder)
+    plain = detect(folder).trial()
+    gzipped(folder)
+    assert all(p.name.endswith(".ndjson.gz") for p in fhir_data_files(folder))
+    assert detect(folder).trial() == plain == read_trial(SMALL)
+
+
+def test_a_cut_off_gzip_file_is_bad_input_naming_the_file(tmp_path: Path) -> None:
+    folder = tmp_path / "fhir"
+    write_ndjson(trial_to_fhir(read_trial(SMALL)), folder)
+    gzipped(folder)
+    victim = sorted(folder.iterdir())[-1]
+    victim.write_bytes(victim.read_bytes()[: victim.stat().st_size // 2])
+    with pytest.raises(FhirFileError, match="not a readable gzip file") as caught:
+        detect(folder).trial()
+    assert caught.value.path == str(victim)
+    result = invoke("convert", folder, "--to", "sdtm", "--out", tmp_path / "sdtm")
+    assert result.exit_code == 3, result.output
+    assert victim.name in result.output and not (tmp_path / "sdtm").exists()
