@@ -60,9 +60,9 @@ class Source:
     """What it is and where, for messages ("SDTM folder x", "FHIR folder y", "URL (study ID)");
     never a password (the server URL is shown without its credentials)."""
     path: Path | None = None
-    server: str | None = None
+    server: str | None = field(default=None, repr=False)  # may carry credentials: never shown
     study: str | None = None
-    client_options: dict[str, Any] = field(default_factory=dict)
+    client_options: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def files(self) -> list[Path]:
         """The files that are read as data ([] for a server; FhirFileError when a FHIR folder has
