@@ -16,7 +16,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -28,7 +28,9 @@ from adapter.cli._common import (
     progress_bar,
     staged_folder,
 )
-from adapter.sources import Source, detect, kind_of
+
+if TYPE_CHECKING:
+    from adapter.sources import Source
 
 __all__ = ["convert", "gc_paused"]
 
@@ -117,7 +119,7 @@ def _sdtm_to_fhir(src: Path, source: Source, staging: Path, validate: bool) -> s
         trial = source.trial()
     except TableError as exc:
         message = str(exc)
-        if kind_of(src) == "fhir":
+        if _looks_like(src) == "fhir":
             message += "\n(SRC looks like FHIR files: add --to sdtm to convert them to SDTM)"
         raise _bad_input(message) from exc
     rows = sum(len(t.rows) for t in trial.values())
@@ -170,7 +172,7 @@ def _fhir_to_sdtm(
         assembler = source.assemble(stats, lambda resources: _progress(resources, "FHIR -> SDTM"))
     except FhirFileError as exc:
         message = str(exc)
-        if kind_of(src) == "sdtm":
+        if _looks_like(src) == "sdtm":
             message += "\n(SRC looks like SDTM tables: leave out --to sdtm to convert them to FHIR)"
         raise _bad_input(message) from exc
     try:
@@ -277,6 +279,8 @@ def convert(
     FHIR -> SDTM writes DIR/<domain>.csv. Bad input exits with 3 and lists every problem; input with
     nothing to convert exits with 12 and says what was read.
     """
+    from adapter.sources import detect
+
     source = detect(src, want="sdtm" if target == "fhir" else "fhir")  # --to says what SRC is
     _check_memory(src, source, target, max_memory)  # before anything is read or written
     warnings: list[str] = []
@@ -288,3 +292,10 @@ def convert(
     for line in warnings:
         click.echo(line, err=True)
     click.echo(f"{summary} (in {out})")
+
+
+def _looks_like(src: Path) -> str | None:
+    """What SRC looks like (`adapter.sources.kind_of`), for the hint when --to says otherwise."""
+    from adapter.sources import kind_of
+
+    return kind_of(src)
