@@ -205,3 +205,35 @@ def test_a_cut_off_gzip_file_is_bad_input_naming_the_file(tmp_path: Path) -> Non
     result = invoke("convert", folder, "--to", "sdtm", "--out", tmp_path / "sdtm")
     assert result.exit_code == 3, result.output
     assert victim.name in result.output and not (tmp_path / "sdtm").exists()
+
+
+def test_run_through_a_server_composes_push_pull_and_the_way_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import adapter.transfer as transfer
+    from adapter.client import FhirClient, UploadSummary
+
+    stored: list[dict[str, Any]] = []
+    pulled_with: list[dict[str, Any]] = []
+
+    def push(client: Any, resources: Any, **kw: Any) -> UploadSummary:
+        stored.extend(resources)
+        return UploadSummary()
+
+    def pull_study(server: str, study: str, **kw: Any) -> transfer.PullResult:
+        pulled_with.append({"study": study, **kw["client_options"]})
+        return transfer.PullResult(study=stored[0], resources=list(stored))
+
+    monkeypatch.setattr(FhirClient, "capabilities", lambda self: {})
+    monkeypatch.setattr(transfer, "push", push)
+    monkeypatch.setattr(transfer, "pull_study", pull_study)
+    out = tmp_path / "o"
+    result = invoke(
+        "run", "--server", "https://ann:s3cret@fhir.test/fhir", "--out", out, "--max-pages", "3"
+    )
+    assert result.exit_code == 0, result.output
+    assert "round trip identical: 742 rows" in result.stderr
+    assert "from https://***@fhir.test/fhir (study DALAKAS1993)" in result.stdout
+    assert pulled_with[0]["study"] == "DALAKAS1993" and pulled_with[0]["max_pages"] == 3
+    assert len(list((out / "fhir").glob("*.ndjson"))) == 10
+    assert (out / "report" / "results.json").is_file()
