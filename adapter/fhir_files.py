@@ -18,8 +18,10 @@ Every number therefore comes back either as an int, as a float whose `repr` is t
 
 from __future__ import annotations
 
+import gzip
 import re
 import uuid
+import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +43,7 @@ from adapter.fhir_json import (
     loads_line,
 )
 from adapter.fhir_json import default as _default
+from adapter.studies import DEFINITION_FILE
 from mappings.errors import ExitCode, Problem, TrialfhirError
 
 if TYPE_CHECKING:
@@ -280,7 +283,7 @@ def read_resources(path: str | Path, stats: ReadStats | None = None) -> Iterator
         stats.files.append(str(file))
         stats.line = None
         stats.entry = ""
-        if file.suffix.lower() == ".ndjson":
+        if _is_ndjson(file):
             yield from _read_ndjson(file, stats)
         else:
             yield from _read_json(file, stats)
@@ -317,14 +320,21 @@ def read_trial_resources(
 
 
 def resource_files(path: Path) -> list[Path]:
-    """The files `read_resources(path)` reads, in order.
+    """The files `read_resources(path)` reads, in order: a file itself; in a folder its `.ndjson`
+    (and `.ndjson.gz`) files when it has any (subfolders, e.g. a Bulk export's `error/`, are not read), else its `.json`
+    files. Never data: hidden files (the output manifest `.trialfhir-manifest.json`) and the study
+    definition `study.json`. The one listing of FHIR files (`adapter.sources` decides the rest).
 
     Raises:
         FhirFileError: no such file or folder, or a folder without `.ndjson` or `.json` files.
     """
     if path.is_dir():
-        files = sorted(p for p in path.iterdir() if p.is_file())
-        ndjson = [p for p in files if p.suffix.lower() == ".ndjson"]
+        files = sorted(
+            p
+            for p in path.iterdir()
+            if p.is_file() and not p.name.startswith(".") and p.name != DEFINITION_FILE
+        )
+        ndjson = [p for p in files if _is_ndjson(p)]
         if ndjson:
             return ndjson
         bundles = [p for p in files if p.suffix.lower() == ".json"]
@@ -344,27 +354,52 @@ def _not_json(
     return FhirFileError(file, line, f"{what}: {exc}")
 
 
+def _is_ndjson(file: Path) -> bool:
+    """An NDJSON file by its name: `.ndjson`, or `.ndjson.gz` (gzip, as Bulk Data servers may send)."""
+    name = file.name.lower()
+    return name.endswith(".ndjson") or name.endswith(".ndjson.gz")
+
+
 def _read_ndjson(file: Path, stats: ReadStats) -> Iterator[JSON]:
-    parse = loads_line
+    if file.name.lower().endswith(".gz"):
+        yield from _read_gzip_ndjson(file, stats)
+        return
     with open(file, "rb", buffering=1 << 20) as handle:
-        for number, line in enumerate(handle, start=1):
-            if line.isspace() or not line:
-                continue
-            try:
-                resource = parse(line)
-            except JSONDecodeErrors as exc:
-                raise _not_json(file, number, exc) from exc
-            if not isinstance(resource, dict) or not isinstance(resource.get("resourceType"), str):
-                raise FhirFileError(file, number, "not a FHIR resource (no resourceType)")
-            stats.line = number
-            stats.suspect = b"\\" in line and _SUSPECT_TEXT in line  # memchr first: fast
-            if resource["resourceType"] == "Bundle":
-                stats.bundles_nested += 1
-                yield from _bundle_resources(resource, stats, file, number, "Bundle", 1)
-                continue
-            stats.entry = ""
-            stats.resources += 1
-            yield resource
+        yield from _ndjson_lines(file, handle, stats)
+
+
+def _read_gzip_ndjson(file: Path, stats: ReadStats) -> Iterator[JSON]:
+    """A gzipped NDJSON file, decompressed as it is read; a broken or cut-off archive is a
+    `FhirFileError` naming the file (and the last line read from it)."""
+    stats.line = None
+    try:
+        with gzip.open(file, "rb") as handle:
+            yield from _ndjson_lines(file, handle, stats)
+    except (OSError, EOFError, zlib.error) as exc:
+        where = f" after line {stats.line}" if stats.line else ""
+        raise FhirFileError(file, None, f"not a readable gzip file{where}: {exc}") from exc
+
+
+def _ndjson_lines(file: Path, handle: Iterable[bytes], stats: ReadStats) -> Iterator[JSON]:
+    parse = loads_line
+    for number, line in enumerate(handle, start=1):
+        if line.isspace() or not line:
+            continue
+        try:
+            resource = parse(line)
+        except JSONDecodeErrors as exc:
+            raise _not_json(file, number, exc) from exc
+        if not isinstance(resource, dict) or not isinstance(resource.get("resourceType"), str):
+            raise FhirFileError(file, number, "not a FHIR resource (no resourceType)")
+        stats.line = number
+        stats.suspect = b"\\" in line and _SUSPECT_TEXT in line  # memchr first: fast
+        if resource["resourceType"] == "Bundle":
+            stats.bundles_nested += 1
+            yield from _bundle_resources(resource, stats, file, number, "Bundle", 1)
+            continue
+        stats.entry = ""
+        stats.resources += 1
+        yield resource
 
 
 _STREAMED_HEAD = re.compile(rb'\{"resourceType":"Bundle","type":"[a-z-]+","entry":\[\r?\n')

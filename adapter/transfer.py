@@ -1,4 +1,4 @@
-"""Moving a trial to and from a FHIR server: `push` (SDTM or FHIR folder -> conditional transactions) and
+"""Moving a trial to and from a FHIR server: `push` (a trial's resources -> conditional transactions) and
 `pull_study` (a study and everything linked to it -> resource dicts or a FHIR folder).
 
 This is where the client meets the mappings: the client knows nothing of trials, the mappings know
@@ -20,28 +20,24 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Final
 
 from adapter.client import AsyncFhirClient, FhirClient, InvalidResponse, UploadSummary, token
 from adapter.client._bundle import TransactionMode
-from adapter.fhir_files import read_resources, write_ndjson
-from adapter.tables import domain_files, read_trial
+from adapter.fhir_files import write_ndjson
 from mappings.errors import ExitCode, TrialfhirError
 from mappings.identity import SID_STUDY
 from mappings.terminology import EXT_RESEARCH_STUDY
-from mappings.trial import trial_to_fhir
 
 __all__ = [
-    "FhirSource",
     "PullResult",
     "StudyNotFound",
     "pull_study",
     "pull_study_async",
     "push",
-    "source_resources",
 ]
 
 log = logging.getLogger("trialfhir.transfer")
@@ -59,49 +55,23 @@ class StudyNotFound(TrialfhirError, LookupError):
     exit_code: ClassVar[ExitCode] = ExitCode.NOT_FOUND
 
 
-class FhirSource:
-    """The resources of FHIR files (an NDJSON folder, Bundles), read again each time it is iterated:
-    an upload reads it once to check every line and resource before the first write, then again to
-    send it, so a big folder is never held in memory whole."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    def __iter__(self) -> Iterator[JSON]:
-        return read_resources(self.path)
-
-
-def source_resources(source: str | Path) -> tuple[str, Iterable[JSON]]:
-    """What a folder holds, as FHIR resources: ("sdtm", ...) for a folder of domain tables (read and
-    checked in full first: a bad table raises `TableError` before anything is yielded), ("fhir", ...)
-    for NDJSON files or Bundles (a `FhirSource`: iterating it again reads the files again)."""
-    path = Path(source)
-    if path.is_dir() and domain_files(path):
-        trial = read_trial(path)
-        return "sdtm", trial_to_fhir(trial)
-    return "fhir", FhirSource(path)
-
-
 def push(
     client: FhirClient,
-    source: str | Path | Iterable[JSON],
+    resources: Iterable[JSON],
     *,
     chunk_size: int = 50,
     mode: TransactionMode = "conditional-update",
     progress: Callable[[int], None] | None = None,
 ) -> UploadSummary:
-    """Write a trial to the server as transactions of `chunk_size` conditional entries, in reference
-    order. Pushing the same trial twice creates nothing new.
+    """Write a trial's resources to the server as transactions of `chunk_size` conditional entries,
+    in reference order. Pushing the same trial twice creates nothing new. A folder's resources come
+    from `adapter.sources` (`detect(path).resources()`).
 
     The whole input is read and checked before the first request is sent (every table of an SDTM
     folder, every line of FHIR files, every resource for what `mode` needs), so bad input uploads
     nothing. A transaction that fails leaves the chunks before it committed (each is atomic); the
     error says which chunks were committed, and re-running the push completes the job.
     """
-    if isinstance(source, (str, Path)):
-        _, resources = source_resources(source)
-    else:
-        resources = source
     return client.upload(resources, chunk_size=chunk_size, mode=mode, progress=progress)
 
 

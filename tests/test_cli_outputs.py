@@ -839,16 +839,18 @@ def test_looking_into_a_huge_folder_is_bounded(
 def test_analyze_from_a_server_writes_its_source_without_credentials(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    import adapter.cli.analyze_cmd as analyze_cmd
+    import adapter.transfer as transfer
     from adapter.tables import read_trial
+    from adapter.transfer import PullResult
+    from mappings.trial import trial_to_fhir
 
     asked: list[str] = []
 
-    def pulled(server: str, study: str, token: str | None, timeout: float) -> object:
+    def pulled(server: str, study: str, **options: object) -> PullResult:
         asked.append(server)
-        return read_trial(DALAKAS)
+        return PullResult(study={}, resources=list(trial_to_fhir(read_trial(DALAKAS))))
 
-    monkeypatch.setattr(analyze_cmd, "tables_from_server", pulled)
+    monkeypatch.setattr(transfer, "pull_study", pulled)
     out = tmp_path / "out"
     url = "https://ann:s3cret@fhir.test/fhir"
     result = invoke(

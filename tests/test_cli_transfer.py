@@ -336,11 +336,10 @@ def test_pull_from_a_dripping_server_gives_up_at_the_deadline_after_the_retries(
 def fhir_folder(tmp_path: Path) -> Path:
     """The fixture trial as an NDJSON folder (what `convert` writes)."""
     from adapter.fhir_files import write_ndjson
-    from adapter.transfer import source_resources
+    from adapter.sources import detect
 
     folder = tmp_path / "fhir"
-    _, resources = source_resources(FIXTURE)
-    write_ndjson(resources, folder)
+    write_ndjson(detect(FIXTURE).resources(), folder)
     return folder
 
 

@@ -38,7 +38,7 @@ import sys
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar, overload
 from urllib.parse import urlsplit
 
 import click
@@ -204,15 +204,44 @@ SECONDS = Seconds()
 # --- the server and how to reach it -----------------------------------------------------------------
 
 
-def server_options(func: Callable[..., Any]) -> Callable[..., Any]:
-    """--server and the auth/TLS/timeout options, as one `client_options` dict for the client."""
+_SERVER_HELP = "FHIR base URL, e.g. http://localhost:8080/fhir"
+
+
+@overload
+def server_options(func: Callable[..., Any]) -> Callable[..., Any]: ...
+
+
+@overload
+def server_options(
+    *, required: bool = True, server_help: str = _SERVER_HELP
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]: ...
+
+
+def server_options(
+    func: Callable[..., Any] | None = None,
+    *,
+    required: bool = True,
+    server_help: str = _SERVER_HELP,
+) -> Any:
+    """--server and the auth/TLS/timeout options, which `client_options(**those)` turns into the
+    client's keyword arguments. `@server_options` for a command that needs a server;
+    `@server_options(required=False, server_help=...)` for one that may go through one (analyze, run).
+    """
+    if func is None:
+        return lambda f: _with_server_options(f, required, server_help)
+    return _with_server_options(func, required, server_help)
+
+
+def _with_server_options(
+    func: Callable[..., Any], required: bool, server_help: str
+) -> Callable[..., Any]:
     options = [
         click.option(
             "--server",
-            required=True,
+            required=required,
             type=SERVER_URL,
             metavar="URL",
-            help="FHIR base URL, e.g. http://localhost:8080/fhir",
+            help=server_help,
         ),
         click.option(
             "--token",
@@ -872,9 +901,20 @@ def formula_note(out: Path, counts: dict[str, int]) -> str | None:
     )
 
 
-def progress_bar(total: int | None, label: str) -> Any:
-    """A tqdm bar on stderr (silent when stderr is not a terminal or TRIALFHIR_NO_PROGRESS is set)."""
+def progress_bar(total: int | None, label: str, items: Iterable[Any] | None = None) -> Any:
+    """The one progress bar of every command: tqdm on stderr, silent when stderr is not a terminal or
+    TRIALFHIR_NO_PROGRESS is set. Use it as a context (`bar.update(n)`), or iterate it to pass
+    `items` through while counting them."""
     from tqdm import tqdm
 
     disable = not sys.stderr.isatty() or bool(os.environ.get("TRIALFHIR_NO_PROGRESS"))
-    return tqdm(total=total, desc=label, unit=" res", file=sys.stderr, disable=disable, leave=False)
+    return tqdm(
+        items,
+        total=total,
+        desc=label,
+        unit=" res",
+        file=sys.stderr,
+        disable=disable,
+        leave=False,
+        mininterval=0.5,
+    )

@@ -6,79 +6,31 @@ folder, or a FHIR server.
     trialfhir analyze --server http://localhost:8080/fhir --study DALAKAS1993 --out out/
     trialfhir analyze pulled/ --out out/ --definition dalakas1993   # a shipped study's name
 
-Where the trial tables come from is decided in one place: `tables_from_source` (a folder) and
-`tables_from_server` (`--server URL --study ID`); each turns its source into a `Trial`.
+What SRC is (SDTM or FHIR) is decided by `adapter.sources`, which also reads it (or pulls the study
+from `--server`, with every server option of push and pull) into a `Trial`.
 Errors leave with the exit code of their class (adapter/cli/_common.py).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
 import click
 
 from adapter.cli._common import (
     EXIT_BAD_INPUT,
     EXIT_USAGE,
-    MANIFEST,
-    SECONDS,
-    SERVER_URL,
     CommandError,
     check_output_folder,
     client_options,
     reported,
+    server_options,
     staged_folder,
     without_credentials,
 )
 
-if TYPE_CHECKING:
-    from mappings.sdtm import Trial
-
-__all__ = ["analyze", "tables_from_server", "tables_from_source"]
-
-
-def tables_from_source(src: Path) -> tuple[str, Trial]:
-    """The kind of folder ("sdtm" or "fhir") and its trial tables.
-
-    An SDTM folder (`dm.csv`, ... or `.xpt`) is read and checked by `adapter.tables`; otherwise the
-    folder's FHIR NDJSON files (or Bundle `.json` files, `study.json` aside) are mapped back to tables.
-
-    Raises:
-        TableError, FhirFileError: the folder cannot be read (every problem / the first bad line).
-    """
-    from adapter.fhir_files import read_resources
-    from adapter.tables import domain_files, read_trial
-    from mappings.trial import fhir_to_trial
-
-    if domain_files(src):
-        return "sdtm", read_trial(src)
-    files = sorted(p for p in src.iterdir() if p.is_file())
-    ndjson = [p for p in files if p.suffix.lower() == ".ndjson"]
-    bundles = [
-        p for p in files if p.suffix.lower() == ".json" and p.name not in ("study.json", MANIFEST)
-    ]
-    chosen = ndjson or bundles
-    if not chosen:
-        raise click.UsageError(
-            f"{src}: neither SDTM tables (dm.csv, ...) nor FHIR files (.ndjson, Bundle .json)"
-        )
-    resources = (resource for file in chosen for resource in read_resources(file))
-    return "fhir", fhir_to_trial(resources)
-
-
-def tables_from_server(server: str, study: str, token: str | None, timeout: float) -> Trial:
-    """The trial tables of a study pulled from a FHIR server by its identifier.
-
-    Raises:
-        StudyNotFound, FhirError: from the pull (mapped to exit codes by `reported`).
-    """
-    from adapter.transfer import pull_study
-    from mappings.trial import fhir_to_trial
-
-    options = client_options(token, None, None, None, "RS384", "", timeout, None)
-    pulled = pull_study(server, study, client_options=options)
-    return fhir_to_trial(pulled.resources)
+__all__ = ["analyze"]
 
 
 def _definition(given: str | None, src: Path | None, study_id: str | None) -> Path:
@@ -113,19 +65,8 @@ def _definition(given: str | None, src: Path | None, study_id: str | None) -> Pa
     help="Study definition: a shipped study's name (trialfhir studies) or a JSON file "
     "(default: SRC/study.json, or the shipped study of --study).",
 )
-@click.option(
-    "--server",
-    type=SERVER_URL,
-    metavar="URL",
-    help="FHIR server base URL (with --study), instead of SRC.",
-)
+@server_options(required=False, server_help="FHIR server base URL (with --study), instead of SRC.")
 @click.option("--study", "study_id", metavar="ID", help="Study identifier on the server.")
-@click.option(
-    "--token", envvar="TRIALFHIR_TOKEN", help="Bearer token for --server (or env TRIALFHIR_TOKEN)."
-)
-@click.option(
-    "--timeout", type=SECONDS, default=60.0, show_default=True, help="Seconds per request."
-)
 @click.option(
     "--force",
     is_flag=True,
@@ -138,9 +79,8 @@ def analyze(
     definition_arg: str | None,
     server: str | None,
     study_id: str | None,
-    token: str | None,
-    timeout: float,
     force: bool,
+    **auth: Any,
 ) -> None:
     """Reanalyse a study's endpoints (E1-E8) from SRC (SDTM or FHIR folder) or a FHIR server, and
     write the report to --out."""
@@ -153,6 +93,18 @@ def analyze(
     definition_path = _definition(definition_arg, src, study_id)
     inputs = [src, definition_path]
     check_output_folder(out_dir, force, inputs)  # before anything is read or pulled
+    from adapter.sources import detect, kind_of, on_server
+
+    if src is not None:
+        if kind_of(src) is None:
+            raise click.UsageError(
+                f"{src}: neither SDTM tables (dm.csv, ...) nor FHIR files (.ndjson, Bundle .json)"
+            )
+        source = detect(src)
+    else:
+        assert server is not None and study_id is not None
+        options = client_options(**auth)  # a bad key or auth option fails before anything is read
+        source = on_server(server, study_id, options, without_credentials(server))
     from adapter.analysis import DefinitionError, load_definition, write_outputs
     from adapter.analysis import analyze as analyze_study
 
@@ -160,14 +112,7 @@ def analyze(
         definition = load_definition(definition_path)
     except DefinitionError as exc:
         raise CommandError(str(exc), EXIT_BAD_INPUT) from exc
-    if src is not None:
-        kind, tables = tables_from_source(src)
-        source = f"{kind.upper()} folder {src}"
-    else:
-        assert server is not None and study_id is not None
-        tables = tables_from_server(server, study_id, token, timeout)
-        source = f"{without_credentials(server)} (study {study_id})"
-    results = analyze_study(tables, definition, source)
+    results = analyze_study(source.trial(), definition, source.label)
     with staged_folder(out_dir, force=force, command="analyze", sources=inputs) as staging:
         paths = [out_dir / p.relative_to(staging) for p in write_outputs(results, staging)]
     checks = [

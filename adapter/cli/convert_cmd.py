@@ -5,52 +5,39 @@ files -> an SDTM folder, all or nothing.
     trialfhir convert out/fhir --to sdtm --out out/sdtm           # FHIR -> SDTM
 
 Everything is written into a temporary sibling of DIR and moved into place at the very end, so a run that
-fails or is interrupted leaves DIR as it was (adapter/cli/_common.staged_folder). Exit codes: 0 done,
-1 unexpected failure (a bug), 2 usage, 3 bad input data (every problem listed on stderr: file, row,
-variable, reason), 11 DIR refused, 12 nothing to convert in SRC. See docs/cli.md.
+fails or is interrupted leaves DIR as it was (adapter/cli/_common.staged_folder). What SRC is comes
+from adapter/sources.py (told by --to); exit codes from the one table in adapter/cli/_common.py.
 """
 
 from __future__ import annotations
 
 import gc
-import sys
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from adapter.cli._common import (
     EXIT_BAD_INPUT,
     EXIT_NOTHING_CONVERTED,
+    EXIT_UNEXPECTED,
     CommandError,
+    progress_bar,
     staged_folder,
 )
 
-__all__ = ["EXIT_BAD_INPUT", "EXIT_INVALID_OUTPUT", "convert", "gc_paused"]
+if TYPE_CHECKING:
+    from adapter.sources import Source
 
-EXIT_INVALID_OUTPUT = 1
-
-
-class BadInput(click.ClickException):
-    """The input data breaks the rules: exit 3, the message lists every problem."""
-
-    exit_code = EXIT_BAD_INPUT
-
-    def format_message(self) -> str:
-        return self.message
+__all__ = ["convert", "gc_paused"]
 
 
 def _progress(items: Iterable[dict[str, Any]], label: str) -> Iterator[dict[str, Any]]:
-    """`items` with a tqdm progress bar on stderr when stderr is a terminal."""
-    if not sys.stderr.isatty():
-        yield from items
-        return
-    from tqdm import tqdm
-
-    yield from tqdm(items, desc=label, unit=" res", file=sys.stderr, mininterval=0.5, leave=False)
+    """`items` counted by the commands' progress bar (adapter/cli/_common.progress_bar)."""
+    yield from progress_bar(None, label, items)
 
 
 @contextmanager
@@ -75,31 +62,40 @@ NDJSON size, 1.7x for DM-only resources)."""
 
 DEFAULT_MAX_MEMORY_GB = 8.0
 
+GZIP_EXPANSION = 25
+"""A `.ndjson.gz` file counts as this many times its size in the memory estimate (the bundled cohort's
+NDJSON compresses 21 times with gzip; rounded up)."""
 
-def _input_bytes(src: Path, target: str) -> int:
+
+def _bad_input(message: str) -> CommandError:
+    """The input data breaks the rules: exit 3, the message lists every problem."""
+    return CommandError(message, EXIT_BAD_INPUT)
+
+
+def _input_bytes(source: Source) -> int:
     """The size of the files `convert` will read from SRC (0 when SRC is not what the reader takes:
     the reader then says why)."""
-    from adapter.fhir_files import FhirFileError, resource_files
-    from adapter.tables import domain_files
+    from adapter.fhir_files import FhirFileError
 
-    if target == "fhir":
-        if not src.is_dir():
-            return 0
-        return sum(p.stat().st_size for paths in domain_files(src).values() for p in paths)
+    if source.kind == "sdtm" and not (source.path and source.path.is_dir()):
+        return 0
     try:
-        return sum(p.stat().st_size for p in resource_files(src))
+        return sum(
+            p.stat().st_size * (GZIP_EXPANSION if p.name.lower().endswith(".gz") else 1)
+            for p in source.files()
+        )
     except (FhirFileError, OSError):
         return 0
 
 
-def _check_memory(src: Path, target: str, max_memory_gb: float) -> None:
+def _check_memory(src: Path, source: Source, target: str, max_memory_gb: float) -> None:
     """Refuse an input whose conversion would need more than `max_memory_gb` (estimated from its size
     and `MEMORY_PER_BYTE`), before anything is read or written."""
-    size = _input_bytes(src, target)
+    size = _input_bytes(source)
     needed = size * MEMORY_PER_BYTE[target]
     if needed > max_memory_gb * 1e9:
         kind = "SDTM tables" if target == "fhir" else "FHIR files"
-        raise BadInput(
+        raise _bad_input(
             f"{src}: {size / 1e9:.2f} GB of {kind}; converting them needs about "
             f"{needed / 1e9:.1f} GB of memory ({MEMORY_PER_BYTE[target]} x the input), more than "
             f"--max-memory {max_memory_gb:g} GB. Raise --max-memory if this machine has that much "
@@ -113,19 +109,19 @@ def _counts_line(counts: dict[str, int], unit: str) -> str:
     return f"{total} {unit}: {parts}" if parts else f"0 {unit}"
 
 
-def _sdtm_to_fhir(src: Path, staging: Path, validate: bool) -> str:
+def _sdtm_to_fhir(src: Path, source: Source, staging: Path, validate: bool) -> str:
     from adapter.fhir_files import BundleWriter, write_ndjson
-    from adapter.tables import TableError, domain_files, read_trial
+    from adapter.tables import TableError, domain_files
     from adapter.validation import validate_all
     from mappings.trial import trial_to_fhir
 
     try:
-        trial = read_trial(src)
+        trial = source.trial()
     except TableError as exc:
         message = str(exc)
-        if src.is_file() or any(src.glob("*.ndjson")):
+        if _looks_like(src) == "fhir":
             message += "\n(SRC looks like FHIR files: add --to sdtm to convert them to SDTM)"
-        raise BadInput(message) from exc
+        raise _bad_input(message) from exc
     rows = sum(len(t.rows) for t in trial.values())
     if rows == 0:
         tables = ", ".join(f"{p.name}" for paths in domain_files(src).values() for p in paths)
@@ -141,7 +137,7 @@ def _sdtm_to_fhir(src: Path, staging: Path, validate: bool) -> str:
                 f"{summary['invalid']} of {summary['resources']} resources made are not valid R4B:"
             ]
             lines.extend(summary["problems"])
-            raise click.ClickException("\n".join(lines))
+            raise CommandError("\n".join(lines), EXIT_UNEXPECTED)  # a mapping bug
     with BundleWriter(staging / "bundle.json", "transaction") as bundle:
 
         def tee(resources: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
@@ -154,9 +150,11 @@ def _sdtm_to_fhir(src: Path, staging: Path, validate: bool) -> str:
     return f"{rows} rows in {len(trial)} tables -> " + _counts_line(counts, "resources")
 
 
-def _fhir_to_sdtm(src: Path, staging: Path, validate: bool) -> tuple[str, list[str]]:
-    from adapter.fhir_files import FhirFileError, ReadStats, read_resources, read_trial_resources
-    from adapter.tables import TableError, domain_files, write_trial
+def _fhir_to_sdtm(
+    src: Path, source: Source, staging: Path, validate: bool
+) -> tuple[str, list[str]]:
+    from adapter.fhir_files import FhirFileError, ReadStats
+    from adapter.tables import TableError, write_trial
     from adapter.validation import validate_all
     from mappings.trial import ResourceRefused
 
@@ -164,25 +162,23 @@ def _fhir_to_sdtm(src: Path, staging: Path, validate: bool) -> tuple[str, list[s
     stats = ReadStats()
     try:
         if validate:
-            summary = validate_all(read_resources(src))
+            summary = validate_all(source.resources())
             if summary["invalid"]:
                 lines = [
                     f"{summary['invalid']} of {summary['resources']} resources are not valid R4B:"
                 ]
                 lines.extend(summary["problems"])
-                raise BadInput("\n".join(lines))
-        assembler = read_trial_resources(
-            src, stats, lambda resources: _progress(resources, "FHIR -> SDTM")
-        )
+                raise _bad_input("\n".join(lines))
+        assembler = source.assemble(stats, lambda resources: _progress(resources, "FHIR -> SDTM"))
     except FhirFileError as exc:
         message = str(exc)
-        if src.is_dir() and domain_files(src):
+        if _looks_like(src) == "sdtm":
             message += "\n(SRC looks like SDTM tables: leave out --to sdtm to convert them to FHIR)"
-        raise BadInput(message) from exc
+        raise _bad_input(message) from exc
     try:
         trial = assembler.tables()
     except ResourceRefused as exc:
-        raise BadInput(f"{src}: {exc}") from exc
+        raise _bad_input(f"{src}: {exc}") from exc
     if not any(table.rows for table in trial.values()):
         raise CommandError(
             _nothing_from_fhir(src, stats, assembler.unrecognised, assembler.duplicates),
@@ -203,7 +199,7 @@ def _fhir_to_sdtm(src: Path, staging: Path, validate: bool) -> tuple[str, list[s
     except TableError as exc:  # named by the file it would have been, not the staging folder
         lines = ["the tables rebuilt from the FHIR files cannot be written as CSV:"]
         lines.extend(str(replace(p, file=Path(p.file).name)) for p in exc.problems)
-        raise BadInput("\n".join(lines)) from exc
+        raise _bad_input("\n".join(lines)) from exc
     counts = {code: len(table.rows) for code, table in trial.items()}
     return f"{stats.resources} resources -> " + _counts_line(counts, "rows"), warnings
 
@@ -283,13 +279,23 @@ def convert(
     FHIR -> SDTM writes DIR/<domain>.csv. Bad input exits with 3 and lists every problem; input with
     nothing to convert exits with 12 and says what was read.
     """
-    _check_memory(src, target, max_memory)  # before anything is read or written
+    from adapter.sources import detect
+
+    source = detect(src, want="sdtm" if target == "fhir" else "fhir")  # --to says what SRC is
+    _check_memory(src, source, target, max_memory)  # before anything is read or written
     warnings: list[str] = []
     with staged_folder(out, force=force, command="convert", sources=[src]) as staging, gc_paused():
         if target == "fhir":
-            summary = _sdtm_to_fhir(src, staging, validate)
+            summary = _sdtm_to_fhir(src, source, staging, validate)
         else:
-            summary, warnings = _fhir_to_sdtm(src, staging, validate)
+            summary, warnings = _fhir_to_sdtm(src, source, staging, validate)
     for line in warnings:
         click.echo(line, err=True)
     click.echo(f"{summary} (in {out})")
+
+
+def _looks_like(src: Path) -> str | None:
+    """What SRC looks like (`adapter.sources.kind_of`), for the hint when --to says otherwise."""
+    from adapter.sources import kind_of
+
+    return kind_of(src)

@@ -4,7 +4,7 @@
     trialfhir hapi build              build (or find) the cached jar and print its path
 
 Uses only :mod:`adapter.testing.hapi`. A missing java/mvn, a failed build or a server that does not come up
-exits with code 7 (unreachable) and says why; the server's own output stays in its log file.
+exits with code 7 (`EXIT_UNREACHABLE`) and says why; the server's own output stays in its log file.
 """
 
 from __future__ import annotations
@@ -14,17 +14,15 @@ from pathlib import Path
 
 import click
 
+from adapter.cli._common import EXIT_UNREACHABLE, CommandError
 from adapter.testing import hapi as harness
 
 __all__ = ["hapi"]
 
-EXIT_SERVER_UNAVAILABLE = 7
 
-
-class HapiCommandError(click.ClickException):
-    """A harness failure, reported as the message alone with exit code 7."""
-
-    exit_code = EXIT_SERVER_UNAVAILABLE
+def _unavailable(message: str) -> CommandError:
+    """A harness failure: the message alone, exit 7 (the server could not be reached)."""
+    return CommandError(message, EXIT_UNREACHABLE)
 
 
 @click.group(name="hapi")
@@ -40,7 +38,7 @@ def build() -> None:
             click.echo("building the HAPI FHIR server (first use; a few minutes) ...", err=True)
         click.echo(str(harness.build_server()))
     except harness.HapiServerError as exc:
-        raise HapiCommandError(str(exc)) from exc
+        raise _unavailable(str(exc)) from exc
 
 
 @hapi.command()
@@ -62,7 +60,7 @@ def serve(port: int | None, log_path: Path | None) -> None:
         click.echo("starting the HAPI FHIR server ...", err=True)
         server = harness.start_server(port, jar=jar, log_path=log_path)
     except harness.HapiServerError as exc:
-        raise HapiCommandError(str(exc)) from exc
+        raise _unavailable(str(exc)) from exc
     with server:
         click.echo(f"HAPI FHIR R4 server ready after {server.startup_seconds:.0f} s", err=True)
         click.echo(f"log: {server.log_path}", err=True)
@@ -71,7 +69,7 @@ def serve(port: int | None, log_path: Path | None) -> None:
         with contextlib.suppress(KeyboardInterrupt):
             server.process.wait()
         if not server.is_running() and server.process.returncode not in (0, 130, 143, -2, -15):
-            raise HapiCommandError(
+            raise _unavailable(
                 f"the server exited with code {server.process.returncode}\n{server.log_tail()}"
             )
     click.echo("stopped.", err=True)

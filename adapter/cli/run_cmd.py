@@ -6,7 +6,9 @@
 Steps: read and check the SDTM tables -> map them to FHIR -> write them to a local FHIR folder, or push
 them to the server as conditional transactions -> read them back (from the folder, or pulled from the
 server by the study identifier) -> map back to SDTM and compare with the input cell by cell -> analyse
-E1-E8 -> write the report. Everything lands in --out at the end (all or nothing); an earlier output
+E1-E8 -> write the report. Each step is a library function (`adapter.sources` reads the tables and
+the FHIR folder back, `mappings.trial.trial_to_fhir` maps, `adapter.transfer` pushes and pulls, the
+analysis analyses); this module only orders them and says where it is. Everything lands in --out at the end (all or nothing); an earlier output
 there is replaced only with --force and only when its manifest accounts for everything in it.
 """
 
@@ -14,7 +16,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -22,15 +24,17 @@ from adapter.cli._common import (
     EXIT_BAD_INPUT,
     EXIT_UNEXPECTED,
     EXIT_USAGE,
-    SECONDS,
-    SERVER_URL,
     CommandError,
     client_options,
     progress_bar,
     reported,
+    server_options,
     staged_folder,
     without_credentials,
 )
+
+if TYPE_CHECKING:
+    from mappings.sdtm import Trial
 
 
 def bundled_cohort() -> Path:
@@ -68,11 +72,9 @@ def _step(number: int, text: str) -> None:
 
 
 @click.command(name="run")
-@click.option(
-    "--server",
-    type=SERVER_URL,
-    metavar="URL",
-    help="Go through this FHIR server (push, then pull back) instead of a local folder.",
+@server_options(
+    required=False,
+    server_help="Go through this FHIR server (push, then pull back) instead of a local folder.",
 )
 @click.option(
     "--out",
@@ -91,24 +93,14 @@ def _step(number: int, text: str) -> None:
     is_flag=True,
     help="Replace --out when it holds an earlier trialfhir output (and nothing else).",
 )
-@click.option(
-    "--token", envvar="TRIALFHIR_TOKEN", help="Bearer token for --server (or env TRIALFHIR_TOKEN)."
-)
-@click.option("--timeout", type=SECONDS, default=60.0, show_default=True)
 @reported
-def run(
-    server: str | None,
-    out: Path,
-    source: Path | None,
-    force: bool,
-    token: str | None,
-    timeout: float,
-) -> None:
+def run(server: str | None, out: Path, source: Path | None, force: bool, **auth: Any) -> None:
     """The bundled cohort -> FHIR -> (a server, or a local folder) -> back -> E1-E8 -> report."""
     from adapter.analysis import DefinitionError, analyze, load_definition, write_outputs
-    from adapter.fhir_files import read_resources, write_ndjson
-    from adapter.tables import read_trial, write_trial
-    from mappings.trial import TrialAssembler, trial_to_fhir
+    from adapter.fhir_files import write_ndjson
+    from adapter.sources import detect
+    from adapter.tables import write_trial
+    from mappings.trial import trial_to_fhir
 
     started = time.perf_counter()
     cohort = source or bundled_cohort()
@@ -118,54 +110,38 @@ def run(
             "see docs/analysis.md)",
             EXIT_USAGE,
         )
-    try:  # a broken definition fails before anything is written or sent
+    # a bad auth option or a broken definition fails before anything is written or sent
+    options = client_options(**auth) if server is not None else {}
+    try:
         definition = load_definition(cohort / "study.json")
     except DefinitionError as exc:
         raise CommandError(str(exc), EXIT_BAD_INPUT) from exc
     with staged_folder(out, force=force, command="run", sources=[cohort]) as staging:
         _step(1, f"reading the SDTM tables in {cohort}")
-        trial = read_trial(cohort)
+        trial = detect(cohort, want="sdtm").trial()
         rows = sum(len(t.rows) for t in trial.values())
         click.echo(f"      {rows} rows in {len(trial)} tables", err=True)
 
         fhir_dir = staging / "fhir"
         if server is None:
             _step(2, f"mapping to FHIR into {out / 'fhir'}")
-            with progress_bar(None, "SDTM -> FHIR") as bar:
-                counts = write_ndjson(_counted(trial_to_fhir(trial), bar), fhir_dir)
+            resources = progress_bar(None, "SDTM -> FHIR", trial_to_fhir(trial))
+            counts = write_ndjson(resources, fhir_dir)
             click.echo(f"      {sum(counts.values())} resources of {len(counts)} types", err=True)
             _step(3, "reading the FHIR folder back")
-            resources = read_resources(fhir_dir)
             origin = f"FHIR folder {out / 'fhir'}"
         else:
-            from adapter.client import FhirClient
-            from adapter.transfer import pull_study, push
-
-            options = client_options(token, None, None, None, "RS384", "", timeout, None)
-            shown = without_credentials(server)
-            _step(2, f"pushing to {shown} as conditional transactions")
-            with FhirClient(server, **options) as client, progress_bar(None, "push") as bar:
-                client.capabilities()
-                summary = push(
-                    client, trial_to_fhir(trial), progress=lambda n: bar.update(n - bar.n)
-                )
-            pushed = summary.as_dict()
-            click.echo(
-                f"      {sum(sum(v.values()) for v in pushed.values())} resources written", err=True
-            )
-            studyid = next(iter(next(iter(trial.values())).rows), {}).get("STUDYID", "")
+            studyid = _push(server, options, trial)
             _step(3, f"pulling study {studyid} back from the server")
+            from adapter.transfer import pull_study
+
             with progress_bar(None, "pull") as bar:
                 pulled = pull_study(server, studyid, client_options=options, progress=bar.update)
             write_ndjson(pulled.resources, fhir_dir)
-            resources = iter(pulled.resources)
-            origin = f"{shown} (study {studyid})"
+            origin = f"{without_credentials(server)} (study {studyid})"
 
         _step(4, "mapping back to SDTM and comparing with the input")
-        assembler = TrialAssembler()
-        for resource in resources:
-            assembler.add(resource)
-        back = assembler.tables()
+        back = detect(fhir_dir, want="fhir").trial()
         write_trial(back, staging / "sdtm")
         differences = table_differences(trial, back)
         if differences:
@@ -186,7 +162,16 @@ def run(
     click.echo(f"Results: {out / 'report' / 'results.json'}")
 
 
-def _counted(resources: Any, bar: Any) -> Any:
-    for resource in resources:
-        bar.update(1)
-        yield resource
+def _push(server: str, options: dict[str, Any], trial: Trial) -> str:
+    """Step 2 through a server: the trial pushed as conditional transactions; its STUDYID."""
+    from adapter.client import FhirClient
+    from adapter.transfer import push
+    from mappings.trial import trial_to_fhir
+
+    _step(2, f"pushing to {without_credentials(server)} as conditional transactions")
+    with FhirClient(server, **options) as client, progress_bar(None, "push") as bar:
+        client.capabilities()
+        summary = push(client, trial_to_fhir(trial), progress=lambda n: bar.update(n - bar.n))
+    pushed = summary.as_dict()
+    click.echo(f"      {sum(sum(v.values()) for v in pushed.values())} resources written", err=True)
+    return str(next(iter(next(iter(trial.values())).rows), {}).get("STUDYID", ""))

@@ -62,11 +62,12 @@ def push(src: Path, server: str, chunk_size: int, mode: str, **auth: Any) -> Non
     Pushing the same trial twice creates nothing new.
     """
     from adapter.client import FhirClient
+    from adapter.sources import detect
     from adapter.transfer import push as push_trial
-    from adapter.transfer import source_resources
 
     options = client_options(**auth)  # a bad key or auth option fails before the source is read
-    kind, resources = source_resources(src)
+    source = detect(src)
+    resources = source.resources()
     with FhirClient(server, **options) as client, progress_bar(None, "push") as bar:
         client.capabilities()
         try:
@@ -85,7 +86,7 @@ def push(src: Path, server: str, chunk_size: int, mode: str, **auth: Any) -> Non
     counts = summary.as_dict()
     total = sum(sum(kinds.values()) for kinds in counts.values())
     shown = without_credentials(server)
-    click.echo(f"pushed {total} resources from {kind} folder {src} to {shown}")
+    click.echo(f"pushed {total} resources from {source.label} to {shown}")
     for resource_type, outcomes in sorted(counts.items()):
         listed = ", ".join(f"{k} {n}" for k, n in sorted(outcomes.items()))
         click.echo(f"  {resource_type}: {listed}")

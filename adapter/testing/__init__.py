@@ -21,19 +21,16 @@ only when a test asks for a server.
 
 from __future__ import annotations
 
-import os
 from typing import TYPE_CHECKING
+
+from adapter.testing._env import ENV_URL, on_ci
 
 if TYPE_CHECKING:
     import pytest
 
-ENV_URL = "TRIALFHIR_HAPI_URL"
+__all__ = ["ENV_URL", "HAPI_FIXTURES", "on_ci"]
+
 HAPI_FIXTURES = frozenset({"hapi_base_url", "hapi_clean", "hapi_clean_base_url"})
-
-
-def on_ci() -> bool:
-    """True when running on CI (``CI`` set to true/1/yes, as CI services do)."""
-    return os.environ.get("CI", "").strip().lower() in {"true", "1", "yes"}
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -9,7 +9,7 @@ from typing import NoReturn
 
 import pytest
 
-from adapter.testing import ENV_URL, on_ci
+from adapter.testing._env import ENV_URL, on_ci
 
 
 def _unavailable(reason: str) -> NoReturn:

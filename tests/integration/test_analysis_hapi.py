@@ -16,6 +16,7 @@ import pytest
 
 from adapter.analysis import analyze, load_definition
 from adapter.client import FhirClient
+from adapter.sources import detect
 from adapter.tables import read_trial
 from adapter.transfer import pull_study, push
 from mappings.trial import fhir_to_trial
@@ -36,7 +37,7 @@ def from_folder() -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def from_server(hapi_base_url: str, hapi_clean: None) -> dict[str, Any]:
     with FhirClient(hapi_base_url) as client:
-        summary = push(client, FIXTURE)
+        summary = push(client, detect(FIXTURE).resources())
     assert summary.failed == []
     pulled = pull_study(hapi_base_url, STUDYID)
     definition = load_definition(FIXTURE / "study.json")

@@ -18,6 +18,7 @@ import pytest
 
 from adapter.client import FhirClient, UploadSummary
 from adapter.fhir_files import read_resources
+from adapter.sources import detect
 from adapter.tables import read_trial
 from adapter.transfer import PullResult, pull_study, push
 from mappings.sdtm import Table, Trial
@@ -50,7 +51,7 @@ def client(hapi_base_url: str, hapi_clean: None) -> Iterator[FhirClient]:
 
 @pytest.fixture(scope="module")
 def first_push(client: FhirClient) -> UploadSummary:
-    return push(client, FIXTURE)
+    return push(client, detect(FIXTURE).resources())
 
 
 @pytest.fixture(scope="module")
@@ -210,7 +211,7 @@ def test_second_push_creates_nothing_and_changes_no_count(
     pulled: tuple[PullResult, Path],
     emitted: list[JSON],
 ) -> None:
-    second = push(client, FIXTURE)
+    second = push(client, detect(FIXTURE).resources())
     assert second.failed == []
     assert second.total("created") == 0, second.as_dict()
     assert second.total("unchanged") == len(emitted), second.as_dict()

@@ -1,0 +1,170 @@
+"""What an input is, decided in one place: an SDTM folder, FHIR files (an NDJSON folder or file, a
+folder of Bundles, one Bundle file) or a study on a FHIR server. Every command asks here.
+
+    source = detect(path)                    # "sdtm" when the folder holds domain tables, else "fhir"
+    source = detect(path, want="fhir")       # convert --to sdtm: read it as FHIR files, whatever it is
+    source = on_server(url, "DALAKAS1993", client_options)
+
+    source.trial()       # the trial's tables (SDTM read and checked, or FHIR mapped back)
+    source.resources()   # the trial as FHIR resources (SDTM mapped, FHIR files read, the study pulled)
+    source.label         # what was read, for messages and reports ("SDTM folder x", "FHIR files y")
+
+The rules (docs/architecture.md):
+- a folder with domain tables (`dm.csv`, `ae.xpt`, ...: `adapter.tables.domain_files`) is SDTM;
+- otherwise it is FHIR files: its `.ndjson` files when it has any (a Bulk Data export folder: the
+  `error/` subfolder and any manifest beside them are not read), else its Bundle `.json` files; the
+  study definition (`study.json`) and hidden files (the output manifest `.trialfhir-manifest.json`)
+  are never data (`adapter.fhir_files.resource_files`, the one listing);
+- a file is FHIR (`.ndjson`, or a `.json` Bundle or resource).
+
+A new kind of input (FHIR written by others: `adapter.foreign`) is a new `kind` here with its own
+`trial()` and `resources()`; the commands do not change.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from adapter.fhir_files import FhirFileError, ReadStats, read_resources, read_trial_resources
+from adapter.fhir_files import resource_files as fhir_data_files
+from adapter.tables import domain_files, read_trial
+from mappings.trial import fhir_to_trial, trial_to_fhir
+
+if TYPE_CHECKING:
+    from mappings.sdtm import Trial
+    from mappings.trial import TrialAssembler
+
+__all__ = [
+    "FhirFiles",
+    "Source",
+    "SourceKind",
+    "detect",
+    "fhir_data_files",
+    "kind_of",
+    "on_server",
+]
+
+JSON = dict[str, Any]
+SourceKind = Literal["sdtm", "fhir", "server"]
+
+
+@dataclass(frozen=True)
+class Source:
+    """An input and how to read it. Nothing is read until `trial()`, `resources()` or `assemble()`."""
+
+    kind: SourceKind
+    label: str
+    """What it is and where, for messages ("SDTM folder x", "FHIR folder y", "URL (study ID)");
+    never a password (the server URL is shown without its credentials)."""
+    path: Path | None = None
+    server: str | None = field(default=None, repr=False)  # may carry credentials: never shown
+    study: str | None = None
+    client_options: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    def files(self) -> list[Path]:
+        """The files that are read as data ([] for a server; FhirFileError when a FHIR folder has
+        none)."""
+        if self.path is None:
+            return []
+        if self.kind == "sdtm":
+            return [p for paths in domain_files(self.path).values() for p in paths]
+        return fhir_data_files(self.path)
+
+    def trial(self) -> Trial:
+        """The trial's tables.
+
+        Raises:
+            TableError: an SDTM folder breaks the rules (every problem at once).
+            FhirFileError: a FHIR file or resource cannot be read (file, line, entry, element).
+            StudyNotFound, FhirError: from the pull of a study on a server.
+        """
+        if self.kind == "sdtm":
+            assert self.path is not None
+            return read_trial(self.path)
+        if self.kind == "fhir":
+            return self.assemble().tables()
+        return fhir_to_trial(self.resources())
+
+    def assemble(
+        self,
+        stats: ReadStats | None = None,
+        wrap: Callable[[Iterator[JSON]], Iterator[JSON]] | None = None,
+    ) -> TrialAssembler:
+        """FHIR files fed to a `TrialAssembler` (what it took, left out and saw twice), with what was
+        read counted in `stats`; `wrap` may wrap the stream (a progress bar)."""
+        if self.kind != "fhir" or self.path is None:
+            raise ValueError(f"{self.label}: not FHIR files")
+        return read_trial_resources(self.path, stats, wrap)
+
+    def resources(self) -> Iterable[JSON]:
+        """The trial as FHIR resources. An SDTM folder is read and checked in full first (a bad table
+        raises `TableError` before anything is yielded); FHIR files come as a `FhirFiles` (iterating
+        it again reads the files again, so an upload can check everything before sending); a study on
+        a server is pulled (all of it, then returned)."""
+        if self.kind == "sdtm":
+            return trial_to_fhir(self.trial())
+        if self.kind == "fhir":
+            assert self.path is not None
+            return FhirFiles(self.path)
+        from adapter.transfer import pull_study
+
+        assert self.server is not None and self.study is not None
+        return pull_study(self.server, self.study, client_options=self.client_options).resources
+
+
+class FhirFiles:
+    """The resources of FHIR files, read again each time it is iterated: an upload reads it once to
+    check every line and resource before the first write, then again to send it, so a big folder is
+    never held in memory whole."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __iter__(self) -> Iterator[JSON]:
+        return read_resources(self.path)
+
+
+def detect(path: str | Path, want: Literal["sdtm", "fhir"] | None = None) -> Source:
+    """What `path` holds: SDTM tables or FHIR files (the rules: this module's docstring). `want`
+    forces the reading (a command told what its input is); it is then checked when read.
+
+    Raises:
+        FhirFileError: `path` does not exist.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FhirFileError(path, None, "no such file or folder")
+    kind = want or ("sdtm" if kind_of(path) == "sdtm" else "fhir")
+    if kind == "sdtm":
+        return Source("sdtm", f"SDTM folder {path}", path)
+    shape = "folder" if path.is_dir() else "file"
+    return Source("fhir", f"FHIR {shape} {path}", path)
+
+
+def kind_of(path: Path) -> Literal["sdtm", "fhir"] | None:
+    """What `path` looks like by its file names (nothing is read): "sdtm" for a folder with domain
+    tables, "fhir" for a file or a folder with FHIR files, None for anything else."""
+    if path.is_dir():
+        if domain_files(path):
+            return "sdtm"
+        try:
+            fhir_data_files(path)
+        except FhirFileError:
+            return None
+        return "fhir"
+    return "fhir" if path.is_file() else None
+
+
+def on_server(server: str, study: str, client_options: dict[str, Any], shown: str) -> Source:
+    """A study on a FHIR server, by its identifier (`STUDYID` or `system|value`); `shown` is the
+    server as messages may show it (without credentials)."""
+    return Source(
+        "server",
+        f"{shown} (study {study})",
+        server=server,
+        study=study,
+        client_options=client_options,
+    )

@@ -1,0 +1,179 @@
+"""The house rules of docs/architecture.md, checked on the source: which package may import which, and
+no import cycle between modules. Every import counts: at the top, inside a function (a lazy import)
+and under `if TYPE_CHECKING:` (a type-only import is still an arrow a reader has to follow)."""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterator
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGES = ("adapter", "mappings")
+
+ALLOWED: dict[str, set[str]] = {
+    # unit: the other units it may import (docs/architecture.md, "What may import what")
+    "mappings": set(),
+    "adapter": set(),  # the package's own __init__
+    "adapter.fhir_json": set(),
+    "adapter.validation": set(),
+    "adapter.client": {"adapter.fhir_json"},
+    "adapter.studies": {"mappings"},
+    "adapter.tables": {"mappings"},
+    "adapter.analysis": {"mappings"},
+    "adapter.foreign": {"adapter.fhir_json", "mappings"},
+    "adapter.fhir_files": {"adapter.fhir_json", "adapter.client", "adapter.studies", "mappings"},
+    "adapter.transfer": {"adapter.client", "adapter.fhir_files", "mappings"},
+    "adapter.sources": {"adapter.fhir_files", "adapter.tables", "adapter.transfer", "mappings"},
+    "adapter.testing": set(),
+    "adapter.cli": {
+        "adapter.analysis",
+        "adapter.client",
+        "adapter.fhir_files",
+        "adapter.sources",
+        "adapter.studies",
+        "adapter.tables",
+        "adapter.testing",
+        "adapter.transfer",
+        "adapter.validation",
+        "mappings",
+    },
+}
+
+KNOWN_CYCLES: list[set[str]] = [
+    # issue 9, move 3 (one home for the Bundle rule) removes it; then this list is empty
+    {"adapter.client._bundle", "adapter.client._errors"},
+]
+
+
+def modules() -> dict[str, Path]:
+    """Every module of the two packages by dotted name (a package by its own name)."""
+    found: dict[str, Path] = {}
+    for package in PACKAGES:
+        for path in sorted((ROOT / package).rglob("*.py")):
+            parts = list(path.relative_to(ROOT).with_suffix("").parts)
+            if parts[-1] == "__init__":
+                parts.pop()
+            found[".".join(parts)] = path
+    return found
+
+
+def imported(name: str, path: Path, known: dict[str, Path]) -> Iterator[str]:
+    """The modules of `known` that module `name` (at `path`) imports, wherever the import stands."""
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            targets = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = package.split(".")
+                parts = parts[: len(parts) - node.level + 1]
+                base = ".".join([*parts, base] if base else parts)
+            # `from package import module` imports the module; `from module import name` the module
+            targets = [
+                f"{base}.{alias.name}" if f"{base}.{alias.name}" in known else base
+                for alias in node.names
+            ]
+        else:
+            continue
+        for target in targets:
+            while target and target not in known:
+                target = target.rpartition(".")[0]
+            if target and target != name:
+                yield target
+
+
+def graph() -> dict[str, set[str]]:
+    known = modules()
+    return {name: set(imported(name, path, known)) for name, path in known.items()}
+
+
+def unit_of(module: str) -> str:
+    """The longest unit of ALLOWED that `module` is or is inside."""
+    units = [u for u in ALLOWED if module == u or module.startswith(u + ".")]
+    assert units, f"{module} belongs to no unit: place it in docs/architecture.md and ALLOWED"
+    return max(units, key=len)
+
+
+def cycles(edges: dict[str, set[str]]) -> list[set[str]]:
+    """The strongly connected components of more than one module (Tarjan, iterative)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[set[str]] = []
+    for start in sorted(edges):
+        if start in index:
+            continue
+        work = [(start, iter(sorted(edges[start])))]
+        index[start] = low[start] = len(index)
+        stack.append(start)
+        on_stack.add(start)
+        while work:
+            node, children = work[-1]
+            child = next(children, None)
+            if child is not None:
+                if child not in index:
+                    index[child] = low[child] = len(index)
+                    stack.append(child)
+                    on_stack.add(child)
+                    work.append((child, iter(sorted(edges[child]))))
+                elif child in on_stack:
+                    low[node] = min(low[node], index[child])
+                continue
+            work.pop()
+            if work:
+                low[work[-1][0]] = min(low[work[-1][0]], low[node])
+            if low[node] == index[node]:
+                component = set()
+                while True:
+                    member = stack.pop()
+                    on_stack.discard(member)
+                    component.add(member)
+                    if member == node:
+                        break
+                if len(component) > 1:
+                    found.append(component)
+    return found
+
+
+def test_the_finder_sees_lazy_and_type_only_imports() -> None:
+    edges = graph()
+    assert "adapter.transfer" in edges["adapter.sources"]  # inside a method
+    assert "mappings.sdtm" in edges["adapter.sources"]  # under TYPE_CHECKING
+    assert "adapter.client" in edges["adapter.transfer"]  # at the top
+    assert (
+        "adapter.analysis.stats" in edges["adapter.analysis.endpoints"]
+    )  # from package import module
+    assert "adapter.client._errors" in edges["adapter.client._bundle"]  # relative
+
+
+def test_the_cycle_finder_finds_a_cycle() -> None:
+    edges = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
+    assert cycles(edges) == [{"a", "b", "c"}]
+
+
+def test_every_import_follows_the_allowed_arrows() -> None:
+    wrong = [
+        f"{module} imports {target}"
+        for module, targets in graph().items()
+        for target in sorted(targets)
+        if unit_of(target) != unit_of(module) and unit_of(target) not in ALLOWED[unit_of(module)]
+    ]
+    assert wrong == []
+
+
+def test_the_mappings_import_nothing_of_the_adapter_and_the_client_nothing_of_the_mappings() -> (
+    None
+):
+    arrows = [(module, target) for module, targets in graph().items() for target in targets]
+    assert [a for a in arrows if a[0].startswith("mappings") and a[1].startswith("adapter")] == []
+    assert [
+        a for a in arrows if a[0].startswith("adapter.client") and a[1].startswith("mappings")
+    ] == []
+
+
+def test_no_import_cycle_between_modules() -> None:
+    found = cycles(graph())
+    assert [c for c in found if c not in KNOWN_CYCLES] == []
