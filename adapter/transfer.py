@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
+from adapter.bundles import TransactionMode
 from adapter.client import AsyncFhirClient, FhirClient, InvalidResponse, UploadSummary, token
-from adapter.client._bundle import TransactionMode
 from adapter.fhir_files import read_resources, write_ndjson
 from adapter.tables import domain_files, read_trial
 from mappings.identity import SID_STUDY

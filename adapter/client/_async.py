@@ -18,14 +18,18 @@ from typing import Any, Literal
 
 import httpx
 
-from ._auth import _OriginBoundAuth
-from ._bundle import (
+from adapter.bundles import (
     BundleResult,
+    Issue,
     TransactionMode,
-    UploadPlan,
     UploadSummary,
     bundle_is_idempotent,
+    parse_issues,
 )
+from adapter.fhir_query import SearchParams, SearchValue
+
+from ._auth import _OriginBoundAuth
+from ._bundle import UploadPlan
 from ._core import (
     DEFAULT_TIMEOUT,
     ClientCore,
@@ -40,7 +44,7 @@ from ._core import (
     transaction_error,
     write_result,
 )
-from ._errors import FhirError, FhirHttpError, FhirTimeout, Issue, parse_issues
+from ._errors import FhirError, FhirHttpError, FhirTimeout
 from ._limits import (
     DEFAULT_DEADLINE,
     DEFAULT_MAX_BODY_BYTES,
@@ -48,7 +52,6 @@ from ._limits import (
     BodyBuffer,
     deadline_timeout,
 )
-from ._query import SearchParams, SearchValue
 from ._search import AsyncSearch
 
 __all__ = ["AsyncFhirClient"]

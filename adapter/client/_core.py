@@ -21,8 +21,10 @@ from typing import Any
 import httpx
 
 from adapter import fhir_json
+from adapter.bundles import BundleResult
+from adapter.fhir_query import SearchParams, encode_query, search_pairs
 
-from ._bundle import BundleResult, parse_bundle_response
+from ._bundle import parse_bundle_response
 from ._errors import (
     FhirError,
     FhirHttpError,
@@ -42,7 +44,6 @@ from ._limits import (
     BodyBuffer,
     deadline_timeout,
 )
-from ._query import SearchParams, encode_query, search_pairs
 
 logger = logging.getLogger("trialfhir.client")
 

@@ -16,14 +16,18 @@ from typing import Any, Literal
 
 import httpx
 
-from ._auth import _OriginBoundAuth
-from ._bundle import (
+from adapter.bundles import (
     BundleResult,
+    Issue,
     TransactionMode,
-    UploadPlan,
     UploadSummary,
     bundle_is_idempotent,
+    parse_issues,
 )
+from adapter.fhir_query import SearchParams, SearchValue
+
+from ._auth import _OriginBoundAuth
+from ._bundle import UploadPlan
 from ._core import (
     DEFAULT_TIMEOUT,
     ClientCore,
@@ -38,7 +42,7 @@ from ._core import (
     transaction_error,
     write_result,
 )
-from ._errors import FhirError, FhirHttpError, FhirTimeout, Issue, parse_issues
+from ._errors import FhirError, FhirHttpError, FhirTimeout
 from ._limits import (
     DEFAULT_DEADLINE,
     DEFAULT_MAX_BODY_BYTES,
@@ -47,7 +51,6 @@ from ._limits import (
     attempt_deadline,
     default_transport,
 )
-from ._query import SearchParams, SearchValue
 from ._search import Search
 
 __all__ = ["FhirClient"]

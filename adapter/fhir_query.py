@@ -1,6 +1,8 @@
 """FHIR search query text: typed values, token escaping, percent-encoding (no I/O, no state).
 
-Kept apart from ``_core`` so that ``_bundle`` (conditional URLs) and ``_search`` can use it too.
+Outside the client package, like ``adapter.fhir_json``, so that ``adapter.bundles`` (the conditional
+URLs of Bundle entries, also written to files) and the client's searches use the same rules without
+the files importing the client.
 """
 
 from __future__ import annotations
