@@ -21,7 +21,6 @@ from adapter.bundles import (
     Issue,
     TransactionMode,
     UploadSummary,
-    bundle_is_idempotent,
     parse_issues,
 )
 from adapter.fhir_query import SearchParams, SearchValue
@@ -263,7 +262,7 @@ class FhirClient:
         Raises:
             TransactionFailed: the server rejected it (with its OperationOutcome) or an entry failed.
         """
-        spec = self._core.bundle(bundle, idempotent=bundle_is_idempotent(bundle))
+        spec = self._core.bundle(bundle)
         try:
             body = self._request_json(spec)
         except FhirHttpError as exc:
@@ -275,7 +274,7 @@ class FhirClient:
 
     def batch(self, bundle: Mapping[str, Any]) -> BundleResult:
         """POST a batch Bundle; entries succeed or fail one by one (see ``BundleResult.failed``)."""
-        spec = self._core.bundle(bundle, idempotent=bundle_is_idempotent(bundle))
+        spec = self._core.bundle(bundle)
         return self._core.bundle_result(self._request_json(spec), bundle, spec, atomic=False)
 
     def upload(
