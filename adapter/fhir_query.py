@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable, Mapping, Sequence
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any
 from urllib.parse import quote
 
@@ -69,4 +70,10 @@ def search_pairs(params: SearchParams | None) -> list[tuple[str, str]]:
 
 def encode_query(pairs: Iterable[tuple[str, str]]) -> str:
     """Percent-encode (name, value) pairs: ``|`` -> %7C, ``+`` -> %2B, space -> %20; ``:``, ``/`` and ``,`` kept."""
-    return "&".join(f"{quote(n, safe=':.')}={quote(v, safe=':/,')}" for n, v in pairs)
+    return "&".join(f"{_quote_name(n)}={quote(v, safe=':/,')}" for n, v in pairs)
+
+
+@lru_cache(maxsize=512)
+def _quote_name(name: str) -> str:
+    """A parameter name percent-encoded (names repeat: ``identifier`` once per Bundle entry)."""
+    return quote(name, safe=":.")
