@@ -7,7 +7,6 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -28,14 +27,10 @@ CODESYSTEM = {
 }
 
 
-@pytest.mark.parametrize("resource", [STUDY, CODESYSTEM], ids=["uuid-id", "other-id"])
-@pytest.mark.parametrize("mode", ["conditional-update", "conditional-create", "update"])
-def test_a_written_bundle_entry_is_the_clients(
-    mode: str, resource: dict[str, Any], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(fhir_files, "BUNDLE_ENTRY_MODE", mode)
-    client_entry = transaction_bundle([resource], mode=mode)["entry"][0]  # type: ignore[arg-type]
-    assert fhir_files.bundle_entry(resource) == client_entry
+def test_a_written_bundle_entry_is_the_clients() -> None:
+    """fullUrl and request alike (the requests in every mode: test_fhir_files)."""
+    for resource in (STUDY, CODESYSTEM):
+        assert fhir_files.bundle_entry(resource) == transaction_bundle([resource])["entry"][0]
 
 
 def test_full_url_names_the_resource_on_the_server_when_a_base_is_given() -> None:
