@@ -5,7 +5,7 @@ and the fast number guard, is `adapter.fhir_json`, shared with the client, and r
 
 Writing: `dumps` is orjson with `Decimal` emitted as its text (`Decimal("74.50")` -> `74.50`).
 `write_ndjson` streams one `<Type>.ndjson` per resource type; `write_bundle` streams a transaction (or
-batch / collection) Bundle whose entry requests come from ONE function, `entry_request`.
+batch / collection) Bundle whose entries follow the one Bundle rule, `adapter.bundles` (the client's).
 
 Reading: `read_resources` takes an NDJSON folder, one `.ndjson` file, a Bundle JSON file or a folder of
 Bundle files. Each line (or Bundle file) is parsed by orjson unless a cheap byte scan finds a number whose
@@ -20,16 +20,15 @@ from __future__ import annotations
 
 import gzip
 import re
-import uuid
 import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, ClassVar, Literal
-from urllib.parse import quote
 
 import orjson
 
+from adapter import bundles
 from adapter.fhir_json import (
     DecimalText,
     JSONDecodeErrors,
@@ -131,60 +130,27 @@ CodeSystem) is matched on its `url` (and `version`), as the client does."""
 
 
 def entry_request(resource: JSON) -> JSON:
-    """The `request` of the Bundle entry that writes `resource`: the ONE place this is decided.
+    """The `request` of the written Bundle's entry for `resource`: `adapter.bundles.entry_request` (the
+    rule the client uses too) in `BUNDLE_ENTRY_MODE`; a resource with neither a business identifier
+    nor a canonical url is written by id (`PUT Type/<id>`).
 
-    It is the FHIR client's (`adapter.client.transaction_bundle`) in `BUNDLE_ENTRY_MODE`; for the
-    common case, a resource with a business identifier, it is built here directly (the client's
-    builder costs ~20 us an entry) with the client's `token` escaping and percent-encoding, and a test
-    keeps the two equal in every mode."""
-    resource_type = resource["resourceType"]
-    if BUNDLE_ENTRY_MODE == "update":
-        return {"method": "PUT", "url": f"{resource_type}/{resource['id']}"}
-    from adapter.client import token, transaction_bundle
-
-    identifier = _business_identifier(resource)
-    if identifier is None:
-        try:
-            request: JSON = transaction_bundle([resource], mode=BUNDLE_ENTRY_MODE)["entry"][0][
-                "request"
-            ]
-        except ValueError:  # neither an identifier nor a canonical url: write it by id
-            return {"method": "PUT", "url": f"{resource_type}/{resource['id']}"}
-        return request
-    condition = "identifier=" + quote(token(*identifier), safe=":/,")
-    if BUNDLE_ENTRY_MODE == "conditional-update":
-        return {"method": "PUT", "url": f"{resource_type}?{condition}"}
-    return {"method": "POST", "url": resource_type, "ifNoneExist": condition}
-
-
-def _business_identifier(resource: JSON) -> tuple[str, str] | None:
-    """The first identifier with a system and a value (what the client's builder matches on)."""
-    for identifier in resource.get("identifier") or ():
-        if isinstance(identifier, dict):
-            system, value = identifier.get("system"), identifier.get("value")
-            if isinstance(system, str) and isinstance(value, str):
-                return system, value
-    return None
-
-
-_UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+    Raises:
+        ValueError: the resource can be written neither way (no type, or no id either).
+    """
+    request = bundles.entry_request(resource, BUNDLE_ENTRY_MODE)
+    if isinstance(request, str):
+        request = bundles.entry_request(resource, "update")
+        if isinstance(request, str):
+            raise ValueError(f"cannot write this resource in a Bundle{request}")
+    return request
 
 
 def bundle_entry(resource: JSON, bundle_type: BundleType = "transaction") -> JSON:
-    """One Bundle entry: `fullUrl` `urn:uuid:<id>` (our ids are lower-case UUIDs; any other id gets a
-    name-based UUID of `Type/id`), the resource, and for a transaction or batch its `request`."""
-    rid = resource.get("id")
-    if isinstance(rid, str) and _UUID_RE.fullmatch(rid):
-        full_url = f"urn:uuid:{rid}"
-    elif rid is not None:
-        name = f"{resource.get('resourceType')}/{rid}"
-        full_url = f"urn:uuid:{uuid.uuid5(uuid.NAMESPACE_URL, name)}"
-    else:
-        full_url = f"urn:uuid:{uuid.uuid4()}"
-    entry: JSON = {"fullUrl": full_url, "resource": resource}
-    if bundle_type != "collection":
-        entry["request"] = entry_request(resource)
-    return entry
+    """One Bundle entry (`adapter.bundles.bundle_entry`): `fullUrl` `urn:uuid:<id>` (our ids are
+    lower-case UUIDs; any other id gets a name-based UUID of `Type/id`), the resource, and for a
+    transaction or batch its `request` (`entry_request`)."""
+    request = None if bundle_type == "collection" else entry_request(resource)
+    return bundles.bundle_entry(resource, request)
 
 
 class BundleWriter:

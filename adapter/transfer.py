@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Final
 
+from adapter.bundles import TransactionMode
 from adapter.client import AsyncFhirClient, FhirClient, InvalidResponse, UploadSummary, token
-from adapter.client._bundle import TransactionMode
 from adapter.fhir_files import write_ndjson
 from mappings.errors import ExitCode, TrialfhirError
 from mappings.identity import SID_STUDY

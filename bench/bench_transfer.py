@@ -43,7 +43,7 @@ from typing import Any, TypeVar
 import httpx
 import orjson
 
-from adapter.client import AsyncFhirClient, FhirClient, token
+from adapter.client import AsyncFhirClient, FhirClient, business_condition, token
 from adapter.fhir_files import dumps
 from adapter.tables import read_trial
 from adapter.testing.cohort import SCALED_STUDYID, generate_scaled, write_csv_folder
@@ -125,11 +125,6 @@ def references(resource: Any) -> Iterator[str]:
             yield from references(item)
 
 
-def business_identifier(resource: JSON) -> str:
-    first = resource["identifier"][0]
-    return token(first["system"], first["value"])
-
-
 CPU_SECONDS: list[float] = []
 """This process's CPU time (user + system) of each `timed` call, in order: how much of the wall time
 the client side itself spent (the rest is the server and the wire)."""
@@ -187,7 +182,7 @@ def upload_singles(
 
     def write_each() -> None:
         for resource in sample:
-            client.update(resource, condition={"identifier": business_identifier(resource)})
+            client.update(resource, condition=business_condition(resource))
 
     _, seconds = timed(write_each)
     run = UploadRun(

@@ -2,23 +2,27 @@
 conditional writes and transactions, retries, SMART Backend Services auth, and one exception tree.
 
 See docs/client.md. Only the names in ``__all__`` are public; the underscored modules are internals.
+The Bundle rule and the search query text it re-exports live beside the client, in ``adapter.bundles``
+and ``adapter.fhir_query`` (shared with the FHIR files, which do not import the client).
 """
 
 import logging
 
-from ._async import AsyncFhirClient
-from ._auth import BasicAuth, BearerAuth, SmartBackendAuth
-from ._bundle import (
+from adapter.bundles import (
     BundleResult,
     EntryOutcome,
+    Issue,
     TransactionMode,
-    UnwritableResources,
     UploadSummary,
     bundle_is_idempotent,
     business_condition,
-    parse_bundle_response,
     transaction_bundle,
 )
+from adapter.fhir_query import SearchParams, SearchValue, token
+
+from ._async import AsyncFhirClient
+from ._auth import BasicAuth, BearerAuth, SmartBackendAuth
+from ._bundle import UnwritableResources, parse_bundle_response
 from ._core import RetryPolicy, WriteResult, parse_retry_after
 from ._errors import (
     AuthenticationFailed,
@@ -32,7 +36,6 @@ from ._errors import (
     Forbidden,
     Gone,
     InvalidResponse,
-    Issue,
     MethodNotAllowed,
     PageLimitReached,
     PagingLoop,
@@ -48,7 +51,6 @@ from ._errors import (
     UnprocessableEntity,
     UnsafeNextLink,
 )
-from ._query import SearchParams, SearchValue, token
 from ._search import AsyncSearch, Page, Search, SearchEntry
 from ._sync import FhirClient
 

@@ -18,14 +18,17 @@ from typing import Any, Literal
 
 import httpx
 
-from ._auth import _OriginBoundAuth
-from ._bundle import (
+from adapter.bundles import (
     BundleResult,
+    Issue,
     TransactionMode,
-    UploadPlan,
     UploadSummary,
-    bundle_is_idempotent,
+    parse_issues,
 )
+from adapter.fhir_query import SearchParams, SearchValue
+
+from ._auth import _OriginBoundAuth
+from ._bundle import UploadPlan
 from ._core import (
     DEFAULT_TIMEOUT,
     ClientCore,
@@ -40,7 +43,7 @@ from ._core import (
     transaction_error,
     write_result,
 )
-from ._errors import FhirError, FhirHttpError, FhirTimeout, Issue, parse_issues
+from ._errors import FhirError, FhirHttpError, FhirTimeout
 from ._limits import (
     DEFAULT_DEADLINE,
     DEFAULT_MAX_BODY_BYTES,
@@ -48,7 +51,6 @@ from ._limits import (
     BodyBuffer,
     deadline_timeout,
 )
-from ._query import SearchParams, SearchValue
 from ._search import AsyncSearch
 
 __all__ = ["AsyncFhirClient"]
@@ -264,7 +266,7 @@ class AsyncFhirClient:
         Raises:
             TransactionFailed: the server rejected it (with its OperationOutcome) or an entry failed.
         """
-        spec = self._core.bundle(bundle, idempotent=bundle_is_idempotent(bundle))
+        spec = self._core.bundle(bundle)
         try:
             body = await self._request_json(spec)
         except FhirHttpError as exc:
@@ -276,7 +278,7 @@ class AsyncFhirClient:
 
     async def batch(self, bundle: Mapping[str, Any]) -> BundleResult:
         """POST a batch Bundle; entries succeed or fail one by one (see ``BundleResult.failed``)."""
-        spec = self._core.bundle(bundle, idempotent=bundle_is_idempotent(bundle))
+        spec = self._core.bundle(bundle)
         return self._core.bundle_result(await self._request_json(spec), bundle, spec, atomic=False)
 
     async def upload(

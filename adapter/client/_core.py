@@ -21,8 +21,10 @@ from typing import Any
 import httpx
 
 from adapter import fhir_json
+from adapter.bundles import BundleResult, bundle_is_idempotent
+from adapter.fhir_query import SearchParams, encode_query, search_pairs
 
-from ._bundle import BundleResult, parse_bundle_response
+from ._bundle import parse_bundle_response
 from ._errors import (
     FhirError,
     FhirHttpError,
@@ -42,7 +44,6 @@ from ._limits import (
     BodyBuffer,
     deadline_timeout,
 )
-from ._query import SearchParams, encode_query, search_pairs
 
 logger = logging.getLogger("trialfhir.client")
 
@@ -330,7 +331,8 @@ class ClientCore:
             ok_statuses=frozenset({404, 410}),
         )
 
-    def bundle(self, bundle: Mapping[str, Any], *, idempotent: bool) -> RequestSpec:
+    def bundle(self, bundle: Mapping[str, Any]) -> RequestSpec:
+        """``POST [base]`` of a transaction or batch, retried only when ``bundle_is_idempotent``."""
         kind = bundle.get("type")
         if bundle.get("resourceType") != "Bundle" or kind not in ("transaction", "batch"):
             raise ValueError("expected a Bundle of type transaction or batch")
@@ -343,7 +345,7 @@ class ClientCore:
             str(kind),
             self.headers_for(body=True),
             dumps(bundle),
-            idempotent=idempotent,
+            idempotent=bundle_is_idempotent(bundle),
         )
 
     @staticmethod

@@ -33,6 +33,9 @@ so callers branch on the class or its code, never on a message.
     ├── AuthenticationFailed                auth_failed       (SMART discovery or token request failed)
     └── TransactionFailed                   transaction_failed (carries the failing entries)
 
+``Issue`` and ``parse_issues`` (what an OperationOutcome says) live with the other outcomes in
+``adapter.bundles`` and are re-exported here; ``adapter.bundles`` imports nothing of the client.
+
 Foreign exceptions (httpx's) are translated in one place, the client's send loop, with ``raise ... from``.
 Messages never contain query strings, request bodies or resource ids: only the method, the resource
 type, the status and what the server said (its OperationOutcome diagnostics).
@@ -41,13 +44,10 @@ type, the status and what the server said (its OperationOutcome diagnostics).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
+from adapter.bundles import EntryOutcome, Issue, UploadSummary, parse_issues
 from mappings.errors import ExitCode, TrialfhirError
-
-if TYPE_CHECKING:
-    from ._bundle import EntryOutcome, UploadSummary
 
 __all__ = [
     "AuthenticationFailed",
@@ -79,56 +79,6 @@ __all__ = [
     "error_class_for_status",
     "parse_issues",
 ]
-
-
-@dataclass(frozen=True, slots=True)
-class Issue:
-    """One ``OperationOutcome.issue``: severity, code, what the server said and where."""
-
-    severity: str
-    code: str
-    diagnostics: str | None = None
-    details: str | None = None
-    expression: tuple[str, ...] = ()
-
-    @property
-    def text(self) -> str:
-        """The human-readable part: diagnostics, else details.text, else the issue code."""
-        return self.diagnostics or self.details or self.code
-
-    @property
-    def is_error(self) -> bool:
-        """True for severity ``error`` or ``fatal``."""
-        return self.severity in ("error", "fatal")
-
-
-def parse_issues(outcome: Any) -> list[Issue]:
-    """The issues of an OperationOutcome dict (an empty list for anything else)."""
-    if not isinstance(outcome, dict) or outcome.get("resourceType") != "OperationOutcome":
-        return []
-    issues: list[Issue] = []
-    raw_issues = outcome.get("issue")
-    for raw in raw_issues if isinstance(raw_issues, list) else []:
-        if not isinstance(raw, dict):
-            continue
-        details = raw.get("details")
-        details_text = details.get("text") if isinstance(details, dict) else None
-        diagnostics = raw.get("diagnostics")
-        expression = raw.get("expression") or raw.get("location") or []
-        issues.append(
-            Issue(
-                severity=str(raw.get("severity", "")),
-                code=str(raw.get("code", "")),
-                diagnostics=diagnostics if isinstance(diagnostics, str) else None,
-                details=details_text if isinstance(details_text, str) else None,
-                expression=tuple(
-                    e
-                    for e in (expression if isinstance(expression, list) else [])
-                    if isinstance(e, str)
-                ),
-            )
-        )
-    return issues
 
 
 class FhirError(TrialfhirError):

@@ -17,9 +17,10 @@ from contextlib import aclosing
 from dataclasses import dataclass, field, replace
 from typing import Any, Generic, Literal, Protocol, Self, TypeVar
 
+from adapter.fhir_query import SearchParams, SearchValue, format_search_value, search_pairs
+
 from ._core import ClientCore, RequestSpec
 from ._errors import InvalidResponse, PageLimitReached, PagingLoop
-from ._query import SearchParams, SearchValue, format_search_value, search_pairs
 
 __all__ = ["AsyncSearch", "Page", "Search", "SearchEntry"]
 

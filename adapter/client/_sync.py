@@ -16,14 +16,17 @@ from typing import Any, Literal
 
 import httpx
 
-from ._auth import _OriginBoundAuth
-from ._bundle import (
+from adapter.bundles import (
     BundleResult,
+    Issue,
     TransactionMode,
-    UploadPlan,
     UploadSummary,
-    bundle_is_idempotent,
+    parse_issues,
 )
+from adapter.fhir_query import SearchParams, SearchValue
+
+from ._auth import _OriginBoundAuth
+from ._bundle import UploadPlan
 from ._core import (
     DEFAULT_TIMEOUT,
     ClientCore,
@@ -38,7 +41,7 @@ from ._core import (
     transaction_error,
     write_result,
 )
-from ._errors import FhirError, FhirHttpError, FhirTimeout, Issue, parse_issues
+from ._errors import FhirError, FhirHttpError, FhirTimeout
 from ._limits import (
     DEFAULT_DEADLINE,
     DEFAULT_MAX_BODY_BYTES,
@@ -47,7 +50,6 @@ from ._limits import (
     attempt_deadline,
     default_transport,
 )
-from ._query import SearchParams, SearchValue
 from ._search import Search
 
 __all__ = ["FhirClient"]
@@ -260,7 +262,7 @@ class FhirClient:
         Raises:
             TransactionFailed: the server rejected it (with its OperationOutcome) or an entry failed.
         """
-        spec = self._core.bundle(bundle, idempotent=bundle_is_idempotent(bundle))
+        spec = self._core.bundle(bundle)
         try:
             body = self._request_json(spec)
         except FhirHttpError as exc:
@@ -272,7 +274,7 @@ class FhirClient:
 
     def batch(self, bundle: Mapping[str, Any]) -> BundleResult:
         """POST a batch Bundle; entries succeed or fail one by one (see ``BundleResult.failed``)."""
-        spec = self._core.bundle(bundle, idempotent=bundle_is_idempotent(bundle))
+        spec = self._core.bundle(bundle)
         return self._core.bundle_result(self._request_json(spec), bundle, spec, atomic=False)
 
     def upload(

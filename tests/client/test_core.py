@@ -15,7 +15,7 @@ from adapter.client import (
     token,
 )
 from adapter.client._core import ClientCore, normalise_base_url
-from adapter.client._query import encode_query, search_pairs
+from adapter.fhir_query import encode_query, search_pairs
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from adapter.client import RetryPolicy, token
-from adapter.client._query import encode_query
+from adapter.fhir_query import encode_query
 
 CHARS = st.characters(exclude_categories=["Cs"])  # any character but lone surrogates
 TEXT = st.text(alphabet=CHARS, max_size=30)

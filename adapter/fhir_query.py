@@ -1,6 +1,8 @@
 """FHIR search query text: typed values, token escaping, percent-encoding (no I/O, no state).
 
-Kept apart from ``_core`` so that ``_bundle`` (conditional URLs) and ``_search`` can use it too.
+Outside the client package, like ``adapter.fhir_json``, so that ``adapter.bundles`` (the conditional
+URLs of Bundle entries, also written to files) and the client's searches use the same rules without
+the files importing the client.
 """
 
 from __future__ import annotations
@@ -8,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable, Mapping, Sequence
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any
 from urllib.parse import quote
 
@@ -67,4 +70,10 @@ def search_pairs(params: SearchParams | None) -> list[tuple[str, str]]:
 
 def encode_query(pairs: Iterable[tuple[str, str]]) -> str:
     """Percent-encode (name, value) pairs: ``|`` -> %7C, ``+`` -> %2B, space -> %20; ``:``, ``/`` and ``,`` kept."""
-    return "&".join(f"{quote(n, safe=':.')}={quote(v, safe=':/,')}" for n, v in pairs)
+    return "&".join(f"{_quote_name(n)}={quote(v, safe=':/,')}" for n, v in pairs)
+
+
+@lru_cache(maxsize=512)
+def _quote_name(name: str) -> str:
+    """A parameter name percent-encoded (names repeat: ``identifier`` once per Bundle entry)."""
+    return quote(name, safe=":.")
