@@ -228,6 +228,10 @@ the look-ahead for a digit let the regex engine skip string values quickly (abou
 
 _ARRAY_NUMBER = re.compile(rb"\[\s*-?[0-9]")
 
+_EXPONENT_NUMBER = re.compile(rb"[0-9][eE][+-]?[0-9]")
+"""A number written with an exponent (or a string that looks like one: then the exact parser, which is
+right for both, merely runs where it need not)."""
+
 
 def has_suspect_number(raw: bytes) -> bool:
     """True when `raw` (a JSON text) may hold a number that orjson would not give back as written.
@@ -260,7 +264,9 @@ def loads_line(line: bytes) -> Any:
         raise
     # `written` exists, so `text` is at most MAX_DEPTH deep: no `check_depth` needed on this path
     if written == text:
-        return parsed
+        # orjson writes an exponent as `1e-6` where Python prints the float as `1e-06`: a number
+        # with an exponent keeps its written text only through the exact parser
+        return parsed if _EXPONENT_NUMBER.search(text) is None else _exact(text)
     return _exact(text) if has_suspect_number(text) else parsed
 
 
