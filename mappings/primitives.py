@@ -50,15 +50,28 @@ def decimal_text(value: object) -> str:
 _NO_ITEMS: tuple[()] = ()
 
 
+class ElementMissing(LookupError):
+    """An element the adapter's profile needs is absent (`element`: its path below the resource,
+    e.g. `extension(sdtm-table).extension(column).valueString`); the trial assembler names it."""
+
+    def __init__(self, element: str) -> None:
+        self.element = element
+        super().__init__(f"{element}: missing")
+
+
 def text(element: JSON, key: str) -> str:
     """The string at `element[key]`, "" when the element is absent.
 
     Raises:
-        TypeError: present but not a non-empty string (null, "", a number, an object, an array)."""
+        TypeError: present but not a non-empty string (null, "", a number, an object, an array).
+        ValueError: a NUL in it (FHIR strings cannot carry one; one C check, so the readers refuse it
+            whether or not the caller asked for a full look at the strings)."""
     value = element.get(key)
     if type(value) is str:
-        if value:
+        if value and "\x00" not in value:
             return value
+        if value:
+            raise ValueError(f"{key}: holds a NUL")
     elif value is None and key not in element:
         return ""
     raise TypeError(f"{key}: not a non-empty string")

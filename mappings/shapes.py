@@ -242,7 +242,9 @@ def top_level_problem(resource: dict[str, Any]) -> tuple[str, str] | None:
 
 def _walk(value: object, shape: Shape, path: str) -> tuple[str, str] | None:
     if not value and isinstance(value, str | list | dict):
-        empty = {str: "an empty string", list: "an empty array", dict: "an empty object"}[type(value)]
+        empty = {str: "an empty string", list: "an empty array", dict: "an empty object"}[
+            type(value)
+        ]
         return path, f"{empty}: R4 has no empty elements"
     if isinstance(shape, list):
         if type(value) is not list:
@@ -285,6 +287,8 @@ _DATE_ELEMENT: Final = re.compile(
     r"(?:[a-z]*Date(?:Time)?|date|start|end|issued|recorded|lastUpdated|valueInstant)"
 )
 _YEAR_0000: Final = re.compile(r"0000(?:-|$)")
+_SURROGATE: Final = re.compile("[\ud800-\udfff]")
+"""A UTF-16 surrogate code point on its own: JSON's `\\ud800` escape read without its pair."""
 
 
 def _is_date(path: str) -> bool:
@@ -304,6 +308,12 @@ def _strings(value: object, path: str) -> tuple[str, str] | None:
         if CONTROL_CHARACTER_RE.search(value) is not None:
             code = ord(CONTROL_CHARACTER_RE.search(value).group())  # type: ignore[union-attr]
             reason = f"holds the control character U+{code:04X}, which FHIR strings cannot carry"
+        elif _SURROGATE.search(value) is not None:
+            code = ord(_SURROGATE.search(value).group())  # type: ignore[union-attr]
+            reason = (
+                f"holds a lone surrogate (U+{code:04X}, a \\u escape without its pair), "
+                "which is not a Unicode character"
+            )
         elif _YEAR_0000.match(value) and _is_date(path):
             reason = "year 0000 does not exist (FHIR dates start at year 0001)"
         return None if reason is None else (path, reason)

@@ -21,7 +21,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, Final
 
 from mappings.identity import SID_STUDY, study_id
-from mappings.primitives import JSON, array, text, url
+from mappings.primitives import JSON, ElementMissing, array, text, url
 from mappings.sdtm import Table, Trial
 from mappings.terminology import (
     ARM_TYPE,
@@ -359,8 +359,13 @@ class StudyReader:
             part_url = url(part)
             if part_url == "domain":
                 domain = text(part, "valueCode")
+                if not domain:
+                    raise ElementMissing("extension(sdtm-table).extension(domain).valueCode")
             elif part_url == "column":
-                columns.append(text(part, "valueString"))
+                column = text(part, "valueString")
+                if not column:
+                    raise ElementMissing("extension(sdtm-table).extension(column).valueString")
+                columns.append(column)
         if domain is not None and domain not in self.columns:
             self.columns[domain] = columns
 

@@ -47,9 +47,8 @@ def tables_from_source(src: Path) -> tuple[str, Trial]:
     Raises:
         TableError, FhirFileError: the folder cannot be read (every problem / the first bad line).
     """
-    from adapter.fhir_files import read_resources
+    from adapter.fhir_files import ReadStats, assemble, read_files
     from adapter.tables import domain_files, read_trial
-    from mappings.trial import fhir_to_trial
 
     if domain_files(src):
         return "sdtm", read_trial(src)
@@ -63,8 +62,8 @@ def tables_from_source(src: Path) -> tuple[str, Trial]:
         raise click.UsageError(
             f"{src}: neither SDTM tables (dm.csv, ...) nor FHIR files (.ndjson, Bundle .json)"
         )
-    resources = (resource for file in chosen for resource in read_resources(file))
-    return "fhir", fhir_to_trial(resources)
+    stats = ReadStats()  # a refusal names file and line, as convert's does
+    return "fhir", assemble(read_files(chosen, stats), stats).tables()
 
 
 def tables_from_server(server: str, study: str, token: str | None, timeout: float) -> Trial:

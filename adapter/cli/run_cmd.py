@@ -106,9 +106,9 @@ def run(
 ) -> None:
     """The bundled cohort -> FHIR -> (a server, or a local folder) -> back -> E1-E8 -> report."""
     from adapter.analysis import DefinitionError, analyze, load_definition, write_outputs
-    from adapter.fhir_files import read_resources, write_ndjson
+    from adapter.fhir_files import ReadStats, assemble, read_resources, write_ndjson
     from adapter.tables import read_trial, write_trial
-    from mappings.trial import TrialAssembler, trial_to_fhir
+    from mappings.trial import trial_to_fhir
 
     started = time.perf_counter()
     cohort = source or bundled_cohort()
@@ -135,7 +135,8 @@ def run(
                 counts = write_ndjson(_counted(trial_to_fhir(trial), bar), fhir_dir)
             click.echo(f"      {sum(counts.values())} resources of {len(counts)} types", err=True)
             _step(3, "reading the FHIR folder back")
-            resources = read_resources(fhir_dir)
+            stats = ReadStats()  # a refusal names file and line, as convert's does
+            resources = read_resources(fhir_dir, stats)
             origin = f"FHIR folder {out / 'fhir'}"
         else:
             from adapter.client import FhirClient
@@ -158,14 +159,11 @@ def run(
             with progress_bar(None, "pull") as bar:
                 pulled = pull_study(server, studyid, client_options=options, progress=bar.update)
             write_ndjson(pulled.resources, fhir_dir)
-            resources = iter(pulled.resources)
+            stats, resources = ReadStats(), iter(pulled.resources)
             origin = f"{shown} (study {studyid})"
 
         _step(4, "mapping back to SDTM and comparing with the input")
-        assembler = TrialAssembler()
-        for resource in resources:
-            assembler.add(resource)
-        back = assembler.tables()
+        back = assemble(resources, stats).tables()
         write_trial(back, staging / "sdtm")
         differences = table_differences(trial, back)
         if differences:
