@@ -40,7 +40,9 @@ def first(resources: list[JSON], kind: str, domain: str) -> int:
 def edited(
     resources: list[JSON], index: int, path: tuple[str | int, ...], value: Any
 ) -> list[JSON]:
-    changed = fhir_json.loads(fhir_json.dumps(resources))  # no shared parts (study links are)
+    changed: list[JSON] = fhir_json.loads(
+        fhir_json.dumps(resources)
+    )  # no shared parts (study links are)
     target: Any = changed[index]
     for step in path[:-1]:
         target = target[step]
