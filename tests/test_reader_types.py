@@ -162,3 +162,18 @@ def test_analyze_of_a_fhir_folder_names_file_and_line(
     assert f"Observation.ndjson, line {line}" in result.output
     assert "Observation.code.text" in result.output
     assert "Traceback" not in result.output
+
+
+def test_the_codec_refuses_a_lone_surrogate_whichever_parser_runs() -> None:
+    """orjson refuses `\\ud800` alone; the exact parser (a body with a decimal such as 1.50) now does
+    too, so a server's answer never carries one into a file that then cannot be written."""
+    for body in (b'{"a": "\\ud800"}', b'{"a": "\\ud800", "b": 1.50}'):
+        with pytest.raises(fhir_json.JSONDecodeErrors):
+            fhir_json.loads(body)
+    with pytest.raises(fhir_json.JSONLoneSurrogate) as refused:
+        fhir_json.loads(b'{"a": 1.50,\n "b": "x\\udc00"}')
+    assert refused.value.lineno == 2
+    pair = fhir_json.loads(b'{"a": "\\ud83d\\ude00", "b": 1.50}')
+    assert pair["a"] == "\U0001f600"
+    escaped_backslash = fhir_json.loads(b'{"a": "\\\\ud800", "b": 1.50}')
+    assert escaped_backslash["a"] == "\\ud800"
