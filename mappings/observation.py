@@ -455,8 +455,28 @@ def read_head(resource: JSON, domain: str, value: str) -> tuple[dict[str, str], 
         row = {k: v for k, v in row.items() if v}
     carried: dict[str, str] = {}
     for ext in array(resource, "extension"):
-        ext_url = url(ext)
+        ext_url = ext.get("url") if type(ext) is dict else None  # `url(ext)`, inlined (hot loop)
+        if type(ext_url) is not str or not ext_url:
+            raise TypeError("extension: not an object with a url")
         if ext_url == EXT_SDTM_VARIABLE:
+            parts = ext.get("extension")
+            if type(parts) is list and len(parts) == 2:  # as written: checked in one expression
+                name_part, value_part = parts
+                if type(name_part) is dict and type(value_part) is dict:
+                    name = name_part.get("valueString")
+                    cell = value_part.get("valueString")
+                    if (
+                        type(name) is str
+                        and type(cell) is str
+                        and name
+                        and cell
+                        and name_part.get("url") == "name"
+                        and value_part.get("url") == "value"
+                        and "\x00" not in name
+                        and "\x00" not in cell
+                    ):
+                        carried[name] = cell
+                        continue
             name = cell = ""
             for part in array(ext, "extension"):
                 part_url = url(part)

@@ -151,6 +151,15 @@ def get_dtc(source: JSON, key: str) -> str:
         ValueError: the date is in the year 0000.
         TypeError: the date, the element beside it (`_key`) or its extension is not of the shape R4
             allows (the trial assembler then names the element)."""
+    value = source.get(key)
+    if (  # the common case, checked inline: a date as written, nothing carried beside it
+        type(value) is str
+        and value
+        and value[:4] != "0000"
+        and "\x00" not in value
+        and "_" + key not in source
+    ):
+        return value
     primitive = source.get("_" + key)
     if primitive is not None or "_" + key in source:
         if type(primitive) is not dict or not primitive:
