@@ -245,7 +245,18 @@ def read_resources(path: str | Path, stats: ReadStats | None = None) -> Iterator
             JSON too deep, `NaN`, a Bundle nested too deep).
     """
     stats = stats if stats is not None else ReadStats()
-    for file in resource_files(Path(path)):
+    yield from read_files(resource_files(Path(path)), stats)
+
+
+def read_files(files: Iterable[Path], stats: ReadStats | None = None) -> Iterator[JSON]:
+    """Every resource in `files` (each an `.ndjson` file, or a `.json` Bundle or resource), read as
+    `read_resources` reads them: for a caller that chose the files itself (`analyze` leaves out
+    `study.json`).
+
+    Raises:
+        FhirFileError: as `read_resources`."""
+    stats = stats if stats is not None else ReadStats()
+    for file in files:
         stats.files.append(str(file))
         stats.line = None
         stats.entry = ""
@@ -271,16 +282,30 @@ def read_trial_resources(
             shaped element, a string where a number belongs, the same type and id with different
             content, a control character, the year 0000): naming file, line, entry and element.
     """
+    stats = stats if stats is not None else ReadStats()
+    resources = read_resources(path, stats)
+    return assemble(wrap(resources) if wrap is not None else resources, stats)
+
+
+def assemble(resources: Iterable[JSON], stats: ReadStats) -> TrialAssembler:
+    """`resources`, read from files by `read_resources` or `read_files` with `stats`, fed to a
+    `TrialAssembler` (as `read_trial_resources` does: `run` and `analyze` read their FHIR folders
+    through it, so a refusal names file and line as `convert`'s does).
+
+    Raises:
+        FhirFileError: a file cannot be read, or the assembler refuses a resource: naming file, line,
+            entry and element. (Resources not read from a file: the `ResourceRefused` itself.)
+    """
     from mappings.trial import ResourceRefused, TrialAssembler
 
-    stats = stats if stats is not None else ReadStats()
     assembler = TrialAssembler()
     add = assembler.add
-    resources = read_resources(path, stats)
-    for resource in wrap(resources) if wrap is not None else resources:
+    for resource in resources:
         try:
             add(resource, stats.suspect)
         except ResourceRefused as exc:
+            if not stats.files:
+                raise
             raise stats.where(str(exc)) from exc
     return assembler
 

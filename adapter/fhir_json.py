@@ -32,6 +32,7 @@ __all__ = [
     "SUSPECT_NUMBER",
     "DecimalText",
     "JSONDecodeErrors",
+    "JSONLoneSurrogate",
     "JSONNotANumber",
     "JSONTooDeep",
     "check_depth",
@@ -91,6 +92,11 @@ class JSONNotANumber(_RefusedJSON):
 
     code: ClassVar[str] = "json_not_a_number"
     exit_code: ClassVar[ExitCode] = ExitCode.BAD_INPUT
+
+
+class JSONLoneSurrogate(_RefusedJSON):
+    """A `\\ud800`-style escape without its pair: not a Unicode character (orjson refuses it; `loads`
+    refuses it whichever parser ran, so a server's answer never carries one into a file)."""
 
 
 _OPENERS = (ord("["), ord("{"))
@@ -270,8 +276,33 @@ def loads_line(line: bytes) -> Any:
     return _exact(text) if has_suspect_number(text) else parsed
 
 
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+
+
+def _no_lone_surrogate(parsed: Any, raw: bytes) -> Any:
+    """`parsed`, unless a string in it holds a lone surrogate (orjson, which cannot write one, says
+    so; it runs only when `raw` holds a surrogate escape at all).
+
+    Raises:
+        JSONLoneSurrogate: at the first surrogate escape of `raw`."""
+    match = _SURROGATE_ESCAPE.search(raw)
+    if match is None:
+        return parsed
+    try:
+        orjson.dumps(parsed, default=default)
+    except orjson.JSONEncodeError:
+        reason = "a lone surrogate escape (without its pair): not a Unicode character"
+        raise JSONLoneSurrogate(reason, raw, match.start()) from None
+    return parsed
+
+
 def loads(data: bytes | str) -> Any:
-    """Parse JSON keeping every number's written text: orjson unless `has_suspect_number`."""
+    """Parse JSON keeping every number's written text: orjson unless `has_suspect_number`. A lone
+    surrogate is refused either way (orjson refuses it itself; `JSONLoneSurrogate` otherwise). The
+    NDJSON and streamed-Bundle readers (`loads_line`, `exact_loads`) leave it to the trial assembler,
+    which names the element."""
     raw = data.encode() if isinstance(data, str) else data
     check_depth(raw)
-    return _exact(raw) if has_suspect_number(raw) else orjson.loads(raw)
+    if has_suspect_number(raw):
+        return _no_lone_surrogate(_exact(raw), raw)
+    return orjson.loads(raw)

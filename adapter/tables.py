@@ -626,16 +626,25 @@ def _trial_problems(
 
 def cell_length_problems(table: Table, path: str | Path) -> list[Problem]:
     """The cells of `table` longer than `CSV_CELL_LIMIT` (a CSV holding them could not be read back),
-    each named by the data row and variable it would have in the file at `path`."""
+    each named by the data row and variable it would have in the file at `path`; a column name
+    longer than that (a header cell) is named by its position (the name is the problem)."""
     rows = table.rows
     cells = chain.from_iterable(map(dict.values, rows))
-    if max(map(len, cells), default=0) <= CSV_CELL_LIMIT:
+    longest = max(map(len, cells), default=0)
+    if longest <= CSV_CELL_LIMIT and max(map(len, table.columns), default=0) <= CSV_CELL_LIMIT:
         return []
     reason = (
         f"longer than {CSV_CELL_LIMIT:,} characters, the limit for CSV cells "
         "(written, it could not be read back)"
     )
-    return [
+    header = [
+        Problem(str(path), None, None, f"the header row, column {number}: a name {reason}")
+        for number, name in enumerate(table.columns, start=1)
+        if len(name) > CSV_CELL_LIMIT
+    ]
+    if longest <= CSV_CELL_LIMIT:
+        return header
+    return header + [
         Problem(str(path), number, variable, reason)
         for number, row in enumerate(rows, start=1)
         for variable, text in row.items()

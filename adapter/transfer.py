@@ -126,11 +126,21 @@ def _reference(value: Any) -> str | None:
 
 
 def _links_to(resource: JSON, study_ref: str) -> bool:
+    """Whether the event names `study_ref` in its study link. An event whose extensions R4 does not
+    allow (not an array, an extension that is not an object with a url, a study link without a
+    reference) cannot be placed: it is kept, so that reading it refuses it by element, never dropped
+    as another study's."""
     extensions = resource.get("extension")
-    for ext in extensions if isinstance(extensions, list) else ():
-        if isinstance(ext, dict) and ext.get("url") == EXT_RESEARCH_STUDY:
-            ref = _reference(ext.get("valueReference")) or ""
-            if ref == study_ref or ref.endswith("/" + study_ref):
+    if extensions is None:
+        return False
+    if not isinstance(extensions, list):
+        return True
+    for ext in extensions:
+        if not isinstance(ext, dict) or not isinstance(ext.get("url"), str):
+            return True
+        if ext["url"] == EXT_RESEARCH_STUDY:
+            ref = _reference(ext.get("valueReference"))
+            if ref is None or ref == study_ref or ref.endswith("/" + study_ref):
                 return True
     return False
 

@@ -34,11 +34,12 @@ from mappings.observation import (
     quantity,
     read_code,
     read_head,
+    read_text,
     row_domain,
     set_date,
     split_key,
 )
-from mappings.primitives import JSON, decimal_text, get_dtc, variable_extension
+from mappings.primitives import JSON, array, decimal_text, get_dtc, obj, text, variable_extension
 from mappings.sdtm import Table, Trial
 from mappings.terminology import (
     DIAGNOSTIC_SERVICE_SECTION,
@@ -353,17 +354,21 @@ def _has_identifier(resource: JSON, system: str) -> bool:
 
 def _procedure_row(resource: JSON, value: str) -> dict[str, str]:
     row, carried = read_head(resource, "PR", value)
-    code = resource.get("code")
-    if code and code.get("text"):
-        row["PRTRT"] = str(code["text"])
-    category = resource.get("category")
-    if category and category.get("text"):
-        row["PRCAT"] = str(category["text"])
-    sites = resource.get("bodySite")
-    if sites and sites[0].get("text"):
-        row["PRLOC"] = str(sites[0]["text"])
-    period = resource.get("performedPeriod")
-    if period:
+    treatment = read_text(resource, "code")
+    if treatment:
+        row["PRTRT"] = treatment
+    category = read_text(resource, "category")
+    if category:
+        row["PRCAT"] = category
+    sites = array(resource, "bodySite")
+    if sites:
+        if type(sites[0]) is not dict:
+            raise TypeError("bodySite: not an object")
+        site = text(sites[0], "text")
+        if site:
+            row["PRLOC"] = site
+    period = obj(resource, "performedPeriod")
+    if period is not None:
         start = get_dtc(period, "start")
         end = get_dtc(period, "end")
     else:
@@ -379,30 +384,32 @@ def _procedure_row(resource: JSON, value: str) -> dict[str, str]:
 
 def _finding_row(resource: JSON, value: str) -> dict[str, str]:
     row, carried = read_head(resource, "MI", value)
-    read_code(resource.get("code"), row, "MITESTCD", "MITEST")
+    read_code(obj(resource, "code"), row, "MITESTCD", "MITEST")
     dtc = get_dtc(resource, "effectiveDateTime")
     if dtc:
         row["MIDTC"] = dtc
-    q = resource.get("valueQuantity")
+    q = obj(resource, "valueQuantity")
     if q is not None:
         if "value" in q:
             row["MISTRESN"] = decimal_text(q["value"])
     elif "valueCodeableConcept" in resource:
-        text = resource["valueCodeableConcept"].get("text")
-        if text:
-            row["MISTRESC"] = str(text)
-    elif resource.get("valueString"):
-        row["MISTRESC"] = str(resource["valueString"])
-    site = resource.get("bodySite")
-    if site and site.get("text"):
-        row["MILOC"] = str(site["text"])
-    method = resource.get("method")
-    if method and method.get("text"):
-        row["MIMETHOD"] = str(method["text"])
-    specimen = resource.get("specimen")
-    if specimen:
-        logical = specimen.get("identifier")
-        if logical and logical.get("system") == SID_SPECIMEN:
-            row["MIREFID"] = split_key(str(logical.get("value", "")), 3)[2]
+        result = read_text(resource, "valueCodeableConcept")
+        if result:
+            row["MISTRESC"] = result
+    else:
+        result = text(resource, "valueString")
+        if result:
+            row["MISTRESC"] = result
+    site = read_text(resource, "bodySite")
+    if site:
+        row["MILOC"] = site
+    method = read_text(resource, "method")
+    if method:
+        row["MIMETHOD"] = method
+    specimen = obj(resource, "specimen")
+    if specimen is not None:
+        logical = obj(specimen, "identifier")
+        if logical is not None and text(logical, "system") == SID_SPECIMEN:
+            row["MIREFID"] = split_key(text(logical, "value"), 3)[2]
     row.update(carried)
     return row

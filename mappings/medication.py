@@ -35,10 +35,20 @@ from mappings.observation import (
     decimal_cell,
     quantity,
     read_head,
+    read_text,
     row_key,
     set_date,
 )
-from mappings.primitives import JSON, decimal_text, get_dtc, variable_extension
+from mappings.primitives import (
+    JSON,
+    array,
+    decimal_text,
+    get_dtc,
+    obj,
+    text,
+    url,
+    variable_extension,
+)
 from mappings.sdtm import Table, Trial
 from mappings.terminology import (
     ATC,
@@ -388,11 +398,9 @@ class MedicationReader:
         domain, value = found
         row, carried = read_head(resource, domain, value)
         trt, stdtc, endtc, dosfrq, route_name, dose_name, dosu = _NAMES[domain]
-        medication = resource.get("medicationCodeableConcept")
+        medication = read_text(resource, "medicationCodeableConcept")
         if medication:
-            text = medication.get("text")
-            if text:
-                row[trt] = text
+            row[trt] = medication
         if "effectiveDateTime" in resource or "_effectiveDateTime" in resource:
             start = get_dtc(resource, "effectiveDateTime")
             if start:
@@ -400,44 +408,45 @@ class MedicationReader:
                 if domain == "CM":
                     row[endtc] = start
         else:
-            period = resource.get("effectivePeriod")
-            if period:
+            period = obj(resource, "effectivePeriod")
+            if period is not None:
                 start = get_dtc(period, "start")
                 if start:
                     row[stdtc] = start
                 end = get_dtc(period, "end")
                 if end:
                     row[endtc] = end
-        dosage = resource.get("dosage")
-        if dosage:
-            text = dosage.get("text")
-            if text:
-                row[dosfrq] = text
-            route = dosage.get("route")
+        dosage = obj(resource, "dosage")
+        if dosage is not None:
+            frequency = text(dosage, "text")
+            if frequency:
+                row[dosfrq] = frequency
+            route = read_text(dosage, "route")
             if route:
-                text = route.get("text")
-                if text:
-                    row[route_name] = text
+                row[route_name] = route
             dose = None
-            if "extension" in dosage:
-                for ext in dosage["extension"]:
-                    if ext.get("url") == EXT_PRESCRIBED_DOSE:
-                        dose = ext.get("valueQuantity")
-                        break
+            for ext in array(dosage, "extension"):
+                if url(ext) == EXT_PRESCRIBED_DOSE:
+                    dose = obj(ext, "valueQuantity")
+                    break
             if dose is None:
-                dose = dosage.get("dose")
-            if dose and "value" in dose:
+                dose = obj(dosage, "dose")
+            if dose is not None and "value" in dose:
                 row[dose_name] = decimal_text(dose["value"])
-                unit = dose.get("unit")
+                unit = text(dose, "unit")
                 if unit:
                     row[dosu] = unit
         if domain == "CM":
-            reasons = resource.get("reasonCode")
-            if reasons and reasons[0].get("text"):
-                row["CMINDC"] = str(reasons[0]["text"])
-            category = resource.get("category")
-            if category and category.get("text"):
-                row["CMCAT"] = str(category["text"])
+            reasons = array(resource, "reasonCode")
+            if reasons:
+                if type(reasons[0]) is not dict:
+                    raise TypeError("reasonCode: not an object")
+                indication = text(reasons[0], "text")
+                if indication:
+                    row["CMINDC"] = indication
+            category = read_text(resource, "category")
+            if category:
+                row["CMCAT"] = category
         if carried:
             row.update(carried)
         self._rows[domain].append(row)

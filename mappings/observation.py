@@ -36,7 +36,17 @@ from mappings.identity import (
     row_system,
     study_id,
 )
-from mappings.primitives import JSON, decimal_text, get_dtc, set_dtc, variable_extension
+from mappings.primitives import (
+    JSON,
+    array,
+    decimal_text,
+    get_dtc,
+    obj,
+    set_dtc,
+    text,
+    url,
+    variable_extension,
+)
 from mappings.sdtm import DOMAINS, Table, Trial
 from mappings.terminology import (
     BODY_WEIGHT_LOINC,
@@ -401,25 +411,31 @@ def split_key(value: str, parts: int) -> list[str]:
 
 
 def row_domain(resource: JSON) -> tuple[str, str] | None:
-    """(domain, identifier value) of a row-level resource, from its first `.../sid/sdtm/` identifier."""
+    """(domain, identifier value) of a row-level resource, from its first `.../sid/sdtm/` identifier.
+
+    Raises:
+        TypeError: that identifier's value is not a non-empty string."""
     for identifier in resource.get("identifier", ()):
         system = identifier.get("system")
         if isinstance(system, str) and system.startswith(ROW_SYSTEM_PREFIX):
-            return system[len(ROW_SYSTEM_PREFIX) :].upper(), str(identifier.get("value", ""))
+            return system[len(ROW_SYSTEM_PREFIX) :].upper(), text(identifier, "value")
     return None
 
 
 def row_key(resource: JSON, systems: dict[str, str]) -> tuple[str, str] | None:
     """(domain, identifier value) of a row-level resource of one of the domains in `systems`
     (identifier system -> domain): the first identifier looked up directly, the common case; else any
-    row identifier it carries. None when the resource is not such a row."""
+    row identifier it carries. None when the resource is not such a row.
+
+    Raises:
+        TypeError: that identifier's value is not a non-empty string."""
     identifiers = resource.get("identifier")
     if not identifiers:
         return None
     first = identifiers[0]
     domain = systems.get(first.get("system"))
     if domain is not None:
-        return domain, str(first.get("value", ""))
+        return domain, text(first, "value")
     found = row_domain(resource)
     if found is None or found[0] not in systems.values():
         return None
@@ -428,54 +444,87 @@ def row_key(resource: JSON, systems: dict[str, str]) -> tuple[str, str] | None:
 
 def read_head(resource: JSON, domain: str, value: str) -> tuple[dict[str, str], dict[str, str]]:
     """The head cells of the row behind `resource` (STUDYID, DOMAIN, USUBJID, --SEQ, EPOCH, VISITNUM,
-    VISIT) and the cells it carries in `sdtm-variable` (to apply last: they win)."""
+    VISIT) and the cells it carries in `sdtm-variable` (to apply last: they win).
+
+    Raises:
+        TypeError: an extension or a part of one whose shape R4 does not allow (a null `url`, a
+            number where a string belongs, ...): the trial assembler names it."""
     studyid, usubjid, seq = split_key(value, 3)
     row = {"STUDYID": studyid, "DOMAIN": domain, "USUBJID": usubjid, _SEQ_NAMES[domain]: seq}
     if not (studyid and usubjid and seq):  # required cells; an empty one comes back absent
         row = {k: v for k, v in row.items() if v}
     carried: dict[str, str] = {}
-    for ext in resource.get("extension", ()):
-        url = ext.get("url")
-        if url == EXT_SDTM_VARIABLE:
-            parts = ext.get("extension", ())
-            if len(parts) == 2:
+    for ext in array(resource, "extension"):
+        ext_url = ext.get("url") if type(ext) is dict else None  # `url(ext)`, inlined (hot loop)
+        if type(ext_url) is not str or not ext_url:
+            raise TypeError("extension: not an object with a url")
+        if ext_url == EXT_SDTM_VARIABLE:
+            parts = ext.get("extension")
+            if type(parts) is list and len(parts) == 2:  # as written: checked in one expression
                 name_part, value_part = parts
-                if name_part.get("url") == "name" and value_part.get("url") == "value":
+                if type(name_part) is dict and type(value_part) is dict:
                     name = name_part.get("valueString")
                     cell = value_part.get("valueString")
-                    if name is not None and cell is not None:
+                    if (
+                        type(name) is str
+                        and type(cell) is str
+                        and name
+                        and cell
+                        and name_part.get("url") == "name"
+                        and value_part.get("url") == "value"
+                        and "\x00" not in name
+                        and "\x00" not in cell
+                    ):
                         carried[name] = cell
-                    continue
-            name = cell = None
-            for part in parts:
-                if part.get("url") == "name":
-                    name = part.get("valueString")
-                elif part.get("url") == "value":
-                    cell = part.get("valueString")
-            if name is not None and cell is not None:
+                        continue
+            name = cell = ""
+            for part in array(ext, "extension"):
+                part_url = url(part)
+                if part_url == "name":
+                    name = text(part, "valueString")
+                elif part_url == "value":
+                    cell = text(part, "valueString")
+            if name and cell:
                 carried[name] = cell
-        elif url == EXT_EPOCH:
-            row["EPOCH"] = ext.get("valueString", "")
-        elif url == EXT_VISIT:
-            for part in ext.get("extension", ()):
-                if part.get("url") == "visitnum" and "valueDecimal" in part:
+        elif ext_url == EXT_EPOCH:
+            row["EPOCH"] = text(ext, "valueString")
+        elif ext_url == EXT_VISIT:
+            for part in array(ext, "extension"):
+                part_url = url(part)
+                if part_url == "visitnum" and "valueDecimal" in part:
                     row["VISITNUM"] = decimal_text(part["valueDecimal"])
-                elif part.get("url") == "visit":
-                    row["VISIT"] = part.get("valueString", "")
+                elif part_url == "visit":
+                    row["VISIT"] = text(part, "valueString")
     return row, carried
 
 
 def read_code(concept: Any, row: dict[str, str], testcd_name: str, test_name: str) -> None:
-    """--TESTCD from the project coding of `concept` and --TEST from its text."""
-    if not isinstance(concept, dict):
+    """--TESTCD from the project coding of `concept` and --TEST from its text.
+
+    Raises:
+        TypeError: a coding, its system or code, or the text, not of the shape R4 allows."""
+    if concept is None:
         return
-    for coding in concept.get("coding", ()):
-        if coding.get("system") == PROJECT_CODESYSTEM and "code" in coding:
-            row[testcd_name] = str(coding["code"])
+    for coding in array(concept, "coding"):
+        if type(coding) is not dict or not coding:
+            raise TypeError("coding: not an object with content")
+        if text(coding, "system") == PROJECT_CODESYSTEM:
+            code = text(coding, "code")
+            if code:
+                row[testcd_name] = code
             break
-    text = concept.get("text")
-    if text:
-        row[test_name] = str(text)
+    name = text(concept, "text")
+    if name:
+        row[test_name] = name
+
+
+def read_text(resource: JSON, key: str) -> str:
+    """The `text` of the CodeableConcept at `resource[key]` ("" when either is absent).
+
+    Raises:
+        TypeError: either one not of the shape R4 allows."""
+    concept = obj(resource, key)
+    return "" if concept is None else text(concept, "text")
 
 
 # --- VS, QS, RS -> Observation --------------------------------------------------------------------------
@@ -574,35 +623,36 @@ class ObservationReader:
         domain, value = found
         row, carried = read_head(resource, domain, value)
         if domain == "QS":
-            read_code(resource.get("code"), row, "QSTESTCD", "QSTEST")
+            read_code(obj(resource, "code"), row, "QSTESTCD", "QSTEST")
             dtc = get_dtc(resource, "effectiveDateTime")
             if dtc:
                 row["QSDTC"] = dtc
-            q = resource.get("valueQuantity")
-            if q and "value" in q:
+            q = obj(resource, "valueQuantity")
+            if q is not None and "value" in q:
                 row["QSSTRESN"] = decimal_text(q["value"])
         elif domain == "VS":
-            read_code(resource.get("code"), row, "VSTESTCD", "VSTEST")
+            read_code(obj(resource, "code"), row, "VSTESTCD", "VSTEST")
             dtc = get_dtc(resource, "effectiveDateTime")
             if dtc:
                 row["VSDTC"] = dtc
-            q = resource.get("valueQuantity")
-            if q:
+            q = obj(resource, "valueQuantity")
+            if q is not None:
                 if "value" in q:
                     row["VSSTRESN"] = decimal_text(q["value"])
-                if q.get("unit"):
-                    row["VSSTRESU"] = str(q["unit"])
-            site = resource.get("bodySite")
-            if site and site.get("text"):
-                row["VSLOC"] = str(site["text"])
+                unit = text(q, "unit")
+                if unit:
+                    row["VSSTRESU"] = unit
+            site = read_text(resource, "bodySite")
+            if site:
+                row["VSLOC"] = site
         else:
-            read_code(resource.get("code"), row, "RSTESTCD", "RSTEST")
+            read_code(obj(resource, "code"), row, "RSTESTCD", "RSTEST")
             dtc = get_dtc(resource, "effectiveDateTime")
             if dtc:
                 row["RSDTC"] = dtc
-            answer = resource.get("valueCodeableConcept")
-            if answer and answer.get("text"):
-                row["RSORRES"] = str(answer["text"])
+            answer = read_text(resource, "valueCodeableConcept")
+            if answer:
+                row["RSORRES"] = answer
         if carried:
             row.update(carried)
         self._rows[domain].append(row)

@@ -40,6 +40,83 @@ def decimal_text(value: object) -> str:
     raise TypeError(f"not a decimal: {type(value).__name__}")  # a JSON string is not a FHIR decimal
 
 
+# --- reading: every element a reader takes, checked where it is read ------------------------------------
+#
+# R4 has no null, no empty string, object or array, and one JSON type per element. The family readers
+# read the adapter's own profile through these: a value R4 does not allow there raises TypeError, and
+# the trial assembler names the element (`mappings.shapes.shape_problem`), never reading it as text
+# with `str()` or skipping it by accident (an extension whose `url` is null is refused, not ignored).
+
+_NO_ITEMS: tuple[()] = ()
+
+
+class ElementMissing(LookupError):
+    """An element the adapter's profile needs is absent (`element`: its path below the resource,
+    e.g. `extension(sdtm-table).extension(column).valueString`); the trial assembler names it."""
+
+    def __init__(self, element: str) -> None:
+        self.element = element
+        super().__init__(f"{element}: missing")
+
+
+def text(element: JSON, key: str) -> str:
+    """The string at `element[key]`, "" when the element is absent.
+
+    Raises:
+        TypeError: present but not a non-empty string (null, "", a number, an object, an array).
+        ValueError: a NUL in it (FHIR strings cannot carry one; one C check, so the readers refuse it
+            whether or not the caller asked for a full look at the strings)."""
+    value = element.get(key)
+    if type(value) is str:
+        if value and "\x00" not in value:
+            return value
+        if value:
+            raise ValueError(f"{key}: holds a NUL")
+    elif value is None and key not in element:
+        return ""
+    raise TypeError(f"{key}: not a non-empty string")
+
+
+def obj(element: JSON, key: str) -> JSON | None:
+    """The object at `element[key]`, None when the element is absent.
+
+    Raises:
+        TypeError: present but not a non-empty object."""
+    value = element.get(key)
+    if type(value) is dict:
+        if value:
+            return value
+    elif value is None and key not in element:
+        return None
+    raise TypeError(f"{key}: not an object with content")
+
+
+def array(element: JSON, key: str) -> list[Any] | tuple[()]:
+    """The array at `element[key]`, () when the element is absent.
+
+    Raises:
+        TypeError: present but not a non-empty array."""
+    value = element.get(key)
+    if type(value) is list:
+        if value:
+            return value
+    elif value is None and key not in element:
+        return _NO_ITEMS
+    raise TypeError(f"{key}: not an array with content")
+
+
+def url(extension: object) -> str:
+    """The `url` of an extension (R4: required, a non-empty string).
+
+    Raises:
+        TypeError: `extension` is not an object, or its url is missing, null, empty or not a string."""
+    if type(extension) is dict:
+        value = extension.get("url")
+        if type(value) is str and value:
+            return value
+    raise TypeError("extension: not an object with a url")
+
+
 # --- dates ----------------------------------------------------------------------------------------
 
 
@@ -71,20 +148,32 @@ def get_dtc(source: JSON, key: str) -> str:
     """The SDTM date/time written at `source[key]` ("" when absent): the carried form wins.
 
     Raises:
-        ValueError: the date is in the year 0000."""
-    primitive = source.get("_" + key)
-    if isinstance(primitive, dict):
-        for ext in primitive.get("extension", ()):
-            if ext.get("url") == EXT_SDTM_DTC and "valueString" in ext:
-                return _not_year_0000(str(ext["valueString"]))
+        ValueError: the date is in the year 0000.
+        TypeError: the date, the element beside it (`_key`) or its extension is not of the shape R4
+            allows (the trial assembler then names the element)."""
     value = source.get(key)
-    return "" if value is None else _not_year_0000(str(value))
+    if (  # the common case, checked inline: a date as written, nothing carried beside it
+        type(value) is str
+        and value
+        and value[:4] != "0000"
+        and "\x00" not in value
+        and "_" + key not in source
+    ):
+        return value
+    primitive = source.get("_" + key)
+    if primitive is not None or "_" + key in source:
+        if type(primitive) is not dict or not primitive:
+            raise TypeError(f"_{key}: not an object with content")
+        for ext in array(primitive, "extension"):
+            if url(ext) == EXT_SDTM_DTC and "valueString" in ext:
+                return _not_year_0000(text(ext, "valueString"))
+    return _not_year_0000(text(source, key))
 
 
 def _not_year_0000(text: str) -> str:
     """`text`, unless it is a date in the year 0000 (no such year: FHIR dates start at 0001), which
     raises ValueError (the trial assembler then names the element)."""
-    if text.startswith("0000"):
+    if text[:4] == "0000":
         raise ValueError("year 0000 does not exist (FHIR dates start at year 0001)")
     return text
 
@@ -109,25 +198,29 @@ def variable_extensions(row: dict[str, str], names: list[str] | tuple[str, ...])
 
 
 def read_variable_extensions(element: JSON) -> dict[str, str]:
-    """The cells carried by `sdtm-variable` extensions on `element` (name -> value)."""
+    """The cells carried by `sdtm-variable` extensions on `element` (name -> value).
+
+    Raises:
+        TypeError: an extension, or a part of one, not of the shape R4 allows (see `url`, `text`)."""
     cells: dict[str, str] = {}
-    for ext in element.get("extension", ()):
-        if ext.get("url") != EXT_SDTM_VARIABLE:
+    for ext in array(element, "extension"):
+        if url(ext) != EXT_SDTM_VARIABLE:
             continue
         name = value = None
-        for part in ext.get("extension", ()):
-            if part.get("url") == "name":
-                name = part.get("valueString")
-            elif part.get("url") == "value":
-                value = part.get("valueString")
-        if name is not None and value is not None:
-            cells[str(name)] = str(value)
+        for part in array(ext, "extension"):
+            part_url = url(part)
+            if part_url == "name":
+                name = text(part, "valueString")
+            elif part_url == "value":
+                value = text(part, "valueString")
+        if name and value:
+            cells[name] = value
     return cells
 
 
-def extension_value(element: JSON, url: str, key: str) -> Any:
-    """The `key` (e.g. "valueString") of the first extension with `url` on `element`, or None."""
-    for ext in element.get("extension", ()):
-        if ext.get("url") == url:
+def extension_value(element: JSON, ext_url: str, key: str) -> Any:
+    """The `key` (e.g. "valueString") of the first extension with `ext_url` on `element`, or None."""
+    for ext in array(element, "extension"):
+        if url(ext) == ext_url:
             return ext.get(key)
     return None

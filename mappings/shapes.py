@@ -33,6 +33,8 @@ whose listed elements are checked), or a one-item list `[shape]` (an array of th
 
 NUMBER: Final = "number"
 """A JSON number: int, float or Decimal (never a bool, never a string)."""
+POSITIVE_INT: Final = "positiveInt"
+"""A JSON integer of 1 or more."""
 
 _ELEMENT: dict[str, Shape] = {}
 EXTENSION: dict[str, Shape] = {
@@ -41,7 +43,7 @@ EXTENSION: dict[str, Shape] = {
     "valueCode": str,
     "valueDecimal": NUMBER,
     "valueInteger": NUMBER,
-    "valuePositiveInt": NUMBER,
+    "valuePositiveInt": POSITIVE_INT,
     "valueBoolean": bool,
     "valueDate": str,
     "valueDateTime": str,
@@ -209,6 +211,10 @@ def _wrong(value: object, kind: type | str) -> str | None:
         if isinstance(value, int | float | Decimal) and not isinstance(value, bool):
             return None
         return f"{_describe(value)} where R4 has a number"
+    if kind == POSITIVE_INT:
+        if type(value) is int and value >= 1:
+            return None
+        return f"{_describe(value)} where R4 has a positive integer"
     if type(value) is kind:
         return None
     expected = _NAMES.get(kind, str(kind))
@@ -235,6 +241,11 @@ def top_level_problem(resource: dict[str, Any]) -> tuple[str, str] | None:
 
 
 def _walk(value: object, shape: Shape, path: str) -> tuple[str, str] | None:
+    if not value and isinstance(value, str | list | dict):
+        empty = {str: "an empty string", list: "an empty array", dict: "an empty object"}[
+            type(value)
+        ]
+        return path, f"{empty}: R4 has no empty elements"
     if isinstance(shape, list):
         if type(value) is not list:
             return path, _wrong(value, list) or ""
@@ -246,6 +257,8 @@ def _walk(value: object, shape: Shape, path: str) -> tuple[str, str] | None:
     if isinstance(shape, dict):
         if type(value) is not dict:
             return path, _wrong(value, dict) or ""
+        if shape is EXTENSION and "url" not in value:
+            return f"{path}.url", "missing: R4 requires an extension's url"
         for name, item in value.items():
             inner = shape.get(name)
             if inner is not None:
@@ -274,6 +287,8 @@ _DATE_ELEMENT: Final = re.compile(
     r"(?:[a-z]*Date(?:Time)?|date|start|end|issued|recorded|lastUpdated|valueInstant)"
 )
 _YEAR_0000: Final = re.compile(r"0000(?:-|$)")
+_SURROGATE: Final = re.compile("[\ud800-\udfff]")
+"""A UTF-16 surrogate code point on its own: JSON's `\\ud800` escape read without its pair."""
 
 
 def _is_date(path: str) -> bool:
@@ -293,6 +308,12 @@ def _strings(value: object, path: str) -> tuple[str, str] | None:
         if CONTROL_CHARACTER_RE.search(value) is not None:
             code = ord(CONTROL_CHARACTER_RE.search(value).group())  # type: ignore[union-attr]
             reason = f"holds the control character U+{code:04X}, which FHIR strings cannot carry"
+        elif _SURROGATE.search(value) is not None:
+            code = ord(_SURROGATE.search(value).group())  # type: ignore[union-attr]
+            reason = (
+                f"holds a lone surrogate (U+{code:04X}, a \\u escape without its pair), "
+                "which is not a Unicode character"
+            )
         elif _YEAR_0000.match(value) and _is_date(path):
             reason = "year 0000 does not exist (FHIR dates start at year 0001)"
         return None if reason is None else (path, reason)

@@ -21,7 +21,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, Final
 
 from mappings.identity import SID_STUDY, study_id
-from mappings.primitives import JSON
+from mappings.primitives import JSON, ElementMissing, array, text, url
 from mappings.sdtm import Table, Trial
 from mappings.terminology import (
     ARM_TYPE,
@@ -144,26 +144,26 @@ class CellLayout:
 def read_cells(extension: JSON, row: dict[str, str]) -> dict[str, str]:
     """Put the cells held by a `CellLayout.extension` into `row` (valueString parts and nested
     `sdtm-variable`s; other typed parts such as `row` or `period` are for the caller)."""
-    for part in extension.get("extension", ()):
-        value = part.get("valueString")
-        if value is not None:
-            row[str(part.get("url"))] = str(value)
-        elif part.get("url") == EXT_SDTM_VARIABLE:
+    for part in array(extension, "extension"):
+        part_url = url(part)
+        if "valueString" in part:
+            row[part_url] = text(part, "valueString")
+        elif part_url == EXT_SDTM_VARIABLE:
             read_variable(part, row)
     return row
 
 
 def read_variable(extension: JSON, row: dict[str, str]) -> None:
     """Put the cell one `sdtm-variable` extension holds into `row`."""
-    name = value = None
-    for sub in extension.get("extension", ()):
-        url = sub.get("url")
-        if url == "name":
-            name = sub.get("valueString")
-        elif url == "value":
-            value = sub.get("valueString")
-    if name is not None and value is not None:
-        row[str(name)] = str(value)
+    name = value = ""
+    for sub in array(extension, "extension"):
+        sub_url = url(sub)
+        if sub_url == "name":
+            name = text(sub, "valueString")
+        elif sub_url == "value":
+            value = text(sub, "valueString")
+    if name and value:
+        row[name] = value
 
 
 # --- SDTM -> FHIR --------------------------------------------------------------------------------
@@ -323,7 +323,7 @@ class StudyReader:
             return False
         studyid = next(
             (
-                str(i["value"])
+                text(i, "value")
                 for i in resource.get("identifier", ())
                 if i.get("system") == SID_STUDY
             ),
@@ -334,16 +334,18 @@ class StudyReader:
         if studyid in self._seen:  # the same study read twice (e.g. overlapping pages)
             return True
         self._seen.add(studyid)
-        for ext in resource.get("extension", ()):
-            url = ext.get("url")
-            if url == EXT_TRIAL_SUMMARY:
+        for ext in array(resource, "extension"):
+            ext_url = url(ext)
+            if ext_url == EXT_TRIAL_SUMMARY:
                 self._ts.append(read_cells(ext, {"STUDYID": studyid, "DOMAIN": "TS"}))
-            elif url == EXT_SDTM_TABLE:
+            elif ext_url == EXT_SDTM_TABLE:
                 self._read_layout(ext)
         ta: list[tuple[int, dict[str, str]]] = []
-        for arm in resource.get("arm", ()):
-            for ext in arm.get("extension", ()):
-                if ext.get("url") == EXT_ARM_ELEMENT:
+        for arm in array(resource, "arm"):
+            if type(arm) is not dict or not arm:
+                raise TypeError("arm: not an object with content")
+            for ext in array(arm, "extension"):
+                if url(ext) == EXT_ARM_ELEMENT:
                     row = read_cells(ext, {"STUDYID": studyid, "DOMAIN": "TA"})
                     ta.append((_position(ext), row))
         ta.sort(key=lambda item: item[0])
@@ -353,11 +355,17 @@ class StudyReader:
     def _read_layout(self, ext: JSON) -> None:
         domain: str | None = None
         columns: list[str] = []
-        for part in ext.get("extension", ()):
-            if part.get("url") == "domain":
-                domain = str(part.get("valueCode"))
-            elif part.get("url") == "column":
-                columns.append(str(part.get("valueString")))
+        for part in array(ext, "extension"):
+            part_url = url(part)
+            if part_url == "domain":
+                domain = text(part, "valueCode")
+                if not domain:
+                    raise ElementMissing("extension(sdtm-table).extension(domain).valueCode")
+            elif part_url == "column":
+                column = text(part, "valueString")
+                if not column:
+                    raise ElementMissing("extension(sdtm-table).extension(column).valueString")
+                columns.append(column)
         if domain is not None and domain not in self.columns:
             self.columns[domain] = columns
 
@@ -371,8 +379,10 @@ class StudyReader:
 
 
 def _position(ext: JSON) -> int:
-    for part in ext.get("extension", ()):
-        if part.get("url") == _ROW:
+    for part in array(ext, "extension"):
+        if url(part) == _ROW:
             value: Any = part.get("valuePositiveInt")
-            return int(value)
+            if type(value) is not int or value < 1:
+                raise TypeError("valuePositiveInt: not a positive integer")
+            return value
     return 0

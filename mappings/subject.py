@@ -36,11 +36,15 @@ from mappings.identity import (
 )
 from mappings.primitives import (
     JSON,
+    array,
     decimal_text,
     dtc_to_fhir,
     get_dtc,
+    obj,
     read_variable_extensions,
     set_dtc,
+    text,
+    url,
     variable_extension,
 )
 from mappings.sdtm import Trial
@@ -313,23 +317,24 @@ def _split_key(value: str) -> list[str]:
 def _first_identifier(resource: JSON, system: str) -> str | None:
     for identifier in resource.get("identifier", ()):
         if identifier.get("system") == system:
-            value = identifier.get("value")
-            return None if value is None else str(value)
+            return text(identifier, "value") or None
     return None
 
 
 def _arm_code(resource: JSON, key: str) -> str:
-    primitive = resource.get("_" + key)
-    if isinstance(primitive, dict):
-        for ext in primitive.get("extension", ()):
-            if ext.get("url") == EXT_ARM_CODE and "valueCode" in ext:
-                return str(ext["valueCode"])
+    primitive = obj(resource, "_" + key)
+    if primitive is not None:
+        for ext in array(primitive, "extension"):
+            if url(ext) == EXT_ARM_CODE and "valueCode" in ext:
+                return text(ext, "valueCode")
     return ""
 
 
 def _read_period(period: JSON | None, start_name: str, end_name: str, row: dict[str, str]) -> None:
-    if not period:
+    if period is None:
         return
+    if type(period) is not dict or not period:
+        raise TypeError("period: not an object with content")
     if "start" in period or "_start" in period:
         row[start_name] = get_dtc(period, "start")
     if "end" in period or "_end" in period:
@@ -365,9 +370,10 @@ class SubjectReader:
             if len(parts) != 2:
                 return False
             studyid, usubjid = parts
-            individual = resource.get("individual") or {}
+            individual = obj(resource, "individual")
+            reference = "" if individual is None else text(individual, "reference")
             row, elements = _read_research_subject(resource, studyid, usubjid)
-            self._subjects[studyid, usubjid] = (str(individual.get("reference")), row, elements)
+            self._subjects[studyid, usubjid] = (reference, row, elements)
             return True
         if kind == "Condition":
             value = _first_identifier(resource, SID_DERIVED)
@@ -395,51 +401,54 @@ def _read_research_subject(
     """The DM cells a ResearchSubject holds and the SE rows of its `subject-element`s."""
     row: dict[str, str] = {"STUDYID": studyid, "DOMAIN": "DM", "USUBJID": usubjid}
     if "assignedArm" in subject:
-        row["ARM"] = str(subject["assignedArm"])
+        row["ARM"] = text(subject, "assignedArm")
     code = _arm_code(subject, "assignedArm")
     if code:
         row["ARMCD"] = code
     if "actualArm" in subject:
-        row["ACTARM"] = str(subject["actualArm"])
+        row["ACTARM"] = text(subject, "actualArm")
     code = _arm_code(subject, "actualArm")
     if code:
         row["ACTARMCD"] = code
     _read_period(subject.get("period"), "RFSTDTC", "RFENDTC", row)
     elements: list[dict[str, str]] = []
-    for ext in subject.get("extension", ()):
-        url = ext.get("url")
-        if url == EXT_SUBJECT_ELEMENT:
+    for ext in array(subject, "extension"):
+        ext_url = url(ext)
+        if ext_url == EXT_SUBJECT_ELEMENT:
             element = {"STUDYID": studyid, "DOMAIN": "SE", "USUBJID": usubjid}
-            for part in ext.get("extension", ()):
-                value = part.get("valueString")
-                if value is not None:
-                    element[str(part.get("url"))] = str(value)
+            for part in array(ext, "extension"):
+                part_url = url(part)
+                if "valueString" in part:
+                    element[part_url] = text(part, "valueString")
                 elif "valuePeriod" in part:
                     _read_period(part["valuePeriod"], "SESTDTC", "SEENDTC", element)
-                elif part.get("url") == EXT_SDTM_VARIABLE:
+                elif part_url == EXT_SDTM_VARIABLE:
                     read_variable(part, element)
             elements.append(element)
-        elif url == EXT_SDTM_VARIABLE:
+        elif ext_url == EXT_SDTM_VARIABLE:
             read_variable(ext, row)
     return row, elements
 
 
 def _read_patient(resource: JSON, row: dict[str, str]) -> None:
-    gender = resource.get("gender")
+    gender = text(resource, "gender")
     if gender in GENDER_TO_SEX:
         row["SEX"] = GENDER_TO_SEX[gender]
     birth = get_dtc(resource, "birthDate")
     if birth:
         row["BRTHDTC"] = birth
-    for address in resource.get("address", ()):
+    for address in array(resource, "address"):
+        if type(address) is not dict or not address:
+            raise TypeError("address: not an object with content")
         if "country" in address:
-            row["COUNTRY"] = str(address["country"])
+            row["COUNTRY"] = text(address, "country")
             break
-    for ext in resource.get("extension", ()):
-        if ext.get("url") == EXT_AGE:
-            quantity = ext.get("valueQuantity") or {}
-            if "value" in quantity:
-                row["AGE"] = decimal_text(quantity["value"])
-            if "unit" in quantity:
-                row["AGEU"] = str(quantity["unit"])
+    for ext in array(resource, "extension"):
+        if url(ext) == EXT_AGE:
+            quantity = obj(ext, "valueQuantity")
+            if quantity is not None:
+                if "value" in quantity:
+                    row["AGE"] = decimal_text(quantity["value"])
+                if "unit" in quantity:
+                    row["AGEU"] = text(quantity, "unit")
     row.update(read_variable_extensions(resource))

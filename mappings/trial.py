@@ -28,7 +28,7 @@ import orjson
 
 from mappings import biopsy, medication, observation, study, subject
 from mappings.errors import ExitCode, TrialfhirError
-from mappings.primitives import JSON
+from mappings.primitives import JSON, ElementMissing
 from mappings.sdtm import DOMAINS, DomainSpec, Table, Trial
 from mappings.shapes import TOP_LEVEL, shape_problem, string_problem, top_level_problem
 
@@ -56,10 +56,20 @@ on a string, ...): diagnosed with `shape_problem`, re-raised as a bug when no el
 def _content_digest(resource: JSON) -> int:
     """A hash of everything in `resource` but `meta` (a server's version and timestamps), as JSON in
     the resource's own key order (a copy written by the same writer has the same order; sorting the
-    keys would double the cost)."""
+    keys would double the cost).
+
+    Raises:
+        ResourceRefused: a string holds a lone surrogate (not a Unicode character: it cannot be written
+            as UTF-8, so it would crash whoever writes the cell); found free, as orjson refuses it."""
     if "meta" in resource:
         resource = {k: v for k, v in resource.items() if k != "meta"}
-    return hash(orjson.dumps(resource, default=str))
+    try:
+        return hash(orjson.dumps(resource, default=str))
+    except orjson.JSONEncodeError:
+        problem = string_problem(resource)
+        if problem is None:
+            raise
+        raise ResourceRefused(*problem) from None
 
 
 class FamilyReader(Protocol):
@@ -198,7 +208,9 @@ class TrialAssembler:
             if problem is not None:
                 raise ResourceRefused(*problem)
         rid = resource.get("id")
-        if type(rid) is str:
+        if type(rid) is not str:
+            _content_digest(resource)  # only for its check of the strings (no id, no duplicates)
+        else:
             digests = self._digests.get(kind)
             if digests is None:
                 digests = self._digests[kind] = {}
@@ -226,6 +238,9 @@ class TrialAssembler:
             return self._add_new_route(resource, route, reader)
         except _READER_FAILURES as exc:
             found = shape_problem(resource) or string_problem(resource)
+            if found is None and isinstance(exc, ElementMissing):
+                reason = "missing: the adapter's profile needs it here"
+                raise ResourceRefused(f"{kind}.{exc.element}", reason) from exc
             if found is None:
                 if isinstance(exc, ValueError) and str(exc).startswith("identifier value has"):
                     element = f"{resource.get('resourceType')}.identifier"

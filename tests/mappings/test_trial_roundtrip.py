@@ -157,7 +157,11 @@ def without_layouts(resources: list[dict[str, Any]]) -> Iterator[dict[str, Any]]
     for resource in resources:
         if resource["resourceType"] == "ResearchStudy":
             resource = dict(resource)
-            resource["extension"] = [e for e in resource["extension"] if e["url"] != EXT_SDTM_TABLE]
+            kept = [e for e in resource["extension"] if e["url"] != EXT_SDTM_TABLE]
+            if kept:
+                resource["extension"] = kept
+            else:  # R4 has no empty arrays (the readers refuse one)
+                del resource["extension"]
         yield resource
 
 
