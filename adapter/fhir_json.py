@@ -98,6 +98,9 @@ class JSONLoneSurrogate(_RefusedJSON):
     """A `\\ud800`-style escape without its pair: not a Unicode character (orjson refuses it; `loads`
     refuses it whichever parser ran, so a server's answer never carries one into a file)."""
 
+    code: ClassVar[str] = "json_lone_surrogate"
+    exit_code: ClassVar[ExitCode] = ExitCode.BAD_INPUT
+
 
 _OPENERS = (ord("["), ord("{"))
 _STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)

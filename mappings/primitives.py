@@ -9,10 +9,11 @@ float (a float only when the reader has checked that its shortest repr is the te
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Any
+from typing import Any, ClassVar
 
 import orjson
 
+from mappings.errors import ExitCode, TrialfhirError
 from mappings.sdtm import ISO_DTC_RE
 from mappings.terminology import EXT_SDTM_DTC, EXT_SDTM_VARIABLE
 
@@ -50,9 +51,13 @@ def decimal_text(value: object) -> str:
 _NO_ITEMS: tuple[()] = ()
 
 
-class ElementMissing(LookupError):
+class ElementMissing(TrialfhirError, LookupError):
     """An element the adapter's profile needs is absent (`element`: its path below the resource,
-    e.g. `extension(sdtm-table).extension(column).valueString`); the trial assembler names it."""
+    e.g. `extension(sdtm-table).extension(column).valueString`); the trial assembler names it (as a
+    `ResourceRefused`, so it is bad input)."""
+
+    code: ClassVar[str] = "element_missing"
+    exit_code: ClassVar[ExitCode] = ExitCode.BAD_INPUT
 
     def __init__(self, element: str) -> None:
         self.element = element
