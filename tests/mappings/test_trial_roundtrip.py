@@ -43,12 +43,43 @@ def assert_same_table(written: Table, read: Table) -> None:
         assert found.keys() == expected.keys()
 
 
-@pytest.mark.parametrize("domain", list(DOMAINS))
+CLINICAL = Path(__file__).resolve().parents[1] / "data" / "sdtm_clinical"
+"""A small LB / AE / MH sample (with its DM): the domains the cohort does not have."""
+CLINICAL_DOMAINS = ("LB", "AE", "MH")
+
+
+@pytest.mark.parametrize("domain", [d for d in DOMAINS if d not in CLINICAL_DOMAINS])
 def test_every_domain_comes_back_cell_by_cell(
     domain: str, dalakas_trial: Trial, back: Trial
 ) -> None:
     assert domain in dalakas_trial, f"the fixture should hold every domain; {domain} is missing"
     assert_same_table(dalakas_trial[domain], back[domain])
+
+
+def test_every_domain_is_in_the_cohort_or_the_clinical_sample(dalakas_trial: Trial) -> None:
+    from adapter.tables import read_trial
+
+    assert set(DOMAINS) == set(dalakas_trial) | set(read_trial(CLINICAL))
+
+
+def test_the_clinical_sample_comes_back_byte_for_byte(tmp_path: Path, validate: Validate) -> None:
+    from adapter.fhir_files import read_resources, write_ndjson
+    from adapter.tables import read_trial, write_trial
+
+    written = read_trial(CLINICAL)
+    assert set(CLINICAL_DOMAINS) <= set(written)
+    resources = list(trial_to_fhir(written))
+    for resource in resources:
+        validate(resource)
+    write_ndjson(resources, tmp_path / "fhir")
+    assembler = TrialAssembler()
+    for resource in read_resources(tmp_path / "fhir"):
+        assert assembler.add(resource), resource["resourceType"]
+    write_trial(assembler.tables(), tmp_path / "sdtm")
+    names = sorted(p.name for p in CLINICAL.glob("*.csv"))
+    assert sorted(p.name for p in (tmp_path / "sdtm").iterdir()) == names
+    for name in names:
+        assert (tmp_path / "sdtm" / name).read_bytes() == (CLINICAL / name).read_bytes(), name
 
 
 def test_nothing_comes_back_that_was_not_written(dalakas_trial: Trial, back: Trial) -> None:
