@@ -19,6 +19,7 @@ Exit codes (documented in docs/cli.md):
 | 10 | the server's answer was refused: not JSON or wrongly shaped, nested too deep, an unsafe or looping next link, a page cap or body-size cap reached, a transaction response that does not match the request |
 | 11 | the output folder was refused or cannot be written (foreign files, the source, no parent) |
 | 12 | nothing came out: the input was read but nothing in it could be converted (says why) |
+| 13 | analyze: no endpoint can be computed from the data (each endpoint's missing domain, variable, test code or period is said; the report is written) |
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ EXIT_FHIR_VERSION = 9
 EXIT_SERVER_ANSWER = 10
 EXIT_OUTPUT_REFUSED = 11
 EXIT_NOTHING_CONVERTED = 12
+EXIT_NOTHING_COMPUTABLE = 13
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -72,6 +74,7 @@ class CommandError(click.ClickException):
 
 def exit_code_for(exc: BaseException) -> int:
     """The exit code of an error raised by the library (see the table in this module's docstring)."""
+    from adapter.analysis.results import NothingComputable
     from adapter.client import (
         AuthenticationFailed,
         FhirHttpError,
@@ -101,6 +104,7 @@ def exit_code_for(exc: BaseException) -> int:
         ((StudyNotFound, ResourceNotFound), EXIT_NOT_FOUND),
         ((FhirTransportError, RetriesExhausted, ServerError, TooManyRequests), EXIT_UNREACHABLE),
         (FhirHttpError, EXIT_SERVER_REFUSED),
+        (NothingComputable, EXIT_NOTHING_COMPUTABLE),
     ]
     for kinds, code in table:
         if isinstance(exc, kinds):
