@@ -227,3 +227,51 @@ def test_random_ae_and_mh_tables_round_trip_and_validate(
 ) -> None:
     for resource in clinical_round_trips({"AE": ae, "MH": mh}):
         validate(resource)
+
+
+# --- wrongly shaped elements: refused by name, never a crash -------------------------------------------
+
+_WRONG: list[object] = ["x", 7, 2.5, True, None, [], {}, ["x"], [7], {"a": 1}, [{"a": 1}]]
+
+
+def _paths(value: object, path: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
+    found = [path] if path else []
+    if isinstance(value, dict):
+        for key, item in value.items():
+            found += _paths(item, (*path, key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value[:2]):
+            found += _paths(item, (*path, index))
+    return found
+
+
+def test_any_element_wrongly_shaped_is_taken_or_refused_never_a_crash() -> None:
+    from adapter import fhir_json
+    from mappings.trial import ResourceRefused
+
+    samples = [
+        *observation.to_fhir({"LB": LB}),
+        *clinical.to_fhir({"AE": AE, "MH": MH}),
+    ]
+    refused = 0
+    for resource in samples:
+        text = fhir_json.dumps(resource)  # decimals as written (numbers, not strings)
+        base = TrialAssembler()
+        assert base.add(orjson.loads(text), check_strings=True)
+        for path in _paths(resource):
+            if path == ("resourceType",):
+                continue
+            for value in _WRONG:
+                copy = orjson.loads(text)
+                node = copy
+                for step in path[:-1]:
+                    node = node[step]
+                node[path[-1]] = value
+                assembler = TrialAssembler()
+                try:
+                    assembler.add(copy, check_strings=True)
+                    assembler.tables()
+                except ResourceRefused as exc:
+                    refused += 1
+                    assert exc.element.startswith((resource["resourceType"], "LB.", "AE.", "MH."))
+    assert refused > 100
