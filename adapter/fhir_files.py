@@ -146,8 +146,12 @@ def entry_request(resource: JSON) -> JSON:
 
 
 def _business_identifier(resource: JSON) -> tuple[str, str] | None:
-    """The first identifier with a system and a value (what the client's builder matches on)."""
-    for identifier in resource.get("identifier") or ():
+    """The first identifier with a system and a value (what the client's builder matches on); an
+    `identifier` that is one object (R4's 0..1, AdverseEvent) is that one."""
+    identifiers = resource.get("identifier") or ()
+    if isinstance(identifiers, dict):
+        identifiers = (identifiers,)
+    for identifier in identifiers:
         if isinstance(identifier, dict):
             system, value = identifier.get("system"), identifier.get("value")
             if isinstance(system, str) and isinstance(value, str):

@@ -64,7 +64,10 @@ HAPI_STORAGE_CODES = "https://hapifhir.io/fhir/CodeSystem/hapi-fhir-storage-resp
 def _business_identifier(
     resource: Mapping[str, Any], identifier_system: str | None
 ) -> tuple[str, str] | None:
-    for ident in resource.get("identifier") or []:
+    identifiers = resource.get("identifier") or []
+    if isinstance(identifiers, Mapping):  # one object: R4's 0..1 (AdverseEvent)
+        identifiers = [identifiers]
+    for ident in identifiers:
         if not isinstance(ident, dict):
             continue
         system, value = ident.get("system"), ident.get("value")

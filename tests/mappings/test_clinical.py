@@ -275,3 +275,19 @@ def test_any_element_wrongly_shaped_is_taken_or_refused_never_a_crash() -> None:
                     refused += 1
                     assert exc.element.startswith((resource["resourceType"], "LB.", "AE.", "MH."))
     assert refused > 100
+
+
+def test_an_adverse_event_is_written_conditionally_on_its_one_identifier() -> None:
+    """Files and the client find the business identifier of R4's 0..1 `identifier` too (a push of AE
+    rows is a conditional update like every other row, not a write by id)."""
+    from adapter.client import transaction_bundle
+    from adapter.fhir_files import entry_request
+
+    event = next(iter(clinical.to_fhir({"AE": AE})))
+    expected = {
+        "method": "PUT",
+        "url": "AdverseEvent?identifier=https://trialfhir.org/fhir/sid/sdtm/ae%7CS1/S1-001/1",
+    }
+    assert entry_request(event) == expected
+    bundle = transaction_bundle([event], mode="conditional-update")
+    assert bundle["entry"][0]["request"] == expected
