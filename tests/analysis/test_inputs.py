@@ -114,3 +114,14 @@ def test_analyze_of_tables_without_rows_exits_13(tmp_path: Path) -> None:
     )
     assert result.exit_code == 13, result.output
     assert "DM.ARMCD: no subject randomised to a study arm" in result.output
+
+
+def test_dm_and_vs_alone_support_no_endpoint(cohort: Trial, definition: StudyDefinition) -> None:
+    """What a hospital export gives (demographics and vital signs), even with the study's arms."""
+    results = analyze({d: cohort[d] for d in ("DM", "VS")}, definition, "dm+vs")
+    assert results.computable == []
+    missing = {key: result.missing_inputs for key, result in results.endpoints.items()}
+    assert missing["E8"] == ["SE: no se.csv (Subject Elements) in the trial"]
+    assert missing["E7"] == ["CM: no cm.csv (Concomitant Medications) in the trial"]
+    assert "EX: no ex.csv (Exposure) in the trial" in missing["E1"]
+    assert not any("DM" in line for lines in missing.values() for line in lines)
