@@ -147,7 +147,10 @@ def read_cells(extension: JSON, row: dict[str, str]) -> dict[str, str]:
     for part in extension.get("extension", ()):
         value = part.get("valueString")
         if value is not None:
-            row[str(part.get("url"))] = str(value)
+            url = part.get("url")
+            if type(url) is not str:  # the assembler names the element (mappings.shapes)
+                raise TypeError("an extension's url is not a string")
+            row[url] = str(value)
         elif part.get("url") == EXT_SDTM_VARIABLE:
             read_variable(part, row)
     return row

@@ -413,7 +413,10 @@ def _read_research_subject(
             for part in ext.get("extension", ()):
                 value = part.get("valueString")
                 if value is not None:
-                    element[str(part.get("url"))] = str(value)
+                    name = part.get("url")
+                    if type(name) is not str:  # the assembler names the element (mappings.shapes)
+                        raise TypeError("an extension's url is not a string")
+                    element[name] = str(value)
                 elif "valuePeriod" in part:
                     _read_period(part["valuePeriod"], "SESTDTC", "SEENDTC", element)
                 elif part.get("url") == EXT_SDTM_VARIABLE:
