@@ -449,10 +449,13 @@ def read_head(resource: JSON, domain: str, value: str) -> tuple[dict[str, str], 
                     continue
             name = cell = None
             for part in parts:
-                if part.get("url") == "name":
+                part_url = part.get("url")
+                if part_url == "name":
                     name = part.get("valueString")
-                elif part.get("url") == "value":
+                elif part_url == "value":
                     cell = part.get("valueString")
+                elif type(part_url) is not str:  # the assembler names the element
+                    raise TypeError("an extension's url is not a string")
             if name is not None and cell is not None:
                 carried[name] = cell
         elif url == EXT_EPOCH:

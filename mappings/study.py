@@ -165,6 +165,8 @@ def read_variable(extension: JSON, row: dict[str, str]) -> None:
             name = sub.get("valueString")
         elif url == "value":
             value = sub.get("valueString")
+        elif type(url) is not str:  # the assembler names the element (mappings.shapes)
+            raise TypeError("an extension's url is not a string")
     if name is not None and value is not None:
         row[str(name)] = str(value)
 

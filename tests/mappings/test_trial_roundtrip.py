@@ -12,7 +12,7 @@ import pytest
 
 from mappings.identity import SID_DERIVED
 from mappings.sdtm import DOMAINS, Table, Trial
-from mappings.terminology import EXT_SDTM_TABLE, EXT_SUBJECT_ELEMENT
+from mappings.terminology import EXT_SDTM_TABLE, EXT_SDTM_VARIABLE, EXT_SUBJECT_ELEMENT
 from mappings.trial import TrialAssembler, fhir_to_trial, trial_to_fhir
 
 Validate = Callable[[dict[str, Any]], None]
@@ -266,18 +266,29 @@ def test_reading_back_leaves_every_resource_untouched(resources: list[dict[str, 
     assert resources == before
 
 
-@pytest.mark.parametrize("kind", ["ResearchStudy", "ResearchSubject"])
+@pytest.mark.parametrize("kind", ["ResearchStudy", "ResearchSubject", "Observation", "Variable"])
 def test_a_cell_extension_without_a_url_is_refused_by_name_not_made_a_column(
     kind: str, resources: list[dict[str, Any]]
 ) -> None:
     """Found by the fuzz suite: a TA (arm-element) or SE (subject-element) part whose url is null
-    became a column named 'None'."""
+    became a column named 'None'; an `sdtm-variable` part whose url is null lost its cell."""
     from mappings.trial import ResourceRefused
 
-    changed = [copy.deepcopy(r) if r["resourceType"] == kind else r for r in resources]
-    target = next(r for r in changed if r["resourceType"] == kind)
+    holder = "ResearchSubject" if kind == "Variable" else kind
+    changed = [copy.deepcopy(r) if r["resourceType"] == holder else r for r in resources]
+    target = next(
+        r
+        for r in changed
+        if r["resourceType"] == holder
+        and (
+            kind not in ("Observation", "Variable")
+            or any(e["url"] == EXT_SDTM_VARIABLE for e in r.get("extension", ()))
+        )
+    )
     if kind == "ResearchStudy":
         parts = target["arm"][0]["extension"][1]["extension"]
+    elif kind in ("Observation", "Variable"):
+        parts = next(e for e in target["extension"] if e["url"] == EXT_SDTM_VARIABLE)["extension"]
     else:
         parts = next(e for e in target["extension"] if e["url"] == EXT_SUBJECT_ELEMENT)["extension"]
     part = next(p for p in parts if "valueString" in p)
