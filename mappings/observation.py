@@ -446,7 +446,7 @@ def read_head(resource: JSON, domain: str, value: str) -> tuple[dict[str, str], 
                     cell = value_part.get("valueString")
                     if name is not None and cell is not None:
                         carried[name] = cell
-                    continue
+                        continue
             name = cell = None
             for part in parts:
                 part_url = part.get("url")
@@ -456,6 +456,8 @@ def read_head(resource: JSON, domain: str, value: str) -> tuple[dict[str, str], 
                     cell = part.get("valueString")
                 elif type(part_url) is not str:  # the assembler names the element
                     raise TypeError("an extension's url is not a string")
+                if "valueString" in part and part["valueString"] is None:
+                    raise TypeError("a valueString is null")
             if name is not None and cell is not None:
                 carried[name] = cell
         elif url == EXT_EPOCH:

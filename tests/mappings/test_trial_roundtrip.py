@@ -266,12 +266,14 @@ def test_reading_back_leaves_every_resource_untouched(resources: list[dict[str, 
     assert resources == before
 
 
+@pytest.mark.parametrize("element", ["url", "valueString"])
 @pytest.mark.parametrize("kind", ["ResearchStudy", "ResearchSubject", "Observation", "Variable"])
 def test_a_cell_extension_without_a_url_is_refused_by_name_not_made_a_column(
-    kind: str, resources: list[dict[str, Any]]
+    kind: str, element: str, resources: list[dict[str, Any]]
 ) -> None:
     """Found by the fuzz suite: a TA (arm-element) or SE (subject-element) part whose url is null
-    became a column named 'None'; an `sdtm-variable` part whose url is null lost its cell."""
+    became a column named 'None'; an `sdtm-variable` part whose url is null lost its cell; a null
+    valueString lost its cell."""
     from mappings.trial import ResourceRefused
 
     holder = "ResearchSubject" if kind == "Variable" else kind
@@ -292,6 +294,6 @@ def test_a_cell_extension_without_a_url_is_refused_by_name_not_made_a_column(
     else:
         parts = next(e for e in target["extension"] if e["url"] == EXT_SUBJECT_ELEMENT)["extension"]
     part = next(p for p in parts if "valueString" in p)
-    part["url"] = None
-    with pytest.raises(ResourceRefused, match="url: null where R4 has a string"):
+    part[element] = None
+    with pytest.raises(ResourceRefused, match=f"{element}: null where R4 has a string"):
         fhir_to_trial(changed)
