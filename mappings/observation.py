@@ -444,7 +444,7 @@ def read_head(resource: JSON, domain: str, value: str) -> tuple[dict[str, str], 
                 if name_part.get("url") == "name" and value_part.get("url") == "value":
                     name = name_part.get("valueString")
                     cell = value_part.get("valueString")
-                    if name is not None and cell is not None:
+                    if type(name) is str and type(cell) is str:
                         carried[name] = cell
                         continue
             name = cell = None
@@ -456,8 +456,8 @@ def read_head(resource: JSON, domain: str, value: str) -> tuple[dict[str, str], 
                     cell = part.get("valueString")
                 elif type(part_url) is not str:  # the assembler names the element
                     raise TypeError("an extension's url is not a string")
-                if "valueString" in part and part["valueString"] is None:
-                    raise TypeError("a valueString is null")
+                if "valueString" in part and type(part["valueString"]) is not str:
+                    raise TypeError("a valueString is not a string")
             if name is not None and cell is not None:
                 carried[name] = cell
         elif url == EXT_EPOCH:

@@ -146,8 +146,8 @@ def read_cells(extension: JSON, row: dict[str, str]) -> dict[str, str]:
     `sdtm-variable`s; other typed parts such as `row` or `period` are for the caller)."""
     for part in extension.get("extension", ()):
         value = part.get("valueString")
-        if value is None and "valueString" in part:  # null: named by the assembler
-            raise TypeError("a valueString is null")
+        if type(value) is not str and "valueString" in part:  # named by the assembler
+            raise TypeError("a valueString is not a string")
         if value is not None:
             url = part.get("url")
             if type(url) is not str:  # the assembler names the element (mappings.shapes)
@@ -169,8 +169,8 @@ def read_variable(extension: JSON, row: dict[str, str]) -> None:
             value = sub.get("valueString")
         elif type(url) is not str:  # the assembler names the element (mappings.shapes)
             raise TypeError("an extension's url is not a string")
-        if "valueString" in sub and sub["valueString"] is None:
-            raise TypeError("a valueString is null")
+        if "valueString" in sub and type(sub["valueString"]) is not str:
+            raise TypeError("a valueString is not a string")
     if name is not None and value is not None:
         row[str(name)] = str(value)
 

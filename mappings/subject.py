@@ -412,8 +412,8 @@ def _read_research_subject(
             element = {"STUDYID": studyid, "DOMAIN": "SE", "USUBJID": usubjid}
             for part in ext.get("extension", ()):
                 value = part.get("valueString")
-                if value is None and "valueString" in part:  # null: named by the assembler
-                    raise TypeError("a valueString is null")
+                if type(value) is not str and "valueString" in part:  # named by the assembler
+                    raise TypeError("a valueString is not a string")
                 if value is not None:
                     name = part.get("url")
                     if type(name) is not str:  # the assembler names the element (mappings.shapes)

@@ -294,6 +294,6 @@ def test_a_cell_extension_without_a_url_is_refused_by_name_not_made_a_column(
     else:
         parts = next(e for e in target["extension"] if e["url"] == EXT_SUBJECT_ELEMENT)["extension"]
     part = next(p for p in parts if "valueString" in p)
-    part[element] = None
-    with pytest.raises(ResourceRefused, match=f"{element}: null where R4 has a string"):
+    part[element] = True if element == "valueString" else None
+    with pytest.raises(ResourceRefused, match=f"{element}: .* where R4 has a string"):
         fhir_to_trial(changed)
