@@ -454,7 +454,7 @@ def read_head(resource: JSON, domain: str, value: str) -> tuple[dict[str, str], 
                     name = part.get("valueString")
                 elif part_url == "value":
                     cell = part.get("valueString")
-                elif type(part_url) is not str:  # the assembler names the element
+                elif "url" in part and type(part_url) is not str:  # named by the assembler
                     raise TypeError("an extension's url is not a string")
                 if "valueString" in part and type(part["valueString"]) is not str:
                     raise TypeError("a valueString is not a string")

@@ -150,9 +150,10 @@ def read_cells(extension: JSON, row: dict[str, str]) -> dict[str, str]:
             raise TypeError("a valueString is not a string")
         if value is not None:
             url = part.get("url")
-            if type(url) is not str:  # the assembler names the element (mappings.shapes)
+            if "url" in part and type(url) is not str:  # named by the assembler (mappings.shapes)
                 raise TypeError("an extension's url is not a string")
-            row[url] = str(value)
+            if url is not None:  # a part without a url (invalid R4) names no variable
+                row[url] = str(value)
         elif part.get("url") == EXT_SDTM_VARIABLE:
             read_variable(part, row)
     return row
@@ -167,7 +168,7 @@ def read_variable(extension: JSON, row: dict[str, str]) -> None:
             name = sub.get("valueString")
         elif url == "value":
             value = sub.get("valueString")
-        elif type(url) is not str:  # the assembler names the element (mappings.shapes)
+        elif "url" in sub and type(url) is not str:  # named by the assembler (mappings.shapes)
             raise TypeError("an extension's url is not a string")
         if "valueString" in sub and type(sub["valueString"]) is not str:
             raise TypeError("a valueString is not a string")

@@ -416,9 +416,10 @@ def _read_research_subject(
                     raise TypeError("a valueString is not a string")
                 if value is not None:
                     name = part.get("url")
-                    if type(name) is not str:  # the assembler names the element (mappings.shapes)
+                    if "url" in part and type(name) is not str:  # named by the assembler
                         raise TypeError("an extension's url is not a string")
-                    element[name] = str(value)
+                    if name is not None:  # a part without a url (invalid R4) names no variable
+                        element[name] = str(value)
                 elif "valuePeriod" in part:
                     _read_period(part["valuePeriod"], "SESTDTC", "SEENDTC", element)
                 elif part.get("url") == EXT_SDTM_VARIABLE:
