@@ -68,7 +68,10 @@ def business_identifier(
 ) -> tuple[str, str] | None:
     """The resource's business key: its first ``identifier`` with a system and a value (or the first
     in ``identifier_system``), as ``(system, value)``."""
-    for ident in resource.get("identifier") or ():
+    identifiers = resource.get("identifier") or ()
+    if isinstance(identifiers, Mapping):  # one object: R4's 0..1 (AdverseEvent)
+        identifiers = (identifiers,)
+    for ident in identifiers:
         if not isinstance(ident, dict):
             continue
         system, value = ident.get("system"), ident.get("value")

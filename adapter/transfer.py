@@ -9,9 +9,10 @@ followed through its subjects):
 1. the ResearchStudy by its business identifier;
 2. its ResearchSubjects (`ResearchSubject?study=...`, with `_include=ResearchSubject:individual` for the
    Patients);
-3. for groups of patients, concurrently (bounded): Condition, Specimen, Observation,
-   MedicationAdministration, Procedure and DiagnosticReport by `subject`; events are kept only when their
-   `workflow-researchStudy` extension points at this study (a patient may be in several studies);
+3. for groups of patients, concurrently (bounded): Condition, Specimen, Observation (LB included),
+   MedicationAdministration, Procedure, DiagnosticReport and AdverseEvent by `subject`; events are kept
+   only when their `workflow-researchStudy` extension points at this study (a patient may be in several
+   studies);
    the Conditions of the study's patients are kept, and their Specimens when an event of the study
    refers to them.
 """
@@ -44,7 +45,9 @@ log = logging.getLogger("trialfhir.transfer")
 
 JSON = dict[str, Any]
 
-EVENT_TYPES: Final = ("Observation", "MedicationAdministration", "Procedure", "DiagnosticReport")
+EVENT_TYPES: Final = (
+    "Observation", "MedicationAdministration", "Procedure", "DiagnosticReport", "AdverseEvent",
+)  # fmt: skip
 PATIENT_TYPES: Final = ("Condition", "Specimen")
 
 

@@ -39,6 +39,7 @@ class ExitCode(IntEnum):
     SERVER_ANSWER = 10
     OUTPUT_REFUSED = 11
     NOTHING_CONVERTED = 12
+    NOTHING_COMPUTABLE = 13
 
 
 @dataclass(frozen=True)

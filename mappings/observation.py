@@ -82,7 +82,7 @@ __all__ = [
     "to_fhir",
 ]
 
-DOMAINS_MAPPED: Final = ("VS", "QS", "RS")
+DOMAINS_MAPPED: Final = ("VS", "QS", "RS", "LB")
 
 UCUM_CODES: Final[dict[str, str]] = {
     # mass, length, area and their inverses as SDTM writes them -> UCUM (case-sensitive)
@@ -131,6 +131,7 @@ def _category(code: str, display: str) -> list[JSON]:
 _VITAL_SIGNS: Final = _category("vital-signs", "Vital Signs")
 _SURVEY: Final = _category("survey", "Survey")
 _EXAM: Final = _category("exam", "Exam")
+_LABORATORY: Final = _category("laboratory", "Laboratory")
 _LOINC_WEIGHT: Final = {
     "system": LOINC,
     "code": BODY_WEIGHT_LOINC[0],
@@ -258,7 +259,7 @@ class RowContext:
         self._subjects: dict[tuple[str, str], tuple[Callable[[str], str], str, JSON, JSON]] = {}
         self._epochs: dict[str, JSON] = {}
         self._visits: dict[tuple[str, str], tuple[JSON | None, JSON | None]] = {}
-        self._codes: dict[tuple[str, str], tuple[JSON, bool]] = {}
+        self._codes: dict[tuple[str, str, tuple[object, ...]], tuple[JSON, bool]] = {}
         self._testcd = f"{self.domain}TESTCD"
         self._test = f"{self.domain}TEST"
         self._dtc = f"{self.domain}DTC"
@@ -343,7 +344,7 @@ class RowContext:
     ) -> JSON:
         """`code` from --TESTCD (project coding, after the `public` codings) and --TEST (text); a
         --TESTCD that is not a valid FHIR code rides in `sdtm-variable` instead."""
-        key = (testcd, test)
+        key = (testcd, test, tuple([c.get("code") for c in public]) if public else ())
         found = self._codes.get(key)
         if found is None:
             valid = is_code(testcd)
@@ -532,16 +533,31 @@ def read_text(resource: JSON, key: str) -> str:
 _VS_NATIVE: Final = ("VSTESTCD", "VSTEST", "VSSTRESN", "VSSTRESU", "VSDTC", "VSLOC")
 _QS_NATIVE: Final = ("QSTESTCD", "QSTEST", "QSSTRESN", "QSDTC")
 _RS_NATIVE: Final = ("RSTESTCD", "RSTEST", "RSORRES", "RSDTC")
+_LB_NATIVE: Final = (
+    "LBTESTCD", "LBTEST", "LBLOINC", "LBSTRESN", "LBSTRESU", "LBSTRESC", "LBDTC", "LBORNRLO",
+    "LBORNRHI", "LBNRIND", "LBSPEC", "LBMETHOD",
+)  # fmt: skip
+
+INTERPRETATION: Final = "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation"
+LB_INTERPRETATIONS: Final[dict[str, tuple[str, str]]] = {
+    "NORMAL": ("N", "Normal"),
+    "HIGH": ("H", "High"),
+    "LOW": ("L", "Low"),
+    "ABNORMAL": ("A", "Abnormal"),
+}
+"""LBNRIND (as written) -> its v3 ObservationInterpretation code; other values are text only."""
 
 
 def to_fhir(trial: Trial) -> Iterator[JSON]:
-    """Every Observation made from the VS, QS and RS tables of `trial` (absent tables are skipped)."""
+    """Every Observation made from the VS, QS, RS and LB tables of `trial` (absent tables skipped)."""
     if "VS" in trial:
         yield from _vital_signs(trial["VS"])
     if "QS" in trial:
         yield from _scores(trial["QS"])
     if "RS" in trial:
         yield from _responses(trial["RS"])
+    if "LB" in trial:
+        yield from _laboratory(trial["LB"])
 
 
 def _vital_signs(table: Table) -> Iterator[JSON]:
@@ -602,19 +618,133 @@ def _responses(table: Table) -> Iterator[JSON]:
         yield observation
 
 
-# --- Observation -> VS, QS, RS ---------------------------------------------------------------------------
+def _reference_limit(text: str, unit: str, name: str, extensions: list[JSON]) -> JSON | None:
+    """A reference range limit (in the original unit) as a Quantity when the cell is a number written
+    exactly; anything else (`<5`, `1e3`) rides in `sdtm-variable` instead."""
+    if not text:
+        return None
+    value, exact = decimal_cell(text)
+    if value is None or not exact:
+        extensions.append(variable_extension(name, text))
+        return None
+    return quantity(value, unit)
+
+
+def _laboratory(table: Table) -> Iterator[JSON]:
+    context = RowContext(table, "Observation", _LB_NATIVE)
+    loinc_codings: dict[str, tuple[JSON, ...]] = {}
+    interpretations: dict[str, list[JSON]] = {}
+    for row in table.rows:
+        get = row.get
+        loinc = get("LBLOINC", "")
+        public: tuple[JSON, ...] = ()
+        if loinc:
+            found = loinc_codings.get(loinc)
+            if found is None:
+                found = loinc_codings[loinc] = (
+                    ({"system": LOINC, "code": loinc},) if is_code(loinc) else ()
+                )
+            public = found
+        observation, extensions = context.observation(row, _LABORATORY, public)
+        if loinc and not public:
+            extensions.append(variable_extension("LBLOINC", loinc))
+        number = get("LBSTRESN", "")
+        unit = get("LBSTRESU", "")
+        character = get("LBSTRESC", "")
+        value, exact = decimal_cell(number) if number else (None, True)
+        if value is not None:
+            observation["valueQuantity"] = quantity(value, unit)
+        elif unit:
+            extensions.append(variable_extension("LBSTRESU", unit))
+        if not exact:
+            extensions.append(variable_extension("LBSTRESN", number))
+        if character:
+            if number:  # beside a result in numbers (or a cell that is none): carried
+                extensions.append(variable_extension("LBSTRESC", character))
+            else:
+                observation["valueString"] = character
+        original_unit = get("LBORRESU", "")
+        low = _reference_limit(get("LBORNRLO", ""), original_unit, "LBORNRLO", extensions)
+        high = _reference_limit(get("LBORNRHI", ""), original_unit, "LBORNRHI", extensions)
+        if low is not None or high is not None:
+            limits: JSON = {}
+            if low is not None:
+                limits["low"] = low
+            if high is not None:
+                limits["high"] = high
+            observation["referenceRange"] = [limits]
+        indicator = get("LBNRIND", "")
+        if indicator:
+            concept = interpretations.get(indicator)
+            if concept is None:
+                code = LB_INTERPRETATIONS.get(indicator)
+                codings = (
+                    [{"system": INTERPRETATION, "code": code[0], "display": code[1]}]
+                    if code
+                    else []
+                )
+                concept = interpretations[indicator] = [codeable(codings, indicator)]
+            observation["interpretation"] = concept
+        specimen = get("LBSPEC", "")
+        if specimen:
+            observation["specimen"] = {"display": specimen}
+        method = get("LBMETHOD", "")
+        if method:
+            observation["method"] = {"text": method}
+        yield observation
+
+
+def _read_laboratory(resource: JSON, row: dict[str, str]) -> None:
+    concept = resource.get("code")
+    read_code(concept, row, "LBTESTCD", "LBTEST")
+    if isinstance(concept, dict):
+        for coding in concept.get("coding", ()):
+            if coding.get("system") == LOINC and "code" in coding:
+                row["LBLOINC"] = str(coding["code"])
+                break
+    dtc = get_dtc(resource, "effectiveDateTime")
+    if dtc:
+        row["LBDTC"] = dtc
+    q = resource.get("valueQuantity")
+    if q:
+        if "value" in q:
+            row["LBSTRESN"] = decimal_text(q["value"])
+        if q.get("unit"):
+            row["LBSTRESU"] = str(q["unit"])
+    text = resource.get("valueString")
+    if text:
+        row["LBSTRESC"] = str(text)
+    ranges = resource.get("referenceRange")
+    if ranges:
+        limits = ranges[0]
+        for name, key in (("LBORNRLO", "low"), ("LBORNRHI", "high")):
+            limit = limits.get(key)
+            if limit and "value" in limit:
+                row[name] = decimal_text(limit["value"])
+    interpretation = resource.get("interpretation")
+    if interpretation and interpretation[0].get("text"):
+        row["LBNRIND"] = str(interpretation[0]["text"])
+    specimen = resource.get("specimen")
+    if specimen and specimen.get("display"):
+        row["LBSPEC"] = str(specimen["display"])
+    method = resource.get("method")
+    if method and method.get("text"):
+        row["LBMETHOD"] = str(method["text"])
+
+
+# --- Observation -> VS, QS, RS, LB ---------------------------------------------------------------------------
 
 _SYSTEMS: Final = {row_system(d): d for d in DOMAINS_MAPPED}
 
 
 class ObservationReader:
-    """Takes the Observations made from VS, QS and RS rows and gives the rows back."""
+    """Takes the Observations made from VS, QS, RS and LB rows and gives the rows back."""
 
     def __init__(self) -> None:
         self._rows: dict[str, list[dict[str, str]]] = {d: [] for d in DOMAINS_MAPPED}
 
     def feed(self, resource: JSON) -> bool:
-        """Take `resource` when it is an Observation of VS, QS or RS (True), else leave it (False)."""
+        """Take `resource` when it is an Observation of VS, QS, RS or LB (True), else leave it (False)."""
         if resource.get("resourceType") != "Observation":
             return False
         found = row_key(resource, _SYSTEMS)
@@ -645,6 +775,8 @@ class ObservationReader:
             site = read_text(resource, "bodySite")
             if site:
                 row["VSLOC"] = site
+        elif domain == "LB":
+            _read_laboratory(resource, row)
         else:
             read_code(obj(resource, "code"), row, "RSTESTCD", "RSTEST")
             dtc = get_dtc(resource, "effectiveDateTime")

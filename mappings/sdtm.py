@@ -193,6 +193,41 @@ DOMAINS: dict[str, DomainSpec] = {
             seq="MISEQ",
             sort_key="USUBJID MISEQ",
         ),
+        _spec(
+            "LB",
+            "Laboratory Test Results",
+            "LBSEQ LBTESTCD LBTEST LBCAT LBORRES LBORRESU LBSTRESC LBSTRESN LBSTRESU LBDTC",
+            optional="LBSCAT LBLOINC LBORNRLO LBORNRHI LBNRIND LBSPEC LBMETHOD LBSTAT LBREASND "
+            "LBBLFL LBFAST VISITNUM VISIT EPOCH",
+            numeric="LBSEQ LBSTRESN VISITNUM",
+            integer="LBSEQ",
+            dates="LBDTC",
+            seq="LBSEQ",
+            sort_key="USUBJID LBSEQ",
+        ),
+        _spec(
+            "AE",
+            "Adverse Events",
+            "AESEQ AETERM AEDECOD AESTDTC",
+            optional="AESPID AECAT AEBODSYS AESER AESEV AEREL AEACN AEOUT AESCONG AESDISAB AESDTH "
+            "AESHOSP AESLIFE AESMIE AEDTC AEENDTC EPOCH",
+            numeric="AESEQ",
+            integer="AESEQ",
+            dates="AESTDTC AEENDTC AEDTC",
+            seq="AESEQ",
+            sort_key="USUBJID AESEQ",
+        ),
+        _spec(
+            "MH",
+            "Medical History",
+            "MHSEQ MHTERM MHSTDTC",
+            optional="MHDECOD MHCAT MHSCAT MHBODSYS MHPRESP MHOCCUR MHDTC MHENDTC MHENRF EPOCH",
+            numeric="MHSEQ",
+            integer="MHSEQ",
+            dates="MHSTDTC MHENDTC MHDTC",
+            seq="MHSEQ",
+            sort_key="USUBJID MHSEQ",
+        ),
     )
 }
 """Every domain of the trial-export contract, keyed by its upper-case code."""

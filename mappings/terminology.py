@@ -64,6 +64,9 @@ DIAGNOSTIC_SERVICE_SECTION: Final = "http://terminology.hl7.org/CodeSystem/v2-00
 DATA_ABSENT_REASON: Final = "http://terminology.hl7.org/CodeSystem/data-absent-reason"
 CONDITION_CLINICAL: Final = "http://terminology.hl7.org/CodeSystem/condition-clinical"
 CONDITION_VERIFICATION: Final = "http://terminology.hl7.org/CodeSystem/condition-ver-status"
+AE_SERIOUSNESS: Final = "http://terminology.hl7.org/CodeSystem/adverse-event-seriousness"
+AE_SEVERITY: Final = "http://terminology.hl7.org/CodeSystem/adverse-event-severity"
+AE_OUTCOME: Final = "http://terminology.hl7.org/CodeSystem/adverse-event-outcome"
 
 # --- public codes (sources: shared/spec/fhir-conventions.md) ---------------------------------------
 DERMATOMYOSITIS_SNOMED: Final = ("396230008", "Dermatomyositis")

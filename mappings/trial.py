@@ -3,7 +3,7 @@ the family that made it.
 
 `trial_to_fhir` streams resources in an order where every reference points backwards: the project
 CodeSystem, ResearchStudies, Patients, ResearchSubjects, Conditions, then the event families
-(medication, observation, biopsy). `TrialAssembler` takes resources one at a time in any order, hands
+(medication, observation with LB, clinical: AE and MH, biopsy). `TrialAssembler` takes resources one at a time in any order, hands
 each to its family's reader (dispatch on resourceType and identifier system, learnt once per pair) and
 rebuilds the tables: columns as the study's `sdtm-table` layout says (else the domain's required
 variables, the known optional ones present, then extras in first-seen order), rows in the domain's sort
@@ -26,7 +26,7 @@ from typing import ClassVar, Final, Protocol
 
 import orjson
 
-from mappings import biopsy, medication, observation, study, subject
+from mappings import biopsy, clinical, medication, observation, study, subject
 from mappings.errors import ExitCode, TrialfhirError
 from mappings.primitives import JSON, ElementMissing
 from mappings.sdtm import DOMAINS, DomainSpec, Table, Trial
@@ -85,6 +85,7 @@ ToFhir = Callable[[Trial], Iterator[JSON]]
 EVENT_FAMILIES: Final[tuple[tuple[ToFhir, type[FamilyReader]], ...]] = (
     (medication.to_fhir, medication.MedicationReader),
     (observation.to_fhir, observation.ObservationReader),
+    (clinical.to_fhir, clinical.ClinicalReader),
     (biopsy.to_fhir, biopsy.BiopsyReader),
 )
 """The event families, in output order (biopsy last: its Specimens come before the Observations that
@@ -230,7 +231,9 @@ class TrialAssembler:
                 route: tuple[object, object] = (kind, resource.get("url"))
             elif type(identifiers) is list and type(identifiers[0]) is dict:
                 route = (kind, identifiers[0].get("system"))
-            else:  # one identifier object (R4's 0..1, e.g. AdverseEvent): no family makes those
+            elif type(identifiers) is dict:  # one identifier object (R4's 0..1: AdverseEvent)
+                route = (kind, identifiers.get("system"))
+            else:
                 route = (kind, None)
             reader = self._route.get(route)
             if reader is not None and reader.feed(resource):

@@ -18,6 +18,7 @@ from functools import cached_property
 from adapter.analysis import stats
 from adapter.analysis.dates import Instant, days_inclusive, parse_instant
 from adapter.analysis.definition import ROLES, Role, StudyDefinition
+from adapter.analysis.inputs import missing_inputs
 from adapter.analysis.periods import (
     MissingInputError,
     PeriodChange,
@@ -778,6 +779,12 @@ def analyze(trial: Trial, definition: StudyDefinition, source: str) -> Results:
             for name, value in result.values.items():
                 if value is None:
                     result.null_reasons.setdefault(name, "no data")
+        result.missing_inputs = missing_inputs(trial, definition, key)
+        if result.missing_inputs:
+            lacking = "missing input: " + "; ".join(result.missing_inputs)
+            for name, value in result.values.items():
+                if value is None and result.null_reasons.get(name) == "no data":
+                    result.null_reasons[name] = lacking
         endpoints[key] = result
     return Results(
         study=definition.study_id,

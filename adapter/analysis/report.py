@@ -215,10 +215,19 @@ def _endpoint_blocks(result: EndpointResult) -> list[_Block]:
                 _agreement(agreement.get(name)),
             ]
         )
-    blocks: list[_Block] = [
-        _Heading(2, f"{result.endpoint}. {result.title}"),
-        _Table(["Measure", "Value name", "Published", "Reanalysis", "Method", "Consistent"], rows),
-    ]
+    blocks: list[_Block] = [_Heading(2, f"{result.endpoint}. {result.title}")]
+    if result.missing_inputs:
+        blocks.append(
+            _Paragraph(
+                "Not computable from these data: the trial lacks "
+                + "; ".join(result.missing_inputs)
+                + ". Values below that could not be computed are n/a.",
+                strong=True,
+            )
+        )
+    blocks.append(
+        _Table(["Measure", "Value name", "Published", "Reanalysis", "Method", "Consistent"], rows)
+    )
     extra = {k: v for k, v in result.supplementary.items() if k not in result.values}
     if extra:
         items = []
@@ -242,6 +251,31 @@ def _endpoint_blocks(result: EndpointResult) -> list[_Block]:
                     + ["each patient and reason is listed in results.json"]
                 )
             )
+    return blocks
+
+
+def _coverage_blocks(results: Results) -> list[_Block]:
+    """What could and could not be checked: every endpoint, computable or what it lacks."""
+    computable = results.computable
+    blocks: list[_Block] = [_Heading(2, "What could be checked")]
+    if not computable:
+        blocks.append(
+            _Paragraph(
+                "No endpoint can be computed from these data: each lacks a domain, variable, "
+                "test code or period it needs (listed below). Nothing was compared with the "
+                "published figures.",
+                strong=True,
+            )
+        )
+    rows = [
+        [
+            key,
+            "yes" if result.computable else "no",
+            "; ".join(result.missing_inputs) if result.missing_inputs else "nothing",
+        ]
+        for key, result in sorted(results.endpoints.items())
+    ]
+    blocks.append(_Table(["Endpoint", "Computable", "Missing inputs"], rows))
     return blocks
 
 
@@ -337,6 +371,7 @@ def _blocks(results: Results, images: dict[str, bytes]) -> list[_Block]:
     blocks.append(
         _Table(["Endpoint", "What", "Published figures matched", "Patients left out"], glance)
     )
+    blocks.extend(_coverage_blocks(results))
     blocks.append(_Heading(2, "Cohort"))
     table = _demographics_table(results.datasets.get("demographics"))
     if table is not None:

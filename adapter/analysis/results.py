@@ -1,8 +1,10 @@
 """The results of a reanalysis: one EndpointResult per endpoint, and their JSON form.
 
 JSON shape (keys sorted, no timestamps):
-`{"study", "title", "source", "reconstructed", "endpoints": {"E1": {"title", "values", "published",
-"methods", "excluded", "null_reasons", "agreement", "supplementary"}, ...}}`.
+`{"study", "title", "source", "reconstructed", "computable_endpoints", "endpoints": {"E1": {"title",
+"values", "published", "methods", "excluded", "null_reasons", "computable", "missing_inputs",
+"agreement", "supplementary"}, ...}}`. `missing_inputs` names what an endpoint needs and the trial
+lacks (domain, variable, test code, period); `computable_endpoints` lists those that lack nothing.
 `values` holds exactly the spec's value names; anything else the analysis reports goes to
 `supplementary`. What the report draws beside the numbers is in `Results` too, not in the JSON: the
 per-subject analysis datasets (`datasets`, written as CSV and plotted) and every subject's score
@@ -16,15 +18,17 @@ import io
 import json
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from adapter.analysis.definition import PublishedFigure, Role, StudyDefinition
+from mappings.errors import ExitCode, TrialfhirError
 
 __all__ = [
     "Cell",
     "Dataset",
     "EndpointResult",
     "Exclusion",
+    "NothingComputable",
     "Results",
     "Trajectories",
     "Trajectory",
@@ -35,6 +39,22 @@ __all__ = [
 Value = float | int | None
 Cell = str | int | float | None
 """A dataset cell: text, a number, or None (empty)."""
+
+
+class NothingComputable(TrialfhirError, LookupError):
+    """No endpoint can be computed from the trial: each lacks an input (`missing`: endpoint -> what it
+    lacks). The results and the report are written all the same; the CLI exits 13."""
+
+    code: ClassVar[str] = "nothing_computable"
+    exit_code: ClassVar[ExitCode] = ExitCode.NOTHING_COMPUTABLE
+
+    def __init__(self, missing: dict[str, list[str]]) -> None:
+        self.missing = missing
+        lines = "\n".join(f"  {key}: {'; '.join(lacks)}" for key, lacks in sorted(missing.items()))
+        super().__init__(
+            "no endpoint can be computed from these data (results.json and the report, written, "
+            f"say the same); each lacks what it needs:\n{lines}"
+        )
 
 
 @dataclass(frozen=True, order=True)
@@ -63,6 +83,14 @@ class EndpointResult:
     excluded: list[Exclusion] = field(default_factory=list)
     null_reasons: dict[str, str] = field(default_factory=dict)
     supplementary: dict[str, Value | str] = field(default_factory=dict)
+    missing_inputs: list[str] = field(default_factory=list)
+    """What the endpoint needs and the trial lacks (domain, variable, test code, period): each makes
+    the endpoint not computable (adapter/analysis/inputs.py)."""
+
+    @property
+    def computable(self) -> bool:
+        """Whether the trial holds everything this endpoint needs."""
+        return not self.missing_inputs
 
     def agreement(self) -> dict[str, bool | None]:
         """Per published figure with a relation: does the reanalysis satisfy it (None: no value)."""
@@ -86,6 +114,8 @@ class EndpointResult:
                 {"usubjid": e.usubjid, "reason": e.reason} for e in sorted(set(self.excluded))
             ],
             "null_reasons": dict(sorted(self.null_reasons.items())),
+            "computable": self.computable,
+            "missing_inputs": list(self.missing_inputs),
             "agreement": self.agreement(),
             "supplementary": {
                 name: _clean(value) if not isinstance(value, str) else value
@@ -165,10 +195,24 @@ class Results:
     trajectories: Trajectories
     datasets: dict[str, Dataset] = field(default_factory=dict)
 
+    @property
+    def computable(self) -> list[str]:
+        """The endpoints the trial holds every input of, in key order."""
+        return [key for key in sorted(self.endpoints) if self.endpoints[key].computable]
+
+    def require_computable(self) -> None:
+        """Raise NothingComputable when no endpoint can be computed (an empty trial, or one from a
+        clinical system without the study's domains), instead of reporting "0 of 0" matches."""
+        if not self.computable:
+            raise NothingComputable(
+                {key: result.missing_inputs for key, result in self.endpoints.items()}
+            )
+
     def to_dict(self) -> dict[str, Any]:
         """The JSON-ready form (the results.json document)."""
         return {
             "study": self.study,
+            "computable_endpoints": self.computable,
             "title": self.title,
             "source": self.source,
             "reconstructed": self.reconstructed,

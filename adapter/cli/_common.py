@@ -20,6 +20,7 @@ class declares its own `exit_code` (mappings/errors.py) and `exit_code_for` read
 | 10 | the server's answer was refused: not JSON or wrongly shaped, nested too deep, an unsafe or looping next link, a page cap or body-size cap reached, a transaction response that does not match the request |
 | 11 | the output folder was refused or cannot be written (foreign files, the source, no parent) |
 | 12 | nothing came out: the input was read but nothing in it could be converted (says why) |
+| 13 | analyze: no endpoint can be computed from the data (each endpoint's missing domain, variable, test code or period is said; the report is written) |
 """
 
 from __future__ import annotations
@@ -57,6 +58,7 @@ EXIT_FHIR_VERSION = int(ExitCode.FHIR_VERSION)
 EXIT_SERVER_ANSWER = int(ExitCode.SERVER_ANSWER)
 EXIT_OUTPUT_REFUSED = int(ExitCode.OUTPUT_REFUSED)
 EXIT_NOTHING_CONVERTED = int(ExitCode.NOTHING_CONVERTED)
+EXIT_NOTHING_COMPUTABLE = int(ExitCode.NOTHING_COMPUTABLE)
 
 P = ParamSpec("P")
 R = TypeVar("R")

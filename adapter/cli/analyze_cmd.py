@@ -115,6 +115,7 @@ def analyze(
     results = analyze_study(source.trial(), definition, source.label)
     with staged_folder(out_dir, force=force, command="analyze", sources=inputs) as staging:
         paths = [out_dir / p.relative_to(staging) for p in write_outputs(results, staging)]
+    results.require_computable()  # exit 13 (after writing the report), never "0 of 0 matched"
     checks = [
         flag
         for endpoint in results.endpoints.values()

@@ -40,13 +40,16 @@ COLUMNS: Final[dict[str, tuple[str, ...]]] = {
         "SUBJID",
         "RFSTDTC",
         "RFENDTC",
+        "SITEID",
         "BRTHDTC",
         "AGE",
         "AGEU",
         "SEX",
         "RACE",
         "ETHNIC",
+        "ARMCD",
         "ARM",
+        "ACTARMCD",
         "ACTARM",
         "COUNTRY",
         "DTHDTC",
@@ -159,6 +162,8 @@ COLUMNS: Final[dict[str, tuple[str, ...]]] = {
         "PRLOC",
         "PRSTDTC",
         "PRENDTC",
+        "PRREFID",
+        "EPOCH",
         "PRSRCID",
     ),
     "EX": (
@@ -171,13 +176,17 @@ COLUMNS: Final[dict[str, tuple[str, ...]]] = {
         "EXCODSYS",
         "EXDOSE",
         "EXDOSU",
+        "EXDOSFRM",
         "EXROUTE",
         "EXSTDTC",
         "EXENDTC",
+        "EPOCH",
         "EXSRCID",
     ),
 }
-"""Every domain's columns in order. `--SRCID` (source resource `Type/id`), `--CODE` and `--CODSYS` (the
+"""Every domain's columns in order: every variable the trial-export contract requires (SITEID, ARMCD,
+ACTARMCD, EXDOSFRM, EPOCH, PRREFID stay empty: clinical systems do not say them), so the tables read
+back as trial tables. `--SRCID` (source resource `Type/id`), `--CODE` and `--CODSYS` (the
 coding behind --DECOD) are this adapter's extra columns; the rest are SDTM variables."""
 
 DOMAINS: Final = tuple(COLUMNS)

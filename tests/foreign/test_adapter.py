@@ -215,3 +215,22 @@ def test_a_searchset_outcome_is_a_server_message(tmp_path: Path) -> None:
         "too-costly",
         "results truncated",
     )
+
+
+def test_the_tables_are_trial_tables_and_round_trip_through_the_own_profile(
+    tmp_path: Path,
+) -> None:
+    """What the profile-free path writes has every variable the trial-export contract requires (read
+    back and checked by adapter.tables), and maps SDTM -> FHIR -> SDTM byte for byte in the adapter's
+    own profile, --SRCID included (LB, AE, MH as well as the older domains)."""
+    from adapter.tables import read_trial, write_trial
+    from mappings.trial import fhir_to_trial, trial_to_fhir
+
+    src = tmp_path / "bundle.json"
+    src.write_text(BUNDLE_TEXT)
+    convert_foreign(src, tmp_path / "out", study="STUDY1")
+    trial = read_trial(tmp_path / "out")
+    assert sum(len(t.rows) for t in trial.values()) > 0
+    write_trial(fhir_to_trial(trial_to_fhir(trial)), tmp_path / "back")
+    for path in sorted((tmp_path / "out").glob("*.csv")):
+        assert (tmp_path / "back" / path.name).read_bytes() == path.read_bytes(), path.name

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
@@ -31,7 +31,7 @@ def by_key(rows: list[dict[str, str]], seq: str) -> list[dict[str, str]]:
     return sorted(rows, key=lambda r: (r["USUBJID"], int(r[seq])))
 
 
-class FamilyReader:
+class FamilyReader(Protocol):
     def feed(self, resource: JSON) -> bool: ...
 
     def rows(self) -> dict[str, list[dict[str, str]]]: ...

@@ -12,7 +12,7 @@ import pytest
 
 from mappings.identity import SID_DERIVED
 from mappings.sdtm import DOMAINS, Table, Trial
-from mappings.terminology import EXT_SDTM_TABLE
+from mappings.terminology import EXT_SDTM_TABLE, EXT_SDTM_VARIABLE, EXT_SUBJECT_ELEMENT
 from mappings.trial import TrialAssembler, fhir_to_trial, trial_to_fhir
 
 Validate = Callable[[dict[str, Any]], None]
@@ -43,12 +43,43 @@ def assert_same_table(written: Table, read: Table) -> None:
         assert found.keys() == expected.keys()
 
 
-@pytest.mark.parametrize("domain", list(DOMAINS))
+CLINICAL = Path(__file__).resolve().parents[1] / "data" / "sdtm_clinical"
+"""A small LB / AE / MH sample (with its DM): the domains the cohort does not have."""
+CLINICAL_DOMAINS = ("LB", "AE", "MH")
+
+
+@pytest.mark.parametrize("domain", [d for d in DOMAINS if d not in CLINICAL_DOMAINS])
 def test_every_domain_comes_back_cell_by_cell(
     domain: str, dalakas_trial: Trial, back: Trial
 ) -> None:
     assert domain in dalakas_trial, f"the fixture should hold every domain; {domain} is missing"
     assert_same_table(dalakas_trial[domain], back[domain])
+
+
+def test_every_domain_is_in_the_cohort_or_the_clinical_sample(dalakas_trial: Trial) -> None:
+    from adapter.tables import read_trial
+
+    assert set(DOMAINS) == set(dalakas_trial) | set(read_trial(CLINICAL))
+
+
+def test_the_clinical_sample_comes_back_byte_for_byte(tmp_path: Path, validate: Validate) -> None:
+    from adapter.fhir_files import read_resources, write_ndjson
+    from adapter.tables import read_trial, write_trial
+
+    written = read_trial(CLINICAL)
+    assert set(CLINICAL_DOMAINS) <= set(written)
+    resources = list(trial_to_fhir(written))
+    for resource in resources:
+        validate(resource)
+    write_ndjson(resources, tmp_path / "fhir")
+    assembler = TrialAssembler()
+    for resource in read_resources(tmp_path / "fhir"):
+        assert assembler.add(resource), resource["resourceType"]
+    write_trial(assembler.tables(), tmp_path / "sdtm")
+    names = sorted(p.name for p in CLINICAL.glob("*.csv"))
+    assert sorted(p.name for p in (tmp_path / "sdtm").iterdir()) == names
+    for name in names:
+        assert (tmp_path / "sdtm" / name).read_bytes() == (CLINICAL / name).read_bytes(), name
 
 
 def test_nothing_comes_back_that_was_not_written(dalakas_trial: Trial, back: Trial) -> None:
@@ -237,3 +268,36 @@ def test_reading_back_leaves_every_resource_untouched(resources: list[dict[str, 
     before = copy.deepcopy(resources)
     fhir_to_trial(resources)
     assert resources == before
+
+
+@pytest.mark.parametrize("element", ["url", "valueString"])
+@pytest.mark.parametrize("kind", ["ResearchStudy", "ResearchSubject", "Observation", "Variable"])
+def test_a_cell_extension_without_a_url_is_refused_by_name_not_made_a_column(
+    kind: str, element: str, resources: list[dict[str, Any]]
+) -> None:
+    """Found by the fuzz suite: a TA (arm-element) or SE (subject-element) part whose url is null
+    became a column named 'None'; an `sdtm-variable` part whose url is null lost its cell; a null
+    valueString lost its cell."""
+    from mappings.trial import ResourceRefused
+
+    holder = "ResearchSubject" if kind == "Variable" else kind
+    changed = [copy.deepcopy(r) if r["resourceType"] == holder else r for r in resources]
+    target = next(
+        r
+        for r in changed
+        if r["resourceType"] == holder
+        and (
+            kind not in ("Observation", "Variable")
+            or any(e["url"] == EXT_SDTM_VARIABLE for e in r.get("extension", ()))
+        )
+    )
+    if kind == "ResearchStudy":
+        parts = target["arm"][0]["extension"][1]["extension"]
+    elif kind in ("Observation", "Variable"):
+        parts = next(e for e in target["extension"] if e["url"] == EXT_SDTM_VARIABLE)["extension"]
+    else:
+        parts = next(e for e in target["extension"] if e["url"] == EXT_SUBJECT_ELEMENT)["extension"]
+    part = next(p for p in parts if "valueString" in p)
+    part[element] = True if element == "valueString" else None
+    with pytest.raises(ResourceRefused, match=f"{element}: .* where R4 has a string"):
+        fhir_to_trial(changed)
