@@ -76,7 +76,6 @@ JOB_FORMAT = "trialfhir-bulk-job/1"
 DEFAULT_IDLE_TIMEOUT = 120.0
 DEFAULT_CONCURRENCY = 4
 DEFAULT_MAX_BYTES = 100 * 1024**3
-_CHUNK = 1 << 16
 
 
 class ExportFolderInUse(FhirError):
@@ -534,7 +533,7 @@ class BulkExport:
             _check_download_status(self._core, response, spec, held)
             handle, _ = self.folder.open_part(item, response, held)
             with handle:
-                for chunk in response.iter_bytes(_CHUNK):
+                for chunk in response.iter_bytes():
                     if self._stop.is_set():
                         raise _Stopped
                     self.folder.count(len(chunk))
@@ -742,7 +741,7 @@ class AsyncBulkExport:
             _check_download_status(self._core, response, spec, held)
             handle, _ = self.folder.open_part(item, response, held)
             with handle:
-                async for chunk in response.aiter_bytes(_CHUNK):
+                async for chunk in response.aiter_bytes():
                     self.folder.count(len(chunk))
                     handle.write(chunk)
                     self.events.received(len(chunk))
