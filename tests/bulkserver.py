@@ -95,6 +95,10 @@ class BulkServer:
     def __call__(self, request: httpx.Request) -> httpx.Response:
         self.requests.append(request)
         url = str(request.url)
+        if url == f"{BASE}/metadata":
+            return httpx.Response(
+                200, json={"resourceType": "CapabilityStatement", "fhirVersion": "4.0.1"}
+            )
         if "$export-poll-status" in url or url == self.status_url:
             if request.method == "DELETE":
                 return httpx.Response(202)

@@ -243,6 +243,7 @@ def export(
                     )
                 click.echo(f"cancelled the export job kept for {out} and removed {folder}")
                 return
+            client.capabilities()  # a FHIR R4 server (exit 9 otherwise)
             result = runner.run(request)
     except ExportFolderInUse as exc:
         raise OutputRefused(out, f"{exc} (the job folder {folder})") from exc
