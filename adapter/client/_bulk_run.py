@@ -190,7 +190,7 @@ class JobFolder:
         )
 
     def keep_job(self, job: ExportJob) -> None:
-        self.path.mkdir(parents=True, exist_ok=True)
+        self.path.mkdir(mode=0o700, parents=True, exist_ok=True)  # patient data: this user only
         self._write_json(JOB_FILE, job.as_dict())
 
     def kept_manifest(self) -> dict[str, Any] | None:
@@ -270,7 +270,7 @@ class JobFolder:
         """The part file to write the answer into (appended to when it is the rest of a cut-off
         file, else started again) and the byte offset it starts at."""
         part = self.part(item)
-        part.parent.mkdir(parents=True, exist_ok=True)
+        part.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         start = 0
         if held and response.status_code == 206:
             content_range = response.headers.get("Content-Range", "")

@@ -367,6 +367,7 @@ def test_a_rerun_resumes_the_kept_job_and_the_cut_off_file(
         with pytest.raises(FhirTransportError, match="RemoteProtocolError"):
             BulkExport(client, folder, concurrency=1).run(ExportRequest())
         assert (folder / "Patient.000.ndjson.part").stat().st_size == 700
+        assert folder.stat().st_mode & 0o077 == 0  # the job folder is this user's only
         result = BulkExport(client, folder).run(ExportRequest())
     assert result.resumed
     assert len(server.of("GET", "$export?")) == 1  # one job, never a second kick-off
