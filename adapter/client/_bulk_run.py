@@ -528,6 +528,8 @@ class BulkExport:
             timeout=httpx.Timeout(self.idle_timeout, connect=self.idle_timeout),
         )
         auth: Any = httpx.USE_CLIENT_DEFAULT if send_token else None
+        if not send_token:  # nor a token given as an extra header of the client
+            request.headers.pop("Authorization", None)
         response = http.send(request, stream=True, auth=auth)
         try:
             _check_download_status(self._core, response, spec, held)
@@ -734,6 +736,8 @@ class AsyncBulkExport:
             timeout=httpx.Timeout(self.idle_timeout, connect=self.idle_timeout),
         )
         auth: Any = httpx.USE_CLIENT_DEFAULT if send_token else None
+        if not send_token:  # nor a token given as an extra header of the client
+            request.headers.pop("Authorization", None)
         response = await http.send(request, stream=True, auth=auth)
         try:
             if response.status_code not in (200, 206) or (response.status_code == 206 and not held):

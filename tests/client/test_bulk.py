@@ -35,7 +35,7 @@ from adapter.client import (
     ServerError,
     TokenHostRefused,
 )
-from adapter.client._bulk import PollClock, kickoff_spec
+from adapter.client._bulk import PollClock, kickoff_spec, parse_manifest
 from adapter.client._core import ClientCore
 
 from .conftest import SleepRecorder
@@ -209,6 +209,28 @@ def test_the_manifests_error_files_are_read_as_operation_outcomes(
     assert result.counts == {"Patient": 2}
 
 
+def test_deleted_files_are_kept_apart_and_a_paged_manifest_is_refused(
+    httpx_mock: HTTPXMock, sleeps: SleepRecorder, tmp_path: Path
+) -> None:
+    deletion = {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [{"request": {"method": "DELETE", "url": "Patient/p9"}}],
+    }
+    server = BulkServer.with_types(Patient=ndjson(patients(1)))
+    server.manifest_extra = {"deleted": [{"type": "Bundle", "url": f"{BASE}/files/gone"}]}
+    server.files[f"{BASE}/files/gone"] = ("Bundle", ndjson([deletion]))
+    server.manifest_extra["output"] = [{"type": "Patient", "url": f"{BASE}/files/Patient.ndjson"}]
+    httpx_mock.add_callback(server, is_reusable=True)
+    with sync_client(sleeps) as client:
+        result = BulkExport(client, tmp_path / "job").run(ExportRequest(since="2026-11-01"))
+    assert result.counts == {"Patient": 1}
+    assert (tmp_path / "job" / "deleted" / "Bundle.000.ndjson").read_bytes() == ndjson([deletion])
+    paged = dict(server.manifest(), link=[{"relation": "next", "url": f"{BASE}/manifest/2"}])
+    with pytest.raises(InvalidManifest, match="paged manifest"):
+        parse_manifest(paged)
+
+
 def test_an_invalid_manifest_lists_its_problems(
     httpx_mock: HTTPXMock, sleeps: SleepRecorder, tmp_path: Path
 ) -> None:
@@ -307,6 +329,18 @@ def test_requires_access_token_false_sends_no_token_even_to_the_server(
     (download,) = server.of("GET", "/files/")
     assert "Authorization" not in download.headers
     assert server.of("GET", "$export-poll-status")[0].headers["Authorization"] == "Bearer secret"
+
+
+def test_a_token_given_as_an_extra_header_is_not_sent_with_the_files_either(
+    httpx_mock: HTTPXMock, sleeps: SleepRecorder, tmp_path: Path
+) -> None:
+    server = BulkServer.with_types(base="https://files.test/export", Patient=ndjson(patients(1)))
+    server.requires_token = False
+    httpx_mock.add_callback(server, is_reusable=True)
+    with sync_client(sleeps, headers={"Authorization": "Bearer in-a-header"}) as client:
+        BulkExport(client, tmp_path / "job").run(ExportRequest())
+    (download,) = server.of("GET", "files.test")
+    assert "Authorization" not in download.headers
 
 
 def test_requires_access_token_true_sends_it_to_the_server(
