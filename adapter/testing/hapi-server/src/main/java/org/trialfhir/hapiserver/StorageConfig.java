@@ -51,10 +51,10 @@ public class StorageConfig {
     // between two exports of a test run).
     settings.setEnableTaskBulkExportJobExecution(true);
     settings.setEnableBulkExportJobReuse(false);
-    // An export file is filled by a synchronous search on its resources' ids, which returns at most
-    // FetchSizeDefaultMaximum of them: with HAPI's 1000 per file a type with more than 500
-    // resources fails the job (HAPI-0464).
-    settings.setBulkExportFileMaximumCapacity(RestServerConfig.MAXIMUM_PAGE_SIZE);
+    // An export file is filled by synchronous searches on its resources' ids, limited to
+    // FetchSizeDefaultMaximum results; one that reaches the limit has no known size and fails the
+    // job (HAPI-0464). HAPI's 1000 per file broke every type with 500 resources or more.
+    settings.setBulkExportFileMaximumCapacity(RestServerConfig.MAXIMUM_PAGE_SIZE - 1);
     return settings;
   }
 
