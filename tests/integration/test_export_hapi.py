@@ -125,3 +125,45 @@ def test_a_second_export_since_the_first_returns_only_the_changes(
     )
     changed = sorted(p["id"] for p in exported(second).get("Patient", []))
     assert changed == sorted([patient["id"], created.resource["id"]])
+
+
+def test_a_type_larger_than_one_export_file_comes_in_several_files(
+    pushed: str, tmp_path: Path
+) -> None:
+    created: set[str] = set()
+    with FhirClient(pushed) as client:
+        latest = client.search("Patient").sort("-_lastUpdated").first()
+        assert latest is not None
+        since = latest["meta"]["lastUpdated"]
+        for _ in range(2):
+            batch = {
+                "resourceType": "Bundle",
+                "type": "batch",
+                "entry": [
+                    {
+                        "resource": {"resourceType": "Patient", "gender": "unknown"},
+                        "request": {"method": "POST", "url": "Patient"},
+                    }
+                    for _ in range(600)
+                ],
+            }
+            result = client.batch(batch)
+            assert not result.failed
+            created |= {str(e.location).split("/")[1] for e in result.entries}
+    out = tmp_path / "many"
+    invoke(
+        "export",
+        "--server",
+        pushed,
+        "--out",
+        str(out),
+        "--type",
+        "Patient",
+        "--since",
+        since,
+        *FAST_POLL,
+    )
+    assert len(list(out.glob("Patient.*.ndjson"))) >= 3  # at most 499 resources per HAPI file
+    patients = exported(out)["Patient"]
+    assert {p["id"] for p in patients} >= created
+    assert all(p["meta"]["lastUpdated"] >= since for p in patients)
