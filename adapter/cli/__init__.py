@@ -10,6 +10,7 @@ import click
 
 from adapter.cli.analyze_cmd import analyze
 from adapter.cli.convert_cmd import convert
+from adapter.cli.export_cmd import export
 from adapter.cli.hapi_cmd import hapi
 from adapter.cli.run_cmd import run
 from adapter.cli.studies_cmd import studies
@@ -22,5 +23,5 @@ def main() -> None:
     """Trial tables (SDTM) <-> FHIR R4: convert, push, pull, analyse."""
 
 
-for command in (run, convert, push, pull, analyze, studies, hapi):
+for command in (run, convert, push, pull, export, analyze, studies, hapi):
     main.add_command(command)

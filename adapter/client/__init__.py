@@ -1,5 +1,6 @@
 """trialfhir's FHIR R4 REST client: sync and async clients over httpx, searches that page safely,
-conditional writes and transactions, retries, SMART Backend Services auth, and one exception tree.
+conditional writes and transactions, Bulk Data $export, retries, SMART Backend Services auth, and
+one exception tree.
 
 See docs/client.md. Only the names in ``__all__`` are public; the underscored modules are internals.
 The Bundle rule and the search query text it re-exports live beside the client, in ``adapter.bundles``
@@ -22,6 +23,25 @@ from adapter.fhir_query import SearchParams, SearchValue, token
 
 from ._async import AsyncFhirClient
 from ._auth import BasicAuth, BearerAuth, SmartBackendAuth
+from ._bulk import (
+    ExportFile,
+    ExportManifest,
+    ExportRequest,
+    ExportTimedOut,
+    ExportTooLarge,
+    FileCheck,
+    InvalidExportFile,
+    InvalidManifest,
+    TokenHostRefused,
+)
+from ._bulk_run import (
+    AsyncBulkExport,
+    BulkExport,
+    ExportEvents,
+    ExportFolderInUse,
+    ExportJob,
+    ExportResult,
+)
 from ._bundle import UnwritableResources, parse_bundle_response
 from ._core import RetryPolicy, WriteResult, parse_retry_after
 from ._errors import (
@@ -55,23 +75,37 @@ from ._search import AsyncSearch, Page, Search, SearchEntry
 from ._sync import FhirClient
 
 __all__ = [
+    "AsyncBulkExport",
     "AsyncFhirClient",
     "AsyncSearch",
     "AuthenticationFailed",
     "BadRequest",
     "BasicAuth",
     "BearerAuth",
+    "BulkExport",
     "BundleResult",
     "Conflict",
     "EntryOutcome",
+    "ExportEvents",
+    "ExportFile",
+    "ExportFolderInUse",
+    "ExportJob",
+    "ExportManifest",
+    "ExportRequest",
+    "ExportResult",
+    "ExportTimedOut",
+    "ExportTooLarge",
     "FhirClient",
     "FhirError",
     "FhirHttpError",
     "FhirTimeout",
     "FhirTransportError",
     "FhirVersionMismatch",
+    "FileCheck",
     "Forbidden",
     "Gone",
+    "InvalidExportFile",
+    "InvalidManifest",
     "InvalidResponse",
     "Issue",
     "MethodNotAllowed",
@@ -89,6 +123,7 @@ __all__ = [
     "SearchValue",
     "ServerError",
     "SmartBackendAuth",
+    "TokenHostRefused",
     "TooManyRequests",
     "TransactionFailed",
     "TransactionMode",

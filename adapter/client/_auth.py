@@ -37,13 +37,22 @@ class _OriginBoundAuth(httpx.Auth):
     """An auth that, once bound to the FHIR base, adds credentials only for the base origin."""
 
     _base_url: httpx.URL | None = None
+    _also: frozenset[tuple[str, str, int]] = frozenset()
 
     def bind(self, base_url: httpx.URL) -> None:
         """Called by the client with its normalised base URL."""
         self._base_url = base_url
 
+    def allow_origins(self, origins: frozenset[tuple[str, str, int]]) -> None:
+        """Also add credentials for these (scheme, host, port) origins: hosts the user trusts
+        explicitly, e.g. the file server of a Bulk Data export (``allow_token_hosts``)."""
+        self._also = frozenset(origins)
+
     def _applies_to(self, request: httpx.Request) -> bool:
-        return self._base_url is None or origin_of(request.url) == origin_of(self._base_url)
+        if self._base_url is None:
+            return True
+        origin = origin_of(request.url)
+        return origin == origin_of(self._base_url) or origin in self._also
 
 
 class BearerAuth(_OriginBoundAuth):

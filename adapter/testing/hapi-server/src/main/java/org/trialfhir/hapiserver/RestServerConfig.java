@@ -1,5 +1,8 @@
 package org.trialfhir.hapiserver;
 
+import ca.uhn.fhir.batch2.api.IJobMaintenanceService;
+import ca.uhn.fhir.batch2.jobs.export.BulkDataExportProvider;
+import ca.uhn.fhir.batch2.maintenance.JobMaintenanceServiceImpl;
 import ca.uhn.fhir.context.FhirContext;
 import ca.uhn.fhir.context.support.IValidationSupport;
 import ca.uhn.fhir.jpa.api.config.JpaStorageSettings;
@@ -19,8 +22,9 @@ import org.springframework.context.annotation.Configuration;
 
 /**
  * The REST side: HAPI's {@link RestfulServer} with the generated R4 resource providers, the system
- * provider (transaction/batch, $expunge, _history), $expand/$validate-code, and the JPA
- * CapabilityStatement, mounted on /fhir/*.
+ * provider (transaction/batch, $expunge, _history), $expand/$validate-code, Bulk Data $export
+ * (system, Patient and Group level, run by batch2), and the JPA CapabilityStatement, mounted on
+ * /fhir/*.
  */
 @Configuration
 public class RestServerConfig {
@@ -30,6 +34,12 @@ public class RestServerConfig {
 
   /** Largest _count the server honours; larger requests are cut down to this. */
   static final int MAXIMUM_PAGE_SIZE = 500;
+
+  /**
+   * How often batch2 advances its jobs (HAPI's default is once a minute, so a small $export would
+   * wait minutes between its steps).
+   */
+  static final long JOB_MAINTENANCE_MILLIS = 2000;
 
   @Bean
   public RestfulServer restfulServer(
@@ -41,11 +51,17 @@ public class RestServerConfig {
       JpaStorageSettings storageSettings,
       ISearchParamRegistry searchParamRegistry,
       IValidationSupport validationSupport,
-      DatabaseBackedPagingProvider pagingProvider) {
+      DatabaseBackedPagingProvider pagingProvider,
+      BulkDataExportProvider bulkDataExportProvider,
+      IJobMaintenanceService jobMaintenanceService) {
     RestfulServer server = new RestfulServer(fhirContext);
     server.registerProviders(resourceProviderFactory.createProviders());
     server.registerProvider(systemProvider);
     server.registerProvider(valueSetOperationProvider);
+    server.registerProvider(bulkDataExportProvider);
+    if (jobMaintenanceService instanceof JobMaintenanceServiceImpl maintenance) {
+      maintenance.setScheduledJobFrequencyMillis(JOB_MAINTENANCE_MILLIS);
+    }
 
     pagingProvider.setDefaultPageSize(DEFAULT_PAGE_SIZE);
     pagingProvider.setMaximumPageSize(MAXIMUM_PAGE_SIZE);

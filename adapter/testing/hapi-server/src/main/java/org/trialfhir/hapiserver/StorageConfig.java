@@ -28,8 +28,9 @@ import org.springframework.transaction.annotation.EnableTransactionManagement;
  *
  * <p>The settings are the ones a test server for trialfhir needs: client-assigned ids of any shape
  * (server-assigned ids are UUIDs so they never collide with them), no reuse of cached search
- * results (a search right after a write sees the write), and $expunge enabled so a test run can
- * empty the server between modules.
+ * results (a search right after a write sees the write), $expunge enabled so a test run can
+ * empty the server between modules, and Bulk Data $export without job reuse (its files are Binary
+ * resources in memory).
  */
 @Configuration
 @EnableTransactionManagement
@@ -46,6 +47,14 @@ public class StorageConfig {
     settings.setDeleteExpungeEnabled(true);
     settings.setAllowContainsSearches(true);
     settings.setFetchSizeDefaultMaximum(RestServerConfig.MAXIMUM_PAGE_SIZE);
+    // $export: run it, and never answer a kick-off with an earlier job's files (data change
+    // between two exports of a test run).
+    settings.setEnableTaskBulkExportJobExecution(true);
+    settings.setEnableBulkExportJobReuse(false);
+    // An export file is filled by synchronous searches on its resources' ids, limited to
+    // FetchSizeDefaultMaximum results; one that reaches the limit has no known size and fails the
+    // job (HAPI-0464). HAPI's 1000 per file broke every type with 500 resources or more.
+    settings.setBulkExportFileMaximumCapacity(RestServerConfig.MAXIMUM_PAGE_SIZE - 1);
     return settings;
   }
 
