@@ -19,6 +19,8 @@ from typing import Any, Literal
 import httpx
 import orjson
 
+from adapter.fhir_query import encode_query
+
 from ._core import (
     FHIR_JSON,
     RESOURCE_ID_RE,
@@ -31,7 +33,6 @@ from ._core import (
     retry_after_of,
 )
 from ._errors import FhirTimeout, InvalidResponse, Issue, parse_issues
-from ._query import encode_query
 
 __all__ = [
     "DEFAULT_MAX_WAIT",

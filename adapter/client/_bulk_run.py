@@ -30,6 +30,8 @@ from typing import IO, TYPE_CHECKING, Any
 
 import httpx
 
+from mappings.errors import ExitCode, TrialfhirError
+
 from ._auth import _OriginBoundAuth
 from ._bulk import (
     DEFAULT_MAX_WAIT,
@@ -83,6 +85,7 @@ class ExportFolderInUse(FhirError):
     did not write: nothing in it was touched."""
 
     code = "export_folder_in_use"
+    exit_code = ExitCode.OUTPUT_REFUSED
 
 
 @dataclass(frozen=True, slots=True)
@@ -545,11 +548,18 @@ class BulkExport:
             response.close()
 
 
-class _Stopped(Exception):
-    """Another download failed or the user interrupted: this one stops, its part file kept."""
+class _Stopped(TrialfhirError):
+    """Another download failed or the user interrupted: this one stops, its part file kept (a signal
+    between the download workers; never leaves this module)."""
+
+    code = "download_stopped"
 
 
-class _Retryable(Exception):
+class _Retryable(TrialfhirError):
+    """A download answer worth another try (a signal inside this module, never raised out of it)."""
+
+    code = "download_retryable"
+
     def __init__(self, error: FhirHttpError, retry_after: float | None) -> None:
         self.error = error
         self.retry_after = retry_after
