@@ -66,6 +66,7 @@ def spark_session(master: str | None = None, app: str = "trialfhir") -> SparkSes
         SparkSession.builder.master(url)
         .appName(app)
         .config("spark.ui.enabled", "false")
+        .config("spark.sql.shuffle.partitions", "4")
         .config("spark.ui.showConsoleProgress", "false")
         .config("spark.python.worker.reuse", "true")
     )

@@ -76,6 +76,7 @@ def pathling_session(master: str = "local[2]") -> SparkSession:
         # Without this, a view of several columns failed with INTERNAL_ERROR (Pathling 9.4.0).
         .config("spark.sql.optimizer.nestedSchemaPruning.enabled", "false")
         .config("spark.ui.enabled", "false")
+        .config("spark.sql.shuffle.partitions", "4")
         .config("spark.ui.showConsoleProgress", "false")
         .getOrCreate()
     )
