@@ -41,4 +41,6 @@ def views(out: Path, force: bool) -> None:
     with staged_folder(out, force=force, command="views") as staging:
         written = write_views(staging)
     count = sum(1 for p in written if p.name.endswith(".ViewDefinition.json"))
-    click.echo(f"{count} ViewDefinitions and {len(domains())} SQL steps for {len(domains())} domains (in {out})")
+    click.echo(
+        f"{count} ViewDefinitions and {len(domains())} SQL steps for {len(domains())} domains (in {out})"
+    )

@@ -157,7 +157,7 @@ def part_resources(part: SubjectPart) -> Iterator[tuple[Place, JSON]]:
     seen: dict[str, int] = {}
     for family in (medication.to_fhir, observation.to_fhir, biopsy.to_fhir):
         for resource in family(part.trial):
-            identifiers = resource.get("identifier") or ({},)
+            identifiers: list[JSON] | tuple[JSON, ...] = resource.get("identifier") or ({},)
             domain = _ROW_DOMAIN.get(identifiers[0].get("system", ""))
             if domain is not None:
                 index = seen.get(domain, 0)

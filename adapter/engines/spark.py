@@ -87,7 +87,7 @@ def _code_zip() -> Path:
     target = Path(tempfile.mkdtemp(prefix="trialfhir-code-")) / "trialfhir.zip"
     with zipfile.ZipFile(target, "w") as archive:
         for package in (adapter, mappings):
-            root = Path(package.__file__).parent
+            root = Path(str(package.__file__)).parent
             for path in root.rglob("*.py"):
                 archive.write(path, path.relative_to(root.parent))
     return target
@@ -171,7 +171,7 @@ def sdtm_to_fhir(
             placed = (
                 context.parallelize(parts, len(parts))
                 .mapPartitions(_part_records)
-                .repartitionAndSortWithinPartitions(buckets, bucket)
+                .repartitionAndSortWithinPartitions(buckets, bucket)  # type: ignore[call-overload]
             )
             for _, value in placed.toLocalIterator(prefetchPartitions=True):
                 writer.add(*value)
@@ -329,7 +329,8 @@ def fhir_to_sdtm(spark: SparkSession, src: Path, partitions: int | None = None) 
         def tagged(item: tuple[bytes, int], index: int = index) -> tuple[int, int, bytes]:
             return index, item[1] + 1, item[0]
 
-        numbered = context.textFile(str(file), use_unicode=False).zipWithIndex().map(tagged)
+        text: Any = context.textFile(str(file), use_unicode=False)  # bytes lines (stubs say str)
+        numbered = text.zipWithIndex().map(tagged)
         lines = numbered if lines is None else lines.union(numbered)
     assert lines is not None
     results = (
@@ -361,7 +362,9 @@ def fhir_to_sdtm(spark: SparkSession, src: Path, partitions: int | None = None) 
 # --- the command line: `trialfhir convert --engine spark` ---------------------------------------------
 
 
-def convert(src: Path, staging: Path, target: str, validate: bool, master: str | None) -> tuple[str, list[str]]:
+def convert(
+    src: Path, staging: Path, target: str, validate: bool, master: str | None
+) -> tuple[str, list[str]]:
     """`trialfhir convert --engine spark`: what the local engine's `_sdtm_to_fhir` / `_fhir_to_sdtm`
     do (same checks, messages, exit codes and files), with the mapping on Spark. Returns the summary
     line and the warnings.

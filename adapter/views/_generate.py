@@ -10,6 +10,7 @@ on an engine such as Pathling: `exact` (the same text), `number` (the same numbe
 extension, which Pathling does not encode) or `code` (derived through a join, see docs/views.md).
 """
 
+# ruff: noqa: RUF005
 from __future__ import annotations
 
 import json
@@ -126,21 +127,44 @@ DOMAINS["TS"] = {
             [("STUDYID", f"identifier.where(system = '{SID}studyid').value.first()")],
             for_each=(
                 f"extension('{SD}trial-summary')",
-                [(n, f"extension('{n}').value.ofType(string).first()") for n in
-                 ("TSSEQ", "TSPARMCD", "TSPARM", "TSVAL")]
+                [
+                    (n, f"extension('{n}').value.ofType(string).first()")
+                    for n in ("TSSEQ", "TSPARMCD", "TSPARM", "TSVAL")
+                ]
                 + carried_columns(*_TS_CARRIED),
             ),
         )
     ],
     "sql": select_sql(
         "sdtm_ts",
-        ["STUDYID", "'TS' AS DOMAIN", "TSSEQ", "TSGRPID", "TSPARMCD", "TSPARM", "TSVAL",
-         "TSVALNF", "TSVALCD", "TSVCDREF", "TSVCDVER"],
+        [
+            "STUDYID",
+            "'TS' AS DOMAIN",
+            "TSSEQ",
+            "TSGRPID",
+            "TSPARMCD",
+            "TSPARM",
+            "TSVAL",
+            "TSVALNF",
+            "TSVALCD",
+            "TSVCDREF",
+            "TSVCDVER",
+        ],
         "ORDER BY STUDYID, TSPARMCD, try_cast(TSSEQ AS INT)",
     ),
-    "columns": {"STUDYID": "exact", "DOMAIN": "exact", "TSSEQ": "exact", "TSGRPID": "exact",
-                "TSPARMCD": "exact", "TSPARM": "exact", "TSVAL": "exact", "TSVALNF": "exact",
-                "TSVALCD": "exact", "TSVCDREF": "exact", "TSVCDVER": "exact"},
+    "columns": {
+        "STUDYID": "exact",
+        "DOMAIN": "exact",
+        "TSSEQ": "exact",
+        "TSGRPID": "exact",
+        "TSPARMCD": "exact",
+        "TSPARM": "exact",
+        "TSVAL": "exact",
+        "TSVALNF": "exact",
+        "TSVALCD": "exact",
+        "TSVCDREF": "exact",
+        "TSVCDVER": "exact",
+    },
     "row_order": "unordered",
 }
 _TA_COLUMNS = ("ARMCD", "ARM", "TAETORD", "ETCD", "ELEMENT", "EPOCH")
@@ -188,7 +212,7 @@ DOMAINS["DM"] = {
         view(
             "sdtm_dm_patient",
             "Patient",
-[
+            [
                 ("PATIENT", "getResourceKey()"),
                 ("GENDER", "gender"),
                 ("BRTHDTC", "birthDate"),
@@ -205,7 +229,13 @@ DOMAINS["DM"] = {
             "sdtm_study_arm",
             "ResearchStudy",
             [("STUDY", "getResourceKey()")],
-            for_each=("arm", [("NAME", "name"), ("ARMCD", f"extension('{SD}arm-code').value.ofType(code).first()")]),
+            for_each=(
+                "arm",
+                [
+                    ("NAME", "name"),
+                    ("ARMCD", f"extension('{SD}arm-code').value.ofType(code).first()"),
+                ],
+            ),
         ),
     ],
     "sql": """SELECT
@@ -235,11 +265,27 @@ LEFT JOIN sdtm_study_arm assigned ON assigned.STUDY = s.STUDY AND assigned.NAME 
 LEFT JOIN sdtm_study_arm actual ON actual.STUDY = s.STUDY AND actual.NAME = s.ACTARM
 ORDER BY USUBJID
 """,
-    "columns": {"STUDYID": "exact", "DOMAIN": "exact", "USUBJID": "exact", "SUBJID": "exact",
-                "RFSTDTC": "date", "RFENDTC": "date", "SITEID": "exact", "BRTHDTC": "date",
-                "AGE": "number", "AGEU": "exact", "SEX": "exact", "ARMCD": "code", "ARM": "exact",
-                "ACTARMCD": "code", "ACTARM": "exact", "RACE": "exact", "ETHNIC": "exact",
-                "COUNTRY": "exact", "DMDTC": "exact"},
+    "columns": {
+        "STUDYID": "exact",
+        "DOMAIN": "exact",
+        "USUBJID": "exact",
+        "SUBJID": "exact",
+        "RFSTDTC": "date",
+        "RFENDTC": "date",
+        "SITEID": "exact",
+        "BRTHDTC": "date",
+        "AGE": "number",
+        "AGEU": "exact",
+        "SEX": "exact",
+        "ARMCD": "code",
+        "ARM": "exact",
+        "ACTARMCD": "code",
+        "ACTARM": "exact",
+        "RACE": "exact",
+        "ETHNIC": "exact",
+        "COUNTRY": "exact",
+        "DMDTC": "exact",
+    },
     "row_order": "exact",
 }
 _SE = ("SESEQ", "ETCD", "ELEMENT", "EPOCH")
@@ -262,19 +308,44 @@ DOMAINS["SE"] = {
     ],
     "sql": select_sql(
         "sdtm_se",
-        [f"{split(1)} AS STUDYID", "'SE' AS DOMAIN", f"{split(2)} AS USUBJID", "SESEQ", "ETCD",
-         "ELEMENT", "SESTDTC", "SEENDTC", "TAETORD", "EPOCH", "SEUPDES"],
+        [
+            f"{split(1)} AS STUDYID",
+            "'SE' AS DOMAIN",
+            f"{split(2)} AS USUBJID",
+            "SESEQ",
+            "ETCD",
+            "ELEMENT",
+            "SESTDTC",
+            "SEENDTC",
+            "TAETORD",
+            "EPOCH",
+            "SEUPDES",
+        ],
         order_sql("SESEQ"),
     ),
-    "columns": {"STUDYID": "exact", "DOMAIN": "exact", "USUBJID": "exact", "SESEQ": "exact",
-                "ETCD": "exact", "ELEMENT": "exact", "SESTDTC": "date", "SEENDTC": "date",
-                "TAETORD": "exact", "EPOCH": "exact", "SEUPDES": "exact"},
+    "columns": {
+        "STUDYID": "exact",
+        "DOMAIN": "exact",
+        "USUBJID": "exact",
+        "SESEQ": "exact",
+        "ETCD": "exact",
+        "ELEMENT": "exact",
+        "SESTDTC": "date",
+        "SEENDTC": "date",
+        "TAETORD": "exact",
+        "EPOCH": "exact",
+        "SEUPDES": "exact",
+    },
     "row_order": "exact",
 }
 
 
 def event_domain(
-    domain: str, resource: str, columns: list[tuple[str, str]], sql: list[str], kinds: dict[str, str]
+    domain: str,
+    resource: str,
+    columns: list[tuple[str, str]],
+    sql: list[str],
+    kinds: dict[str, str],
 ) -> None:
     seq = f"{domain}SEQ"
     head = {"STUDYID": "exact", "DOMAIN": "exact", "USUBJID": "exact", seq: "exact"}
@@ -283,7 +354,9 @@ def event_domain(
         "views": [row_view(domain, resource, columns)],
         "sql": select_sql(
             f"sdtm_{domain.lower()}",
-            head_sql(domain, seq) + sql + ["CAST(VISITNUM AS STRING) AS VISITNUM", "VISIT", "EPOCH"],
+            head_sql(domain, seq)
+            + sql
+            + ["CAST(VISITNUM AS STRING) AS VISITNUM", "VISIT", "EPOCH"],
             order_sql(seq),
         ),
         "columns": {**head, **kinds, **tail},
@@ -309,12 +382,36 @@ event_domain(
         ("VSSTRESU_TEXT", carried("VSSTRESU")),
     ]
     + carried_columns("VSORRES", "VSORRESU", "VSSTRESC", "VSSTAT", "VSREASND", "VSPOS", "VSBLFL"),
-    ["VSTESTCD", "VSTEST", "VSORRES", "VSORRESU", "VSSTRESC", number("VSSTRESN"),
-     "coalesce(VSSTRESU_Q, VSSTRESU_TEXT) AS VSSTRESU", "VSSTAT", "VSREASND", "VSPOS", "VSLOC",
-     "VSBLFL", "VSDTC"],
-    {"VSTESTCD": "exact", "VSTEST": "exact", "VSORRES": "exact", "VSORRESU": "exact",
-     "VSSTRESC": "exact", "VSSTRESN": "number", "VSSTRESU": "exact", "VSSTAT": "exact",
-     "VSREASND": "exact", "VSPOS": "exact", "VSLOC": "exact", "VSBLFL": "exact", "VSDTC": "date"},
+    [
+        "VSTESTCD",
+        "VSTEST",
+        "VSORRES",
+        "VSORRESU",
+        "VSSTRESC",
+        number("VSSTRESN"),
+        "coalesce(VSSTRESU_Q, VSSTRESU_TEXT) AS VSSTRESU",
+        "VSSTAT",
+        "VSREASND",
+        "VSPOS",
+        "VSLOC",
+        "VSBLFL",
+        "VSDTC",
+    ],
+    {
+        "VSTESTCD": "exact",
+        "VSTEST": "exact",
+        "VSORRES": "exact",
+        "VSORRESU": "exact",
+        "VSSTRESC": "exact",
+        "VSSTRESN": "number",
+        "VSSTRESU": "exact",
+        "VSSTAT": "exact",
+        "VSREASND": "exact",
+        "VSPOS": "exact",
+        "VSLOC": "exact",
+        "VSBLFL": "exact",
+        "VSDTC": "date",
+    },
 )
 event_domain(
     "QS",
@@ -329,11 +426,34 @@ event_domain(
     + carried_columns(
         "QSCAT", "QSSCAT", "QSORRES", "QSSTRESC", "QSSTAT", "QSREASND", "QSBLFL", "QSEVAL"
     ),
-    ["QSTESTCD", "QSTEST", "QSCAT", "QSSCAT", "QSORRES", "QSSTRESC", number("QSSTRESN"),
-     "QSSTAT", "QSREASND", "QSBLFL", "QSEVAL", "QSDTC"],
-    {"QSTESTCD": "exact", "QSTEST": "exact", "QSCAT": "exact", "QSSCAT": "exact",
-     "QSORRES": "exact", "QSSTRESC": "exact", "QSSTRESN": "number", "QSSTAT": "exact",
-     "QSREASND": "exact", "QSBLFL": "exact", "QSEVAL": "exact", "QSDTC": "date"},
+    [
+        "QSTESTCD",
+        "QSTEST",
+        "QSCAT",
+        "QSSCAT",
+        "QSORRES",
+        "QSSTRESC",
+        number("QSSTRESN"),
+        "QSSTAT",
+        "QSREASND",
+        "QSBLFL",
+        "QSEVAL",
+        "QSDTC",
+    ],
+    {
+        "QSTESTCD": "exact",
+        "QSTEST": "exact",
+        "QSCAT": "exact",
+        "QSSCAT": "exact",
+        "QSORRES": "exact",
+        "QSSTRESC": "exact",
+        "QSSTRESN": "number",
+        "QSSTAT": "exact",
+        "QSREASND": "exact",
+        "QSBLFL": "exact",
+        "QSEVAL": "exact",
+        "QSDTC": "date",
+    },
 )
 event_domain(
     "RS",
@@ -346,16 +466,29 @@ event_domain(
     ]
     + carried_columns("RSCAT", "RSSTRESC", "RSEVAL"),
     ["RSTESTCD", "RSTEST", "RSCAT", "RSORRES", "RSSTRESC", "RSEVAL", "RSDTC"],
-    {"RSTESTCD": "exact", "RSTEST": "exact", "RSCAT": "exact", "RSORRES": "exact",
-     "RSSTRESC": "exact", "RSEVAL": "exact", "RSDTC": "date"},
+    {
+        "RSTESTCD": "exact",
+        "RSTEST": "exact",
+        "RSCAT": "exact",
+        "RSORRES": "exact",
+        "RSSTRESC": "exact",
+        "RSEVAL": "exact",
+        "RSDTC": "date",
+    },
 )
 event_domain(
     "EX",
     MED,
     [
         ("EXTRT", "medication.ofType(CodeableConcept).text"),
-        ("DOSE_PRESCRIBED", f"dosage.extension('{SD}prescribed-dose').value.ofType(Quantity).value.first()"),
-        ("UNIT_PRESCRIBED", f"dosage.extension('{SD}prescribed-dose').value.ofType(Quantity).unit.first()"),
+        (
+            "DOSE_PRESCRIBED",
+            f"dosage.extension('{SD}prescribed-dose').value.ofType(Quantity).value.first()",
+        ),
+        (
+            "UNIT_PRESCRIBED",
+            f"dosage.extension('{SD}prescribed-dose').value.ofType(Quantity).unit.first()",
+        ),
         ("DOSE_GIVEN", "dosage.dose.value"),
         ("UNIT_GIVEN", "dosage.dose.unit"),
         ("EXDOSFRQ", "dosage.text"),
@@ -367,15 +500,31 @@ event_domain(
         ("EXDOSU_TEXT", carried("EXDOSU")),
     ]
     + carried_columns("EXDOSFRM", "EXLOT", "EXADJ"),
-    ["EXTRT",
-     "coalesce(EXDOSE_TEXT, CAST(coalesce(DOSE_PRESCRIBED, DOSE_GIVEN) AS STRING)) AS EXDOSE",
-     "coalesce(EXDOSU_TEXT, CASE WHEN DOSE_PRESCRIBED IS NOT NULL THEN UNIT_PRESCRIBED "
-     "ELSE UNIT_GIVEN END) AS EXDOSU",
-     "EXDOSFRM", "EXDOSFRQ", "EXROUTE", "EXLOT", "EXADJ",
-     "coalesce(START, AT) AS EXSTDTC", "END AS EXENDTC"],
-    {"EXTRT": "exact", "EXDOSE": "number", "EXDOSU": "exact", "EXDOSFRM": "exact",
-     "EXDOSFRQ": "exact", "EXROUTE": "exact", "EXLOT": "exact", "EXADJ": "exact",
-     "EXSTDTC": "date", "EXENDTC": "date"},
+    [
+        "EXTRT",
+        "coalesce(EXDOSE_TEXT, CAST(coalesce(DOSE_PRESCRIBED, DOSE_GIVEN) AS STRING)) AS EXDOSE",
+        "coalesce(EXDOSU_TEXT, CASE WHEN DOSE_PRESCRIBED IS NOT NULL THEN UNIT_PRESCRIBED "
+        "ELSE UNIT_GIVEN END) AS EXDOSU",
+        "EXDOSFRM",
+        "EXDOSFRQ",
+        "EXROUTE",
+        "EXLOT",
+        "EXADJ",
+        "coalesce(START, AT) AS EXSTDTC",
+        "END AS EXENDTC",
+    ],
+    {
+        "EXTRT": "exact",
+        "EXDOSE": "number",
+        "EXDOSU": "exact",
+        "EXDOSFRM": "exact",
+        "EXDOSFRQ": "exact",
+        "EXROUTE": "exact",
+        "EXLOT": "exact",
+        "EXADJ": "exact",
+        "EXSTDTC": "date",
+        "EXENDTC": "date",
+    },
 )
 event_domain(
     "CM",
@@ -395,13 +544,32 @@ event_domain(
         ("CMDOSU_TEXT", carried("CMDOSU")),
     ]
     + carried_columns("CMDECOD", "CMDOSFRM"),
-    ["CMTRT", "CMDECOD", "CMCAT", "CMINDC",
-     "coalesce(CMDOSE_TEXT, CAST(CMDOSE_Q AS STRING)) AS CMDOSE",
-     "coalesce(CMDOSU_TEXT, CMDOSU_Q) AS CMDOSU", "CMDOSFRM", "CMDOSFRQ", "CMROUTE",
-     "coalesce(START, AT) AS CMSTDTC", "coalesce(END, AT) AS CMENDTC"],
-    {"CMTRT": "exact", "CMDECOD": "exact", "CMCAT": "exact", "CMINDC": "exact",
-     "CMDOSE": "number", "CMDOSU": "exact", "CMDOSFRM": "exact", "CMDOSFRQ": "exact",
-     "CMROUTE": "exact", "CMSTDTC": "date", "CMENDTC": "date"},
+    [
+        "CMTRT",
+        "CMDECOD",
+        "CMCAT",
+        "CMINDC",
+        "coalesce(CMDOSE_TEXT, CAST(CMDOSE_Q AS STRING)) AS CMDOSE",
+        "coalesce(CMDOSU_TEXT, CMDOSU_Q) AS CMDOSU",
+        "CMDOSFRM",
+        "CMDOSFRQ",
+        "CMROUTE",
+        "coalesce(START, AT) AS CMSTDTC",
+        "coalesce(END, AT) AS CMENDTC",
+    ],
+    {
+        "CMTRT": "exact",
+        "CMDECOD": "exact",
+        "CMCAT": "exact",
+        "CMINDC": "exact",
+        "CMDOSE": "number",
+        "CMDOSU": "exact",
+        "CMDOSFRM": "exact",
+        "CMDOSFRQ": "exact",
+        "CMROUTE": "exact",
+        "CMSTDTC": "date",
+        "CMENDTC": "date",
+    },
 )
 event_domain(
     "PR",
@@ -415,10 +583,24 @@ event_domain(
         ("AT", "performed.ofType(dateTime)"),
     ]
     + carried_columns("PRREFID", "PRLAT"),
-    ["PRREFID", "PRTRT", "PRCAT", "PRLOC", "PRLAT", "coalesce(START, AT) AS PRSTDTC",
-     "END AS PRENDTC"],
-    {"PRREFID": "exact", "PRTRT": "exact", "PRCAT": "exact", "PRLOC": "exact", "PRLAT": "exact",
-     "PRSTDTC": "date", "PRENDTC": "date"},
+    [
+        "PRREFID",
+        "PRTRT",
+        "PRCAT",
+        "PRLOC",
+        "PRLAT",
+        "coalesce(START, AT) AS PRSTDTC",
+        "END AS PRENDTC",
+    ],
+    {
+        "PRREFID": "exact",
+        "PRTRT": "exact",
+        "PRCAT": "exact",
+        "PRLOC": "exact",
+        "PRLAT": "exact",
+        "PRSTDTC": "date",
+        "PRENDTC": "date",
+    },
 )
 event_domain(
     "MI",
@@ -437,13 +619,38 @@ event_domain(
         ("MISTRESC_TEXT", carried("MISTRESC")),
     ]
     + carried_columns("MIORRES", "MIORRESU", "MISTRESU", "MISPEC", "MISPCCND", "MILAT"),
-    ["element_at(split(SPECIMEN, '/'), 3) AS MIREFID", "MITESTCD", "MITEST", "MIORRES",
-     "MIORRESU", "coalesce(MISTRESC_TEXT, ANSWER, FREE_TEXT) AS MISTRESC", number("MISTRESN"),
-     "MISTRESU", "MISPEC", "MISPCCND", "MILOC", "MILAT", "MIMETHOD", "MIDTC"],
-    {"MIREFID": "exact", "MITESTCD": "exact", "MITEST": "exact", "MIORRES": "exact",
-     "MIORRESU": "exact", "MISTRESC": "exact", "MISTRESN": "number", "MISTRESU": "exact",
-     "MISPEC": "exact", "MISPCCND": "exact", "MILOC": "exact", "MILAT": "exact",
-     "MIMETHOD": "exact", "MIDTC": "date"},
+    [
+        "element_at(split(SPECIMEN, '/'), 3) AS MIREFID",
+        "MITESTCD",
+        "MITEST",
+        "MIORRES",
+        "MIORRESU",
+        "coalesce(MISTRESC_TEXT, ANSWER, FREE_TEXT) AS MISTRESC",
+        number("MISTRESN"),
+        "MISTRESU",
+        "MISPEC",
+        "MISPCCND",
+        "MILOC",
+        "MILAT",
+        "MIMETHOD",
+        "MIDTC",
+    ],
+    {
+        "MIREFID": "exact",
+        "MITESTCD": "exact",
+        "MITEST": "exact",
+        "MIORRES": "exact",
+        "MIORRESU": "exact",
+        "MISTRESC": "exact",
+        "MISTRESN": "number",
+        "MISTRESU": "exact",
+        "MISPEC": "exact",
+        "MISPCCND": "exact",
+        "MILOC": "exact",
+        "MILAT": "exact",
+        "MIMETHOD": "exact",
+        "MIDTC": "date",
+    },
 )
 
 
@@ -457,7 +664,9 @@ def main() -> None:
             path.write_text(json.dumps(definition, indent=2) + "\n", encoding="utf-8")
             names.append(definition["name"])
         sql = folder / f"{domain.lower()}.sql"
-        sql.write_text(f"-- {domain}: the SQL step over the views {', '.join(names)}\n" + spec["sql"])
+        sql.write_text(
+            f"-- {domain}: the SQL step over the views {', '.join(names)}\n" + spec["sql"]
+        )
         index[domain] = {
             "views": names,
             "sql": sql.name,

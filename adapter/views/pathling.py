@@ -72,7 +72,9 @@ def pathling_session(master: str = "local[2]") -> SparkSession:
         .config("spark.jars.packages", PATHLING_JARS)
         .config("spark.jars.ivy", str(CACHE / "ivy"))
         .config("spark.sql.extensions", "io.delta.sql.DeltaSparkSessionExtension")
-        .config("spark.sql.catalog.spark_catalog", "org.apache.spark.sql.delta.catalog.DeltaCatalog")
+        .config(
+            "spark.sql.catalog.spark_catalog", "org.apache.spark.sql.delta.catalog.DeltaCatalog"
+        )
         # Without this, a view of several columns failed with INTERNAL_ERROR (Pathling 9.4.0).
         .config("spark.sql.optimizer.nestedSchemaPruning.enabled", "false")
         .config("spark.ui.enabled", "false")

@@ -42,11 +42,15 @@ def differences(
         ]
         local_rows = list(table.rows)
         if len(view_rows) != len(local_rows):
-            problems.append(f"{domain}: {len(view_rows)} rows from the views, {len(local_rows)} local")
+            problems.append(
+                f"{domain}: {len(view_rows)} rows from the views, {len(local_rows)} local"
+            )
             continue
         compared = [c for c in columns if c in table.columns]
 
-        def key(row: dict[str, str]) -> tuple[str, ...]:
+        def key(
+            row: dict[str, str], kinds: dict[str, str] = kinds, compared: list[str] = compared
+        ) -> tuple[str, ...]:
             return tuple(normalise(kinds[c], row.get(c, "")) for c in compared)
 
         if spec[domain]["row_order"] == "unordered":
