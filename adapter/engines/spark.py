@@ -329,7 +329,8 @@ def fhir_to_sdtm(spark: SparkSession, src: Path, partitions: int | None = None) 
         def tagged(item: tuple[bytes, int], index: int = index) -> tuple[int, int, bytes]:
             return index, item[1] + 1, item[0]
 
-        text: Any = context.textFile(str(file), use_unicode=False)  # bytes lines (stubs say str)
+        # one partition per file unless it is large (then zipWithIndex runs one small counting job)
+        text: Any = context.textFile(str(file), 1, use_unicode=False)  # bytes (stubs say str)
         numbered = text.zipWithIndex().map(tagged)
         lines = numbered if lines is None else lines.union(numbered)
     assert lines is not None

@@ -3,10 +3,7 @@ cohort of 240 subjects; and the per-subject split itself rebuilds the local stre
 
 from __future__ import annotations
 
-import os
 import random
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -110,27 +107,32 @@ def test_a_bad_line_is_named_by_file_and_line(spark: Any, tmp_path: Path) -> Non
 
 
 def test_the_command_line_takes_engine_spark(tmp_path: Path, spark: Any) -> None:
-    """The CLI wiring, once, in its own process (a second JVM): the same files as the local CLI."""
-    env = dict(os.environ)
+    """The CLI wiring, in this process (the session is the fixture's: `getOrCreate`): the same files
+    as the local engine, SDTM -> FHIR and back, and the summary lines."""
+    from click.testing import CliRunner
 
-    def cli(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "adapter.cli", *args],
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=600,
-        )
+    from adapter.cli import main
 
-    local = cli("convert", str(SHIPPED), "--out", str(tmp_path / "local"))
-    assert local.returncode == 0, local.stderr
-    done = cli("convert", str(tmp_path / "local"), "--to", "sdtm", "--out", str(tmp_path / "s"),
-               "--engine", "spark", "--spark-master", "local[2]")  # fmt: skip
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert "759 resources -> 742 rows" in done.stdout
-    assert files(tmp_path / "s").keys() >= {"dm.csv", "vs.csv"}
-    for name in ("dm.csv", "vs.csv", "qs.csv", "ex.csv"):
-        assert (tmp_path / "s" / name).read_bytes() == (SHIPPED / name).read_bytes()
+    runner = CliRunner()
+    local = runner.invoke(main, ["convert", str(SHIPPED), "--out", str(tmp_path / "local")])
+    assert local.exit_code == 0, local.output
+    to_fhir = runner.invoke(main, ["convert", str(SHIPPED), "--out", str(tmp_path / "f"),
+                                   "--engine", "spark", "--spark-master", "local[2]"])  # fmt: skip
+    assert to_fhir.exit_code == 0, to_fhir.output
+    assert "742 rows in 11 tables -> 759 resources" in to_fhir.output
+    assert files(tmp_path / "f") == files(tmp_path / "local")
+    back = runner.invoke(main, ["convert", str(tmp_path / "f"), "--to", "sdtm", "--out",
+                                str(tmp_path / "s"), "--engine", "spark"])  # fmt: skip
+    assert back.exit_code == 0, back.output
+    assert "759 resources -> 742 rows" in back.output
+    for name in ("ts", "ta", "dm", "se", "vs", "ex", "cm", "qs", "rs", "pr", "mi"):
+        assert (tmp_path / "s" / f"{name}.csv").read_bytes() == (
+            SHIPPED / f"{name}.csv"
+        ).read_bytes()
+    bad = runner.invoke(main, ["convert", str(SHIPPED), "--to", "sdtm", "--out",
+                               str(tmp_path / "x"), "--engine", "spark"])  # fmt: skip
+    assert bad.exit_code == 3 and "no .ndjson files" in bad.output
+    assert not (tmp_path / "x").exists()
 
 
 def test_spark_master_alone_and_validate_are_usage_errors(tmp_path: Path) -> None:
