@@ -49,6 +49,14 @@ __all__ = [
 
 DEFAULT_MASTER = "local[2]"
 
+ROWS_PER_BUCKET = 10_000
+"""SDTM -> FHIR: source rows per sorted output partition (about 13 MB of JSON with their Bundle
+entries); the driver streams one partition at a time."""
+
+BYTES_PER_PARTITION = 16 << 20
+"""FHIR -> SDTM: NDJSON bytes per subject partition (its rows come back to the driver one partition at a
+time)."""
+
 Record = tuple[tuple[int, int, int], tuple[str, bytes, bytes, bytes]]
 
 
@@ -69,6 +77,8 @@ def spark_session(master: str | None = None, app: str = "trialfhir") -> SparkSes
         .config("spark.sql.shuffle.partitions", "4")
         .config("spark.ui.showConsoleProgress", "false")
         .config("spark.python.worker.reuse", "true")
+        # local[N]: the driver JVM is also the executor and holds the shuffled pages
+        .config("spark.driver.memory", os.environ.get("TRIALFHIR_SPARK_DRIVER_MEMORY", "2g"))
     )
     session = builder.getOrCreate()
     session.sparkContext.setLogLevel("ERROR")
@@ -163,7 +173,8 @@ def sdtm_to_fhir(
             writer.add(*record[1])
         if parts:
             offsets, total = _section_offsets(trial)
-            buckets = len(parts)
+            # about ROWS_PER_BUCKET source rows per output partition: the driver holds one at a time
+            buckets = max(len(parts), -(-total // ROWS_PER_BUCKET))
 
             def bucket(place: tuple[int, int, int]) -> int:
                 return min(buckets - 1, (offsets[place[0]] + place[1]) * buckets // total)
@@ -322,7 +333,8 @@ def fhir_to_sdtm(spark: SparkSession, src: Path, partitions: int | None = None) 
 
     files = ndjson_files(src)
     context = spark.sparkContext
-    count = partitions or context.defaultParallelism
+    size = sum(f.stat().st_size for f in files)
+    count = partitions or max(context.defaultParallelism, -(-size // BYTES_PER_PARTITION))
     lines = None
     for index, file in enumerate(files):
 
@@ -338,8 +350,9 @@ def fhir_to_sdtm(spark: SparkSession, src: Path, partitions: int | None = None) 
         lines.map(lambda v: (_subject_key(v[2]), v))
         .partitionBy(count, _partition_of)
         .mapPartitions(_assemble)
-        .collect()
+        .toLocalIterator()
     )
+    results = list(results)
     errors = sorted(e for result in results for e in result["errors"])
     if errors:
         file_index, number, reason = errors[0]
