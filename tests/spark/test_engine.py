@@ -1,5 +1,5 @@
 """`--engine spark` writes the local engine's bytes, both ways: on the shipped cohort and on a generated
-cohort of 240 subjects; and the per-subject split itself rebuilds the local stream exactly."""
+cohort of 200 subjects; and the per-subject split itself rebuilds the local stream exactly."""
 
 from __future__ import annotations
 
@@ -29,8 +29,8 @@ def files(folder: Path) -> dict[str, bytes]:
 def generated(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from adapter.testing.cohort import generate_scaled, write_csv_folder
 
-    folder = tmp_path_factory.mktemp("cohort240")
-    write_csv_folder(generate_scaled(240, 20261130), folder)
+    folder = tmp_path_factory.mktemp("cohort200")
+    write_csv_folder(generate_scaled(200, 20261130), folder)
     return folder
 
 
@@ -86,7 +86,7 @@ def test_spark_writes_the_local_bytes_both_ways(
     write_trial(result.trial, tmp_path / "spark-sdtm")
     assert files(tmp_path / "spark-sdtm") == files(local_sdtm)
     if cohort == "generated":
-        assert len(result.trial["DM"].rows) == 240
+        assert len(result.trial["DM"].rows) == 200
         assert files(local_sdtm) == {
             name: data for name, data in files(src).items() if name.endswith(".csv")
         }
