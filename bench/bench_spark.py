@@ -17,6 +17,7 @@ docs/performance.md ("One machine or Spark").
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import subprocess
@@ -49,10 +50,8 @@ class PeakMemory:
             total = 0
             try:
                 for proc in [self._me, *self._me.children(recursive=True)]:
-                    try:
+                    with contextlib.suppress(psutil.Error):
                         total += proc.memory_info().rss
-                    except psutil.Error:
-                        pass
             except psutil.Error:
                 pass
             self.peak = max(self.peak, total / 1e6)
