@@ -15,6 +15,7 @@ from adapter.cli.hapi_cmd import hapi
 from adapter.cli.run_cmd import run
 from adapter.cli.studies_cmd import studies
 from adapter.cli.transfer_cmd import pull, push
+from adapter.cli.views_cmd import views
 
 
 @click.group(name="trialfhir")
@@ -23,5 +24,5 @@ def main() -> None:
     """Trial tables (SDTM) <-> FHIR R4: convert, push, pull, analyse."""
 
 
-for command in (run, convert, push, pull, export, analyze, studies, hapi):
+for command in (run, convert, push, pull, export, analyze, studies, views, hapi):
     main.add_command(command)

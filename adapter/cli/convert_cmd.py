@@ -270,8 +270,28 @@ def _nothing_from_fhir(
     help="Refuse an input whose conversion would need more memory than this (estimated: 20x the "
     "SDTM files' size, 2x the FHIR files').",
 )
+@click.option(
+    "--engine",
+    type=click.Choice(["local", "spark"]),
+    default="local",
+    show_default=True,
+    help="spark: map per subject on Apache Spark (the `spark` extra; same output bytes).",
+)
+@click.option(
+    "--spark-master",
+    metavar="URL",
+    default=None,
+    help="With --engine spark: the Spark master (default local[2]; e.g. spark://host:7077).",
+)
 def convert(
-    src: Path, out: Path, target: str, validate: bool, force: bool, max_memory: float
+    src: Path,
+    out: Path,
+    target: str,
+    validate: bool,
+    force: bool,
+    max_memory: float,
+    engine: str = "local",
+    spark_master: str | None = None,
 ) -> None:
     """Convert SRC (SDTM tables or FHIR files) and write the result into DIR, all or nothing.
 
@@ -279,19 +299,83 @@ def convert(
     FHIR -> SDTM writes DIR/<domain>.csv. Bad input exits with 3 and lists every problem; input with
     nothing to convert exits with 12 and says what was read.
     """
+    if spark_master is not None and engine != "spark":
+        raise click.UsageError("--spark-master goes with --engine spark")
     from adapter.sources import detect
 
     source = detect(src, want="sdtm" if target == "fhir" else "fhir")  # --to says what SRC is
     _check_memory(src, source, target, max_memory)  # before anything is read or written
     warnings: list[str] = []
     with staged_folder(out, force=force, command="convert", sources=[src]) as staging, gc_paused():
-        if target == "fhir":
+        if engine == "spark":
+            summary, warnings = _convert_on_spark(src, staging, target, validate, spark_master)
+        elif target == "fhir":
             summary = _sdtm_to_fhir(src, source, staging, validate)
         else:
             summary, warnings = _fhir_to_sdtm(src, source, staging, validate)
     for line in warnings:
         click.echo(line, err=True)
     click.echo(f"{summary} (in {out})")
+
+
+def _convert_on_spark(
+    src: Path, staging: Path, target: str, validate: bool, master: str | None
+) -> tuple[str, list[str]]:
+    """`trialfhir convert --engine spark`: what the local engine's `_sdtm_to_fhir` / `_fhir_to_sdtm`
+    do (same checks, messages, exit codes and files), with the mapping on Spark. Returns the summary
+    line and the warnings.
+
+    Raises:
+        click.UsageError: `--validate` (the R4B models run on the local engine only).
+        CommandError: as the local engine (bad input 3, nothing converted 12).
+    """
+    from adapter.engines.spark import fhir_to_sdtm, sdtm_to_fhir, spark_session
+    from adapter.fhir_files import FhirFileError, ReadStats
+    from adapter.tables import TableError, domain_files, read_trial, write_trial
+
+    if validate:
+        raise click.UsageError("--validate runs on the local engine only: leave out --engine spark")
+    if target == "fhir":
+        try:
+            trial = read_trial(src)
+        except TableError as exc:
+            message = str(exc)
+            if src.is_file() or any(src.glob("*.ndjson")):
+                message += "\n(SRC looks like FHIR files: add --to sdtm to convert them to SDTM)"
+            raise _bad_input(message) from exc
+        rows = sum(len(t.rows) for t in trial.values())
+        if rows == 0:
+            tables = ", ".join(p.name for paths in domain_files(src).values() for p in paths)
+            raise CommandError(
+                f"{src}: nothing to convert: {_count(len(trial), 'table')} read "
+                f"({tables}), all without rows (a header and no rows is an empty domain); "
+                "nothing was written",
+                EXIT_NOTHING_CONVERTED,
+            )
+        counts = sdtm_to_fhir(spark_session(master), trial, staging)
+        summary = f"{rows} rows in {len(trial)} tables -> " + _counts_line(counts, "resources")
+        return summary, []
+    try:
+        result = fhir_to_sdtm(spark_session(master), src)
+    except FhirFileError as exc:
+        message = str(exc)
+        if src.is_dir() and domain_files(src):
+            message += "\n(SRC looks like SDTM tables: leave out --to sdtm to convert them to FHIR)"
+        raise _bad_input(message) from exc
+    trial = result.trial
+    if not any(table.rows for table in trial.values()):
+        stats = ReadStats(files=result.files, resources=result.resources)
+        raise CommandError(
+            _nothing_from_fhir(src, stats, result.unrecognised, {}), EXIT_NOTHING_CONVERTED
+        )
+    warnings: list[str] = []
+    if result.unrecognised:
+        skipped = ", ".join(f"{k} {n}" for k, n in sorted(result.unrecognised.items()))
+        warnings.append(f"warning: resources no SDTM domain comes from, not converted: {skipped}")
+    write_trial(trial, staging)
+    counts = {code: len(table.rows) for code, table in trial.items()}
+    summary = f"{result.resources} resources -> " + _counts_line(counts, "rows")
+    return summary, warnings
 
 
 def _looks_like(src: Path) -> str | None:

@@ -1,0 +1,14 @@
+-- TA: the SQL step over the views sdtm_ta
+SELECT
+  STUDYID,
+  'TA' AS DOMAIN,
+  ARMCD,
+  ARM,
+  TAETORD,
+  ETCD,
+  ELEMENT,
+  EPOCH,
+  TABRANCH,
+  TATRANS
+FROM sdtm_ta
+ORDER BY STUDYID, TAROW

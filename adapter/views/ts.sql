@@ -1,0 +1,15 @@
+-- TS: the SQL step over the views sdtm_ts
+SELECT
+  STUDYID,
+  'TS' AS DOMAIN,
+  TSSEQ,
+  TSGRPID,
+  TSPARMCD,
+  TSPARM,
+  TSVAL,
+  TSVALNF,
+  TSVALCD,
+  TSVCDREF,
+  TSVCDVER
+FROM sdtm_ts
+ORDER BY STUDYID, TSPARMCD, try_cast(TSSEQ AS INT)

@@ -1,0 +1,24 @@
+-- VS: the SQL step over the views sdtm_vs
+SELECT
+  element_at(split(KEY, '/'), 1) AS STUDYID,
+  'VS' AS DOMAIN,
+  element_at(split(KEY, '/'), 2) AS USUBJID,
+  element_at(split(KEY, '/'), 3) AS VSSEQ,
+  VSTESTCD,
+  VSTEST,
+  VSORRES,
+  VSORRESU,
+  VSSTRESC,
+  coalesce(VSSTRESN_TEXT, CAST(VSSTRESN AS STRING)) AS VSSTRESN,
+  coalesce(VSSTRESU_Q, VSSTRESU_TEXT) AS VSSTRESU,
+  VSSTAT,
+  VSREASND,
+  VSPOS,
+  VSLOC,
+  VSBLFL,
+  VSDTC,
+  CAST(VISITNUM AS STRING) AS VISITNUM,
+  VISIT,
+  EPOCH
+FROM sdtm_vs
+ORDER BY USUBJID, try_cast(VSSEQ AS DECIMAL(38, 10)), VSSEQ
