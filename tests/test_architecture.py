@@ -54,8 +54,21 @@ ALLOWED: dict[str, set[str]] = {
         "mappings.errors",
     },
     "adapter.testing": {"mappings.errors"},
+    # the Spark engine: the one split by subject, the pure mappings per partition, the files it reads
+    "adapter.engines": {
+        "adapter",  # the package itself, zipped to ship to a cluster's workers
+        "adapter.fhir_files",
+        "adapter.fhir_json",
+        "adapter.tables",
+        "mappings",
+        "mappings.errors",
+    },
+    # the SQL-on-FHIR ViewDefinitions (package data) and their Pathling runner
+    "adapter.views": {"mappings", "mappings.errors"},
     "adapter.cli": {
         "adapter.analysis",
+        "adapter.engines",
+        "adapter.views",
         "adapter.client",
         "adapter.fhir_files",
         "adapter.sources",
