@@ -13,6 +13,7 @@ from adapter.cli.convert_cmd import _fhir_to_sdtm, _sdtm_to_fhir
 from adapter.engines import ordered_parts, split_by_subject
 from adapter.fhir_files import FhirFileError
 from adapter.fhir_json import dumps
+from adapter.sources import detect
 from adapter.studies import shipped_studies
 from adapter.tables import read_trial, write_trial
 from mappings.sdtm import Table
@@ -64,8 +65,8 @@ def both_ways_local(src: Path, out: Path) -> tuple[Path, Path]:
     fhir, sdtm = out / "local-fhir", out / "local-sdtm"
     fhir.mkdir()
     sdtm.mkdir()
-    _sdtm_to_fhir(src, fhir, validate=False)
-    _fhir_to_sdtm(fhir, sdtm, validate=False)
+    _sdtm_to_fhir(src, detect(src, want="sdtm"), fhir, validate=False)
+    _fhir_to_sdtm(fhir, detect(fhir, want="fhir"), sdtm, validate=False)
     return fhir, sdtm
 
 
