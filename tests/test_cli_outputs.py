@@ -875,13 +875,14 @@ def test_a_symlink_to_the_source_is_the_source(trial: Path, tmp_path: Path) -> N
 
 
 @pytest.mark.parametrize("value", ["nan", "inf", "0", "-1", "soon"])
+@pytest.mark.parametrize("option", ["--timeout", "--deadline"])
 @pytest.mark.parametrize("command", list(SERVER_COMMANDS))
 def test_a_timeout_that_is_not_a_positive_number_of_seconds_is_a_usage_error(
-    value: str, command: str, tmp_path: Path, httpx_mock: HTTPXMock
+    value: str, option: str, command: str, tmp_path: Path, httpx_mock: HTTPXMock
 ) -> None:
     args = SERVER_COMMANDS[command](BASE, tmp_path)
-    line = one_line_error(invoke(*args, "--timeout", value), EXIT_USAGE)
-    assert line == f"Error: --timeout {value!r}: give a number of seconds above 0, e.g. 60"
+    line = one_line_error(invoke(*args, option, value), EXIT_USAGE)
+    assert line == f"Error: {option} {value!r}: give a number of seconds above 0, e.g. 60"
     assert httpx_mock.get_requests() == []
     assert list(tmp_path.iterdir()) == []
 

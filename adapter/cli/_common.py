@@ -276,7 +276,7 @@ def _with_server_options(
         ),
         click.option(
             "--deadline",
-            type=click.FloatRange(min=0, min_open=True),
+            type=SECONDS,
             default=300.0,
             show_default=True,
             help="Seconds one request may take, whole answer included (however slow the server).",

@@ -5,16 +5,17 @@ CI=true they FAIL instead: CI installs the `spark` extra and must run them."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
+from adapter.testing._env import on_ci
+
 
 def unavailable(reason: str) -> None:
     """Fail in CI, skip elsewhere."""
-    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+    if on_ci():
         pytest.fail(f"Spark is required in CI: {reason}", pytrace=False)
     pytest.skip(reason)
 
