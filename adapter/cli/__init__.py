@@ -14,7 +14,8 @@ from adapter.cli.export_cmd import export
 from adapter.cli.hapi_cmd import hapi
 from adapter.cli.run_cmd import run
 from adapter.cli.studies_cmd import studies
-from adapter.cli.transfer_cmd import pull, push
+from adapter.cli.pull_cmd import pull
+from adapter.cli.transfer_cmd import push
 from adapter.cli.views_cmd import views
 
 
