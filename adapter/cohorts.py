@@ -41,11 +41,17 @@ __all__ = [
     "PatientNotFound",
     "PullTimedOut",
     "SearchQuery",
+    "check_includes",
+    "check_patient_ids",
+    "check_types",
+    "group_members",
+    "local_id",
     "parse_search",
     "pull_cohort",
     "pull_group_async",
     "pull_patients_async",
     "pull_searches_async",
+    "read_by_ids",
 ]
 
 log = logging.getLogger("trialfhir.cohorts")
@@ -347,31 +353,66 @@ def _chunks(items: Sequence[str], size: int) -> list[list[str]]:
     return [list(items[i : i + size]) for i in range(0, len(items), size)]
 
 
+async def read_by_ids(
+    client: AsyncFhirClient, resource_type: str, ids: Sequence[str], concurrency: int
+) -> dict[str, JSON]:
+    """The resources of `ids` the server has, by `Type?_id=a,b,...` (50 ids per search, at most
+    `concurrency` at once): id -> resource. Ids it does not have are simply absent.
+
+    Raises:
+        InvalidResponse: an answer holding another type, or a resource without an id.
+    """
+    found: dict[str, JSON] = {}
+
+    async def fetch(group: list[str]) -> None:
+        search = client.search(resource_type).where({"_id": ",".join(group)}).count(len(group))
+        async for resource in search:
+            rid = resource.get("id")
+            if resource.get("resourceType") != resource_type or not isinstance(rid, str):
+                raise InvalidResponse(
+                    f"the server answered a {resource_type} search with a "
+                    f"{resource.get('resourceType')}{'' if isinstance(rid, str) else ' without an id'}"
+                )
+            found[rid] = resource
+
+    await _gathered((fetch(g) for g in _chunks(ids, IDS_PER_QUERY)), concurrency)
+    return found
+
+
+def local_id(reference: Any, base_url: str, resource_type: str) -> str | None:
+    """The id of a reference to a `resource_type` of this server: `Type/id` (a `_history` version
+    allowed) or that URL under `base_url`; None for anything else (another type or server, a
+    contained or `urn:` reference, an identifier alone)."""
+    if not isinstance(reference, str):
+        return None
+    base = base_url.rstrip("/") + "/"
+    path = reference[len(base) :] if reference.startswith(base) else reference
+    parts = path.split("/")
+    if (
+        len(parts) in (2, 4)
+        and parts[0] == resource_type
+        and _ID_RE.fullmatch(parts[1])
+        and (len(parts) == 2 or parts[2] == "_history")
+    ):
+        return parts[1]
+    return None
+
+
 async def _find_patients(
     client: AsyncFhirClient, ids: Sequence[str], collected: _Collected, concurrency: int
 ) -> None:
-    """Every Patient of `ids`, by `Patient?_id=...`; `PatientNotFound` names the positions missing."""
-    found: set[str] = set()
-
-    async def fetch(group: list[str]) -> None:
-        search = client.search("Patient").where({"_id": ",".join(group)}).count(len(group))
-        async for patient in search:
-            if patient.get("resourceType") != "Patient":
-                raise InvalidResponse(
-                    f"the server answered a Patient search with a {patient.get('resourceType')}"
-                )
-            collected.add(patient)
-            found.add(str(patient["id"]))
-
-    await _gathered((fetch(g) for g in _chunks(ids, IDS_PER_QUERY)), concurrency)
+    """Every Patient of `ids`; `PatientNotFound` names the positions missing."""
+    found = await read_by_ids(client, "Patient", ids, concurrency)
+    for pid in ids:
+        if pid in found:
+            collected.add(found[pid])
     missing = [str(n) for n, pid in enumerate(ids, start=1) if pid not in found]
     if missing:
-        shown = ", ".join(missing[:10]) + (
-            f" and {len(missing) - 10} more" if len(missing) > 10 else ""
-        )
+        more = f" and {len(missing) - 10} more" if len(missing) > 10 else ""
         raise PatientNotFound(
             f"{len(missing)} of the {len(ids)} patients asked for are not on the server "
-            f"(patients {shown}, counted from 1 in the order given); nothing was written"
+            f"(--patient {', '.join(missing[:10])}{more}, counted from 1 in the order given); "
+            "nothing was written"
         )
 
 
@@ -533,7 +574,6 @@ def group_members(group: JSON, base_url: str) -> tuple[list[str], dict[str, int]
     `Patient/id` (a `_history` version allowed) or that URL under `base_url`."""
     ids: list[str] = []
     left_out: dict[str, int] = {}
-    base = base_url.rstrip("/") + "/"
     members = group.get("member")
     for member in members if isinstance(members, list) else []:
         entity = member.get("entity") if isinstance(member, dict) else None
@@ -541,17 +581,7 @@ def group_members(group: JSON, base_url: str) -> tuple[list[str], dict[str, int]
         if isinstance(member, dict) and member.get("inactive") is True:
             left_out[LEFT_OUT_INACTIVE] = left_out.get(LEFT_OUT_INACTIVE, 0) + 1
             continue
-        pid = None
-        if isinstance(reference, str):
-            path = reference[len(base) :] if reference.startswith(base) else reference
-            parts = path.split("/")
-            if (
-                len(parts) in (2, 4)
-                and parts[0] == "Patient"
-                and _ID_RE.fullmatch(parts[1])
-                and (len(parts) == 2 or parts[2] == "_history")
-            ):
-                pid = parts[1]
+        pid = local_id(reference, base_url, "Patient")
         if pid is None:
             left_out[LEFT_OUT_NOT_PATIENT] = left_out.get(LEFT_OUT_NOT_PATIENT, 0) + 1
         elif pid not in ids:
