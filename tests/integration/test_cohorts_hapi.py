@@ -166,3 +166,39 @@ def test_search_table_from_hapi_keeps_every_value_as_written(server: str, tmp_pa
     assert conditions[["subject", "test", "code", "date"]].values.tolist() == [
         ["Patient/coh-a", "Diabetes", "44054006", "2015-03"]
     ]
+
+
+def test_study_pull_leaves_out_an_unlinked_event_by_its_true_reason_and_all_events_keeps_it(
+    server: str, tmp_path: Path
+) -> None:
+    from adapter.sources import detect
+    from adapter.transfer import NOT_LINKED, pull_study, push
+    from mappings.identity import SID_USUBJID
+
+    study = Path(__file__).resolve().parents[2] / "adapter" / "studies" / "dalakas1993"
+    with FhirClient(server) as client:
+        push(client, detect(study).resources())
+        (subject,) = (
+            client.search("Patient").where(identifier=f"{SID_USUBJID}|DALAKAS1993-01-001").all()
+        )
+        hospital = loads(
+            b'{"resourceType":"Observation","id":"coh-hospital","status":"final",'
+            b'"code":{"coding":[{"system":"http://loinc.org","code":"29463-7"}]},'
+            b'"valueQuantity":{"value":131.0,"unit":"lb"}}'
+        )
+        hospital["subject"] = {"reference": f"Patient/{subject['id']}"}
+        client.update(hospital)
+    linked = pull_study(server, "DALAKAS1993")
+    assert linked.left_out == {NOT_LINKED: 1}
+    every = pull_study(server, "DALAKAS1993", all_events=True)
+    assert every.left_out == {}
+    extra = {f"{r['resourceType']}/{r['id']}" for r in every.resources} - {
+        f"{r['resourceType']}/{r['id']}" for r in linked.resources
+    }
+    assert extra == {"Observation/coh-hospital"}
+    result = CliRunner().invoke(
+        main, ["pull", "--server", server, "--study", "DALAKAS1993", "--out", str(tmp_path / "s")]
+    )
+    assert result.exit_code == 0, result.output
+    assert f"left out: 1 {NOT_LINKED}" in result.output
+    assert "other studies" not in result.output
