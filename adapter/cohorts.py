@@ -135,7 +135,8 @@ class PullTimedOut(TrialfhirError, TimeoutError):
     def __init__(self, seconds: float) -> None:
         self.seconds = seconds
         super().__init__(
-            f"the pull did not finish within {seconds:g} s (--max-duration); nothing was written"
+            f"the server did not give everything within {seconds:g} s (--max-duration); "
+            "nothing was written"
         )
 
 
