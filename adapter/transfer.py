@@ -12,9 +12,11 @@ followed through its subjects):
 3. for groups of patients, concurrently (bounded): Condition, Specimen, Observation (LB included),
    MedicationAdministration, Procedure, DiagnosticReport and AdverseEvent by `subject`; events are kept
    only when their `workflow-researchStudy` extension points at this study (a patient may be in several
-   studies);
-   the Conditions of the study's patients are kept, and their Specimens when an event of the study
-   refers to them.
+   studies, and have events linked to none), or all of them with `all_events`;
+   the Conditions of the study's patients are kept, and their Specimens when a kept event refers to
+   them (all of them with `all_events`). `PullResult.left_out` counts what was left out, by reason.
+
+Pulls by patients, by a Group or by searches: `adapter.cohorts`.
 """
 
 from __future__ import annotations
@@ -51,6 +53,11 @@ EVENT_TYPES: Final = (
 PATIENT_TYPES: Final = ("Condition", "Specimen")
 
 
+NOT_LINKED: Final = "events linked to no study (no workflow-researchStudy extension)"
+OTHER_STUDY: Final = "events linked to another study (their workflow-researchStudy names it)"
+UNUSED_SPECIMEN: Final = "Specimens no kept event refers to"
+
+
 class StudyNotFound(TrialfhirError, LookupError):
     """The server has no ResearchStudy with the identifier asked for (or has several)."""
 
@@ -84,7 +91,11 @@ class PullResult:
 
     study: JSON
     resources: list[JSON] = field(default_factory=list)
-    skipped_other_studies: int = 0
+    left_out: dict[str, int] = field(default_factory=dict)
+    """What was pulled and left out (reason -> count): `NOT_LINKED`, `OTHER_STUDY`, `UNUSED_SPECIMEN`."""
+
+    def leave_out(self, reason: str) -> None:
+        self.left_out[reason] = self.left_out.get(reason, 0) + 1
 
     @property
     def counts(self) -> dict[str, int]:
@@ -148,6 +159,15 @@ def _links_to(resource: JSON, study_ref: str) -> bool:
     return False
 
 
+def _linked_to_a_study(resource: JSON) -> bool:
+    """Whether the event carries a `workflow-researchStudy` extension at all (an event that does not
+    is linked to no study; one that does, and that `_links_to` refuses, names another study)."""
+    extensions = resource.get("extension")
+    return isinstance(extensions, list) and any(
+        isinstance(ext, dict) and ext.get("url") == EXT_RESEARCH_STUDY for ext in extensions
+    )
+
+
 def _referenced(resource: JSON, key: str) -> list[str]:
     value = resource.get(key)
     refs = value if isinstance(value, list) else [value]
@@ -162,9 +182,11 @@ async def pull_study_async(
     patients_per_query: int = 20,
     page_size: int = 500,
     progress: Callable[[int], None] | None = None,
+    all_events: bool = False,
 ) -> PullResult:
     """Pull the study `study` (`system|value`, or a STUDYID under the project's system) with at most
-    `concurrency` requests in flight.
+    `concurrency` requests in flight. With `all_events`, every event and Specimen of the study's
+    patients is kept, not only those linked to the study.
 
     Raises:
         StudyNotFound: no ResearchStudy (or more than one) carries that identifier.
@@ -222,23 +244,24 @@ async def pull_study_async(
     events: list[JSON] = []
     for rt in EVENT_TYPES:
         for resource in gathered[rt]:
-            if _links_to(resource, study_ref):
+            if all_events or _links_to(resource, study_ref):
                 events.append(resource)
             else:
-                result.skipped_other_studies += 1
+                result.leave_out(OTHER_STUDY if _linked_to_a_study(resource) else NOT_LINKED)
     used_specimens = {ref for e in events for ref in _referenced(e, "specimen")}
     for rt in PATIENT_TYPES:
         for resource in sorted(gathered[rt], key=lambda r: str(r["id"])):
-            if rt == "Specimen" and f"Specimen/{resource['id']}" not in used_specimens:
-                result.skipped_other_studies += 1
+            used = all_events or f"Specimen/{resource['id']}" in used_specimens
+            if rt == "Specimen" and not used:
+                result.leave_out(UNUSED_SPECIMEN)
                 continue
             result.resources.append(resource)
     result.resources.extend(sorted(events, key=lambda r: (r["resourceType"], str(r["id"]))))
     log.info(
-        "pulled study: %d resources (%d types), %d skipped as other studies'",
+        "pulled study: %d resources (%d types), %d left out",
         len(result.resources),
         len(result.counts),
-        result.skipped_other_studies,
+        sum(result.left_out.values()),
     )
     return result
 
@@ -251,6 +274,7 @@ def pull_study(
     concurrency: int = 8,
     client_options: dict[str, Any] | None = None,
     progress: Callable[[int], None] | None = None,
+    all_events: bool = False,
 ) -> PullResult:
     """Synchronous front of `pull_study_async`: opens an `AsyncFhirClient` on `base_url` (with
     `client_options`: auth, timeout, verify, retry, transport), pulls, and writes the resources to the
@@ -258,7 +282,9 @@ def pull_study(
 
     async def run() -> PullResult:
         async with AsyncFhirClient(base_url, **(client_options or {})) as client:
-            return await pull_study_async(client, study, concurrency=concurrency, progress=progress)
+            return await pull_study_async(
+                client, study, concurrency=concurrency, progress=progress, all_events=all_events
+            )
 
     result = asyncio.run(run())
     if out is not None:

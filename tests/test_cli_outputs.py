@@ -532,6 +532,23 @@ SERVER_COMMANDS: dict[str, Callable[[str, Path], list[str | Path]]] = {
     "pull": lambda url, tmp: ["pull", "--server", url, "--study", "X", "--out", tmp / "o"],
     "run": lambda url, tmp: ["run", "--server", url, "--out", tmp / "o"],
     "analyze": lambda url, tmp: ["analyze", "--server", url, "--study", "X", "--out", tmp / "o"],
+    "search": lambda url, tmp: [
+        "search",
+        "Observation?code=x",
+        "--server",
+        url,
+        "--out",
+        tmp / "o.csv",
+    ],
+    "pull-patient": lambda url, tmp: [
+        "pull",
+        "--server",
+        url,
+        "--patient",
+        "p1",
+        "--out",
+        tmp / "o",
+    ],
 }
 
 

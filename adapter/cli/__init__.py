@@ -12,9 +12,11 @@ from adapter.cli.analyze_cmd import analyze
 from adapter.cli.convert_cmd import convert
 from adapter.cli.export_cmd import export
 from adapter.cli.hapi_cmd import hapi
+from adapter.cli.pull_cmd import pull
 from adapter.cli.run_cmd import run
+from adapter.cli.search_cmd import search
 from adapter.cli.studies_cmd import studies
-from adapter.cli.transfer_cmd import pull, push
+from adapter.cli.transfer_cmd import push
 from adapter.cli.views_cmd import views
 
 
@@ -24,5 +26,5 @@ def main() -> None:
     """Trial tables (SDTM) <-> FHIR R4: convert, push, pull, analyse."""
 
 
-for command in (run, convert, push, pull, export, analyze, studies, views, hapi):
+for command in (run, convert, push, pull, search, export, analyze, studies, views, hapi):
     main.add_command(command)

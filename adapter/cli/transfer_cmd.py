@@ -1,7 +1,6 @@
-"""`trialfhir push` and `trialfhir pull`: a trial to a FHIR server, and a study back from one.
+"""`trialfhir push`: a trial to a FHIR server (`trialfhir pull`, the way back: `pull_cmd.py`).
 
     trialfhir push adapter/studies/dalakas1993 --server http://localhost:8080/fhir
-    trialfhir pull --server http://localhost:8080/fhir --study DALAKAS1993 --out pulled/
 
 Exit codes per error class: see adapter/cli/_common.py and docs/cli.md.
 """
@@ -16,13 +15,11 @@ import click
 from adapter.cli._common import (
     EXIT_UNEXPECTED,
     CommandError,
-    check_output_folder,
     client_options,
     exit_code_for,
     progress_bar,
     reported,
     server_options,
-    staged_folder,
     without_credentials,
 )
 
@@ -90,50 +87,3 @@ def push(src: Path, server: str, chunk_size: int, mode: str, **auth: Any) -> Non
     for resource_type, outcomes in sorted(counts.items()):
         listed = ", ".join(f"{k} {n}" for k, n in sorted(outcomes.items()))
         click.echo(f"  {resource_type}: {listed}")
-
-
-@click.command(name="pull")
-@server_options
-@click.option(
-    "--study",
-    required=True,
-    metavar="ID",
-    help="STUDYID, or system|value of the ResearchStudy identifier.",
-)
-@click.option(
-    "--out",
-    required=True,
-    type=click.Path(path_type=Path),
-    help="FHIR folder to write (NDJSON per type).",
-)
-@click.option(
-    "--force",
-    is_flag=True,
-    help="Replace --out when it holds an earlier trialfhir output (and nothing else).",
-)
-@click.option("--concurrency", type=click.IntRange(1, 64), default=8, show_default=True)
-@reported
-def pull(server: str, study: str, out: Path, force: bool, concurrency: int, **auth: Any) -> None:
-    """Pull a study and everything linked to it into a FHIR folder (all or nothing)."""
-    from adapter.fhir_files import write_ndjson
-    from adapter.transfer import pull_study
-
-    options = client_options(**auth)
-    check_output_folder(out, force)  # before asking the server anything
-    with progress_bar(None, "pull") as bar:
-        result = pull_study(
-            server,
-            study,
-            concurrency=concurrency,
-            client_options=options,
-            progress=bar.update,
-        )
-    with staged_folder(out, force=force, command="pull") as staging:
-        write_ndjson(result.resources, staging)
-    click.echo(f"pulled {len(result.resources)} resources into {out}")
-    for resource_type, n in result.counts.items():
-        click.echo(f"  {resource_type}: {n}")
-    if result.skipped_other_studies:
-        click.echo(
-            f"  ({result.skipped_other_studies} resources of the same patients belong to other studies: left out)"
-        )

@@ -151,7 +151,7 @@ def test_pull_finds_every_resource_of_the_study(
     assert result.counts == expected
     ids = [(r["resourceType"], r["id"]) for r in result.resources]
     assert len(ids) == len(set(ids)), "a resource came back twice"
-    assert result.skipped_other_studies == 0
+    assert result.left_out == {}
 
 
 def test_every_pulled_resource_is_taken_by_a_mapping_family(assembled: TrialAssembler) -> None:
