@@ -50,7 +50,12 @@ def patient_resources(seed: str = "p1", observations: int = 3) -> list[JSON]:
                 "subject": {"reference": f"urn:uuid:{pid}"},
                 "encounter": {"reference": f"urn:uuid:{eid}"},
                 "effectiveDateTime": "2020-01-01T10:30:00+00:00",
-                "valueQuantity": {"value": 70 + n, "unit": "kg", "system": "http://unitsofmeasure.org", "code": "kg"},
+                "valueQuantity": {
+                    "value": 70 + n,
+                    "unit": "kg",
+                    "system": "http://unitsofmeasure.org",
+                    "code": "kg",
+                },
             }
         )
     resources.append(
