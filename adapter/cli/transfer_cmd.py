@@ -29,7 +29,7 @@ from adapter.cli._common import (
 from adapter.uploads import MAX_TRANSACTION_ENTRIES
 
 if TYPE_CHECKING:
-    from adapter.uploads import ForeignSummary, Upload
+    from adapter.uploads import ForeignSummary
 
 
 def _with_notes(exc: Exception) -> Exception:
@@ -94,13 +94,21 @@ def push(
     from adapter.client import FhirClient
     from adapter.sources import detect
     from adapter.transfer import push as push_trial
-    from adapter.uploads import read_upload
+    from adapter.uploads import ForeignPlan, Upload, read_upload
 
     options = client_options(**auth)  # a bad key or auth option fails before the source is read
     source = detect(src)
     resources: Upload | Iterable[dict[str, Any]]
     # FHIR files are read and checked whole before the server is asked anything
     resources = read_upload(src) if source.kind == "fhir" else source.resources()
+    if isinstance(resources, Upload) and resources.foreign:
+        ForeignPlan(
+            resources,
+            chunk_size=chunk_size,
+            mode=mode,  # type: ignore[arg-type]
+            keep_ids=keep_ids,
+            max_transaction_entries=max_transaction_entries,
+        ).check()  # every problem, before the server is asked anything
     with FhirClient(server, **options) as client, progress_bar(None, "push") as bar:
         client.capabilities()
         try:
