@@ -8,8 +8,9 @@ The paths (docs/client.md, "Foreign uploads"):
   ``max_transaction_entries``;
 - ``conditional``: the adapter's own resources (an identifier under ``CANONICAL_BASE/sid/``, or the
   project's canonical CodeSystem) keep their conditional, idempotent request (``entry_request``);
-- ``create`` (default for the others): ``POST Type``, the server assigns the id; references between
-  the uploaded resources are rewritten to ``urn:uuid:`` inside a transaction and to the id the server
+- ``create`` (default for the others): ``POST Type``, the server assigns the id (a batch entry's
+  ``ifNoneExist`` is kept: ``create-if-none-exist``); references between the uploaded resources are
+  rewritten to ``urn:uuid:`` inside a transaction and to the id the server
   assigned (its answer's ``location``) across transactions, in dependency order;
 - ``update-by-id`` (only with ``keep_ids``): ``PUT Type/id``, which can overwrite what others stored.
 
@@ -65,7 +66,7 @@ __all__ = [
 ]
 
 JSON = dict[str, Any]
-UploadPath = Literal["as-is", "conditional", "create", "update-by-id"]
+UploadPath = Literal["as-is", "conditional", "create", "create-if-none-exist", "update-by-id"]
 
 MAX_TRANSACTION_ENTRIES = 10_000
 """Entries of one transaction that cannot be split (``urn:uuid:`` references tie them together) or of a
@@ -128,6 +129,9 @@ class UploadItem:
     resource: JSON
     where: str
     full_url: str | None = None
+    if_none_exist: str | None = None
+    """The ``ifNoneExist`` of its batch entry's ``POST`` (Synthea's hospitals and practitioners): kept,
+    so the resource is created only when nothing matches it."""
 
     @property
     def own(self) -> bool:
@@ -270,7 +274,13 @@ def _take_bundle(bundle: JSON, where: str, upload: Upload, problems: list[str], 
             _take_bundle(resource, place, upload, problems, level + 1)
             continue
         url = entry.get("fullUrl")
-        upload.items.append(UploadItem(resource, place, url if isinstance(url, str) else None))
+        request = _request_of(entry)
+        condition = request.get("ifNoneExist")
+        if str(request.get("method", "")).upper() != "POST" or not isinstance(condition, str):
+            condition = None
+        upload.items.append(
+            UploadItem(resource, place, url if isinstance(url, str) else None, condition or None)
+        )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -335,12 +345,15 @@ class _Index:
 
     def __init__(self, items: Sequence[UploadItem], problems: list[str]) -> None:
         self.keys: dict[str, int] = {}
+        self.conditions: dict[str, int] = {}
         self.identifiers: dict[tuple[str, str, str], int | None] = {}
         for index, item in enumerate(items):
             rid = item.resource.get("id")
             own_keys = [item.full_url] if item.full_url else []
             if isinstance(rid, str) and rid:
                 own_keys.append(f"{item.resource_type}/{rid}")
+            if item.if_none_exist:
+                self.conditions.setdefault(f"{item.resource_type}?{item.if_none_exist}", index)
             for key in dict.fromkeys(own_keys):
                 seen = self.keys.setdefault(key, index)
                 if seen != index:
@@ -362,7 +375,8 @@ class _Index:
             head = reference.split("/_history/", 1)[0]
             found = self.keys.get(head)
             if found is None and _RELATIVE.fullmatch(head) is None and "?" in reference:
-                match = _CONDITIONAL.fullmatch(reference)
+                found = self.conditions.get(reference)
+                match = _CONDITIONAL.fullmatch(reference) if found is None else None
                 token = _token(match["token"]) if match else None
                 if match and token:
                     found = self.identifiers.get((match["type"], *token))
@@ -581,7 +595,8 @@ class ForeignSummary(UploadSummary):
     references."""
 
     paths: Counter[str] = field(default_factory=Counter)
-    """Entries per path: ``as-is``, ``conditional``, ``create``, ``update-by-id``."""
+    """Entries per path: ``as-is``, ``conditional``, ``create``, ``create-if-none-exist`` (a batch
+    entry's ``ifNoneExist`` kept), ``update-by-id``."""
     references_rewritten: int = 0
     """References to another uploaded resource, rewritten to its ``urn:uuid:`` or its new id."""
     references_outside: int = 0
@@ -655,7 +670,9 @@ class ForeignPlan:
     def path_of(self, item: UploadItem) -> UploadPath:
         if item.own:
             return "conditional"
-        return "update-by-id" if self.keep_ids else "create"
+        if self.keep_ids:
+            return "update-by-id"
+        return "create-if-none-exist" if item.if_none_exist else "create"
 
     def check(self) -> None:
         """Check everything and decide the order, before the first write.
@@ -783,7 +800,7 @@ class ForeignPlan:
         for position in chunk:
             item = items[position]
             path = self.path_of(item)
-            if path == "create":
+            if path.startswith("create"):
                 urls[position] = f"urn:uuid:{self._new_uuid()}"
             elif path == "update-by-id":
                 urls[position] = full_url(item.resource, self.base_url)
@@ -816,9 +833,11 @@ class ForeignPlan:
                 assert isinstance(request, dict)  # checked
                 entry = {"fullUrl": own_urls[position], "resource": resource, "request": request}
                 entries.append(entry)
-            elif path == "create":
+            elif path.startswith("create"):
                 body = {k: v for k, v in resource.items() if k != "id"}
                 request = {"method": "POST", "url": item.resource_type}
+                if item.if_none_exist:
+                    request["ifNoneExist"] = item.if_none_exist
                 entries.append({"fullUrl": urls[position], "resource": body, "request": request})
             else:
                 request = {"method": "PUT", "url": f"{item.resource_type}/{resource['id']}"}
@@ -838,9 +857,9 @@ class ForeignPlan:
                 match = _RELATIVE.search((location or "").split("/_history/", 1)[0])
                 if match is not None:
                     self._address[position] = f"{match['type']}/{match['id']}"
-                elif self.path_of(self.upload.items[position]) == "create" and self._needed(
-                    position
-                ):
+                elif self.path_of(self.upload.items[position]).startswith(
+                    "create"
+                ) and self._needed(position):
                     problems.append(
                         f"entry {offset} ({self.upload.items[position].resource_type}): no location, "
                         "and resources still to send refer to it"

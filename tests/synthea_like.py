@@ -1,6 +1,6 @@
 """Hand-written FHIR as Synthea writes it (no fetched file): a patient's transaction Bundle whose entries
 refer to each other by `urn:uuid:` fullUrls and to a hospital by a conditional reference, the hospital's
-own transaction Bundle (`ifNoneExist`), and the same data as a Bulk Data NDJSON folder."""
+batch Bundle (`POST` with `ifNoneExist`), and the same data as a Bulk Data NDJSON folder."""
 
 from __future__ import annotations
 
@@ -113,15 +113,23 @@ def hospital_transaction(seed: str = "p1") -> JSON:
     }
 
 
-def synthea_folder(folder: Path, seed: str = "p1", observations: int = 3) -> Path:
-    """A folder as Synthea's `fhir/` output: the patient's Bundle (its name sorts first) and the
-    hospital's."""
+def hospital_batch(seed: str = "p1") -> JSON:
+    """The hospital as Synthea writes `hospitalInformation*.json` with transaction Bundles on: a batch
+    Bundle whose entries are conditional creates (`POST` with `ifNoneExist`)."""
+    return {**hospital_transaction(seed), "type": "batch"}
+
+
+def synthea_folder(
+    folder: Path, seed: str = "p1", observations: int = 3, hospital: JSON | None = None
+) -> Path:
+    """A folder as Synthea's `fhir/` output: the patient's transaction Bundle (its name sorts first)
+    and the hospital's Bundle (`hospital_batch` unless another is given)."""
     folder.mkdir(parents=True, exist_ok=True)
     (folder / f"Ann_{seed}.json").write_text(
         json.dumps(transaction(patient_resources(seed, observations))), encoding="utf-8"
     )
     (folder / f"hospitalInformation_{seed}.json").write_text(
-        json.dumps(hospital_transaction(seed)), encoding="utf-8"
+        json.dumps(hospital or hospital_batch(seed)), encoding="utf-8"
     )
     return folder
 

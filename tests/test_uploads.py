@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from synthea_like import (
     SYNTHEA,
+    hospital_batch,
     hospital_transaction,
     ndjson_folder,
     patient_resources,
@@ -106,25 +107,36 @@ def test_a_trials_own_transaction_bundle_is_read_as_its_resources(tmp_path: Path
 
 def test_a_synthea_folder_is_read_as_transaction_bundles_kept_whole(tmp_path: Path) -> None:
     upload = read_upload(synthea_folder(tmp_path / "fhir"))
-    assert upload.foreign and not upload.items
-    assert [Path(t.where).name for t in upload.transactions] == [
-        "Ann_p1.json",
-        "hospitalInformation_p1.json",
-    ]
+    assert upload.foreign
+    assert [Path(t.where).name for t in upload.transactions] == ["Ann_p1.json"]
     assert upload.transactions[0].bundle == transaction(patient_resources("p1"))
+    (hospital,) = upload.items  # the batch's entry, with its conditional create
+    assert hospital.if_none_exist == f"identifier={SYNTHEA}|hospital-p1"
+    assert hospital.where == f"{tmp_path / 'fhir' / 'hospitalInformation_p1.json'}, Bundle entry 1"
 
 
 # --- transaction Bundles as they are ----------------------------------------------------------
 
 
-def test_a_transaction_bundle_is_sent_as_it_is_hospital_first(tmp_path: Path) -> None:
+def test_a_transaction_bundle_is_sent_as_it_is_after_the_hospital_batch(tmp_path: Path) -> None:
     plan = ForeignPlan(read_upload(synthea_folder(tmp_path / "fhir")), chunk_size=50)
     sent = run(plan)
-    assert sent[0] == hospital_transaction("p1")  # its conditional reference needs it first
+    (hospital,) = sent[0]["entry"]
+    source = hospital_batch("p1")["entry"][0]
+    assert hospital["request"] == source["request"]  # POST with the source's ifNoneExist
+    assert hospital["resource"] == {k: v for k, v in source["resource"].items() if k != "id"}
     assert sent[1] == transaction(patient_resources("p1"))  # fullUrls, requests, urn:uuid intact
-    assert plan.summary.paths == {"as-is": 7}
+    assert plan.summary.paths == {"as-is": 6, "create-if-none-exist": 1}
     assert plan.summary.sent_whole == []
-    assert not plan.idempotent  # Synthea's POSTs: re-running would create them again
+    assert not plan.idempotent  # the patient's POSTs: re-running would create them again
+
+
+def test_transaction_bundles_go_after_those_their_references_need(tmp_path: Path) -> None:
+    folder = synthea_folder(tmp_path / "fhir", hospital=hospital_transaction("p1"))
+    plan = ForeignPlan(read_upload(folder), chunk_size=50)
+    sent = run(plan)
+    assert sent == [hospital_transaction("p1"), transaction(patient_resources("p1"))]
+    assert plan.summary.paths == {"as-is": 7}
 
 
 def test_a_transaction_is_split_only_where_no_reference_crosses() -> None:

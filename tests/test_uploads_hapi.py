@@ -37,8 +37,9 @@ def created_patient(client: FhirClient, seed: str) -> JSON:
 def test_a_synthea_transaction_bundle_is_pushed_as_it_is_and_its_references_resolve(
     hapi_clean_base_url: str, tmp_path: Path
 ) -> None:
-    output = push(hapi_clean_base_url, synthea_folder(tmp_path / "fhir", "syn1", observations=4))
-    assert "paths: 8 in transaction Bundles sent as they are" in output
+    folder = synthea_folder(tmp_path / "fhir", "syn1", observations=4)
+    output = push(hapi_clean_base_url, folder)
+    assert "paths: 7 in transaction Bundles sent as they are, 1 created unless" in output
     with FhirClient(hapi_clean_base_url) as client:
         patient = created_patient(client, "syn1")
         observations = client.search("Observation").where(subject=f"Patient/{patient['id']}").all()
@@ -51,6 +52,11 @@ def test_a_synthea_transaction_bundle_is_pushed_as_it_is_and_its_references_reso
         # the conditional reference to the hospital (sent first) resolved too
         organization = client.read(*encounters[0]["serviceProvider"]["reference"].split("/"))
         assert organization["identifier"][0]["value"] == "hospital-syn1"
+    # again: the hospital's conditional create matches (no second Organization, so the patient
+    # Bundle's conditional reference still resolves); Synthea's plain POSTs create a second patient
+    again = push(hapi_clean_base_url, folder)
+    assert "Organization: unchanged 1" in again
+    assert "Patient: created 1" in again
 
 
 def test_an_ndjson_folder_is_created_with_server_ids_and_consistent_references(

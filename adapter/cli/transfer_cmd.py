@@ -140,6 +140,7 @@ def push(
 PATH_NAMES = {
     "conditional": "conditional on the adapter's identifiers",
     "create": "created, ids assigned by the server",
+    "create-if-none-exist": "created unless the server holds a match (their batch's ifNoneExist)",
     "update-by-id": "written with their own ids (--keep-ids)",
     "as-is": "in transaction Bundles sent as they are",
 }
