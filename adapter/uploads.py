@@ -682,6 +682,8 @@ class ForeignPlan:
         """
         problems: list[str] = []
         items = self.upload.items
+        self.summary = ForeignSummary(outcomes_skipped=self.upload.outcomes_skipped)
+        self._targets, self._parts = [], []  # a second check starts afresh
         index = _Index(items, problems)
         edges: dict[int, list[int]] = {}
         for position, item in enumerate(items):

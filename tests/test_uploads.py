@@ -421,6 +421,15 @@ def test_pack_never_cuts_a_group() -> None:
     assert pack([], 3) == []
 
 
+def test_checking_twice_counts_once() -> None:
+    plan = ForeignPlan(upload_of(bulk_order()), chunk_size=50)
+    plan.check()
+    plan.check()
+    (bundle,) = run(plan)
+    assert len(bundle["entry"]) == 6
+    assert plan.summary.references_rewritten == 9
+
+
 def test_an_upload_of_nothing_sends_nothing() -> None:
     plan = ForeignPlan(Upload(), chunk_size=5)
     plan.check()
