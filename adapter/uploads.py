@@ -79,6 +79,7 @@ OWN_CANONICALS = f"{CANONICAL_BASE}/"
 _ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 _RELATIVE = re.compile(r"(?P<type>[A-Z][A-Za-z]{1,63})/(?P<id>[A-Za-z0-9\-.]{1,64})")
 _CONDITIONAL = re.compile(r"(?P<type>[A-Z][A-Za-z]{1,63})\?identifier=(?P<token>[^&]+)")
+_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH"})
 
 
@@ -340,8 +341,10 @@ def _token(text: str) -> tuple[str, str] | None:
 
 
 class _Index:
-    """Which uploaded resource a reference points at: by an entry's ``fullUrl``, by ``Type/id``, or a
-    conditional ``Type?identifier=system|value`` matching exactly one resource's identifier."""
+    """Which uploaded resource a reference points at: by an entry's ``fullUrl``, by ``Type/id`` (and
+    ``urn:uuid:<id>`` for a resource read without a fullUrl whose id is a UUID: NDJSON written with
+    Synthea's references), by a batch entry's ``Type?ifNoneExist``, or a conditional
+    ``Type?identifier=system|value`` matching exactly one resource's identifier."""
 
     def __init__(self, items: Sequence[UploadItem], problems: list[str]) -> None:
         self.keys: dict[str, int] = {}
@@ -352,6 +355,8 @@ class _Index:
             own_keys = [item.full_url] if item.full_url else []
             if isinstance(rid, str) and rid:
                 own_keys.append(f"{item.resource_type}/{rid}")
+                if item.full_url is None and _UUID.fullmatch(rid):
+                    own_keys.append(f"urn:uuid:{rid}")  # NDJSON has no fullUrl: the id is the uuid
             if item.if_none_exist:
                 self.conditions.setdefault(f"{item.resource_type}?{item.if_none_exist}", index)
             for key in dict.fromkeys(own_keys):

@@ -311,6 +311,16 @@ def test_a_collection_bundles_urn_uuid_references_are_followed(tmp_path: Path) -
     assert plan.summary.references_conditional == 1  # the hospital, not in the upload
 
 
+def test_urn_uuid_references_in_ndjson_point_at_the_resource_with_that_id() -> None:
+    resources = patient_resources("n", 1)  # Synthea's urn:uuid references, read as NDJSON lines
+    plan = ForeignPlan(upload_of(resources), chunk_size=2)
+    sent = run(plan)
+    assert [b["entry"][0]["resource"]["resourceType"] for b in sent] == ["Patient", "Observation"]
+    assert sent[0]["entry"][1]["resource"]["subject"]["reference"] == sent[0]["entry"][0]["fullUrl"]
+    assert sent[1]["entry"][0]["resource"]["subject"] == {"reference": "Patient/srv-1"}
+    assert plan.summary.references_outside == 0
+
+
 def test_a_conditional_reference_to_an_uploaded_resource_is_rewritten() -> None:
     hospital = hospital_transaction("h")["entry"][0]["resource"]
     patient = patient_resources("h", 0)
