@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from synthea_like import SYNTHEA, ndjson_folder, patient_resources, synthea_folder
+from synthea_like import SYNTHEA, ndjson_folder, patient_resources, synthea_folder, transaction
 
 from adapter.cli import main
 from adapter.client import FhirClient, token
@@ -93,3 +93,22 @@ def test_keep_ids_writes_the_resources_under_their_own_ids(
         assert len(observations) == 2
     again = push(hapi_clean_base_url, folder, "--keep-ids")  # PUT by id: safe to repeat
     assert "created" not in again
+
+
+def test_a_transaction_of_two_patients_is_split_between_them_and_both_resolve(
+    hapi_clean_base_url: str, tmp_path: Path
+) -> None:
+    folder = tmp_path / "two"
+    folder.mkdir()
+    both = transaction(patient_resources("two-a", 2) + patient_resources("two-b", 2))
+    for entry in both["entry"]:
+        entry["resource"].pop("serviceProvider", None)  # no hospital in this upload
+    (folder / "two.json").write_text(json.dumps(both), encoding="utf-8")
+    output = push(hapi_clean_base_url, folder, "--chunk-size", "5")
+    assert "sent in 2 transaction(s)" in output  # cut between the two patients
+    assert "sent whole" not in output  # each patient's 5 entries fit a transaction of 5
+    with FhirClient(hapi_clean_base_url) as client:
+        for seed in ("two-a", "two-b"):
+            patient = created_patient(client, seed)
+            found = client.search("Observation").where(subject=f"Patient/{patient['id']}").all()
+            assert len(found) == 2

@@ -152,7 +152,7 @@ def push_notes(summary: ForeignSummary) -> list[str]:
     notes: list[str] = []
     if set(summary.paths) - {"conditional"}:
         paths = ", ".join(f"{n} {PATH_NAMES[p]}" for p, n in sorted(summary.paths.items()) if n)
-        notes.append(f"paths: {paths}")
+        notes.append(f"paths: {paths}; sent in {summary.bundles} transaction(s)")
     if summary.references_rewritten:
         notes.append(
             f"{summary.references_rewritten} references between uploaded resources rewritten "
