@@ -23,14 +23,31 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Final
 
 from adapter.bundles import TransactionMode
-from adapter.client import AsyncFhirClient, FhirClient, InvalidResponse, UploadSummary, token
+from adapter.client import (
+    AsyncFhirClient,
+    FhirClient,
+    FhirError,
+    FhirHttpError,
+    InvalidResponse,
+    TransactionFailed,
+    TransactionResponseMismatch,
+    token,
+)
 from adapter.fhir_files import write_ndjson
+from adapter.uploads import (
+    MAX_TRANSACTION_ENTRIES,
+    ForeignPlan,
+    ForeignSummary,
+    Upload,
+    is_own,
+    upload_of,
+)
 from mappings.errors import ExitCode, TrialfhirError
 from mappings.identity import SID_STUDY
 from mappings.terminology import EXT_RESEARCH_STUDY
@@ -67,22 +84,96 @@ class StudyNotFound(TrialfhirError, LookupError):
 
 def push(
     client: FhirClient,
-    resources: Iterable[JSON],
+    resources: Iterable[JSON] | Upload,
     *,
     chunk_size: int = 50,
     mode: TransactionMode = "conditional-update",
+    keep_ids: bool = False,
+    max_transaction_entries: int = MAX_TRANSACTION_ENTRIES,
     progress: Callable[[int], None] | None = None,
-) -> UploadSummary:
-    """Write a trial's resources to the server as transactions of `chunk_size` conditional entries,
-    in reference order. Pushing the same trial twice creates nothing new. A folder's resources come
-    from `adapter.sources` (`detect(path).resources()`).
+) -> ForeignSummary:
+    """Write resources to the server as transactions of `chunk_size` entries. The adapter's own
+    resources (a trial's: `adapter.sources`, `detect(path).resources()`) go as conditional entries in
+    their order, so pushing the same trial twice creates nothing new. An `Upload` (`adapter.uploads.
+    read_upload`: FHIR files, whatever wrote them) or resources of others take the foreign paths
+    (`adapter.uploads`, docs/client.md "Foreign uploads"): transaction Bundles as they are, the other
+    resources created with ids the server assigns (`keep_ids`: `PUT Type/id` with their own ids,
+    which can overwrite what others stored), references rewritten, in dependency order.
 
     The whole input is read and checked before the first request is sent (every table of an SDTM
-    folder, every line of FHIR files, every resource for what `mode` needs), so bad input uploads
-    nothing. A transaction that fails leaves the chunks before it committed (each is atomic); the
-    error says which chunks were committed, and re-running the push completes the job.
+    folder, every line of FHIR files, every resource for what its path needs), so bad input uploads
+    nothing. A transaction that fails leaves the ones before it committed (each is atomic); the
+    error says which were committed, and whether re-running the push completes the job.
     """
-    return client.upload(resources, chunk_size=chunk_size, mode=mode, progress=progress)
+    if isinstance(resources, Upload):
+        upload: Upload | None = resources if resources.foreign else None
+        own: Iterable[JSON] = [item.resource for item in resources.items]
+    else:
+        own = list(resources) if isinstance(resources, Iterator) else resources
+        foreign = any(not (isinstance(r, dict) and is_own(r)) for r in own)
+        upload = upload_of(own) if foreign else None
+    if upload is None:
+        done = client.upload(own, chunk_size=chunk_size, mode=mode, progress=progress)
+        summary = ForeignSummary(counts=done.counts, bundles=done.bundles, failed=done.failed)
+        summary.paths["conditional"] = sum(sum(c.values()) for c in done.counts.values())
+        return summary
+    plan = ForeignPlan(
+        upload,
+        chunk_size=chunk_size,
+        mode=mode,
+        keep_ids=keep_ids,
+        base_url=client.base_url,
+        max_transaction_entries=max_transaction_entries,
+    )
+    plan.check()
+    for step in plan.steps():
+        try:
+            result = client.transaction(step.bundle)
+        except FhirError as exc:
+            failure = _interrupted(plan, exc)
+            if failure is exc:
+                raise
+            raise failure from exc
+        problems = plan.done(result)
+        if problems:
+            current = (
+                f"transaction {plan.step + 1} was committed, but what comes next cannot be sent"
+            )
+            raise TransactionResponseMismatch(
+                problems, chunk=plan.step, completed=plan.summary, committed=plan.committed(current)
+            )
+        log.info("push: transaction %d, %d entries, %s", plan.step + 1, step.size, result.counts())
+        if progress is not None:
+            progress(plan.sent)
+    return plan.summary
+
+
+def _interrupted(plan: ForeignPlan, exc: FhirError) -> Exception:
+    """The error to raise when sending the current transaction failed: what was committed before it,
+    what became of it, whether re-running is safe (as `client.upload` says it)."""
+    number = plan.step + 1
+    if isinstance(exc, TransactionFailed):
+        return TransactionFailed(
+            exc.status,
+            outcome=exc.outcome,
+            failed_entries=exc.failed_entries,
+            chunk=plan.step,
+            completed=plan.summary,
+            committed=plan.committed(
+                f"transaction {number} was rolled back (a transaction is all or nothing)"
+            ),
+        )
+    if isinstance(exc, TransactionResponseMismatch):
+        current = f"the server says transaction {number} was committed too, but its answer cannot be trusted"
+        return TransactionResponseMismatch(
+            exc.problems, chunk=plan.step, completed=plan.summary, committed=plan.committed(current)
+        )
+    if isinstance(exc, FhirHttpError):
+        current = f"transaction {number} was refused"
+    else:
+        current = f"transaction {number} may or may not have been committed (no answer)"
+    exc.add_note(plan.committed(current))
+    return exc
 
 
 @dataclass

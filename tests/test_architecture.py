@@ -39,10 +39,19 @@ ALLOWED: dict[str, set[str]] = {
         "mappings",
         "mappings.errors",
     },
+    # foreign uploads: each resource's path, references, dependency order, transactions split
+    "adapter.uploads": {
+        "adapter.bundles",
+        "adapter.fhir_files",
+        "adapter.fhir_json",
+        "mappings",
+        "mappings.errors",
+    },
     "adapter.transfer": {
         "adapter.bundles",
         "adapter.client",
         "adapter.fhir_files",
+        "adapter.uploads",
         "mappings",
         "mappings.errors",
     },
@@ -92,6 +101,7 @@ ALLOWED: dict[str, set[str]] = {
         "adapter.tables",
         "adapter.testing",
         "adapter.transfer",
+        "adapter.uploads",
         "adapter.validation",
         "mappings.errors",
         "mappings",

@@ -354,12 +354,14 @@ def test_push_of_a_fhir_folder_with_a_bad_last_line_sends_nothing(
     result = runner.invoke(main, ["push", str(folder), "--server", server.base])
     assert result.exit_code == EXIT_BAD_INPUT, result.output
     assert f"{last}, line" in result.output
-    assert [r.method for r in server.requests] == ["GET"]  # metadata only: no transaction
+    assert [r.method for r in server.requests] == []  # FHIR files are checked before connecting
 
 
-def test_push_of_resources_without_a_business_identifier_lists_them_and_sends_nothing(
+def test_push_of_resources_without_the_adapters_identifiers_creates_them_and_says_so(
     runner: CliRunner, tmp_path: Path, server: FaultServer
 ) -> None:
+    """Resources of others never go the conditional path (it needs the adapter's identifiers): they
+    are created, and the summary says which path each took (tests/test_cli_push_foreign.py)."""
     folder = tmp_path / "fhir"
     folder.mkdir()
     lines = [
@@ -368,12 +370,16 @@ def test_push_of_resources_without_a_business_identifier_lists_them_and_sends_no
         {"resourceType": "Observation", "id": "c", "status": "final"},
     ]
     (folder / "mixed.ndjson").write_text("".join(json.dumps(r) + "\n" for r in lines))
+    server.route("POST", "/fhir", transaction_answer())
     result = runner.invoke(main, ["push", str(folder), "--server", server.base])
-    assert result.exit_code == EXIT_BAD_INPUT, result.output
-    assert "2 resource(s) cannot be written as conditional-update" in result.output
-    assert "resource 1 (Patient)" in result.output
-    assert "resource 2 (Observation)" in result.output
-    assert [r.method for r in server.requests] == ["GET"]
+    assert result.exit_code == 0, result.output
+    assert "paths: 3 created, ids assigned by the server" in result.output
+    sent = json.loads(next(r for r in server.requests if r.method == "POST").body)
+    assert [e["request"] for e in sent["entry"]] == [
+        {"method": "POST", "url": "Patient"},
+        {"method": "POST", "url": "Patient"},
+        {"method": "POST", "url": "Observation"},
+    ]
 
 
 def answers_by_call(*behaviours: Behaviour) -> Behaviour:

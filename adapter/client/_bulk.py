@@ -36,6 +36,7 @@ from ._errors import FhirTimeout, InvalidResponse, Issue, parse_issues
 
 __all__ = [
     "DEFAULT_MAX_WAIT",
+    "MAX_MANIFEST_PAGES",
     "NDJSON",
     "ExportFile",
     "ExportLevel",
@@ -47,6 +48,7 @@ __all__ = [
     "FileCheck",
     "InvalidExportFile",
     "InvalidManifest",
+    "ManifestPages",
     "TokenHostRefused",
     "check_ndjson",
     "parse_manifest",
@@ -441,7 +443,10 @@ def parse_manifest(body: Mapping[str, Any]) -> ExportManifest:
     if isinstance(links, list) and any(
         isinstance(link, dict) and link.get("relation") == "next" for link in links
     ):
-        problems.append("a paged manifest (link next) is not supported: its files would be lost")
+        problems.append(
+            "a manifest page (link next) read alone: its other pages' files would be lost "
+            "(ManifestPages puts them together)"
+        )
     files: list[ExportFile] = []
     numbers: dict[str, int] = {}
     for kind in ("output", "error", "deleted"):
@@ -487,6 +492,85 @@ def parse_manifest(body: Mapping[str, Any]) -> ExportManifest:
         raise InvalidManifest(problems)
     assert isinstance(transaction_time, str) and isinstance(request, str)
     return ExportManifest(transaction_time, request, bool(requires), tuple(files), dict(body))
+
+
+MAX_MANIFEST_PAGES = 1000
+"""Pages of one manifest (``link`` with relation ``next``) followed before the manifest is refused."""
+
+_FILE_KINDS = ("output", "error", "deleted")
+
+
+class ManifestPages:
+    """A manifest the server gives in pages (each page's ``link`` with relation ``next`` names the
+    next one, as the Bulk Data IG's partial manifests do): the pages' ``output``, ``error`` and
+    ``deleted`` files put together into one manifest, at most ``max_pages`` pages, no link twice.
+
+        pages = ManifestPages(status_url)
+        link = pages.add(first_page)          # None: that was the last page
+        ...                                   # GET each link (a 202 there: poll it like the status URL)
+        manifest = parse_manifest(pages.merged())
+    """
+
+    def __init__(self, first_url: str, max_pages: int = MAX_MANIFEST_PAGES) -> None:
+        if max_pages < 1:
+            raise ValueError("max_pages must be at least 1")
+        self.max_pages = max_pages
+        self.pages: list[dict[str, Any]] = []
+        self._seen = {first_url}
+
+    def add(self, page: Mapping[str, Any]) -> str | None:
+        """Keep a page; its ``next`` link (as the server wrote it: the caller checks its origin), or
+        None for the last page.
+
+        Raises:
+            InvalidManifest: ``link`` is not an array of objects, a ``next`` without a URL or more
+                than one, a link already followed, more than ``max_pages`` pages.
+        """
+        self.pages.append(dict(page))
+        links = page.get("link", [])
+        if not isinstance(links, list) or not all(isinstance(link, dict) for link in links):
+            raise InvalidManifest([f"page {len(self.pages)}: link: not an array of objects"])
+        following = [link.get("url") for link in links if link.get("relation") == "next"]
+        if not following:
+            return None
+        if len(following) > 1 or not isinstance(following[0], str) or not following[0]:
+            raise InvalidManifest([f"page {len(self.pages)}: link next: not one URL"])
+        url = following[0]
+        if url in self._seen:
+            raise InvalidManifest([f"page {len(self.pages)}: link next: a page already read"])
+        if len(self.pages) >= self.max_pages:
+            raise InvalidManifest([f"more than {self.max_pages} manifest pages"])
+        self._seen.add(url)
+        return url
+
+    def merged(self) -> dict[str, Any]:
+        """One manifest: the first page without its ``link``, with every page's files in order
+        (a single page comes back as it was). Pages that disagree on ``transactionTime`` or
+        ``requiresAccessToken`` are refused (InvalidManifest): they are not one export."""
+        first = {k: v for k, v in self.pages[0].items() if k != "link"}
+        if len(self.pages) == 1:
+            return first
+        problems: list[str] = []
+        for number, page in enumerate(self.pages[1:], start=2):
+            for key in ("transactionTime", "requiresAccessToken"):
+                if page.get(key) != first.get(key):
+                    problems.append(f"page {number}: {key} differs from page 1's")
+        for kind in _FILE_KINDS:
+            combined: list[Any] = []
+            present = False
+            for number, page in enumerate(self.pages, start=1):
+                if kind not in page:
+                    continue
+                present = True
+                if not isinstance(page[kind], list):
+                    problems.append(f"page {number}: {kind}: not an array")
+                    continue
+                combined.extend(page[kind])
+            if present:
+                first[kind] = combined
+        if problems:
+            raise InvalidManifest(problems)
+        return first
 
 
 def _is_http_url(text: str) -> bool:

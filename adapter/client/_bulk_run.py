@@ -35,6 +35,7 @@ from mappings.errors import ExitCode, TrialfhirError
 from ._auth import _OriginBoundAuth
 from ._bulk import (
     DEFAULT_MAX_WAIT,
+    MAX_MANIFEST_PAGES,
     MAX_RETRY_AFTER,
     ExportFile,
     ExportManifest,
@@ -43,6 +44,7 @@ from ._bulk import (
     ExportTooLarge,
     FileCheck,
     InvalidExportFile,
+    ManifestPages,
     PollClock,
     cancel_spec,
     check_ndjson,
@@ -383,6 +385,7 @@ class BulkExport:
         self.concurrency = concurrency
         self.max_wait = max_wait
         self.max_poll_interval = max_poll_interval
+        self.max_manifest_pages = MAX_MANIFEST_PAGES
         self.idle_timeout = idle_timeout
         self.allowed = parse_origins(allow_token_hosts)
         auth = client._http.auth
@@ -420,11 +423,18 @@ class BulkExport:
         checked_url(self._core, job.status_url, self.allowed, "status URL")
         clock = PollClock(self.max_wait, self._clock(), self.max_poll_interval)
         spec = status_spec(job.status_url)
+        pages = ManifestPages(job.status_url, self.max_manifest_pages)
         while True:
             response = self.client._send(spec)
             answer = interpret_status(self._core, response, spec, clock)
             if not isinstance(answer, ExportPending):
-                manifest = parse_manifest(answer)
+                link = pages.add(answer)
+                if link is not None:  # a paged manifest: its next page, polled like the status
+                    spec = status_spec(
+                        str(checked_url(self._core, link, self.allowed, "next link"))
+                    )
+                    continue
+                manifest = parse_manifest(pages.merged())
                 self.folder.keep_manifest(manifest)
                 self.events.complete(manifest)
                 return manifest
@@ -612,6 +622,7 @@ class AsyncBulkExport:
         self.concurrency = concurrency
         self.max_wait = max_wait
         self.max_poll_interval = max_poll_interval
+        self.max_manifest_pages = MAX_MANIFEST_PAGES
         self.idle_timeout = idle_timeout
         self.allowed = parse_origins(allow_token_hosts)
         auth = client._http.auth
@@ -645,11 +656,18 @@ class AsyncBulkExport:
         checked_url(self._core, job.status_url, self.allowed, "status URL")
         clock = PollClock(self.max_wait, self._clock(), self.max_poll_interval)
         spec = status_spec(job.status_url)
+        pages = ManifestPages(job.status_url, self.max_manifest_pages)
         while True:
             response = await self.client._send(spec)
             answer = interpret_status(self._core, response, spec, clock)
             if not isinstance(answer, ExportPending):
-                manifest = parse_manifest(answer)
+                link = pages.add(answer)
+                if link is not None:  # a paged manifest: its next page, polled like the status
+                    spec = status_spec(
+                        str(checked_url(self._core, link, self.allowed, "next link"))
+                    )
+                    continue
+                manifest = parse_manifest(pages.merged())
                 self.folder.keep_manifest(manifest)
                 self.events.complete(manifest)
                 return manifest

@@ -227,7 +227,7 @@ def test_deleted_files_are_kept_apart_and_a_paged_manifest_is_refused(
     assert result.counts == {"Patient": 1}
     assert (tmp_path / "job" / "deleted" / "Bundle.000.ndjson").read_bytes() == ndjson([deletion])
     paged = dict(server.manifest(), link=[{"relation": "next", "url": f"{BASE}/manifest/2"}])
-    with pytest.raises(InvalidManifest, match="paged manifest"):
+    with pytest.raises(InvalidManifest, match="read alone"):
         parse_manifest(paged)
 
 
