@@ -48,6 +48,7 @@ ALLOWED: dict[str, set[str]] = {
     },
     "adapter.sources": {
         "adapter.fhir_files",
+        "adapter.foreign",
         "adapter.tables",
         "adapter.transfer",
         "mappings",
@@ -71,6 +72,7 @@ ALLOWED: dict[str, set[str]] = {
         "adapter.views",
         "adapter.client",
         "adapter.fhir_files",
+        "adapter.foreign",
         "adapter.sources",
         "adapter.studies",
         "adapter.tables",
