@@ -262,9 +262,26 @@ def kind_of(path: Path) -> Literal["sdtm", "fhir"] | None:
         try:
             fhir_data_files(path)
         except FhirFileError:
-            return None
+            return "fhir" if _holds_fhir_files(path) else None
         return "fhir"
     return "fhir" if path.is_file() else None
+
+
+FHIR_SUFFIXES = (".ndjson", ".ndjson.gz", ".json", ".json.gz", ".jsonl", ".jsonl.gz")
+LOOK_LIMIT = 10_000
+"""Entries `kind_of` looks at in a folder's subfolders for a FHIR file (the tolerant reader's
+layouts: a folder of single-resource `.json` files in subfolders, a Bulk export's `error/`)."""
+
+
+def _holds_fhir_files(path: Path) -> bool:
+    """Whether a FHIR file (`FHIR_SUFFIXES`, not hidden) lies in `path`'s subfolders (at most
+    `LOOK_LIMIT` entries are looked at)."""
+    for seen, found in enumerate(path.rglob("*")):
+        if seen >= LOOK_LIMIT:
+            return False
+        if found.name.lower().endswith(FHIR_SUFFIXES) and not found.name.startswith("."):
+            return found.is_file()
+    return False
 
 
 def on_server(server: str, study: str, client_options: dict[str, Any], shown: str) -> Source:

@@ -628,9 +628,7 @@ def build(out: Path = OUT) -> list[Path]:
         files[single / folder / f"{resource['id']}.json"] = dumps(resource) + b"\n"
     key = "nested-6"
     pid = uid(key, "patient")
-    page = [patient(pid, 6, "male", "1949")] + list(
-        events(key, f"Patient/{pid}", "2023-01-02", False)
-    )
+    page = [patient(pid, 6, "male", "1949"), *events(key, f"Patient/{pid}", "2023-01-02", False)]
     searchset = {
         "resourceType": "Bundle",
         "type": "searchset",
