@@ -29,8 +29,11 @@ under this base (`https://trialfhir.org/fhir/sid/...`, its CodeSystem, its Struc
 
 
 def is_own(resource: JSON) -> bool:
-    """True when `resource` was written by the adapter: an identifier's system, its `url` or a
-    `meta.profile` lies under `OWN_PREFIX`. Everything else is FHIR written by others."""
+    """True when `resource` was written by the adapter: an identifier's system, its `url`, a
+    `meta.profile`, or the url of one of its top-level extensions lies under `OWN_PREFIX` (the
+    extensions catch an own resource whose identifier was damaged: it is then refused by the strict
+    path, naming the element, instead of being read as someone else's). Everything else is FHIR
+    written by others."""
     identifiers = resource.get("identifier")
     if isinstance(identifiers, dict):  # R4's 0..1 Identifier (AdverseEvent, QuestionnaireResponse)
         identifiers = [identifiers]
@@ -44,8 +47,14 @@ def is_own(resource: JSON) -> bool:
         return True
     meta = resource.get("meta")
     profiles = meta.get("profile") if isinstance(meta, dict) else None
-    return isinstance(profiles, list) and any(
+    if isinstance(profiles, list) and any(
         isinstance(p, str) and p.startswith(OWN_PREFIX) for p in profiles
+    ):
+        return True
+    extensions = resource.get("extension")
+    return isinstance(extensions, list) and any(
+        isinstance(e, dict) and isinstance(e.get("url"), str) and e["url"].startswith(OWN_PREFIX)
+        for e in extensions
     )
 
 

@@ -421,3 +421,23 @@ def test_analyze_on_foreign_data_says_what_each_endpoint_lacks(tmp_path: Path) -
     assert "no endpoint can be computed" in done.err
     assert "E1:" in done.err and "E8:" in done.err
     assert (tmp_path / "a" / "results.json").exists()
+
+
+def test_a_broken_line_in_others_fhir_is_reported_and_the_rest_goes_on(tmp_path: Path) -> None:
+    """What the strict reader refuses in the adapter's own files (tests/test_hostile_files.py) is
+    reported in FHIR written by others, with file and line, and the rest is mapped."""
+    src = tmp_path / "src"
+    src.mkdir()
+    lines = (FIXTURES / "bulk-export" / "Patient.000.ndjson").read_bytes()
+    (src / "Patient.ndjson").write_bytes(
+        lines
+        + b'{"resourceType":"Observation","valueQuantity":{"value":NaN}}\n'
+        + b"[" * 300
+        + b"\n"
+    )
+    out = tmp_path / "out"
+    done = run("convert", src, "--to", "sdtm", "--study", "SYN01", "--out", out)
+    assert done.code == 0, done.err
+    problems = json.loads((out / "mapping-report.json").read_text())["input_problems"]
+    assert [p["where"] for p in problems] == ["Patient.ndjson, line 3", "Patient.ndjson, line 4"]
+    assert len(rows(out / "dm.csv")) == 2
