@@ -170,7 +170,7 @@ def _fhir_to_sdtm(
     stats = ReadStats()
     try:
         if validate:
-            summary = validate_all(source.resources())
+            summary = _validate_own(src, source, validate_all)
             if summary["invalid"]:
                 lines = [
                     f"{summary['invalid']} of {summary['resources']} resources are not valid R4B:"
@@ -211,6 +211,23 @@ def _fhir_to_sdtm(
         raise _bad_input("\n".join(lines)) from exc
     counts = {code: len(table.rows) for code, table in trial.items()}
     return f"{stats.resources} resources -> " + _counts_line(counts, "rows"), warnings, None
+
+
+def _validate_own(src: Path, source: Source, validate_all: Any) -> Any:
+    """`--validate` with `--to sdtm`: the R4B models over the adapter's own resources (all or
+    nothing). FHIR written by others is not refused whole for one invalid resource: its structural
+    check skips and reports resource by resource. A folder the strict reader cannot read (a Bulk
+    client's `log.ndjson`, subfolders) is read tolerantly for this check."""
+    from adapter.fhir_files import FhirFileError
+    from mappings.foreign.combine import is_own
+
+    try:
+        return validate_all(r for r in source.resources() if is_own(r))
+    except FhirFileError:
+        from adapter.foreign import read_foreign
+
+        found = read_foreign(src)
+        return validate_all(e.resource for e in found.resources if is_own(e.resource))
 
 
 def _own_warnings(assembler: Any) -> list[str]:
