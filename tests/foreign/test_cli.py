@@ -441,3 +441,105 @@ def test_a_broken_line_in_others_fhir_is_reported_and_the_rest_goes_on(tmp_path:
     problems = json.loads((out / "mapping-report.json").read_text())["input_problems"]
     assert [p["where"] for p in problems] == ["Patient.ndjson, line 3", "Patient.ndjson, line 4"]
     assert len(rows(out / "dm.csv")) == 2
+
+
+def test_an_adverse_event_takes_its_term_from_its_resulting_condition() -> None:
+    patient = synthetic.patient("p1", 1, "female", "1970")
+    condition = {
+        "resourceType": "Condition",
+        "id": "c1",
+        "code": synthetic.concept(synthetic.SNOMED, "25064002", "Headache"),
+        "subject": {"reference": "Patient/p1"},
+    }
+    event = {
+        "resourceType": "AdverseEvent",
+        "id": "ae1",
+        "actuality": "actual",
+        "subject": {"reference": "Patient/p1"},
+        "resultingCondition": [{"reference": "Condition/c1"}],
+        "date": "2021-02-03",
+    }
+    mapping = map_foreign([condition, event, patient], ForeignOptions(study="S"))
+    table = mapping.tables["AE"]
+    [row] = [dict(zip(table.columns, r, strict=True)) for r in table.rows]
+    assert (row["AETERM"], row["AECODE"], row["AESRCID"]) == (
+        "Headache",
+        "25064002",
+        "AdverseEvent/ae1",
+    )
+    assert mapping.tables["MH"].rows == []  # the Condition is the event's, not a row of its own
+    assert mapping.report.types["Condition"].mapped == {"AE": [1, 0]}
+    assert mapping.report.unbalanced() == []
+
+
+def test_combine_numbers_hospital_rows_after_the_own_ones_and_orders_them() -> None:
+    from mappings.foreign import Table as ForeignTable
+    from mappings.foreign.combine import combine
+    from mappings.sdtm import Table
+
+    own = {
+        "VS": Table(
+            "VS",
+            ["STUDYID", "DOMAIN", "USUBJID", "VSSEQ", "VSTESTCD"],
+            [
+                {
+                    "STUDYID": "S",
+                    "DOMAIN": "VS",
+                    "USUBJID": "S-2",
+                    "VSSEQ": "1",
+                    "VSTESTCD": "WEIGHT",
+                },
+                {
+                    "STUDYID": "S",
+                    "DOMAIN": "VS",
+                    "USUBJID": "S-2",
+                    "VSSEQ": "10",
+                    "VSTESTCD": "WEIGHT",
+                },
+            ],
+        )
+    }
+    columns = ("STUDYID", "DOMAIN", "USUBJID", "VSSEQ", "VSTESTCD", "VSSRCID")
+    foreign = {
+        "VS": ForeignTable(
+            "VS",
+            columns,
+            [
+                ("S", "VS", "S-1", "1", "HR", "Observation/a"),
+                ("S", "VS", "S-2", "1", "HR", "Observation/b"),
+            ],
+        ),
+        "LB": ForeignTable("LB", ("STUDYID",), []),
+    }
+    trial = combine(own, foreign)
+    assert "LB" not in trial  # no hospital row, and an own trial: no empty table added
+    vs = trial["VS"]
+    assert vs.columns == list(columns)
+    assert [(r["USUBJID"], r["VSSEQ"], r["VSSRCID"]) for r in vs.rows] == [
+        ("S-1", "1", "Observation/a"),
+        ("S-2", "1", ""),
+        ("S-2", "10", ""),
+        ("S-2", "11", "Observation/b"),
+    ]
+    assert own["VS"].columns == ["STUDYID", "DOMAIN", "USUBJID", "VSSEQ", "VSTESTCD"]  # not changed
+
+
+def test_validate_checks_own_resources_and_leaves_others_to_their_report(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    done = run(
+        "convert",
+        FIXTURES / "synthea-bundle",
+        "--to",
+        "sdtm",
+        "--study",
+        "S",
+        "--validate",
+        "--out",
+        out,
+    )
+    assert done.code == 0, done.err  # its resources that are not valid R4 are in the report
+    report = json.loads((out / "mapping-report.json").read_text())
+    assert (
+        "not valid R4: resourceType: not an R4 resource type"
+        in report["resource_types"]["Observatoin"]["skipped_by_reason"]
+    )
