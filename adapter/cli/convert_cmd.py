@@ -527,9 +527,13 @@ def _convert_on_spark(
     trial = result.trial
     if not any(table.rows for table in trial.values()):
         stats = ReadStats(files=result.files, resources=result.resources)
-        raise CommandError(
-            _nothing_from_fhir(src, stats, result.unrecognised, {}), EXIT_NOTHING_CONVERTED
-        )
+        message = _nothing_from_fhir(src, stats, result.unrecognised, {})
+        if result.unrecognised:
+            message += (
+                "\n(FHIR written by others is mapped profile-free on the local engine only: "
+                "leave out --engine spark)"
+            )
+        raise CommandError(message, EXIT_NOTHING_CONVERTED)
     warnings: list[str] = []
     if result.unrecognised:
         skipped = ", ".join(f"{k} {n}" for k, n in sorted(result.unrecognised.items()))
