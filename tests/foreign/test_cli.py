@@ -543,3 +543,18 @@ def test_validate_checks_own_resources_and_leaves_others_to_their_report(tmp_pat
         "not valid R4: resourceType: not an R4 resource type"
         in report["resource_types"]["Observatoin"]["skipped_by_reason"]
     )
+
+
+def test_the_mapped_tables_go_the_own_way_and_back_byte_for_byte(tmp_path: Path) -> None:
+    """The profile-free tables are trial tables: SDTM -> FHIR (own profile) -> SDTM gives them back
+    byte for byte, --SRCID included (docs/foreign-fhir.md, "Tables")."""
+    sdtm, fhir, back = tmp_path / "sdtm", tmp_path / "fhir", tmp_path / "back"
+    first = run(
+        "convert", FIXTURES / "synthea-bundle", "--to", "sdtm", "--study", "S", "--out", sdtm
+    )
+    assert first.code == 0, first.err
+    assert run("convert", sdtm, "--out", fhir).code == 0
+    again = run("convert", fhir, "--to", "sdtm", "--out", back)
+    assert again.code == 0 and "written by others" not in again.out  # all own now
+    for table in sorted(sdtm.glob("*.csv")):
+        assert (back / table.name).read_bytes() == table.read_bytes(), table.name
