@@ -17,8 +17,20 @@ The rules (docs/architecture.md):
   are never data (`adapter.fhir_files.resource_files`, the one listing);
 - a file is FHIR (`.ndjson`, or a `.json` Bundle or resource).
 
-A new kind of input (FHIR written by others: `adapter.foreign`) is a new `kind` here with its own
-`trial()` and `resources()`; the commands do not change.
+FHIR files may hold the adapter's own resources, FHIR written by others (an EHR or Bulk Data export,
+Synthea), or both; which, is known only by reading them, so it is no `kind` but decided here while
+reading (`Source.read_fhir`, docs/foreign-fhir.md "Mixed folders"):
+- the strict reader (`adapter.fhir_files`) goes first and hands the adapter's own resources
+  (`mappings.foreign.combine.is_own`: an identifier system, url or profile under
+  https://trialfhir.org/fhir/) to the `TrialAssembler`, all or nothing, as always; when every
+  resource is its own, that is the whole answer (byte for byte what it always was);
+- when it meets a resource written by others, or a file it refuses (a Bulk client's `log.ndjson`,
+  an `error/` folder, a line that is not JSON), the input is read again by the tolerant reader
+  (`adapter.foreign.read_foreign`): own resources still go to the assembler (a refused one still
+  stops everything, naming file and line), the others through the profile-free mapping
+  (`mappings.foreign`), skipped and reported one by one; the tables are combined
+  (`mappings.foreign.combine`). A file the strict reader refuses in an input of only own
+  resources is still refused (exit 3).
 """
 
 from __future__ import annotations
@@ -31,14 +43,16 @@ from typing import TYPE_CHECKING, Any, Literal
 from adapter.fhir_files import FhirFileError, ReadStats, read_resources, read_trial_resources
 from adapter.fhir_files import resource_files as fhir_data_files
 from adapter.tables import domain_files, read_trial
-from mappings.trial import fhir_to_trial, trial_to_fhir
+from mappings.foreign import ForeignMapping, ForeignOptions
+from mappings.foreign.combine import is_own
+from mappings.trial import ResourceRefused, TrialAssembler, fhir_to_trial, trial_to_fhir
 
 if TYPE_CHECKING:
     from mappings.sdtm import Trial
-    from mappings.trial import TrialAssembler
 
 __all__ = [
     "FhirFiles",
+    "FhirReading",
     "Source",
     "SourceKind",
     "detect",
@@ -63,6 +77,8 @@ class Source:
     server: str | None = field(default=None, repr=False)  # may carry credentials: never shown
     study: str | None = None
     client_options: dict[str, Any] = field(default_factory=dict, repr=False)
+    foreign: ForeignOptions = field(default_factory=ForeignOptions)
+    """How FHIR written by others is mapped (`--study`, `--subjid`, `--study-drug`)."""
 
     def files(self) -> list[Path]:
         """The files that are read as data ([] for a server; FhirFileError when a FHIR folder has
@@ -85,8 +101,48 @@ class Source:
             assert self.path is not None
             return read_trial(self.path)
         if self.kind == "fhir":
-            return self.assemble().tables()
+            return self.read_fhir().trial
         return fhir_to_trial(self.resources())
+
+    def read_fhir(
+        self,
+        stats: ReadStats | None = None,
+        wrap: Callable[[Iterator[JSON]], Iterator[JSON]] | None = None,
+    ) -> FhirReading:
+        """FHIR files read as this module's docstring says: the adapter's own resources by its
+        lossless path, the rest profile-free (`self.foreign`), the tables combined.
+
+        Raises:
+            FhirFileError: a file the strict reader refuses in an input of only own resources, or an
+                own resource the assembler refuses (file, line, entry, element).
+            ResourceRefused: from `TrialAssembler.tables()`.
+        """
+        if self.kind != "fhir" or self.path is None:
+            raise ValueError(f"{self.label}: not FHIR files")
+        stats = stats if stats is not None else ReadStats()
+        others = 0
+
+        def own_only(resources: Iterator[JSON]) -> Iterator[JSON]:
+            nonlocal others
+            for resource in resources:
+                if is_own(resource):
+                    yield resource
+                else:
+                    others += 1
+
+        failure: FhirFileError | None = None
+        try:
+            assembler = read_trial_resources(
+                self.path, stats, lambda rs: own_only(wrap(rs) if wrap is not None else rs)
+            )
+        except FhirFileError as exc:
+            if isinstance(exc.__cause__, ResourceRefused):
+                raise  # an own resource refused: all or nothing, as always
+            failure = exc
+        else:
+            if others == 0:
+                return FhirReading(assembler.tables(), assembler, None, stats)
+        return _read_mixed(self.path, self.foreign, stats, failure)
 
     def assemble(
         self,
@@ -113,6 +169,59 @@ class Source:
 
         assert self.server is not None and self.study is not None
         return pull_study(self.server, self.study, client_options=self.client_options).resources
+
+
+@dataclass
+class FhirReading:
+    """What FHIR files gave: the `trial` (own tables with the profile-free rows added), the
+    `assembler` of the own resources (what it left out and read twice), the profile-free `mapping`
+    (None when every resource was the adapter's own: then nothing changed from the strict path), and
+    the strict reader's `stats`."""
+
+    trial: Trial
+    assembler: TrialAssembler
+    mapping: ForeignMapping | None
+    stats: ReadStats
+
+    @property
+    def origin(self) -> Literal["own", "foreign", "mixed"]:
+        if self.mapping is None:
+            return "own"
+        return "mixed" if self.mapping.report.own else "foreign"
+
+
+def _read_mixed(
+    path: Path, options: ForeignOptions, stats: ReadStats, failure: FhirFileError | None
+) -> FhirReading:
+    """The tolerant reading of a folder that holds FHIR written by others (or that the strict reader
+    refused): own resources to a fresh `TrialAssembler` (a refusal still stops everything), the
+    others to `map_foreign`, the tables combined."""
+    from dataclasses import replace
+
+    from adapter.foreign import read_foreign
+    from mappings.foreign import map_foreign
+    from mappings.foreign.combine import combine, trial_subject_keys
+
+    found = read_foreign(path)
+    own = [entry for entry in found.resources if is_own(entry.resource)]
+    others = [entry for entry in found.resources if not is_own(entry.resource)]
+    if failure is not None and all(e.resource.get("resourceType") == "Bundle" for e in others):
+        raise failure  # only the adapter's own resources: its files are read all or nothing
+    assembler = TrialAssembler()
+    for entry in own:
+        try:
+            assembler.add(entry.resource, check_strings=True)
+        except ResourceRefused as exc:
+            raise FhirFileError(entry.where, None, str(exc)) from exc
+    keys = trial_subject_keys(entry.resource for entry in own)
+    mapping = map_foreign(others, replace(options, trial_subjects=keys))
+    mapping.report.input_problems = found.problems
+    mapping.report.server_messages = found.messages
+    for entry in own:
+        kind = str(entry.resource.get("resourceType"))
+        mapping.report.own[kind] = mapping.report.own.get(kind, 0) + 1
+    stats.resources = len(found.resources)
+    return FhirReading(combine(assembler.tables(), mapping.tables), assembler, mapping, stats)
 
 
 class FhirFiles:
@@ -153,9 +262,26 @@ def kind_of(path: Path) -> Literal["sdtm", "fhir"] | None:
         try:
             fhir_data_files(path)
         except FhirFileError:
-            return None
+            return "fhir" if _holds_fhir_files(path) else None
         return "fhir"
     return "fhir" if path.is_file() else None
+
+
+FHIR_SUFFIXES = (".ndjson", ".ndjson.gz", ".json", ".json.gz", ".jsonl", ".jsonl.gz")
+LOOK_LIMIT = 10_000
+"""Entries `kind_of` looks at in a folder's subfolders for a FHIR file (the tolerant reader's
+layouts: a folder of single-resource `.json` files in subfolders, a Bulk export's `error/`)."""
+
+
+def _holds_fhir_files(path: Path) -> bool:
+    """Whether a FHIR file (`FHIR_SUFFIXES`, not hidden) lies in `path`'s subfolders (at most
+    `LOOK_LIMIT` entries are looked at)."""
+    for seen, found in enumerate(path.rglob("*")):
+        if seen >= LOOK_LIMIT:
+            return False
+        if found.name.lower().endswith(FHIR_SUFFIXES) and not found.name.startswith("."):
+            return found.is_file()
+    return False
 
 
 def on_server(server: str, study: str, client_options: dict[str, Any], shown: str) -> Source:

@@ -6,8 +6,7 @@ The paths (docs/client.md, "Foreign uploads"):
   ``request`` and ``urn:uuid:`` references untouched: the server resolves them), split only where no
   reference ties two entries (`split_transaction`); a part that cannot be split is sent whole, up to
   ``max_transaction_entries``;
-- ``conditional``: the adapter's own resources (an identifier under ``CANONICAL_BASE/sid/``, or the
-  project's canonical CodeSystem) keep their conditional, idempotent request (``entry_request``);
+- ``conditional``: the adapter's own resources (`is_own`: the one rule, shared with ``convert``) keep their conditional, idempotent request (``entry_request``);
 - ``create`` (default for the others): ``POST Type``, the server assigns the id (a batch entry's
   ``ifNoneExist`` is kept: ``create-if-none-exist``); references between the uploaded resources are
   rewritten to ``urn:uuid:`` inside a transaction and to the id the server
@@ -44,7 +43,7 @@ from adapter.fhir_files import MAX_BUNDLE_NESTING, FhirFileError, ReadStats, rea
 from adapter.fhir_files import resource_files as fhir_data_files
 from adapter.fhir_json import JSONDecodeErrors, loads
 from mappings.errors import ExitCode, TrialfhirError
-from mappings.terminology import CANONICAL_BASE
+from mappings.foreign.combine import is_own as own_resource
 
 __all__ = [
     "MAX_RESOURCES",
@@ -74,8 +73,6 @@ group of resources that refer to each other in a cycle; more is refused before a
 MAX_RESOURCES = 1_000_000
 """Resources of one foreign upload (they are held in memory to be put in dependency order)."""
 
-OWN_SYSTEMS = f"{CANONICAL_BASE}/sid/"
-OWN_CANONICALS = f"{CANONICAL_BASE}/"
 _ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 _RELATIVE = re.compile(r"(?P<type>[A-Z][A-Za-z]{1,63})/(?P<id>[A-Za-z0-9\-.]{1,64})")
 _CONDITIONAL = re.compile(r"(?P<type>[A-Z][A-Za-z]{1,63})\?identifier=(?P<token>[^&]+)")
@@ -101,21 +98,13 @@ class UploadInputError(TrialfhirError, ValueError):
 
 
 def is_own(resource: Mapping[str, Any]) -> bool:
-    """Whether the adapter wrote ``resource``: an identifier in one of its systems, or (without an
-    identifier) a canonical ``url`` under its base (the project's CodeSystem)."""
-    identifiers = resource.get("identifier")
-    if isinstance(identifiers, Mapping):
-        identifiers = [identifiers]
-    if isinstance(identifiers, list) and identifiers:
-        return any(
-            isinstance(i, Mapping)
-            and isinstance(i.get("system"), str)
-            and i["system"].startswith(OWN_SYSTEMS)
-            and isinstance(i.get("value"), str)
-            for i in identifiers
-        )
-    url = resource.get("url")
-    return isinstance(url, str) and url.startswith(OWN_CANONICALS)
+    """Whether the adapter wrote ``resource``: the one rule, ``mappings.foreign.combine.is_own`` (an
+    identifier system, ``url``, ``meta.profile`` or top-level extension url under the adapter's base),
+    shared with ``convert --to sdtm`` so that a file is split into own and others' resources the same
+    way by every command. A damaged own resource (its extensions say ours, its identifier is broken)
+    takes the conditional path and is refused there, naming the entry, never created as someone
+    else's."""
+    return own_resource(dict(resource))
 
 
 # --------------------------------------------------------------------------------------------------

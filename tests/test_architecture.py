@@ -71,6 +71,7 @@ ALLOWED: dict[str, set[str]] = {
     },
     "adapter.sources": {
         "adapter.fhir_files",
+        "adapter.foreign",
         "adapter.tables",
         "adapter.transfer",
         "mappings",
@@ -96,6 +97,7 @@ ALLOWED: dict[str, set[str]] = {
         "adapter.cohorts",
         "adapter.fhir_files",
         "adapter.search_tables",
+        "adapter.foreign",
         "adapter.sources",
         "adapter.studies",
         "adapter.tables",

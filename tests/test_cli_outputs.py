@@ -482,15 +482,11 @@ def write_lines(path: Path, *lines: str) -> Path:
     [
         ({"Patient.ndjson": []}, "1 file read (Patient.ndjson), no FHIR resources found"),
         (
-            {"Basic.ndjson": ['{"resourceType":"Basic","id":"a"}'] * 2},
-            "2 resources, of types no SDTM domain comes from (Basic 1); 1 identical copy read once",
-        ),
-        (
             {"b.json": ['{"resourceType":"Bundle","type":"collection","entry":[]}']},
             "1 file read (b.json), no FHIR resources found",
         ),
     ],
-    ids=["empty ndjson", "unmappable", "empty bundle"],
+    ids=["empty ndjson", "empty bundle"],
 )
 def test_fhir_with_nothing_to_convert_exits_12_and_writes_nothing(
     files: dict[str, list[str]], said: str, tmp_path: Path
@@ -504,6 +500,23 @@ def test_fhir_with_nothing_to_convert_exits_12_and_writes_nothing(
     )
     assert f"{src}: nothing to convert" in line and said in line
     assert not out.exists() and siblings(out) == ["in"]
+
+
+def test_fhir_of_others_with_nothing_to_map_exits_12_with_the_report_alone(tmp_path: Path) -> None:
+    """Resources not written by the adapter go the profile-free way: nothing mapped is exit 12, and
+    DIR holds the mapping report alone (docs/foreign-fhir.md), which says why per resource."""
+    src = write_lines(tmp_path / "in" / "Basic.ndjson", *['{"resourceType":"Basic","id":"a"}'] * 2)
+    out = tmp_path / "out"
+    result = invoke("convert", src.parent, "--to", "sdtm", "--out", out)
+    assert result.exit_code == EXIT_NOTHING_CONVERTED
+    assert f"{src.parent}: nothing mapped" in result.output
+    assert "Basic: 1 skipped: no SDTM domain" in result.output
+    assert "Basic: 1 skipped: duplicate" in result.output
+    assert sorted(p.name for p in out.iterdir()) == [
+        ".trialfhir-manifest.json",
+        "mapping-report.json",
+        "mapping-report.md",
+    ]
 
 
 def test_sdtm_tables_without_rows_exit_12_and_write_nothing(tmp_path: Path) -> None:

@@ -104,7 +104,7 @@ def test_push_of_a_bundle_folder_with_its_study_json_sends_only_the_bundle(
     sent: list[dict[str, Any]] = []
 
     def upload(client: Any, resources: Any, **kw: Any) -> UploadSummary:
-        sent.extend(resources)
+        sent.extend(item.resource for item in resources.items)  # FHIR files come as one Upload
         return UploadSummary()
 
     monkeypatch.setattr(FhirClient, "capabilities", lambda self: {})

@@ -19,7 +19,7 @@ class declares its own `exit_code` (mappings/errors.py) and `exit_code_for` read
 | 9 | the server does not speak FHIR R4 (4.0.x) |
 | 10 | the server's answer was refused: not JSON or wrongly shaped, nested too deep, an unsafe or looping next link, a page cap or body-size cap reached, a transaction response that does not match the request |
 | 11 | the output folder was refused or cannot be written (foreign files, the source, no parent) |
-| 12 | nothing came out: the input was read but nothing in it could be converted (says why) |
+| 12 | nothing came out: the input was read but nothing in it could be converted (says why; FHIR written by others: the mapping report is written alone) |
 | 13 | analyze: no endpoint can be computed from the data (each endpoint's missing domain, variable, test code or period is said; the report is written) |
 """
 

@@ -112,6 +112,14 @@ def analyze(
         definition = load_definition(definition_path)
     except DefinitionError as exc:
         raise CommandError(str(exc), EXIT_BAD_INPUT) from exc
+    if source.kind == "fhir" and source.foreign.study is None:
+        # FHIR written by others without ResearchSubject: its Patients are the definition's study's
+        # subjects (docs/foreign-fhir.md, "analyze")
+        from dataclasses import replace
+
+        from mappings.foreign import ForeignOptions
+
+        source = replace(source, foreign=ForeignOptions(study=definition.study_id))
     results = analyze_study(source.trial(), definition, source.label)
     with staged_folder(out_dir, force=force, command="analyze", sources=inputs) as staging:
         paths = [out_dir / p.relative_to(staging) for p in write_outputs(results, staging)]

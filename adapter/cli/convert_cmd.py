@@ -3,6 +3,11 @@ files -> an SDTM folder, all or nothing.
 
     trialfhir convert adapter/studies/dalakas1993 --out out/fhir  # SDTM -> FHIR
     trialfhir convert out/fhir --to sdtm --out out/sdtm           # FHIR -> SDTM
+    trialfhir convert ehr-export/ --to sdtm --study SYN01 --out sdtm  # FHIR written by others
+
+FHIR written by others (an EHR or Bulk Data export, Synthea; alone or beside the adapter's own
+resources) goes through the profile-free mapping (adapter.sources.Source.read_fhir): DIR then also
+gets mapping-report.json and mapping-report.md, and the console a line per resource type.
 
 Everything is written into a temporary sibling of DIR and moved into place at the very end, so a run that
 fails or is interrupted leaves DIR as it was (adapter/cli/_common.staged_folder). What SRC is comes
@@ -152,7 +157,10 @@ def _sdtm_to_fhir(src: Path, source: Source, staging: Path, validate: bool) -> s
 
 def _fhir_to_sdtm(
     src: Path, source: Source, staging: Path, validate: bool
-) -> tuple[str, list[str]]:
+) -> tuple[str, list[str], CommandError | None]:
+    """FHIR files -> SDTM tables in `staging`: the summary, the warnings, and the error to leave with
+    once the output is in place (exit 12 when FHIR written by others gave no row: the folder then
+    holds the mapping report only)."""
     from adapter.fhir_files import FhirFileError, ReadStats
     from adapter.tables import TableError, write_trial
     from adapter.validation import validate_all
@@ -162,23 +170,24 @@ def _fhir_to_sdtm(
     stats = ReadStats()
     try:
         if validate:
-            summary = validate_all(source.resources())
+            summary = _validate_own(src, source, validate_all)
             if summary["invalid"]:
                 lines = [
                     f"{summary['invalid']} of {summary['resources']} resources are not valid R4B:"
                 ]
                 lines.extend(summary["problems"])
                 raise _bad_input("\n".join(lines))
-        assembler = source.assemble(stats, lambda resources: _progress(resources, "FHIR -> SDTM"))
+        reading = source.read_fhir(stats, lambda resources: _progress(resources, "FHIR -> SDTM"))
     except FhirFileError as exc:
         message = str(exc)
         if _looks_like(src) == "sdtm":
             message += "\n(SRC looks like SDTM tables: leave out --to sdtm to convert them to FHIR)"
         raise _bad_input(message) from exc
-    try:
-        trial = assembler.tables()
     except ResourceRefused as exc:
         raise _bad_input(f"{src}: {exc}") from exc
+    assembler, trial = reading.assembler, reading.trial
+    if reading.mapping is not None:
+        return _foreign_to_sdtm(src, reading, staging, source.foreign.study)
     if not any(table.rows for table in trial.values()):
         raise CommandError(
             _nothing_from_fhir(src, stats, assembler.unrecognised, assembler.duplicates),
@@ -201,7 +210,92 @@ def _fhir_to_sdtm(
         lines.extend(str(replace(p, file=Path(p.file).name)) for p in exc.problems)
         raise _bad_input("\n".join(lines)) from exc
     counts = {code: len(table.rows) for code, table in trial.items()}
-    return f"{stats.resources} resources -> " + _counts_line(counts, "rows"), warnings
+    return f"{stats.resources} resources -> " + _counts_line(counts, "rows"), warnings, None
+
+
+def _validate_own(src: Path, source: Source, validate_all: Any) -> Any:
+    """`--validate` with `--to sdtm`: the R4B models over the adapter's own resources (all or
+    nothing). FHIR written by others is not refused whole for one invalid resource: its structural
+    check skips and reports resource by resource. A folder the strict reader cannot read (a Bulk
+    client's `log.ndjson`, subfolders) is read tolerantly for this check."""
+    from adapter.fhir_files import FhirFileError
+    from mappings.foreign.combine import is_own
+
+    try:
+        return validate_all(r for r in source.resources() if is_own(r))
+    except FhirFileError:
+        from adapter.foreign import read_foreign
+
+        found = read_foreign(src)
+        return validate_all(e.resource for e in found.resources if is_own(e.resource))
+
+
+def _own_warnings(assembler: Any) -> list[str]:
+    warnings = []
+    if assembler.unrecognised:
+        skipped = ", ".join(f"{k} {n}" for k, n in sorted(assembler.unrecognised.items()))
+        warnings.append(
+            f"warning: own resources no SDTM domain comes from, not converted: {skipped}"
+        )
+    if assembler.duplicates:
+        again = ", ".join(f"{k} {n}" for k, n in sorted(assembler.duplicates.items()))
+        warnings.append(f"note: identical own resources read again, taken once: {again}")
+    return warnings
+
+
+def foreign_summary(report: Any) -> list[str]:
+    """The console lines of the profile-free mapping: per resource type read / mapped (rows per
+    domain) / skipped (mapped + skipped = read), then the skip reasons (`MappingReport.summary`)."""
+    lines = list(report.summary())
+    head, reasons = lines[:1], lines[1:]
+    for rtype in sorted(report.types):
+        account = report.types[rtype]
+        domains = ", ".join(f"{d} {n}" for d, (_, n) in sorted(account.mapped.items()) if d and n)
+        lines_domains = f" ({domains} rows)" if domains else ""
+        head.append(
+            f"  {rtype}: read {account.read}, mapped {account.mapped_resources}{lines_domains}, "
+            f"skipped {account.skipped_resources}"
+        )
+    return head + reasons
+
+
+def _foreign_to_sdtm(
+    src: Path, reading: Any, staging: Path, study: str | None
+) -> tuple[str, list[str], CommandError | None]:
+    """FHIR written by others (alone or beside the adapter's own resources): the combined tables and
+    the mapping report into `staging`; nothing mapped -> only the report, and exit 12 afterwards."""
+    from adapter.foreign import REPORT_JSON, REPORT_MD
+    from adapter.tables import TableError, write_trial
+
+    report = reading.mapping.report
+    trial = reading.trial
+    warnings = _own_warnings(reading.assembler)
+    (staging / REPORT_JSON).write_text(report.to_json(), encoding="utf-8")
+    (staging / REPORT_MD).write_text(report.to_markdown(), encoding="utf-8")
+    lines = foreign_summary(report)
+    rows = sum(len(table.rows) for table in trial.values())
+    if rows == 0:
+        message = "\n".join(
+            [
+                *lines,
+                f"{src}: nothing mapped: no SDTM row came out (the reasons are above and in "
+                f"{REPORT_MD}); the output folder holds the mapping report only",
+            ]
+        )
+        if study is None and report.types.get("Patient"):
+            message += "\n(no ResearchSubject in the input: pass --study STUDYID to make every "
+            message += "Patient a subject)"
+        return "", warnings, CommandError(message, EXIT_NOTHING_CONVERTED)
+    try:
+        write_trial(trial, staging)
+    except TableError as exc:
+        problems = ["the tables mapped from the FHIR files cannot be written as CSV:"]
+        problems.extend(str(replace(p, file=Path(p.file).name)) for p in exc.problems)
+        raise _bad_input("\n".join(problems)) from exc
+    counts = {code: len(table.rows) for code, table in trial.items() if table.rows}
+    origin = "mixed: own and others'" if reading.origin == "mixed" else "written by others"
+    head = f"{reading.stats.resources} resources ({origin}) -> " + _counts_line(counts, "rows")
+    return "\n".join([head, *lines]), warnings, None
 
 
 def _count(n: int, noun: str) -> str:
@@ -232,6 +326,15 @@ def _nothing_from_fhir(
         if taken:
             why += f"; {taken} of them taken but giving no SDTM row"
     return f"{src}: nothing to convert: {read}, {why}; nothing was written"
+
+
+def _check_subjid(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    """--subjid: `identifier`, `id` or `system:<uri>` (a usage error, exit 2, otherwise)."""
+    if value in ("identifier", "id") or (value.startswith("system:") and len(value) > 7):
+        return value
+    raise click.BadParameter(
+        f"{value!r}: give identifier, id or system:<uri> (e.g. system:http://hospital.org/mrn)"
+    )
 
 
 @click.command(name="convert")
@@ -271,6 +374,32 @@ def _nothing_from_fhir(
     "SDTM files' size, 2x the FHIR files').",
 )
 @click.option(
+    "--study",
+    "study",
+    metavar="STUDYID",
+    default=None,
+    help="With --to sdtm, for FHIR written by others without ResearchSubject: the STUDYID, every "
+    "Patient a subject (USUBJID = STUDYID-SUBJID).",
+)
+@click.option(
+    "--subjid",
+    "subjid",
+    metavar="identifier|id|system:URI",
+    default="identifier",
+    show_default=True,
+    callback=_check_subjid,
+    help="With --to sdtm, FHIR written by others: which Patient identifier is SUBJID (the first "
+    "with a system, the resource id, or that of one system; else the id).",
+)
+@click.option(
+    "--study-drug",
+    "study_drugs",
+    metavar="CODE|TEXT",
+    multiple=True,
+    help="With --to sdtm, FHIR written by others: a MedicationAdministration of this medication "
+    "(a code of any coding, or the text as written) goes to EX, not CM. Repeatable.",
+)
+@click.option(
     "--engine",
     type=click.Choice(["local", "spark"]),
     default="local",
@@ -290,32 +419,65 @@ def convert(
     validate: bool,
     force: bool,
     max_memory: float,
+    study: str | None = None,
+    subjid: str = "identifier",
+    study_drugs: tuple[str, ...] = (),
     engine: str = "local",
     spark_master: str | None = None,
 ) -> None:
     """Convert SRC (SDTM tables or FHIR files) and write the result into DIR, all or nothing.
 
     SDTM -> FHIR writes DIR/<Type>.ndjson (Bulk Data layout) and DIR/bundle.json (a transaction).
-    FHIR -> SDTM writes DIR/<domain>.csv. Bad input exits with 3 and lists every problem; input with
-    nothing to convert exits with 12 and says what was read.
+    FHIR -> SDTM writes DIR/<domain>.csv; FHIR written by others (alone or beside the adapter's own)
+    is mapped profile-free and DIR also gets mapping-report.json and mapping-report.md. Bad input
+    exits with 3 and lists every problem; input with nothing to convert exits with 12 and says what
+    was read (FHIR written by others: DIR then holds the mapping report only).
     """
     if spark_master is not None and engine != "spark":
         raise click.UsageError("--spark-master goes with --engine spark")
+    given = [
+        name
+        for name, value in (
+            ("--study", study is not None),
+            ("--subjid", subjid != "identifier"),
+            ("--study-drug", bool(study_drugs)),
+        )
+        if value
+    ]
+    if given and target != "sdtm":
+        raise click.UsageError(f"{' and '.join(given)}: only with --to sdtm (FHIR -> SDTM)")
+    if given and engine == "spark":
+        raise click.UsageError(
+            f"{' and '.join(given)}: FHIR written by others is mapped on the local engine only: "
+            "leave out --engine spark"
+        )
+    if study is not None and not study.strip():
+        raise click.UsageError("--study: give a STUDYID (not empty)")
+    from dataclasses import replace as replace_field
+
     from adapter.sources import detect
+    from mappings.foreign import ForeignOptions
 
     source = detect(src, want="sdtm" if target == "fhir" else "fhir")  # --to says what SRC is
+    source = replace_field(
+        source, foreign=ForeignOptions(study=study, subjid=subjid, study_drugs=study_drugs)
+    )
     _check_memory(src, source, target, max_memory)  # before anything is read or written
     warnings: list[str] = []
+    nothing: CommandError | None = None
     with staged_folder(out, force=force, command="convert", sources=[src]) as staging, gc_paused():
         if engine == "spark":
             summary, warnings = _convert_on_spark(src, staging, target, validate, spark_master)
         elif target == "fhir":
             summary = _sdtm_to_fhir(src, source, staging, validate)
         else:
-            summary, warnings = _fhir_to_sdtm(src, source, staging, validate)
+            summary, warnings, nothing = _fhir_to_sdtm(src, source, staging, validate)
     for line in warnings:
         click.echo(line, err=True)
-    click.echo(f"{summary} (in {out})")
+    if nothing is not None:
+        raise nothing  # after the report is in place (exit 12)
+    first, _, rest = summary.partition("\n")
+    click.echo(f"{first} (in {out})" + (f"\n{rest}" if rest else ""))
 
 
 def _convert_on_spark(
@@ -365,9 +527,13 @@ def _convert_on_spark(
     trial = result.trial
     if not any(table.rows for table in trial.values()):
         stats = ReadStats(files=result.files, resources=result.resources)
-        raise CommandError(
-            _nothing_from_fhir(src, stats, result.unrecognised, {}), EXIT_NOTHING_CONVERTED
-        )
+        message = _nothing_from_fhir(src, stats, result.unrecognised, {})
+        if result.unrecognised:
+            message += (
+                "\n(FHIR written by others is mapped profile-free on the local engine only: "
+                "leave out --engine spark)"
+            )
+        raise CommandError(message, EXIT_NOTHING_CONVERTED)
     warnings: list[str] = []
     if result.unrecognised:
         skipped = ", ".join(f"{k} {n}" for k, n in sorted(result.unrecognised.items()))

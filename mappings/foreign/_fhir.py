@@ -266,6 +266,7 @@ SHAPES: Final[dict[str, dict[str, str]]] = {
         "severity": "CC",
         "outcome": "CC",
         "suspectEntity": "*obj",
+        "resultingCondition": "*Ref",
     },
     "Condition": {
         "clinicalStatus": "CC",
@@ -278,6 +279,7 @@ SHAPES: Final[dict[str, dict[str, str]]] = {
         "abatementDateTime": "dateTime",
         "abatementPeriod": "Period",
         "recordedDate": "dateTime",
+        "severity": "CC",
         "identifier": "*Identifier",
     },
     "Procedure": {
@@ -361,6 +363,30 @@ def _dosage_problem(dosage: JSON) -> str | None:
     return None
 
 
+MAX_EXTENSION_DEPTH: Final = 8
+"""Nested extensions looked at (an extension's own `extension` parts, e.g. US Core race's
+`ombCategory`); deeper ones are not looked at (they are never read)."""
+
+
+def _extension_problem(extensions: Any, depth: int = 1) -> str | None:
+    """Why an `extension` array is not valid R4 (every Extension is an object with a string `url`,
+    R4 1..1), as the rest of the element path (`: ...` or `.extension: ...`), or None."""
+    if not isinstance(extensions, list):
+        return ": expected an array (0..*)"
+    for extension in extensions:
+        if not isinstance(extension, dict):
+            return ": expected an array of objects"
+        if "url" not in extension:
+            return ".url: missing (every extension needs a url, R4 1..1)"
+        if not isinstance(extension["url"], str):
+            return ".url: expected a string"
+        if "extension" in extension and depth < MAX_EXTENSION_DEPTH:
+            problem = _extension_problem(extension["extension"], depth + 1)
+            if problem is not None:
+                return ".extension" + problem
+    return None
+
+
 def structural_problem(resource: JSON) -> str | None:
     """Why `resource` is not valid R4 for the elements the mapping reads, or None.
 
@@ -371,6 +397,11 @@ def structural_problem(resource: JSON) -> str | None:
     rid = resource.get("id")
     if rid is not None and not isinstance(rid, str):
         return f"{rtype}.id: expected a string"
+    for element in ("extension", "modifierExtension"):
+        if element in resource:
+            problem = _extension_problem(resource[element])
+            if problem is not None:
+                return f"{rtype}.{element}{problem}"
     shape = SHAPES.get(rtype)
     if shape is not None and "contained" in resource:
         shape = {**shape, "contained": "*obj"}

@@ -216,6 +216,26 @@ AEOUT: Final = {
     "fatal": "FATAL",
     "unknown": "UNKNOWN",
 }
+CONDITION_AE_CATEGORIES: Final = frozenset({"adverse-event", "adverse event", "adverseevent"})
+"""A Condition is an adverse event (AE, not MH) when a `category` coding's code or the category's text
+is one of these (case-insensitive): R4 has no such code, so this is the adapter's explicit rule
+(docs/foreign-fhir.md); a Condition an AdverseEvent names in `resultingCondition` is that event's."""
+CONDITION_SEVERITY: Final = {
+    "24484000": "SEVERE",
+    "6736007": "MODERATE",
+    "255604002": "MILD",
+    "severe": "SEVERE",
+    "moderate": "MODERATE",
+    "mild": "MILD",
+}
+"""Condition.severity (SNOMED CT 24484000 / 6736007 / 255604002, or the word) -> AESEV."""
+CONDITION_AEOUT: Final = {
+    "resolved": "RECOVERED/RESOLVED",
+    "active": "NOT RECOVERED/NOT RESOLVED",
+    "recurrence": "NOT RECOVERED/NOT RESOLVED",
+    "relapse": "NOT RECOVERED/NOT RESOLVED",
+}
+"""Condition.clinicalStatus -> AEOUT (inactive and remission say nothing about the outcome: empty)."""
 NRIND: Final = {
     "H": "HIGH",
     "HH": "HIGH",

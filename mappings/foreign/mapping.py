@@ -9,7 +9,7 @@ source resource in the `--SRCID` column (`Type/id`). Rules and deviations: docs/
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, NamedTuple
 
@@ -229,11 +229,16 @@ class ForeignOptions:
     and a value, else the resource id), `id` (the resource id), or `system:<uri>` (the identifier of
     that system, else the resource id). `study_drugs`: medication codes (any coding's code) or texts
     (exactly as written) of the study drug: a MedicationAdministration of one of them goes to EX, every
-    other medication to CM."""
+    other medication to CM. `trial_subjects`: subjects known from elsewhere (the adapter's own
+    resources in a mixed input), reference key (`Patient/<id>`, `identifier|<system>|<value>`) ->
+    (STUDYID, USUBJID): an event whose `subject` is one of them maps under that subject (no DM row:
+    the subject's DM row comes from its own resources), and Patients of the input that no
+    ResearchSubject points at are then not subjects."""
 
     study: str | None = None
     subjid: str = "identifier"
     study_drugs: tuple[str, ...] = ()
+    trial_subjects: Mapping[str, tuple[str, str]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.subjid not in ("identifier", "id") and not self.subjid.startswith("system:"):
@@ -304,6 +309,7 @@ class _Mapper:
         self.rows: dict[str, list[dict[str, str]]] = defaultdict(list)
         self.subject_of: dict[str, _Subject] = {}  # Patient source -> subject
         self.used_context: set[str] = set()
+        self.ae_conditions: dict[str, str] = {}  # Condition source -> the AdverseEvent naming it
 
     # --- reading ---------------------------------------------------------------------------------
 
@@ -456,7 +462,7 @@ class _Mapper:
                     self.used_context.add(study.source)
         for item in patients:
             subject = self.subject_of.get(item.source)
-            if subject is None and research:
+            if subject is None and (research or self.options.trial_subjects):
                 self.report.skipped(
                     "Patient",
                     "not a study subject: no ResearchSubject points at it",
@@ -568,9 +574,18 @@ class _Mapper:
             "Condition": self.condition,
             "Procedure": self.procedure,
         }
+        for item in self.items:  # Conditions an AdverseEvent names as its resultingCondition
+            if item.rtype == "AdverseEvent":
+                for reference in item.resource.get("resultingCondition", ()):
+                    found = self.resolve(reference, "Condition")
+                    if found is not None:
+                        self.ae_conditions.setdefault(found.source, item.source)
         for item in self.items:
             mapper = mappers.get(item.rtype)
             if mapper is None:
+                continue
+            if item.rtype == "Condition" and item.source in self.ae_conditions:
+                self.report.mapped("Condition", "AE", 0)  # read by its AdverseEvent's row
                 continue
             if item.resource.get("status") == "entered-in-error":
                 self.report.skipped(item.rtype, ENTERED_IN_ERROR, item.source, item.where)
@@ -602,6 +617,10 @@ class _Mapper:
             return "no subject"
         patient = self.resolve(reference, "Patient")
         if patient is None:
+            for key in reference_keys(reference):
+                known = self.options.trial_subjects.get(key)
+                if known is not None:
+                    return _Subject(known[0], known[1], key)
             return "subject not in the input"
         subject = self.subject_of.get(patient.source)
         return subject if subject is not None else "subject is not a study subject"
@@ -807,10 +826,17 @@ class _Mapper:
         ae = item.resource
         if ae.get("actuality") == "potential":
             return "actuality potential (a risk, not an event)"
-        term = concept_text(ae.get("event"))
+        event = ae.get("event")
+        if not concept_text(event):  # the IG's AETERM: the resultingCondition's code
+            for reference in ae.get("resultingCondition", ()):
+                found = self.resolve(reference, "Condition")
+                if found is not None and concept_text(found.resource.get("code")):
+                    event = found.resource.get("code")
+                    break
+        term = concept_text(event)
         if not term:
             return "no event term"
-        coding = first_coding(ae.get("event"), codes.CONDITION_SYSTEMS) or {}
+        coding = first_coding(event, codes.CONDITION_SYSTEMS) or {}
         identifier = _obj(ae.get("identifier"))
         row = {"AESPID": str(identifier.get("value") or ""), "AETERM": term}
         row["AEDECOD"], row["AECODE"] = (
@@ -844,6 +870,8 @@ class _Mapper:
         if not term:
             return "no condition code or text"
         coding = first_coding(cond.get("code"), codes.CONDITION_SYSTEMS) or {}
+        if _is_adverse_event(cond):
+            return "AE", [_condition_ae(cond, term, coding)]
         row = {
             "MHTERM": term,
             "MHDECOD": str(coding.get("display") or ""),
@@ -945,6 +973,39 @@ class _Mapper:
             if rows:
                 self.report.rows[domain] = len(rows)
         return out
+
+
+def _is_adverse_event(condition: JSON) -> bool:
+    """A Condition recorded as an adverse event: a `category` coding's code or the category's text is
+    in `codes.CONDITION_AE_CATEGORIES` (case-insensitive)."""
+    for category in condition.get("category", ()):
+        words = {code.lower() for code in coding_codes(category)}
+        text = category.get("text")
+        if isinstance(text, str):
+            words.add(text.lower())
+        if words & codes.CONDITION_AE_CATEGORIES:
+            return True
+    return False
+
+
+def _condition_ae(condition: JSON, term: str, coding: JSON) -> dict[str, str]:
+    """The AE row of a Condition recorded as an adverse event: AETERM / AEDECOD from `code`, AESTDTC
+    from onset, AEENDTC from abatement (which R4 AdverseEvent lacks), AESEV from `severity`, AEOUT from
+    `clinicalStatus`, AESPID from the first identifier, AECAT left empty (the category said AE)."""
+    identifiers = [i for i in condition.get("identifier", ()) if i.get("value")]
+    row = {"AESPID": str(identifiers[0]["value"]) if identifiers else "", "AETERM": term}
+    row["AEDECOD"], row["AECODE"] = str(coding.get("display") or ""), str(coding.get("code") or "")
+    row["AECODSYS"] = str(coding.get("system") or "")
+    row["AESEV"] = _lookup(condition.get("severity"), codes.CONDITION_SEVERITY)
+    row["AEOUT"] = _lookup(condition.get("clinicalStatus"), codes.CONDITION_AEOUT)
+    row["AESTDTC"] = (
+        dtc(condition.get("onsetDateTime")) or period_start_end(condition.get("onsetPeriod"))[0]
+    )
+    row["AEENDTC"] = (
+        dtc(condition.get("abatementDateTime"))
+        or period_start_end(condition.get("abatementPeriod"))[1]
+    )
+    return row
 
 
 def _exposure(cm: dict[str, str]) -> dict[str, str]:

@@ -67,6 +67,9 @@ class MappingReport:
     coverage: dict[str, list[int]] = field(default_factory=dict)  # VS/LB: [with a value, mapped]
     input_problems: list[dict[str, str]] = field(default_factory=list)
     server_messages: list[dict[str, str]] = field(default_factory=list)
+    own: dict[str, int] = field(default_factory=dict)
+    """A mixed input's resources of the adapter's own profile, by type: read by its lossless path
+    (`mappings.trial`), not by this mapping, so outside `types` and the totals."""
 
     # --- recording -------------------------------------------------------------------------------
 
@@ -146,6 +149,7 @@ class MappingReport:
                 d: {"with_value": w, "mapped": m} for d, (w, m) in sorted(self.coverage.items())
             },
             "resource_types": types,
+            "own_resources": dict(sorted(self.own.items())),
             "input_problems": self.input_problems,
             "server_messages": self.server_messages,
         }
@@ -164,6 +168,11 @@ class MappingReport:
                 else ""
             )
         ]
+        if self.own:
+            lines.append(
+                f"  and {sum(self.own.values())} resources of the adapter's own profile, read by "
+                "its lossless path: " + ", ".join(f"{t} {n}" for t, n in sorted(self.own.items()))
+            )
         for rtype in sorted(self.types):
             account = self.types[rtype]
             for reason, examples in sorted(account.skipped.items()):
@@ -181,6 +190,13 @@ class MappingReport:
             f"Read {self.total_read} resources: {self.total_mapped} mapped, "
             f"{self.total_read - self.total_mapped} skipped; {self.total_rows} rows."
         )
+        if self.own:
+            out.append(
+                f"Also read: {sum(self.own.values())} resources of the adapter's own profile, "
+                "by its lossless path (not counted above): "
+                + ", ".join(f"{t} {n}" for t, n in sorted(self.own.items()))
+                + "."
+            )
         out += ["", "## Rows by domain", "", "| domain | rows |", "|---|---|"]
         out += [f"| {d} | {n} |" for d, n in sorted(self.rows.items())]
         if self.coverage:
