@@ -99,13 +99,14 @@ def test_push_of_a_bundle_folder_with_its_study_json_sends_only_the_bundle(
     bundle_folder: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import adapter.transfer as transfer
-    from adapter.client import FhirClient, UploadSummary
+    from adapter.client import FhirClient
+    from adapter.uploads import ForeignSummary
 
     sent: list[dict[str, Any]] = []
 
-    def upload(client: Any, resources: Any, **kw: Any) -> UploadSummary:
+    def upload(client: Any, resources: Any, **kw: Any) -> ForeignSummary:
         sent.extend(item.resource for item in resources.items)  # FHIR files come as one Upload
-        return UploadSummary()
+        return ForeignSummary()
 
     monkeypatch.setattr(FhirClient, "capabilities", lambda self: {})
     monkeypatch.setattr(transfer, "push", upload)
@@ -211,7 +212,8 @@ def test_run_through_a_server_composes_push_pull_and_the_way_back(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import adapter.transfer as transfer
-    from adapter.client import FhirClient, UploadSummary
+    from adapter.client import FhirClient
+    from adapter.uploads import ForeignSummary
 
     stored: list[dict[str, Any]] = []
     pulled_with: list[dict[str, Any]] = []
