@@ -212,8 +212,7 @@ def test_run_through_a_server_composes_push_pull_and_the_way_back(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import adapter.transfer as transfer
-    from adapter.client import FhirClient
-    from adapter.uploads import ForeignSummary
+    from adapter.client import FhirClient, UploadSummary
 
     stored: list[dict[str, Any]] = []
     pulled_with: list[dict[str, Any]] = []
