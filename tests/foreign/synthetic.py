@@ -194,7 +194,6 @@ def observation(
     resource["category"] = category(cat)
     resource["code"] = concept(LOINC, loinc, display)
     resource["subject"] = {"reference": subject}
-    resource["encounter"] = {"reference": subject.replace("Patient", "Encounter") + "-enc"}
     resource["effectiveDateTime"] = when
     resource["issued"] = when.replace("+", ".000+") if "+" in when else when
     resource.update(value)
@@ -203,7 +202,33 @@ def observation(
 
 def events(key: str, subject: str, day: str, study_drug: bool = True) -> Iterator[JSON]:
     """One patient's clinical record (`key` names the resources; `subject` is the reference the
-    events carry: `urn:uuid:...` in a Bundle, `Patient/id` in NDJSON)."""
+    events carry: `urn:uuid:...` in a Bundle, `Patient/id` in NDJSON). Each Observation names the
+    record's Encounter the same way, so that a server given the Bundle resolves every reference."""
+    in_bundle = subject.startswith("urn:uuid:")
+    record = list(_events(key, subject, day, study_drug))
+    for resource in record:
+        if resource["resourceType"] == "Observation":
+            resource["encounter"] = {"reference": f"Encounter/{uid(key, 'enc')}"}
+    if in_bundle:  # inside a transaction Bundle, entries name each other by their urn:uuid fullUrl
+        local = {f"{r['resourceType']}/{r['id']}": f"urn:uuid:{r['id']}" for r in record}
+        record = [_with_references(r, local) for r in record]
+    yield from record
+
+
+def _with_references(value: Any, local: dict[str, str]) -> Any:
+    if isinstance(value, dict):
+        return {
+            k: local.get(v, v)
+            if k == "reference" and isinstance(v, str)
+            else _with_references(v, local)
+            for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [_with_references(v, local) for v in value]
+    return value
+
+
+def _events(key: str, subject: str, day: str, study_drug: bool) -> Iterator[JSON]:
     when = f"{day}T09:30:00-05:00"
     yield {
         "resourceType": "Encounter",
@@ -338,7 +363,10 @@ def events(key: str, subject: str, day: str, study_drug: bool = True) -> Iterato
         "resourceType": "MedicationAdministration",
         "id": uid(key, "ma"),
         "status": "completed",
-        "medicationReference": {"reference": f"Medication/{uid(key, 'med')}"},
+        "medicationReference": {
+            "reference": ("urn:uuid:" if subject.startswith("urn:uuid:") else "Medication/")
+            + uid(key, "med")
+        },
         "subject": {"reference": subject},
         "effectivePeriod": {"start": f"{day}T10:00:00-05:00", "end": f"{day}T10:30:00-05:00"},
         "dosage": {
