@@ -164,6 +164,7 @@ def _fhir_to_sdtm(
     from adapter.fhir_files import FhirFileError, ReadStats
     from adapter.tables import TableError, write_trial
     from adapter.validation import validate_all
+    from mappings.foreign.combine import SubjectCollision
     from mappings.trial import ResourceRefused
 
     warnings: list[str] = []
@@ -183,7 +184,7 @@ def _fhir_to_sdtm(
         if _looks_like(src) == "sdtm":
             message += "\n(SRC looks like SDTM tables: leave out --to sdtm to convert them to FHIR)"
         raise _bad_input(message) from exc
-    except ResourceRefused as exc:
+    except (ResourceRefused, SubjectCollision) as exc:
         raise _bad_input(f"{src}: {exc}") from exc
     assembler, trial = reading.assembler, reading.trial
     if reading.mapping is not None:

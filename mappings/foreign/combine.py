@@ -11,15 +11,16 @@ Pure (no I/O). Rules: docs/foreign-fhir.md, "Mixed folders".
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any, Final
+from typing import Any, ClassVar, Final
 from urllib.parse import unquote
 
+from mappings.errors import ExitCode, TrialfhirError
 from mappings.foreign.mapping import Table as ForeignTable
 from mappings.identity import SID_RESEARCH_SUBJECT, SID_USUBJID
 from mappings.sdtm import DOMAINS, Table, Trial
 from mappings.terminology import CANONICAL_BASE
 
-__all__ = ["OWN_PREFIX", "combine", "is_own", "trial_subject_keys"]
+__all__ = ["OWN_PREFIX", "SubjectCollision", "combine", "is_own", "trial_subject_keys"]
 
 JSON = dict[str, Any]
 
@@ -98,6 +99,26 @@ def trial_subject_keys(own: Iterable[JSON]) -> dict[str, tuple[str, str]]:
     return found
 
 
+class SubjectCollision(TrialfhirError, ValueError):
+    """A Patient written by others, not linked to a trial subject, gets the USUBJID of one: its rows
+    would be read as that subject's. Nothing is written; the message names the source resources (never
+    values) and how to tell the subjects apart."""
+
+    code: ClassVar[str] = "foreign_subject_collision"
+    exit_code: ClassVar[ExitCode] = ExitCode.BAD_INPUT
+
+    def __init__(self, sources: list[str]) -> None:
+        self.sources = sources
+        shown = ", ".join(sources[:10]) + (
+            f" and {len(sources) - 10} more" if len(sources) > 10 else ""
+        )
+        super().__init__(
+            f"{len(sources)} Patient(s) written by others are not linked to a trial subject but get "
+            f"a trial subject's USUBJID ({shown}); link them through a ResearchSubject, or choose "
+            "another --study or --subjid so that their USUBJIDs differ"
+        )
+
+
 def _seq_number(text: str) -> int:
     try:
         return int(text)
@@ -116,9 +137,22 @@ def combine(own: Trial, foreign: dict[str, ForeignTable]) -> Trial:
       source id).
     - Rows: ordered by USUBJID, then --SEQ as a number (the domain's sort order), DM by USUBJID;
       STUDYID first when several studies are present.
+    - A Patient written by others that gets an own subject's (STUDYID, USUBJID) without being linked
+      to it is refused (`SubjectCollision`), before anything is combined.
     - A foreign domain without rows is added only when there is no own table at all (a pure foreign
       input writes all its domains, header only when empty, as `adapter.foreign.convert_foreign`).
     """
+    own_dm = own.get("DM")
+    if own_dm is not None and "DM" in foreign:
+        subjects = {(r.get("STUDYID", ""), r.get("USUBJID", "")) for r in own_dm.rows}
+        columns = foreign["DM"].columns
+        clashes = sorted(
+            row["DMSRCID"]
+            for row in (dict(zip(columns, values, strict=True)) for values in foreign["DM"].rows)
+            if (row.get("STUDYID", ""), row.get("USUBJID", "")) in subjects
+        )
+        if clashes:
+            raise SubjectCollision(clashes)
     trial: Trial = {code: Table(code, list(t.columns), list(t.rows)) for code, t in own.items()}
     for code, table in foreign.items():
         if not table.rows and own:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -558,3 +559,32 @@ def test_the_mapped_tables_go_the_own_way_and_back_byte_for_byte(tmp_path: Path)
     assert again.code == 0 and "written by others" not in again.out  # all own now
     for table in sorted(sdtm.glob("*.csv")):
         assert (back / table.name).read_bytes() == table.read_bytes(), table.name
+
+
+def test_a_hospital_patient_given_a_trial_subjects_usubjid_is_refused_by_name(
+    tmp_path: Path,
+) -> None:
+    folder = tmp_path / "mixed"
+    shutil.copytree(FIXTURES / "mixed", folder)
+    stranger = {"resourceType": "Patient", "id": "stranger", "gender": "female"}
+    enrolment = {  # the hospital's own research record, numbered like the trial's subject 001
+        "resourceType": "ResearchSubject",
+        "id": "enrolment",
+        "identifier": [{"system": "urn:example:enrolment", "value": "DALAKAS1993-01-001"}],
+        "status": "on-study",
+        "study": {"reference": "ResearchStudy/elsewhere"},
+        "individual": {"reference": "Patient/stranger"},
+    }
+    (folder / "hospital" / "patients.ndjson").write_text(
+        "".join(json.dumps(r) + "\n" for r in (stranger, enrolment))
+    )
+    out = tmp_path / "out"
+    done = run("convert", folder, "--to", "sdtm", "--study", "DALAKAS1993", "--out", out)
+    assert done.code == 3, done.err
+    assert "Patient/stranger" in done.err and "USUBJID" in done.err
+    assert "01-001" not in done.err  # sources, never the values
+    assert not out.exists()
+    # under another study identifier the two are told apart, and the same folder converts
+    done = run("convert", folder, "--to", "sdtm", "--study", "HOSP", "--out", out)
+    assert done.code == 0, done.err
+    assert "Patient/stranger" in (out / "dm.csv").read_text()
