@@ -3,7 +3,7 @@ in the same run, on a generated cohort.
 
     python bench/bench_spark.py --subjects 1000 [--master local[2]] [--skip-pathling] [--clinical]
 
-`--clinical` adds the invented LB, AE and MH tables (`generate_scaled(..., clinical=True)`, about 15
+`--clinical` adds the invented LB, AE and MH tables (`generate_scaled(..., clinical=True)`, about 17
 rows per subject); without it the cohort is the one docs/performance.md measured.
 
 Each engine runs in a fresh process of its own, which measures:

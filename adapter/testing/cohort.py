@@ -447,7 +447,7 @@ def generate_scaled(n_subjects: int, seed: int, clinical: bool = False) -> Table
 
     Adds per-muscle QS items at baseline and end-of-period visits and every in-window prednisone
     dose as a single-dose (eMAR) CM row: about 200 rows per subject. `clinical`: also LB, AE and MH
-    (`clinical_tables`, about 15 more rows per subject); the other tables are the same either way.
+    (`clinical_tables`, about 17 more rows per subject); the other tables are the same either way.
     """
     if n_subjects < 1:
         raise ValueError("n_subjects must be at least 1")
