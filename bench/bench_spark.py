@@ -1,7 +1,10 @@
 """One machine against Spark: the local engine, `--engine spark` and the SQL-on-FHIR views on Pathling,
 in the same run, on a generated cohort.
 
-    python bench/bench_spark.py --subjects 1000 [--master local[2]] [--skip-pathling]
+    python bench/bench_spark.py --subjects 1000 [--master local[2]] [--skip-pathling] [--clinical]
+
+`--clinical` adds the invented LB, AE and MH tables (`generate_scaled(..., clinical=True)`, about 17
+rows per subject); without it the cohort is the one docs/performance.md measured.
 
 Each engine runs in a fresh process of its own, which measures:
 - start-up: imports (local), or the Spark session (Spark; Pathling: the session with its jars and the
@@ -66,6 +69,7 @@ class PeakMemory:
 def _local(src: Path, work: Path) -> dict[str, Any]:
     t0 = time.perf_counter()
     from adapter.cli.convert_cmd import _fhir_to_sdtm, _sdtm_to_fhir, gc_paused
+    from adapter.sources import detect
 
     started = time.perf_counter() - t0
     passes = []
@@ -75,9 +79,9 @@ def _local(src: Path, work: Path) -> dict[str, Any]:
         sdtm.mkdir()
         t = time.perf_counter()
         with gc_paused():
-            _sdtm_to_fhir(src, fhir, validate=False)
+            _sdtm_to_fhir(src, detect(src, want="sdtm"), fhir, validate=False)
             mid = time.perf_counter()
-            _fhir_to_sdtm(fhir, sdtm, validate=False)
+            _fhir_to_sdtm(fhir, detect(fhir, want="fhir"), sdtm, validate=False)
         passes.append({"to_fhir": mid - t, "to_sdtm": time.perf_counter() - mid})
     return {"startup": started, "passes": passes}
 
@@ -161,6 +165,7 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=1993)
     parser.add_argument("--master", default="local[2]")
     parser.add_argument("--skip-pathling", action="store_true")
+    parser.add_argument("--clinical", action="store_true", help="add LB, AE and MH tables")
     parser.add_argument("--child", nargs=3, metavar=("ENGINE", "SRC", "WORK"))
     args = parser.parse_args()
     if args.child:
@@ -173,7 +178,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="bench-spark-") as tmp:
         work = Path(tmp)
         src = work / "sdtm"
-        tables = generate_scaled(args.subjects, args.seed)
+        tables = generate_scaled(args.subjects, args.seed, clinical=args.clinical)
         write_csv_folder(tables, src)
         records = sum(len(rows) for rows in tables.values())
         print(f"cohort: {args.subjects} subjects, {records} SDTM records", flush=True)

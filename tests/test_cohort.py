@@ -389,3 +389,25 @@ def test_scaled_cohort_is_deterministic_and_writable(tmp_path: Path) -> None:
             qs.USUBJID.eq(str(subject)) & qs.VISITNUM.eq(str(visit)) & qs.QSTESTCD.eq("MSSUM")
         ]
         assert rows.QSSTRESN.astype(int).sum() / 2 == float(total.QSSTRESN.item())
+
+
+def test_the_clinical_tables_are_opt_in_and_leave_the_others_alone(tmp_path: Path) -> None:
+    from adapter.tables import read_trial
+
+    plain = cohort.generate_scaled(20, seed=3)
+    with_clinical = cohort.generate_scaled(20, seed=3, clinical=True)
+    assert set(with_clinical) - set(plain) == {"LB", "AE", "MH"}
+    assert {d: with_clinical[d] for d in plain} == plain  # the other tables, unchanged
+    assert with_clinical == cohort.generate_scaled(20, seed=3, clinical=True)
+    lb = with_clinical["LB"]
+    assert len(lb) == 20 * 14
+    assert {r["LBNRIND"] for r in lb} >= {"HIGH", "NORMAL"}
+    assert any(r["LBSTRESC"] and not r["LBSTRESN"] for r in lb)  # results in words or with a sign
+    assert any(r["LBSTRESN"].endswith("0") and "." in r["LBSTRESN"] for r in lb)  # precision
+    assert {len(r["MHSTDTC"]) for r in with_clinical["MH"]} >= {4, 7}  # partial dates
+    cohort.write_csv_folder(with_clinical, tmp_path)
+    trial = read_trial(tmp_path)  # the tables layer accepts them: every --DTC, number, --SEQ valid
+    assert {d: len(t.rows) for d, t in trial.items()} == {
+        d: len(rows) for d, rows in with_clinical.items()
+    }
+    assert "XXNOTE" in trial["LB"].columns and "XXNOTE" in trial["MH"].columns

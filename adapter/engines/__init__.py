@@ -20,12 +20,13 @@ from __future__ import annotations
 import heapq
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Any, Final
 
-from mappings import biopsy, medication, observation, subject
+from mappings import biopsy, clinical, medication, observation, subject
 from mappings.identity import resource_id, row_system
 from mappings.primitives import JSON
 from mappings.sdtm import DOMAINS, Table, Trial
+from mappings.trial import EVENT_FAMILIES
 
 __all__ = [
     "SECTIONS",
@@ -49,6 +50,9 @@ SECTIONS: Final[tuple[tuple[str, str], ...]] = (
     ("VS", "VS"),
     ("QS", "QS"),
     ("RS", "RS"),
+    ("LB", "LB"),
+    ("AE", "AE"),
+    ("MH", "MH"),
     ("PR", "PR"),  # each Procedure, then (sub-position 1) the Specimen it makes first
     ("MI specimen", "MI"),  # Specimens only MI names, at the first MI row naming them
     ("MI", "MI"),
@@ -60,7 +64,12 @@ table whose rows number it (a section's index is the first member of a `Place`).
 _SECTION: Final = {name: index for index, (name, _) in enumerate(SECTIONS)}
 _ROW_DOMAIN: Final = {
     row_system(d): d
-    for d in (*medication.DOMAINS_MAPPED, *observation.DOMAINS_MAPPED, *biopsy.DOMAINS_MAPPED)
+    for d in (
+        *medication.DOMAINS_MAPPED,
+        *observation.DOMAINS_MAPPED,
+        *clinical.DOMAINS_MAPPED,
+        *biopsy.DOMAINS_MAPPED,
+    )
 }
 
 
@@ -155,10 +164,12 @@ def part_resources(part: SubjectPart) -> Iterator[tuple[Place, JSON]]:
         yield (_SECTION[kind], dm_rows[index], 0), resource
     specimens, reports = _specimen_places(part)
     seen: dict[str, int] = {}
-    for family in (medication.to_fhir, observation.to_fhir, biopsy.to_fhir):
+    for family, _ in EVENT_FAMILIES:  # the local stream's order of the families
         for resource in family(part.trial):
-            identifiers: list[JSON] | tuple[JSON, ...] = resource.get("identifier") or ({},)
-            domain = _ROW_DOMAIN.get(identifiers[0].get("system", ""))
+            identifier: Any = resource.get("identifier") or ({},)
+            if type(identifier) is not dict:  # a list, except AdverseEvent's one Identifier
+                identifier = identifier[0]
+            domain = _ROW_DOMAIN.get(identifier.get("system", ""))
             if domain is not None:
                 index = seen.get(domain, 0)
                 seen[domain] = index + 1

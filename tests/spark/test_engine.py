@@ -1,5 +1,6 @@
 """`--engine spark` writes the local engine's bytes, both ways: on the shipped cohort and on a generated
-cohort of 200 subjects; and the per-subject split itself rebuilds the local stream exactly."""
+cohort of 200 subjects, both with the clinical domains (LB, AE, MH) added; and the per-subject split
+itself rebuilds the local stream exactly."""
 
 from __future__ import annotations
 
@@ -14,12 +15,12 @@ from adapter.engines import ordered_parts, split_by_subject
 from adapter.fhir_files import FhirFileError
 from adapter.fhir_json import dumps
 from adapter.sources import detect
-from adapter.studies import shipped_studies
 from adapter.tables import read_trial, write_trial
 from mappings.sdtm import Table
 from mappings.trial import trial_to_fhir
+from tests.spark.conftest import SHIPPED
 
-SHIPPED = next(s.folder for s in shipped_studies() if s.name == "dalakas1993")
+CLINICAL = {"LB", "AE", "MH"}
 
 
 def files(folder: Path) -> dict[str, bytes]:
@@ -31,13 +32,14 @@ def generated(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from adapter.testing.cohort import generate_scaled, write_csv_folder
 
     folder = tmp_path_factory.mktemp("cohort200")
-    write_csv_folder(generate_scaled(200, 20261130), folder)
+    write_csv_folder(generate_scaled(200, 20261130, clinical=True), folder)
     return folder
 
 
 @pytest.mark.parametrize("parts", [1, 2, 5, 40])
-def test_the_parts_merged_by_place_are_the_local_stream(parts: int) -> None:
-    trial = read_trial(SHIPPED)
+def test_the_parts_merged_by_place_are_the_local_stream(parts: int, shipped_clinical: Path) -> None:
+    trial = read_trial(shipped_clinical)
+    assert set(trial) >= CLINICAL
     rng = random.Random(parts)  # rows of the subjects interleaved: the places must still sort
     shuffled = {
         d: Table(t.domain, t.columns, rng.sample(t.rows, len(t.rows)))
@@ -52,8 +54,8 @@ def test_the_parts_merged_by_place_are_the_local_stream(parts: int) -> None:
         assert [dumps(r) for r in ordered_parts(tables, split)] == local
 
 
-def test_each_subject_is_whole_in_one_part() -> None:
-    trial = read_trial(SHIPPED)
+def test_each_subject_is_whole_in_one_part(shipped_clinical: Path) -> None:
+    trial = read_trial(shipped_clinical)
     seen: dict[str, int] = {}
     for index, part in enumerate(split_by_subject(trial, 4)):
         for table in part.trial.values():
@@ -72,11 +74,12 @@ def both_ways_local(src: Path, out: Path) -> tuple[Path, Path]:
 
 @pytest.mark.parametrize("cohort", ["shipped", "generated"])
 def test_spark_writes_the_local_bytes_both_ways(
-    spark: Any, cohort: str, generated: Path, tmp_path: Path
+    spark: Any, cohort: str, generated: Path, shipped_clinical: Path, tmp_path: Path
 ) -> None:
+    """Both cohorts with LB, AE and MH (the CLI test below runs the shipped cohort as it is)."""
     from adapter.engines.spark import fhir_to_sdtm, sdtm_to_fhir
 
-    src = SHIPPED if cohort == "shipped" else generated
+    src = shipped_clinical if cohort == "shipped" else generated
     local_fhir, local_sdtm = both_ways_local(src, tmp_path)
     spark_fhir = tmp_path / "spark-fhir"
     counts = sdtm_to_fhir(spark, read_trial(src), spark_fhir, partitions=4)
@@ -84,13 +87,15 @@ def test_spark_writes_the_local_bytes_both_ways(
     assert sum(counts.values()) == sum(1 for _ in (local_fhir / "bundle.json").open()) - 2
     result = fhir_to_sdtm(spark, local_fhir, partitions=4)
     assert result.unrecognised == {}
+    assert set(result.trial) >= CLINICAL
+    assert {"AdverseEvent.ndjson", "Condition.ndjson"} <= set(files(spark_fhir))
     write_trial(result.trial, tmp_path / "spark-sdtm")
     assert files(tmp_path / "spark-sdtm") == files(local_sdtm)
+    assert files(local_sdtm) == {  # and both are the source tables, byte for byte
+        name: data for name, data in files(src).items() if name.endswith(".csv")
+    }
     if cohort == "generated":
         assert len(result.trial["DM"].rows) == 200
-        assert files(local_sdtm) == {
-            name: data for name, data in files(src).items() if name.endswith(".csv")
-        }
 
 
 def test_a_bad_line_is_named_by_file_and_line(spark: Any, tmp_path: Path) -> None:
