@@ -237,9 +237,25 @@ the look-ahead for a digit let the regex engine skip string values quickly (abou
 
 _ARRAY_NUMBER = re.compile(rb"\[\s*-?[0-9]")
 
-_EXPONENT_NUMBER = re.compile(rb"[0-9][eE][+-]?[0-9]")
-"""A number written with an exponent (or a string that looks like one: then the exact parser, which is
-right for both, merely runs where it need not)."""
+_EXPONENT_MEMBER = re.compile(rb'":-?[0-9][0-9.]*[eE]')
+_NUMBER_ARRAY = re.compile(rb"\[-?[0-9]")
+_EXPONENT_ELEMENT = re.compile(rb"[\[,]-?[0-9][0-9.]*[eE]")
+_NUMBER_START = frozenset(b"-0123456789"[i : i + 1] for i in range(11))
+
+
+def _has_exponent_number(compact: bytes) -> bool:
+    """True when `compact` (JSON as orjson writes it: no whitespace) may hold a number written with an
+    exponent (or a string that looks like one: then the exact parser, right for both, merely runs
+    where it need not). A member's value follows `":` (a literal the regex engine finds fast); an
+    array's elements follow `[` and `,`, looked at only when an array starts with a number (arrays
+    of numbers are rare in FHIR, and hold one type, as `has_suspect_number` assumes too). Anchored
+    on where a value starts, so that the hex digits of a UUID (`8e83`) inside a string do not send
+    nearly every line to the exact parser."""
+    if compact[:1] in _NUMBER_START or _EXPONENT_MEMBER.search(compact) is not None:
+        return True
+    return _NUMBER_ARRAY.search(compact) is not None and (
+        _EXPONENT_ELEMENT.search(compact) is not None
+    )
 
 
 def has_suspect_number(raw: bytes) -> bool:
@@ -275,7 +291,7 @@ def loads_line(line: bytes) -> Any:
     if written == text:
         # orjson writes an exponent as `1e-6` where Python prints the float as `1e-06`: a number
         # with an exponent keeps its written text only through the exact parser
-        return parsed if _EXPONENT_NUMBER.search(text) is None else _exact(text)
+        return _exact(text) if _has_exponent_number(text) else parsed
     return _exact(text) if has_suspect_number(text) else parsed
 
 
