@@ -95,9 +95,12 @@ class FhirFileError(TrialfhirError):
 # --- writing ---------------------------------------------------------------------------------------
 
 
-def write_ndjson(resources: Iterable[JSON], folder: str | Path) -> dict[str, int]:
+def write_ndjson(
+    resources: Iterable[JSON], folder: str | Path, bundle: BundleWriter | None = None
+) -> dict[str, int]:
     """Stream `resources` into `folder/<resourceType>.ndjson` (one resource per line, files created as
-    types appear, existing ones replaced); returns the count per resource type."""
+    types appear, existing ones replaced); returns the count per resource type. With `bundle`, each
+    resource also goes into that Bundle, serialised once for both files."""
     root = Path(folder)
     root.mkdir(parents=True, exist_ok=True)
     handles: dict[str, IO[bytes]] = {}
@@ -111,8 +114,11 @@ def write_ndjson(resources: Iterable[JSON], folder: str | Path) -> dict[str, int
                 handle = open(root / f"{resource_type}.ndjson", "wb", buffering=1 << 20)  # noqa: SIM115
                 handles[resource_type] = handle
                 counts[resource_type] = 0
-            handle.write(orjson.dumps(resource, default=_default, option=option))
+            written = orjson.dumps(resource, default=_default, option=option)
+            handle.write(written)
             counts[resource_type] += 1
+            if bundle is not None:
+                bundle.add_written(resource, written)
     finally:
         for handle in handles.values():
             handle.close()
@@ -171,6 +177,22 @@ class BundleWriter:
     def add(self, resource: JSON) -> None:
         self._handle.write(self._separator)
         self._handle.write(dumps(bundle_entry(resource, self.type)))
+        self._separator = b",\n"
+        resource_type = str(resource.get("resourceType"))
+        self.counts[resource_type] = self.counts.get(resource_type, 0) + 1
+
+    def add_written(self, resource: JSON, written: bytes) -> None:
+        """`add(resource)` when `written` is already `dumps(resource)` (a trailing newline allowed):
+        the same bytes as `add` writes (`adapter.bundles.bundle_entry`: `fullUrl`, `resource`, then
+        `request`), without serialising the resource a second time."""
+        handle = self._handle
+        handle.write(self._separator)
+        handle.write(b'{"fullUrl":' + orjson.dumps(bundles.full_url(resource)) + b',"resource":')
+        handle.write(memoryview(written)[: -1 if written.endswith(b"\n") else None])
+        if self.type == "collection":
+            handle.write(b"}")
+        else:
+            handle.write(b',"request":' + orjson.dumps(entry_request(resource)) + b"}")
         self._separator = b",\n"
         resource_type = str(resource.get("resourceType"))
         self.counts[resource_type] = self.counts.get(resource_type, 0) + 1

@@ -14,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from adapter.fhir_files import (
+    BundleWriter,
     FhirFileError,
     ReadStats,
     bundle_entry,
@@ -139,6 +140,22 @@ def test_a_canonical_resource_is_matched_on_its_url() -> None:
 
 def test_a_resource_with_neither_identifier_nor_url_is_written_by_id() -> None:
     assert entry_request(patient()) == {"method": "PUT", "url": f"Patient/{PATIENT_ID}"}
+
+
+@pytest.mark.parametrize("bundle_type", ["transaction", "collection"])
+def test_a_bundle_written_beside_the_ndjson_has_the_bytes_of_write_bundle(
+    tmp_path: Path, bundle_type: Any
+) -> None:
+    """`write_ndjson(..., bundle=)` serialises each resource once for both files; the Bundle must be
+    byte for byte what `write_bundle` writes (fullUrl of a non-UUID id, a canonical's url condition,
+    a decimal's text)."""
+    codesystem = {"resourceType": "CodeSystem", "id": "trialfhir", "url": "https://x.org/cs"}
+    resources = [patient(), codesystem, *(observation(n, Decimal(t)) for n, t in enumerate(TRICKY))]
+    write_bundle(resources, tmp_path / "alone.json", type=bundle_type)
+    with BundleWriter(tmp_path / "beside.json", bundle_type) as bundle:
+        counts = write_ndjson(resources, tmp_path / "ndjson", bundle=bundle)
+    assert (tmp_path / "beside.json").read_bytes() == (tmp_path / "alone.json").read_bytes()
+    assert bundle.counts == counts == {"Patient": 1, "CodeSystem": 1, "Observation": 4}
 
 
 def test_a_collection_bundle_has_no_requests(tmp_path: Path) -> None:
