@@ -158,6 +158,30 @@ def test_a_bundle_written_beside_the_ndjson_has_the_bytes_of_write_bundle(
     assert bundle.counts == counts == {"Patient": 1, "CodeSystem": 1, "Observation": 4}
 
 
+@pytest.mark.parametrize(
+    "identifier",
+    [
+        [{"system": "https://x.org/sid", "value": "S1/0001-A/1"}],
+        [{"system": "https://x.org/sid", "value": "a|b,c$d\\e f+g%"}],
+        [{"system": "", "value": "v"}],
+        [{"value": "v"}, {"system": "https://x.org/sid", "value": "second"}],
+        [{"system": "https://x.org/sid", "value": 3}],
+        {"system": "https://x.org/sid", "value": "one object"},
+        [],
+    ],
+)
+def test_the_fast_entry_request_is_the_general_rule(identifier: Any) -> None:
+    """`entry_request` builds a plain identifier's conditional URL itself; it must be what
+    `adapter.bundles.entry_request` says for every identifier (escaped, quoted, not first, none)."""
+    from adapter import bundles
+
+    resource = {"resourceType": "Observation", "id": OBS_IDS[0], "identifier": identifier}
+    expected = bundles.entry_request(resource, "conditional-update")
+    if isinstance(expected, str):
+        expected = bundles.entry_request(resource, "update")
+    assert entry_request(resource) == expected
+
+
 def test_a_collection_bundle_has_no_requests(tmp_path: Path) -> None:
     write_bundle([patient()], tmp_path / "c.json", type="collection")
     entry = json.loads((tmp_path / "c.json").read_text(encoding="utf-8"))["entry"][0]
