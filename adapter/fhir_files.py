@@ -39,7 +39,7 @@ from adapter.fhir_json import (
     exact_loads,
     has_suspect_number,
     loads,
-    loads_line,
+    loads_line_written,
 )
 from adapter.fhir_json import default as _default
 from adapter.studies import DEFINITION_FILE
@@ -288,6 +288,9 @@ class ReadStats:
     suspect: bool = False
     """Its text holds `\\u00` (an escaped control character?): worth a full look at its strings
     (`TrialAssembler.add(..., check_strings=True)`)."""
+    written: bytes | None = None
+    """Its compact JSON as orjson writes it, when its NDJSON line was exactly that (None otherwise):
+    the trial assembler's duplicate digest without serialising it again."""
 
     def where(self, reason: str) -> FhirFileError:
         """A `FhirFileError` about the resource yielded last: its file, line and entry, then `reason`."""
@@ -363,7 +366,7 @@ def assemble(resources: Iterable[JSON], stats: ReadStats) -> TrialAssembler:
     add = assembler.add
     for resource in resources:
         try:
-            add(resource, stats.suspect)
+            add(resource, stats.suspect, stats.written)
         except ResourceRefused as exc:
             if not stats.files:
                 raise
@@ -433,12 +436,12 @@ def _read_gzip_ndjson(file: Path, stats: ReadStats) -> Iterator[JSON]:
 
 
 def _ndjson_lines(file: Path, handle: Iterable[bytes], stats: ReadStats) -> Iterator[JSON]:
-    parse = loads_line
+    parse = loads_line_written
     for number, line in enumerate(handle, start=1):
         if line.isspace() or not line:
             continue
         try:
-            resource = parse(line)
+            resource, written = parse(line)
         except JSONDecodeErrors as exc:
             raise _not_json(file, number, exc) from exc
         if not isinstance(resource, dict) or not isinstance(resource.get("resourceType"), str):
@@ -451,7 +454,9 @@ def _ndjson_lines(file: Path, handle: Iterable[bytes], stats: ReadStats) -> Iter
             continue
         stats.entry = ""
         stats.resources += 1
+        stats.written = written
         yield resource
+        stats.written = None
 
 
 _STREAMED_HEAD = re.compile(rb'\{"resourceType":"Bundle","type":"[a-z-]+","entry":\[\r?\n')
