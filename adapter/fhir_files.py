@@ -159,10 +159,11 @@ _PLAIN_TOKEN_PART = re.compile(r"[A-Za-z0-9_.~:/-]+")
 changes: the common case (every identifier the mappings make)."""
 
 
-def _plain_conditional_update(resource: JSON) -> JSON | None:
-    """`bundles.entry_request(resource, "conditional-update")` when the resource's FIRST identifier
-    has a plain (`_PLAIN_TOKEN_PART`) system and value, built without the general path's escaping and
-    quoting (the per-entry cost of the Bundle `convert` writes); None otherwise (then the general
+def _plain_conditional_url(resource: JSON) -> str | None:
+    """The `url` of `bundles.entry_request(resource, "conditional-update")` when the resource's FIRST
+    identifier has a plain (`_PLAIN_TOKEN_PART`) system and value and its type is ASCII letters,
+    built without the general path's escaping and quoting (the per-entry cost of the Bundle
+    `convert` writes; nothing in it needs JSON escaping either); None otherwise (then the general
     path decides)."""
     if BUNDLE_ENTRY_MODE != "conditional-update":
         return None
@@ -176,9 +177,19 @@ def _plain_conditional_update(resource: JSON) -> JSON | None:
     if type(system) is not str or type(value) is not str or type(rt) is not str:
         return None
     plain = _PLAIN_TOKEN_PART.fullmatch
-    if plain(system) is None or plain(value) is None:
+    if plain(system) is None or plain(value) is None or not (rt.isascii() and rt.isalpha()):
         return None
-    return {"method": "PUT", "url": f"{rt}?identifier={system}%7C{value}"}
+    return f"{rt}?identifier={system}%7C{value}"
+
+
+def _plain_conditional_update(resource: JSON) -> JSON | None:
+    """`bundles.entry_request(resource, "conditional-update")` by `_plain_conditional_url`, or None."""
+    url = _plain_conditional_url(resource)
+    return None if url is None else {"method": "PUT", "url": url}
+
+
+_LOWER_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+"""An id that `bundles.full_url` writes as `urn:uuid:<id>` (our ids)."""
 
 
 def bundle_entry(resource: JSON, bundle_type: BundleType = "transaction") -> JSON:
@@ -215,19 +226,27 @@ class BundleWriter:
         """`add(resource)` when `written` is already `dumps(resource)` (a trailing newline allowed):
         the same bytes as `add` writes (`adapter.bundles.bundle_entry`: `fullUrl`, `resource`, then
         `request`), without serialising the resource a second time."""
-        tail = (
-            b"}"
-            if self.type == "collection"
-            else b',"request":' + orjson.dumps(entry_request(resource)) + b"}"
-        )
+        if self.type == "collection":
+            tail = b"}"
+        else:
+            url = _plain_conditional_url(resource)
+            if url is not None:
+                tail = b',"request":{"method":"PUT","url":"' + url.encode() + b'"}}'
+            else:
+                tail = b',"request":' + orjson.dumps(entry_request(resource)) + b"}"
+        rid = resource.get("id")
+        if type(rid) is str and _LOWER_UUID.fullmatch(rid) is not None:
+            full_url = rid.encode()
+        else:  # urn:uuid:<hex> either way: nothing to escape
+            full_url = bundles.full_url(resource).removeprefix("urn:uuid:").encode()
         self._handle.write(
             b"".join(
                 (
                     self._separator,
-                    b'{"fullUrl":"',
-                    bundles.full_url(resource).encode(),  # urn:uuid:<hex>: nothing to escape
+                    b'{"fullUrl":"urn:uuid:',
+                    full_url,
                     b'","resource":',
-                    written[:-1] if written.endswith(b"\n") else written,
+                    written[:-1] if written[-1:] == b"\n" else written,
                     tail,
                 )
             )

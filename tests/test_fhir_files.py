@@ -151,6 +151,8 @@ def test_a_bundle_written_beside_the_ndjson_has_the_bytes_of_write_bundle(
     a decimal's text)."""
     codesystem = {"resourceType": "CodeSystem", "id": "trialfhir", "url": "https://x.org/cs"}
     resources = [patient(), codesystem, *(observation(n, Decimal(t)) for n, t in enumerate(TRICKY))]
+    resources[2]["identifier"] = [{"system": "https://x.org/sid", "value": "S1/0001/1"}]
+    resources[3]["identifier"] = [{"system": "https://x.org/sid", "value": 'a|b,c "q" é'}]
     write_bundle(resources, tmp_path / "alone.json", type=bundle_type)
     with BundleWriter(tmp_path / "beside.json", bundle_type) as bundle:
         counts = write_ndjson(resources, tmp_path / "ndjson", bundle=bundle)
