@@ -240,14 +240,14 @@ def test_an_interrupted_run_leaves_nothing(monkeypatch: pytest.MonkeyPatch, tmp_
 
     real = fhir_files.write_ndjson
 
-    def interrupted(resources, folder):  # type: ignore[no-untyped-def]
+    def interrupted(resources, folder, **options):  # type: ignore[no-untyped-def]
         def some():  # type: ignore[no-untyped-def]
             for n, resource in enumerate(resources):
                 if n == 10:
                     raise KeyboardInterrupt
                 yield resource
 
-        return real(some(), folder)
+        return real(some(), folder, **options)
 
     monkeypatch.setattr(fhir_files, "write_ndjson", interrupted)
     out = tmp_path / "out"
