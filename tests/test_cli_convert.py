@@ -9,8 +9,9 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
@@ -241,7 +242,7 @@ def test_an_interrupted_run_leaves_nothing(monkeypatch: pytest.MonkeyPatch, tmp_
     real = fhir_files.write_ndjson
 
     def interrupted(resources, folder, **options):  # type: ignore[no-untyped-def]
-        def some():  # type: ignore[no-untyped-def]
+        def some() -> Iterator[dict[str, Any]]:
             for n, resource in enumerate(resources):
                 if n == 10:
                     raise KeyboardInterrupt
