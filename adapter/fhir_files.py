@@ -39,7 +39,7 @@ from adapter.fhir_json import (
     exact_loads,
     has_suspect_number,
     loads,
-    loads_line,
+    loads_line_written,
 )
 from adapter.fhir_json import default as _default
 from adapter.studies import DEFINITION_FILE
@@ -95,9 +95,12 @@ class FhirFileError(TrialfhirError):
 # --- writing ---------------------------------------------------------------------------------------
 
 
-def write_ndjson(resources: Iterable[JSON], folder: str | Path) -> dict[str, int]:
+def write_ndjson(
+    resources: Iterable[JSON], folder: str | Path, bundle: BundleWriter | None = None
+) -> dict[str, int]:
     """Stream `resources` into `folder/<resourceType>.ndjson` (one resource per line, files created as
-    types appear, existing ones replaced); returns the count per resource type."""
+    types appear, existing ones replaced); returns the count per resource type. With `bundle`, each
+    resource also goes into that Bundle, serialised once for both files."""
     root = Path(folder)
     root.mkdir(parents=True, exist_ok=True)
     handles: dict[str, IO[bytes]] = {}
@@ -111,8 +114,11 @@ def write_ndjson(resources: Iterable[JSON], folder: str | Path) -> dict[str, int
                 handle = open(root / f"{resource_type}.ndjson", "wb", buffering=1 << 20)  # noqa: SIM115
                 handles[resource_type] = handle
                 counts[resource_type] = 0
-            handle.write(orjson.dumps(resource, default=_default, option=option))
+            written = orjson.dumps(resource, default=_default, option=option)
+            handle.write(written)
             counts[resource_type] += 1
+            if bundle is not None:
+                bundle.add_written(resource, written)
     finally:
         for handle in handles.values():
             handle.close()
@@ -137,12 +143,53 @@ def entry_request(resource: JSON) -> JSON:
     Raises:
         ValueError: the resource can be written neither way (no type, or no id either).
     """
+    plain = _plain_conditional_update(resource)
+    if plain is not None:
+        return plain
     request = bundles.entry_request(resource, BUNDLE_ENTRY_MODE)
     if isinstance(request, str):
         request = bundles.entry_request(resource, "update")
         if isinstance(request, str):
             raise ValueError(f"cannot write this resource in a Bundle{request}")
     return request
+
+
+_PLAIN_TOKEN_PART = re.compile(r"[A-Za-z0-9_.~:/-]+")
+"""An identifier system or value that neither token escaping (`\\ | , $`) nor percent-encoding
+changes: the common case (every identifier the mappings make)."""
+
+
+def _plain_conditional_url(resource: JSON) -> str | None:
+    """The `url` of `bundles.entry_request(resource, "conditional-update")` when the resource's FIRST
+    identifier has a plain (`_PLAIN_TOKEN_PART`) system and value and its type is ASCII letters,
+    built without the general path's escaping and quoting (the per-entry cost of the Bundle
+    `convert` writes; nothing in it needs JSON escaping either); None otherwise (then the general
+    path decides)."""
+    if BUNDLE_ENTRY_MODE != "conditional-update":
+        return None
+    identifiers = resource.get("identifier")
+    if type(identifiers) is not list or not identifiers:
+        return None
+    first = identifiers[0]
+    if type(first) is not dict:
+        return None
+    system, value, rt = first.get("system"), first.get("value"), resource.get("resourceType")
+    if type(system) is not str or type(value) is not str or type(rt) is not str:
+        return None
+    plain = _PLAIN_TOKEN_PART.fullmatch
+    if plain(system) is None or plain(value) is None or not (rt.isascii() and rt.isalpha()):
+        return None
+    return f"{rt}?identifier={system}%7C{value}"
+
+
+def _plain_conditional_update(resource: JSON) -> JSON | None:
+    """`bundles.entry_request(resource, "conditional-update")` by `_plain_conditional_url`, or None."""
+    url = _plain_conditional_url(resource)
+    return None if url is None else {"method": "PUT", "url": url}
+
+
+_LOWER_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+"""An id that `bundles.full_url` writes as `urn:uuid:<id>` (our ids)."""
 
 
 def bundle_entry(resource: JSON, bundle_type: BundleType = "transaction") -> JSON:
@@ -171,6 +218,39 @@ class BundleWriter:
     def add(self, resource: JSON) -> None:
         self._handle.write(self._separator)
         self._handle.write(dumps(bundle_entry(resource, self.type)))
+        self._separator = b",\n"
+        resource_type = str(resource.get("resourceType"))
+        self.counts[resource_type] = self.counts.get(resource_type, 0) + 1
+
+    def add_written(self, resource: JSON, written: bytes) -> None:
+        """`add(resource)` when `written` is already `dumps(resource)` (a trailing newline allowed):
+        the same bytes as `add` writes (`adapter.bundles.bundle_entry`: `fullUrl`, `resource`, then
+        `request`), without serialising the resource a second time."""
+        if self.type == "collection":
+            tail = b"}"
+        else:
+            url = _plain_conditional_url(resource)
+            if url is not None:
+                tail = b',"request":{"method":"PUT","url":"' + url.encode() + b'"}}'
+            else:
+                tail = b',"request":' + orjson.dumps(entry_request(resource)) + b"}"
+        rid = resource.get("id")
+        if type(rid) is str and _LOWER_UUID.fullmatch(rid) is not None:
+            full_url = rid.encode()
+        else:  # urn:uuid:<hex> either way: nothing to escape
+            full_url = bundles.full_url(resource).removeprefix("urn:uuid:").encode()
+        self._handle.write(
+            b"".join(
+                (
+                    self._separator,
+                    b'{"fullUrl":"urn:uuid:',
+                    full_url,
+                    b'","resource":',
+                    written[:-1] if written[-1:] == b"\n" else written,
+                    tail,
+                )
+            )
+        )
         self._separator = b",\n"
         resource_type = str(resource.get("resourceType"))
         self.counts[resource_type] = self.counts.get(resource_type, 0) + 1
@@ -227,6 +307,9 @@ class ReadStats:
     suspect: bool = False
     """Its text holds `\\u00` (an escaped control character?): worth a full look at its strings
     (`TrialAssembler.add(..., check_strings=True)`)."""
+    written: bytes | None = None
+    """Its compact JSON as orjson writes it, when its NDJSON line was exactly that (None otherwise):
+    the trial assembler's duplicate digest without serialising it again."""
 
     def where(self, reason: str) -> FhirFileError:
         """A `FhirFileError` about the resource yielded last: its file, line and entry, then `reason`."""
@@ -302,7 +385,7 @@ def assemble(resources: Iterable[JSON], stats: ReadStats) -> TrialAssembler:
     add = assembler.add
     for resource in resources:
         try:
-            add(resource, stats.suspect)
+            add(resource, stats.suspect, stats.written)
         except ResourceRefused as exc:
             if not stats.files:
                 raise
@@ -372,12 +455,12 @@ def _read_gzip_ndjson(file: Path, stats: ReadStats) -> Iterator[JSON]:
 
 
 def _ndjson_lines(file: Path, handle: Iterable[bytes], stats: ReadStats) -> Iterator[JSON]:
-    parse = loads_line
+    parse = loads_line_written
     for number, line in enumerate(handle, start=1):
         if line.isspace() or not line:
             continue
         try:
-            resource = parse(line)
+            resource, written = parse(line)
         except JSONDecodeErrors as exc:
             raise _not_json(file, number, exc) from exc
         if not isinstance(resource, dict) or not isinstance(resource.get("resourceType"), str):
@@ -390,7 +473,9 @@ def _ndjson_lines(file: Path, handle: Iterable[bytes], stats: ReadStats) -> Iter
             continue
         stats.entry = ""
         stats.resources += 1
+        stats.written = written
         yield resource
+        stats.written = None
 
 
 _STREAMED_HEAD = re.compile(rb'\{"resourceType":"Bundle","type":"[a-z-]+","entry":\[\r?\n')

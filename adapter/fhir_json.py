@@ -41,6 +41,7 @@ __all__ = [
     "has_suspect_number",
     "loads",
     "loads_line",
+    "loads_line_written",
 ]
 
 JSONDecodeErrors = (orjson.JSONDecodeError, json.JSONDecodeError, UnicodeDecodeError)
@@ -237,9 +238,25 @@ the look-ahead for a digit let the regex engine skip string values quickly (abou
 
 _ARRAY_NUMBER = re.compile(rb"\[\s*-?[0-9]")
 
-_EXPONENT_NUMBER = re.compile(rb"[0-9][eE][+-]?[0-9]")
-"""A number written with an exponent (or a string that looks like one: then the exact parser, which is
-right for both, merely runs where it need not)."""
+_EXPONENT_MEMBER = re.compile(rb'":-?[0-9][0-9.]*[eE]')
+_NUMBER_ARRAY = re.compile(rb"\[-?[0-9]")
+_EXPONENT_ELEMENT = re.compile(rb"[\[,]-?[0-9][0-9.]*[eE]")
+_NUMBER_START = frozenset(b"-0123456789"[i : i + 1] for i in range(11))
+
+
+def _has_exponent_number(compact: bytes) -> bool:
+    """True when `compact` (JSON as orjson writes it: no whitespace) may hold a number written with an
+    exponent (or a string that looks like one: then the exact parser, right for both, merely runs
+    where it need not). A member's value follows `":` (a literal the regex engine finds fast); an
+    array's elements follow `[` and `,`, looked at only when an array starts with a number (arrays
+    of numbers are rare in FHIR, and hold one type, as `has_suspect_number` assumes too). Anchored
+    on where a value starts, so that the hex digits of a UUID (`8e83`) inside a string do not send
+    nearly every line to the exact parser."""
+    if compact[:1] in _NUMBER_START or _EXPONENT_MEMBER.search(compact) is not None:
+        return True
+    return _NUMBER_ARRAY.search(compact) is not None and (
+        _EXPONENT_ELEMENT.search(compact) is not None
+    )
 
 
 def has_suspect_number(raw: bytes) -> bool:
@@ -252,8 +269,11 @@ def has_suspect_number(raw: bytes) -> bool:
     return _ARRAY_NUMBER.search(raw) is not None and SUSPECT_NUMBER.search(raw) is not None
 
 
-def loads_line(line: bytes) -> Any:
-    """Parse one compact JSON text (an NDJSON line) keeping every number's written text, fast.
+def loads_line_written(line: bytes) -> tuple[Any, bytes | None]:
+    """`loads_line`, and the text itself (without its line end) when orjson writes the result back
+    as exactly those bytes (None otherwise): then it is the parsed value's compact JSON, for free.
+
+    Parse one compact JSON text (an NDJSON line) keeping every number's written text, fast.
 
     orjson parses it; when orjson writes the result back as exactly the same bytes, every number is
     already what was written (the common case for NDJSON this project or another orjson writer made)
@@ -265,7 +285,9 @@ def loads_line(line: bytes) -> Any:
         parsed = orjson.loads(text)  # refuses more than 1,024 levels itself
     except orjson.JSONDecodeError:
         check_depth(text)
-        return _exact(text)  # e.g. an integer beyond 64 bits; raises for text that is not JSON
+        return _exact(
+            text
+        ), None  # e.g. an integer beyond 64 bits; raises for text that is not JSON
     try:
         written = orjson.dumps(parsed)
     except orjson.JSONEncodeError:  # deeper than orjson writes, so deeper than MAX_DEPTH
@@ -275,8 +297,14 @@ def loads_line(line: bytes) -> Any:
     if written == text:
         # orjson writes an exponent as `1e-6` where Python prints the float as `1e-06`: a number
         # with an exponent keeps its written text only through the exact parser
-        return parsed if _EXPONENT_NUMBER.search(text) is None else _exact(text)
-    return _exact(text) if has_suspect_number(text) else parsed
+        return (_exact(text), None) if _has_exponent_number(text) else (parsed, text)
+    return (_exact(text) if has_suspect_number(text) else parsed), None
+
+
+def loads_line(line: bytes) -> Any:
+    """Parse one compact JSON text (an NDJSON line) keeping every number's written text, fast
+    (`loads_line_written`, the value alone)."""
+    return loads_line_written(line)[0]
 
 
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")

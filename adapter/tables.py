@@ -23,7 +23,7 @@ import struct
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from itertools import chain
+from itertools import chain, repeat
 from pathlib import Path
 from typing import ClassVar
 
@@ -233,7 +233,7 @@ def _read_csv(
         records = _records_one_by_one(text, name, problems)
     if all(cells is not None and len(cells) == width for cells in records):
         # every record has the header's width (checked above): zip's strict check would double the cost
-        rows = [dict(zip(header, cells, strict=False)) for cells in records if cells is not None]
+        rows: list[dict[str, str]] = list(map(dict, map(zip, repeat(header), records)))  # type: ignore[arg-type]
         by_column: Columns = (
             dict(zip(header, zip(*records, strict=True), strict=True)) if records else {}
         )
@@ -488,7 +488,7 @@ def _check_table(
     def column(variable: str) -> Sequence[str]:
         values = column_cache.get(variable)
         if values is None:
-            values = column_cache[variable] = [row[variable] for row in rows]
+            values = column_cache[variable] = list(map(operator.itemgetter(variable), rows))
         return values
 
     non_empty = [v for v in ("STUDYID", "DOMAIN", "USUBJID", spec.seq) if v and v in columns]
@@ -583,11 +583,12 @@ def _trial_problems(
         found = numbers.get(code)
         return index + 1 if found is None else found[index]
 
+    studyid_of, usubjid_of = operator.itemgetter("STUDYID"), operator.itemgetter("USUBJID")
     study: tuple[str, str, int] | None = None  # value, file name, row
     for code, table in trial.items():
         if "STUDYID" not in table.columns:
             continue
-        values = [row["STUDYID"] for row in table.rows]
+        values = list(map(studyid_of, table.rows))
         distinct = set(values) - {""}
         if study is None and values:
             first = next((i for i, v in enumerate(values) if v), None)
@@ -604,11 +605,11 @@ def _trial_problems(
             problems.append(Problem(str(paths[code]), row_number(code, index), "STUDYID", reason))
     dm = trial.get("DM")
     if dm is not None and "USUBJID" in dm.columns:
-        subjects = {row["USUBJID"] for row in dm.rows}
+        subjects = set(map(usubjid_of, dm.rows))
         for code, table in trial.items():
             if code == "DM" or not table.spec.subject_level or "USUBJID" not in table.columns:
                 continue
-            values = [row["USUBJID"] for row in table.rows]
+            values = list(map(usubjid_of, table.rows))
             unknown = set(values) - subjects - {""}
             if not unknown:
                 continue

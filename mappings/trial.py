@@ -183,11 +183,16 @@ class TrialAssembler:
         """resourceType -> id -> `_content_digest` of the resource read with that id (about 170
         bytes per resource: the id and an int)."""
 
-    def add(self, resource: JSON, check_strings: bool = False) -> bool:
+    def add(
+        self, resource: JSON, check_strings: bool = False, written: bytes | None = None
+    ) -> bool:
         """Hand `resource` to the family that made it; False (and counted) when no family takes it.
         `check_strings`: also look at every string for a control character (a full walk: the file
         reader asks for it only when the resource's text holds `\\u00`). A date in the year 0000 is
-        refused whatever `check_strings` says (the readers' `get_dtc` fails on it).
+        refused whatever `check_strings` says (the readers' `get_dtc` fails on it). `written`: the
+        resource's own compact JSON as orjson writes it, when the caller has it (an NDJSON line
+        that round-tripped): the duplicate digest is then taken from it instead of serialising the
+        resource again.
 
         Raises:
             ResourceRefused: a wrongly shaped element, a string where a number belongs, another
@@ -215,7 +220,10 @@ class TrialAssembler:
             digests = self._digests.get(kind)
             if digests is None:
                 digests = self._digests[kind] = {}
-            digest = _content_digest(resource)
+            if written is not None and "meta" not in resource:
+                digest = hash(written)  # == _content_digest(resource): the same bytes
+            else:
+                digest = _content_digest(resource)
             earlier = digests.get(rid)
             if earlier is None:
                 digests[rid] = digest

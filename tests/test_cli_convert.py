@@ -9,8 +9,9 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
@@ -240,14 +241,14 @@ def test_an_interrupted_run_leaves_nothing(monkeypatch: pytest.MonkeyPatch, tmp_
 
     real = fhir_files.write_ndjson
 
-    def interrupted(resources, folder):  # type: ignore[no-untyped-def]
-        def some():  # type: ignore[no-untyped-def]
+    def interrupted(resources, folder, **options):  # type: ignore[no-untyped-def]
+        def some() -> Iterator[dict[str, Any]]:
             for n, resource in enumerate(resources):
                 if n == 10:
                     raise KeyboardInterrupt
                 yield resource
 
-        return real(some(), folder)
+        return real(some(), folder, **options)
 
     monkeypatch.setattr(fhir_files, "write_ndjson", interrupted)
     out = tmp_path / "out"

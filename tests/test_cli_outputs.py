@@ -307,9 +307,9 @@ def test_a_file_added_while_the_command_runs_blocks_the_replacement(
     out = earlier_output(tmp_path)
     real = fhir_files.write_ndjson
 
-    def meanwhile(resources, folder):  # type: ignore[no-untyped-def]
+    def meanwhile(resources, folder, **options):  # type: ignore[no-untyped-def]
         (out / "added-meanwhile.txt").write_text("mine", encoding="utf-8")
-        return real(resources, folder)
+        return real(resources, folder, **options)
 
     monkeypatch.setattr(fhir_files, "write_ndjson", meanwhile)
     before_edit = snapshot(out)

@@ -14,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from adapter.fhir_files import (
+    BundleWriter,
     FhirFileError,
     ReadStats,
     bundle_entry,
@@ -139,6 +140,48 @@ def test_a_canonical_resource_is_matched_on_its_url() -> None:
 
 def test_a_resource_with_neither_identifier_nor_url_is_written_by_id() -> None:
     assert entry_request(patient()) == {"method": "PUT", "url": f"Patient/{PATIENT_ID}"}
+
+
+@pytest.mark.parametrize("bundle_type", ["transaction", "collection"])
+def test_a_bundle_written_beside_the_ndjson_has_the_bytes_of_write_bundle(
+    tmp_path: Path, bundle_type: Any
+) -> None:
+    """`write_ndjson(..., bundle=)` serialises each resource once for both files; the Bundle must be
+    byte for byte what `write_bundle` writes (fullUrl of a non-UUID id, a canonical's url condition,
+    a decimal's text)."""
+    codesystem = {"resourceType": "CodeSystem", "id": "trialfhir", "url": "https://x.org/cs"}
+    resources = [patient(), codesystem, *(observation(n, Decimal(t)) for n, t in enumerate(TRICKY))]
+    resources[2]["identifier"] = [{"system": "https://x.org/sid", "value": "S1/0001/1"}]
+    resources[3]["identifier"] = [{"system": "https://x.org/sid", "value": 'a|b,c "q" é'}]
+    write_bundle(resources, tmp_path / "alone.json", type=bundle_type)
+    with BundleWriter(tmp_path / "beside.json", bundle_type) as bundle:
+        counts = write_ndjson(resources, tmp_path / "ndjson", bundle=bundle)
+    assert (tmp_path / "beside.json").read_bytes() == (tmp_path / "alone.json").read_bytes()
+    assert bundle.counts == counts == {"Patient": 1, "CodeSystem": 1, "Observation": 4}
+
+
+@pytest.mark.parametrize(
+    "identifier",
+    [
+        [{"system": "https://x.org/sid", "value": "S1/0001-A/1"}],
+        [{"system": "https://x.org/sid", "value": "a|b,c$d\\e f+g%"}],
+        [{"system": "", "value": "v"}],
+        [{"value": "v"}, {"system": "https://x.org/sid", "value": "second"}],
+        [{"system": "https://x.org/sid", "value": 3}],
+        {"system": "https://x.org/sid", "value": "one object"},
+        [],
+    ],
+)
+def test_the_fast_entry_request_is_the_general_rule(identifier: Any) -> None:
+    """`entry_request` builds a plain identifier's conditional URL itself; it must be what
+    `adapter.bundles.entry_request` says for every identifier (escaped, quoted, not first, none)."""
+    from adapter import bundles
+
+    resource = {"resourceType": "Observation", "id": OBS_IDS[0], "identifier": identifier}
+    expected = bundles.entry_request(resource, "conditional-update")
+    if isinstance(expected, str):
+        expected = bundles.entry_request(resource, "update")
+    assert entry_request(resource) == expected
 
 
 def test_a_collection_bundle_has_no_requests(tmp_path: Path) -> None:
@@ -430,3 +473,26 @@ def test_a_one_line_compact_bundle_is_read_whole(tmp_path: Path) -> None:
     bundle = {"resourceType": "Bundle", "type": "collection", "entry": [{"resource": patient()}]}
     (tmp_path / "b.json").write_bytes(dumps(bundle))
     assert list(read_resources(tmp_path / "b.json")) == [patient()]
+
+
+@pytest.mark.parametrize(
+    ("line", "exact"),
+    [
+        (b'{"resourceType":"Patient","id":"30248113-cdc6-54f7-b9ba-9488e79ad51a"}', False),
+        (b'{"v":"8e5"}', False),
+        (b'{"v":1e-7}', True),
+        (b'{"v":[1,2e16]}', True),
+        (b'{"v":{"w":-1.5E+3}}', True),
+    ],
+)
+def test_only_a_number_with_an_exponent_sends_a_line_to_the_exact_parser(
+    line: bytes, exact: bool
+) -> None:
+    """The exponent check looks where a JSON value starts: the hex digits of a UUID (`8e79`) or a
+    string like "8e5" are not numbers (they once sent three lines in four to the slow parser)."""
+    from adapter import fhir_json
+
+    assert fhir_json._has_exponent_number(line) is exact
+    parsed, written = fhir_json.loads_line_written(line)
+    assert (written is None) is exact
+    assert fhir_json.dumps(parsed) == line

@@ -618,6 +618,29 @@ def test_an_identical_resource_read_twice_is_taken_once_and_counted(
     assert snapshot(tmp_path / "b") == snapshot(tmp_path / "a")
 
 
+@pytest.mark.parametrize("changed", [False, True])
+def test_a_duplicate_is_judged_alike_from_an_ndjson_line_and_from_a_bundle(
+    tmp_path: Path, small_resources: list[dict[str, object]], changed: bool
+) -> None:
+    """An NDJSON line that round-trips gives the assembler its bytes for the duplicate digest; the
+    same resource read from a Bundle (digested by serialising it) must still be the same content,
+    and a changed one still refused."""
+    from adapter.fhir_files import ReadStats, assemble, read_files, write_bundle
+
+    lines = one_line(tmp_path / "in.ndjson", small_resources)
+    again = json.loads(json.dumps(small_resources[5]))
+    if changed:
+        again["status"] = "amended"
+    write_bundle([again], tmp_path / "again.json", type="collection")
+    stats = ReadStats()
+    resources = read_files([lines, tmp_path / "again.json"], stats)
+    if changed:
+        with pytest.raises(FhirFileError, match="different content"):
+            assemble(resources, stats)
+    else:
+        assert sum(assemble(resources, stats).duplicates.values()) == 1
+
+
 def test_a_server_meta_does_not_make_a_duplicate_different(
     small_resources: list[dict[str, object]],
 ) -> None:

@@ -144,14 +144,8 @@ def _sdtm_to_fhir(src: Path, source: Source, staging: Path, validate: bool) -> s
             lines.extend(summary["problems"])
             raise CommandError("\n".join(lines), EXIT_UNEXPECTED)  # a mapping bug
     with BundleWriter(staging / "bundle.json", "transaction") as bundle:
-
-        def tee(resources: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
-            add = bundle.add
-            for resource in resources:
-                add(resource)
-                yield resource
-
-        counts = write_ndjson(tee(_progress(trial_to_fhir(trial), "SDTM -> FHIR")), staging)
+        resources = _progress(trial_to_fhir(trial), "SDTM -> FHIR")
+        counts = write_ndjson(resources, staging, bundle=bundle)  # each resource serialised once
     return f"{rows} rows in {len(trial)} tables -> " + _counts_line(counts, "resources")
 
 

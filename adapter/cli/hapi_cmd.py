@@ -15,7 +15,6 @@ from pathlib import Path
 import click
 
 from adapter.cli._common import EXIT_UNREACHABLE, CommandError
-from adapter.testing import hapi as harness
 
 __all__ = ["hapi"]
 
@@ -33,6 +32,8 @@ def hapi() -> None:
 @hapi.command()
 def build() -> None:
     """Build the server jar (cached per module version) and print its path."""
+    from adapter.testing import hapi as harness  # imports httpx: only when this command runs
+
     try:
         if harness.built_jar() is None:
             click.echo("building the HAPI FHIR server (first use; a few minutes) ...", err=True)
@@ -53,6 +54,8 @@ def build() -> None:
 )
 def serve(port: int | None, log_path: Path | None) -> None:
     """Run the server in the foreground; print its base URL once /fhir/metadata answers."""
+    from adapter.testing import hapi as harness  # imports httpx: only when this command runs
+
     try:
         if harness.built_jar() is None:
             click.echo("building the HAPI FHIR server (first use; a few minutes) ...", err=True)

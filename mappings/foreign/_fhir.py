@@ -296,10 +296,32 @@ SHAPES: Final[dict[str, dict[str, str]]] = {
 """The elements each mapped type reads, with their R4 kind: the whole structural check."""
 
 
+def _cc_problem(value: Any) -> str | None:
+    """`_kind_problem(value, "CC")`: loops written out (the hot check of every mapped resource)."""
+    if not isinstance(value, dict):
+        return "expected an object"
+    coding = value.get("coding")
+    if coding is not None:
+        if not isinstance(coding, list):
+            return "coding: expected an array of objects"
+        for c in coding:
+            if not isinstance(c, dict):
+                return "coding: expected an array of objects"
+        for c in coding:
+            system, code, display = c.get("system", ""), c.get("code", ""), c.get("display", "")
+            if not (isinstance(system, str) and isinstance(code, str) and isinstance(display, str)):
+                return "coding: expected strings"
+    if not isinstance(value.get("text", ""), str):
+        return "text: expected a string"
+    return None
+
+
 def _kind_problem(value: Any, kind: str) -> str | None:
     """Why `value` is not of `kind` (None when it is)."""
     if kind == "str":
         return None if isinstance(value, str) else "expected a string"
+    if kind == "CC":
+        return _cc_problem(value)
     if kind == "bool":
         return None if isinstance(value, bool) else "expected true or false"
     if kind == "num":
@@ -311,23 +333,16 @@ def _kind_problem(value: Any, kind: str) -> str | None:
         return None
     if not isinstance(value, dict):
         return "expected an object"
-    if kind == "CC":
-        coding = value.get("coding")
-        if coding is not None and not (
-            isinstance(coding, list) and all(isinstance(c, dict) for c in coding)
-        ):
-            return "coding: expected an array of objects"
-        if coding and any(
-            not isinstance(c.get(k, ""), str) for c in coding for k in ("system", "code", "display")
-        ):
-            return "coding: expected strings"
-        if not isinstance(value.get("text", ""), str):
-            return "text: expected a string"
-    elif kind == "Qty":
+    if kind == "Qty":
         if "value" in value and _kind_problem(value["value"], "num") is not None:
             return "value: expected a number"
-        if any(
-            not isinstance(value.get(k, ""), str) for k in ("unit", "code", "system", "comparator")
+        unit, code = value.get("unit", ""), value.get("code", "")
+        system, comparator = value.get("system", ""), value.get("comparator", "")
+        if not (
+            isinstance(unit, str)
+            and isinstance(code, str)
+            and isinstance(system, str)
+            and isinstance(comparator, str)
         ):
             return "unit/code/system: expected strings"
     elif kind == "Ref":
@@ -387,6 +402,15 @@ def _extension_problem(extensions: Any, depth: int = 1) -> str | None:
     return None
 
 
+_SHAPE_STEPS: Final = {
+    rtype: tuple(
+        (element, kind.removeprefix("*"), kind.startswith("*")) for element, kind in shape.items()
+    )
+    for rtype, shape in SHAPES.items()
+}
+"""`SHAPES` as (element, kind, 0..*) steps, the `*` read once."""
+
+
 def structural_problem(resource: JSON) -> str | None:
     """Why `resource` is not valid R4 for the elements the mapping reads, or None.
 
@@ -402,18 +426,18 @@ def structural_problem(resource: JSON) -> str | None:
             problem = _extension_problem(resource[element])
             if problem is not None:
                 return f"{rtype}.{element}{problem}"
-    shape = SHAPES.get(rtype)
-    if shape is not None and "contained" in resource:
-        shape = {**shape, "contained": "*obj"}
-    for element, kind in (shape or {}).items():
+    shape = _SHAPE_STEPS.get(rtype, ())
+    if shape and "contained" in resource:
+        shape = (*shape, ("contained", "obj", True))
+    for element, kind, many in shape:
         if element not in resource:
             continue
         value = resource[element]
-        if kind.startswith("*"):
+        if many:
             if not isinstance(value, list):
                 return f"{rtype}.{element}: expected an array (0..*)"
             for item in value:
-                problem = _kind_problem(item, kind[1:])
+                problem = _kind_problem(item, kind)
                 if problem is not None:
                     return f"{rtype}.{element}: {problem}"
         else:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from itertools import repeat
 from typing import Any, Final, NamedTuple
 
 import orjson
@@ -967,8 +968,9 @@ class _Mapper:
                         row[f"{domain}SEQ"] = str(seq)
                     rows += group
             columns = COLUMNS[domain]
+            blanks = [""] * len(columns)
             out[domain] = Table(
-                domain, columns, [tuple(row.get(c, "") for c in columns) for row in rows]
+                domain, columns, [tuple(map(row.get, columns, blanks)) for row in rows]
             )
             if rows:
                 self.report.rows[domain] = len(rows)
@@ -1024,7 +1026,7 @@ def _row_text(row: dict[str, str]) -> tuple[tuple[str, str], ...]:
 
 
 def _has_value(holder: JSON) -> bool:
-    return any(key.startswith("value") for key in holder)
+    return any(map(str.startswith, holder, repeat("value")))  # keys of JSON: str; C-level loop
 
 
 def _value(holder: JSON) -> tuple[str, str, str] | None:
