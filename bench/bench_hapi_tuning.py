@@ -27,6 +27,7 @@ import http.server
 import json
 import os
 import random
+import shutil
 import sys
 import tempfile
 import threading
@@ -95,6 +96,8 @@ WRITES = {
     "trialfhir.hibernate.batch-size": "100",
     "trialfhir.hibernate.order-inserts": "true",
 }
+H2_FILE = "jdbc:h2:file:" + str(Path(tempfile.gettempdir()) / "bench-hapi-tuning-h2" / "db")
+"""H2 on disk, as the HAPI starter ships it (the folder is removed before the server starts)."""
 NO_INTEGRITY = {"trialfhir.storage.referential-integrity-on-write": "false"}
 
 CONFIGS = {
@@ -107,6 +110,7 @@ CONFIGS = {
         Config("writes-c2", MASS | WRITES, C2_JAVA),
         Config("writes", MASS | WRITES),
         Config("nointegrity-c2", MASS | WRITES | NO_INTEGRITY, C2_JAVA),
+        Config("mass-h2file", MASS | {"trialfhir.h2.url": H2_FILE}),
         Config("defaults", {}, ()),  # whatever the module and the harness default to now
     )
 }
@@ -276,6 +280,7 @@ def run_config(config: Config, args: argparse.Namespace, resources: list[JSON]) 
     result = Result(config.name, len(data))
     log = Path(tempfile.gettempdir()) / f"bench-hapi-tuning-{config.name}.log"
     print(f"[{config.name}] starting: {' '.join(config.java)} {config.args()}", file=sys.stderr)
+    shutil.rmtree(Path(H2_FILE.removeprefix("jdbc:h2:file:")).parent, ignore_errors=True)
     with start_server(
         args.port,
         java_options=config.java or None,
