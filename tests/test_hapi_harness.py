@@ -149,6 +149,53 @@ def test_a_taken_port_is_refused_before_starting(tmp_path: Path) -> None:
             hapi.start_server(port, jar=tmp_path / "unused.jar")
 
 
+def test_a_port_with_only_time_wait_connections_is_free() -> None:
+    # A server that just stopped leaves its side of closed connections in TIME_WAIT on its port;
+    # Tomcat (like every Java server socket on Linux) binds with SO_REUSEADDR, so it can bind again
+    # at once, and the harness must not refuse the port either.
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as listener:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        client = socket.create_connection(("127.0.0.1", port), timeout=10)
+        accepted, _ = listener.accept()
+        accepted.close()  # the server side closes first: its end goes to TIME_WAIT
+        client.recv(1)
+        client.close()
+        assert not hapi._port_is_free(port)  # still listening
+    assert hapi._port_is_free(port)
+
+
+def test_server_arguments_reach_the_jvm_command_line(
+    cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    java_home = tmp_path / "jdk"
+    (java_home / "bin").mkdir(parents=True)
+    write_script(
+        java_home / "bin" / "java",
+        """\
+        if [ "$1" = "-version" ]; then echo 'openjdk version "17.0.15"' >&2; exit 0; fi
+        echo "ARGS: $*"
+        exit 3
+        """,
+    )
+    monkeypatch.setenv("JAVA_HOME", str(java_home))
+    log = tmp_path / "server.log"
+    with pytest.raises(hapi.HapiStartError, match="exited with code 3"):
+        hapi.start_server(
+            jar=tmp_path / "any.jar",
+            log_path=log,
+            startup_timeout=60,
+            java_options=["-Xmx2g"],
+            server_args=["--trialfhir.storage.mass-ingestion=false"],
+        )
+    args = log.read_text().split("ARGS: ", 1)[1].split()
+    assert args[0] == "-Xmx2g"
+    assert args[-1] == "--trialfhir.storage.mass-ingestion=false"
+    assert "--server.address=127.0.0.1" in args
+
+
 PLUGIN_TEST = """\
 def test_needs_hapi(hapi_base_url):
     assert hapi_base_url

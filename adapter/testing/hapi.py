@@ -309,7 +309,10 @@ def find_free_port() -> int:
 
 
 def _port_is_free(port: int) -> bool:
+    """True when nothing listens on the port. Connections of a server that just stopped, still in
+    TIME_WAIT, do not count: Tomcat binds with SO_REUSEADDR too."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind(("127.0.0.1", port))
         except OSError:
@@ -422,6 +425,7 @@ def start_server(
     log_path: Path | None = None,
     startup_timeout: float | None = None,
     detach: bool = False,
+    server_args: Sequence[str] = (),
 ) -> RunningHapi:
     """Start the local HAPI server (building it first if needed) and wait until it answers.
 
@@ -433,6 +437,8 @@ def start_server(
         startup_timeout: seconds to wait for ``/fhir/metadata`` (default 600).
         detach: start the JVM in its own session so it outlives this Python process
             (``python -m adapter.testing.hapi start``); it is stopped by pid then.
+        server_args: more Spring arguments after the port and address, e.g.
+            ``["--trialfhir.storage.mass-ingestion=false"]`` (docs/hapi.md lists the properties).
 
     Raises:
         HapiToolMissing, HapiBuildError: from the build.
@@ -454,6 +460,7 @@ def start_server(
         str(jar),
         f"--server.port={port}",
         "--server.address=127.0.0.1",
+        *server_args,
     ]
     timeout = _start_timeout(startup_timeout)
     with log_path.open("wb") as log:

@@ -2,6 +2,7 @@ package org.trialfhir.hapiserver;
 
 import ca.uhn.fhir.batch2.api.IJobMaintenanceService;
 import ca.uhn.fhir.batch2.jobs.export.BulkDataExportProvider;
+import ca.uhn.fhir.batch2.jobs.imprt.BulkDataImportProvider;
 import ca.uhn.fhir.batch2.maintenance.JobMaintenanceServiceImpl;
 import ca.uhn.fhir.context.FhirContext;
 import ca.uhn.fhir.context.support.IValidationSupport;
@@ -53,12 +54,14 @@ public class RestServerConfig {
       IValidationSupport validationSupport,
       DatabaseBackedPagingProvider pagingProvider,
       BulkDataExportProvider bulkDataExportProvider,
+      BulkDataImportProvider bulkDataImportProvider,
       IJobMaintenanceService jobMaintenanceService) {
     RestfulServer server = new RestfulServer(fhirContext);
     server.registerProviders(resourceProviderFactory.createProviders());
     server.registerProvider(systemProvider);
     server.registerProvider(valueSetOperationProvider);
     server.registerProvider(bulkDataExportProvider);
+    server.registerProvider(bulkDataImportProvider);
     if (jobMaintenanceService instanceof JobMaintenanceServiceImpl maintenance) {
       maintenance.setScheduledJobFrequencyMillis(JOB_MAINTENANCE_MILLIS);
     }

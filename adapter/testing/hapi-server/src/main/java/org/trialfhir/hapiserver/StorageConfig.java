@@ -29,16 +29,38 @@ import org.springframework.transaction.annotation.EnableTransactionManagement;
  * <p>The settings are the ones a test server for trialfhir needs: client-assigned ids of any shape
  * (server-assigned ids are UUIDs so they never collide with them), no reuse of cached search
  * results (a search right after a write sees the write), $expunge enabled so a test run can
- * empty the server between modules, and Bulk Data $export without job reuse (its files are Binary
- * resources in memory).
+ * empty the server between modules, Bulk Data $export without job reuse (its files are Binary
+ * resources in memory), Bulk Data $import, and HAPI's mass-ingestion mode with the match-URL cache
+ * for faster conditional uploads.
  */
 @Configuration
 @EnableTransactionManagement
 public class StorageConfig {
 
   @Bean
-  public JpaStorageSettings storageSettings() {
+  public JpaStorageSettings storageSettings(
+      @Value("${trialfhir.storage.mass-ingestion:true}") boolean massIngestion,
+      @Value("${trialfhir.storage.match-url-cache:true}") boolean matchUrlCache,
+      @Value("${trialfhir.storage.referential-integrity-on-write:true}") boolean integrityOnWrite,
+      @Value("${trialfhir.storage.index-storage-optimized:false}") boolean indexStorageOptimized,
+      @Value("${trialfhir.storage.search-param-identity-table:true}") boolean identityTable,
+      @Value("${trialfhir.storage.meta-source:SOURCE_URI_AND_REQUEST_ID}") String metaSource,
+      @Value("${trialfhir.storage.bulk-import:true}") boolean bulkImport) {
     JpaStorageSettings settings = new JpaStorageSettings();
+    // Bulk-load knobs (docs/hapi.md, "Bulk loads"): each is a property, so that
+    // bench/bench_hapi_tuning.py can compare them without a rebuild
+    // (--trialfhir.storage.NAME=VALUE). Mass-ingestion mode and the match-URL cache halve HAPI's
+    // CPU per conditional transaction entry and are on; referential integrity stays on (the tests
+    // check that a dangling reference is refused); the other three measured no gain and keep
+    // HAPI's defaults.
+    settings.setMassIngestionMode(massIngestion);
+    settings.setMatchUrlCacheEnabled(matchUrlCache);
+    settings.setEnforceReferentialIntegrityOnWrite(integrityOnWrite);
+    settings.setIndexStorageOptimized(indexStorageOptimized);
+    settings.setWriteToSearchParamIdentityTable(identityTable);
+    settings.setStoreMetaSourceInformation(
+        JpaStorageSettings.StoreMetaSourceInformationEnum.valueOf(metaSource));
+    settings.setEnableTaskBulkImportJobExecution(bulkImport);
     settings.setResourceClientIdStrategy(JpaStorageSettings.ClientIdStrategyEnum.ANY);
     settings.setResourceServerIdStrategy(JpaStorageSettings.IdStrategyEnum.UUID);
     settings.setReuseCachedSearchResultsForMillis(null);
@@ -91,24 +113,28 @@ public class StorageConfig {
       ConfigurableListableBeanFactory beanFactory,
       FhirContext fhirContext,
       JpaStorageSettings storageSettings,
-      DataSource dataSource) {
+      DataSource dataSource,
+      @Value("${trialfhir.hibernate.batch-size:20}") int batchSize,
+      @Value("${trialfhir.hibernate.order-inserts:false}") boolean orderInserts) {
     LocalContainerEntityManagerFactoryBean factory =
         HapiEntityManagerFactoryUtil.newEntityManagerFactory(
             beanFactory, fhirContext, storageSettings);
     factory.setPersistenceUnitName("HAPI_PU");
     factory.setDataSource(dataSource);
-    factory.setJpaPropertyMap(hibernateProperties());
+    factory.setJpaPropertyMap(hibernateProperties(batchSize, orderInserts));
     return factory;
   }
 
-  private static Map<String, Object> hibernateProperties() {
+  private static Map<String, Object> hibernateProperties(int batchSize, boolean orderInserts) {
     Map<String, Object> properties = new HashMap<>();
     properties.put("hibernate.dialect", HapiFhirH2Dialect.class.getName());
     properties.put("hibernate.hbm2ddl.auto", "update");
     properties.put("hibernate.search.enabled", "false");
     properties.put("hibernate.format_sql", "false");
     properties.put("hibernate.show_sql", "false");
-    properties.put("hibernate.jdbc.batch_size", "20");
+    properties.put("hibernate.jdbc.batch_size", Integer.toString(batchSize));
+    properties.put("hibernate.order_inserts", Boolean.toString(orderInserts));
+    properties.put("hibernate.order_updates", Boolean.toString(orderInserts));
     properties.put("hibernate.cache.use_query_cache", "false");
     properties.put("hibernate.cache.use_second_level_cache", "false");
     properties.put("hibernate.cache.use_structured_entries", "false");
