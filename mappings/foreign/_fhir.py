@@ -567,9 +567,17 @@ def coding_codes(concept: Any) -> set[str]:
 
 
 def loinc_code(concept: Any) -> str:
-    for coding in codings(concept):
-        if coding.get("system") == LOINC and isinstance(coding.get("code"), str):
-            return str(coding["code"])
+    """The first LOINC coding's code (a string), or ''."""
+    if not isinstance(concept, dict):
+        return ""
+    found = concept.get("coding")
+    if not isinstance(found, list):
+        return ""
+    for coding in found:
+        if isinstance(coding, dict) and coding.get("system") == LOINC:
+            code = coding.get("code")
+            if isinstance(code, str):
+                return code
     return ""
 
 

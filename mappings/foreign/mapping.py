@@ -306,6 +306,7 @@ class _Mapper:
         self.options = options
         self.report = MappingReport()
         self.index: dict[str, _Item] = {}
+        self.resolved: dict[tuple[str, str | None], _Item | None] = {}  # see `resolve`
         self.items: list[_Item] = []
         self.rows: dict[str, list[dict[str, str]]] = defaultdict(list)
         self.subject_of: dict[str, _Subject] = {}  # Patient source -> subject
@@ -386,6 +387,20 @@ class _Mapper:
             self.index.setdefault(key, item)
 
     def resolve(self, reference: Any, rtype: str | None = None) -> _Item | None:
+        """The indexed resource `reference` names (of `rtype` when given), or None. A reference that
+        is only a `reference` string is looked up once per text and type (the index is complete
+        once `take` has run; Synthea names each Patient and Encounter thousands of times)."""
+        if type(reference) is dict and len(reference) == 1:
+            literal = reference.get("reference")
+            if type(literal) is str:
+                key = (literal, rtype)
+                if key in self.resolved:
+                    return self.resolved[key]
+                found = self.resolved[key] = self._resolve(reference, rtype)
+                return found
+        return self._resolve(reference, rtype)
+
+    def _resolve(self, reference: Any, rtype: str | None) -> _Item | None:
         for key in reference_keys(reference):
             found = self.index.get(key)
             if found is not None and (rtype is None or found.rtype == rtype):
@@ -600,14 +615,11 @@ class _Mapper:
             if isinstance(subject, str):
                 self.report.skipped(item.rtype, subject, item.source, item.where)
                 continue
+            srcid, studyid, usubjid = _SRCID[domain], subject.studyid, subject.usubjid
             for row in rows:
-                row["STUDYID"], row["DOMAIN"], row["USUBJID"] = (
-                    subject.studyid,
-                    domain,
-                    subject.usubjid,
-                )
-                row[f"{domain}SRCID"] = item.source
-                self.rows[domain].append(row)
+                row["STUDYID"], row["DOMAIN"], row["USUBJID"] = studyid, domain, usubjid
+                row[srcid] = item.source
+            self.rows[domain] += rows
             self.report.mapped(item.rtype, domain, len(rows))
             if item.rtype == "Observation":
                 self.report.coverage.setdefault(domain, [0, 0])[1] += 1
@@ -658,12 +670,13 @@ class _Mapper:
             or period_start_end(obs.get("effectivePeriod"))[0]
         )
         rows = []
+        dtc_name = _TEST_NAMES[domain][8]
         for holder in with_value:
             row = self.test_row(item, domain, holder)
             if isinstance(row, str):
                 self.report.note(item.rtype, row, item.source, item.where)
                 continue
-            row[f"{domain}DTC"] = when
+            row[dtc_name] = when
             rows.append(row)
         if not rows:
             return "no value with a LOINC code or a mappable value type"
@@ -689,8 +702,9 @@ class _Mapper:
         if value is None:
             return "value[x] type not mapped (Range, Ratio, SampledData, Period)"
         orres, orresu, ucum = value
-        row = {f"{domain}TESTCD": test.testcd, f"{domain}TEST": test.test, f"{domain}LOINC": loinc}
-        row[f"{domain}ORRES"], row[f"{domain}ORRESU"] = orres, orresu
+        names = _TEST_NAMES[domain]
+        row = {names[0]: test.testcd, names[1]: test.test, names[2]: loinc}
+        row[names[3]], row[names[4]] = orres, orresu
         numeric = "valueQuantity" in holder and codes.is_number(orres)
         stresc = stresn = stresu = ""
         if domain == "VS":
@@ -742,11 +756,7 @@ class _Mapper:
             else:
                 row["LBSPEC"] = test.specimen
             row["LBMETHOD"] = concept_text(obs.get("method"))
-        row[f"{domain}STRESC"], row[f"{domain}STRESN"], row[f"{domain}STRESU"] = (
-            stresc,
-            stresn,
-            stresu,
-        )
+        row[names[5]], row[names[6]], row[names[7]] = stresc, stresn, stresu
         return row
 
     def medication(self, item: _Item) -> tuple[str, list[dict[str, str]]] | str:
@@ -954,18 +964,11 @@ class _Mapper:
                     groups[(row["STUDYID"], row["USUBJID"])].append(row)
                 rows = []
                 date_key, sort_key, src = _DATE_KEY[domain], _SORT_KEY[domain], f"{domain}SRCID"
+                seq_name = f"{domain}SEQ"
                 for key in sorted(groups):
-                    group = sorted(
-                        groups[key],
-                        key=lambda r: (
-                            r.get(date_key, ""),
-                            r.get(sort_key, ""),
-                            r[src],
-                            _row_text(r),
-                        ),
-                    )
+                    group = _sorted_rows(groups[key], date_key, sort_key, src)
                     for seq, row in enumerate(group, start=1):
-                        row[f"{domain}SEQ"] = str(seq)
+                        row[seq_name] = str(seq)
                     rows += group
             columns = COLUMNS[domain]
             blanks = [""] * len(columns)
@@ -1021,8 +1024,53 @@ def _obj(value: Any) -> JSON:
     return value if isinstance(value, dict) else {}
 
 
+_TEST_NAMES: Final = {
+    domain: tuple(
+        domain + name
+        for name in (
+            "TESTCD",
+            "TEST",
+            "LOINC",
+            "ORRES",
+            "ORRESU",
+            "STRESC",
+            "STRESN",
+            "STRESU",
+            "DTC",
+        )
+    )
+    for domain in ("VS", "LB")
+}
+"""A test row's variable names per domain, built once (not per row)."""
+
+_SRCID: Final = {domain: f"{domain}SRCID" for domain in DOMAINS}
+
+
 def _row_text(row: dict[str, str]) -> tuple[tuple[str, str], ...]:
     return tuple(sorted(row.items()))
+
+
+def _sorted_rows(
+    rows: list[dict[str, str]], date_key: str, sort_key: str, src: str
+) -> list[dict[str, str]]:
+    """`rows` sorted by (date, sort key, source, the whole row's text): the row's text, costly, is
+    built only for the rows whose first three keys tie (a stable sort of a tie run by it gives the
+    same order as the four-part key)."""
+    keyed = sorted(
+        ((r.get(date_key, ""), r.get(sort_key, ""), r[src]), i, r) for i, r in enumerate(rows)
+    )
+    out: list[dict[str, str]] = []
+    start = 0
+    while start < len(keyed):
+        end = start + 1
+        while end < len(keyed) and keyed[end][0] == keyed[start][0]:
+            end += 1
+        if end - start == 1:
+            out.append(keyed[start][2])
+        else:
+            out += sorted((r for _, _, r in keyed[start:end]), key=_row_text)
+        start = end
+    return out
 
 
 def _has_value(holder: JSON) -> bool:
