@@ -264,6 +264,11 @@ def _gc_paused() -> Iterator[None]:
         yield
     finally:
         if was_enabled:
+            if gc.get_freeze_count() == 0:  # nobody else's frozen objects to unfreeze
+                # what was allocated meanwhile goes to the oldest generation as a list splice,
+                # instead of being walked by the first young collection after `enable`
+                gc.freeze()
+                gc.unfreeze()
             gc.enable()
 
 
