@@ -263,14 +263,14 @@ class ForeignMapping:
     report: MappingReport
 
 
-@dataclass
+@dataclass(slots=True)
 class _Subject:
     studyid: str
     usubjid: str
     patient: str  # Patient/id (the source)
 
 
-@dataclass
+@dataclass(slots=True)
 class _Item:
     resource: JSON
     rtype: str
@@ -316,14 +316,16 @@ class _Mapper:
     # --- reading ---------------------------------------------------------------------------------
 
     def take(self, given: Iterable[JSON | ForeignResource]) -> None:
-        by_source: dict[str, list[ForeignResource]] = defaultdict(list)
+        first: dict[str, ForeignResource] = {}  # source -> the entry read (most are read once)
+        again: dict[str, list[ForeignResource]] = {}  # source -> every entry, when read again
         for item in given:
             entry = item if isinstance(item, ForeignResource) else ForeignResource(item)
-            self._take_one(entry, by_source)
-        for source in sorted(by_source):
-            entries = by_source[source]
-            if len(entries) == 1:
-                self._index(entries[0], str(entries[0].resource["resourceType"]), source)
+            self._take_one(entry, first, again)
+        for source in sorted(first):
+            entries = again.get(source)
+            if entries is None:
+                once = first[source]
+                self._index(once, str(once.resource["resourceType"]), source)
                 continue
             # the same resource read more than once: keep one whatever the input order
             versions = sorted(
@@ -341,7 +343,10 @@ class _Mapper:
             self._index(kept, rtype, source)
 
     def _take_one(
-        self, entry: ForeignResource, by_source: dict[str, list[ForeignResource]]
+        self,
+        entry: ForeignResource,
+        first: dict[str, ForeignResource],
+        again: dict[str, list[ForeignResource]],
     ) -> None:
         resource = entry.resource
         rtype = resource.get("resourceType") if isinstance(resource, dict) else None
@@ -362,14 +367,17 @@ class _Mapper:
             )
             if not entry.where:  # given whole (not already flattened by the reader)
                 for inner in bundle_entries(resource):
-                    self._take_one(inner, by_source)
+                    self._take_one(inner, first, again)
             return
         if not source:
             self.report.skipped(
                 name, "no id and no fullUrl: the source cannot be named", "(no id)", entry.where
             )
             return
-        by_source[source].append(entry)
+        if source in first:
+            again.setdefault(source, [first[source]]).append(entry)
+        else:
+            first[source] = entry
 
     def _index(self, entry: ForeignResource, rtype: str, source: str) -> None:
         resource = entry.resource
@@ -640,13 +648,18 @@ class _Mapper:
 
     def observation(self, item: _Item) -> tuple[str, list[dict[str, str]]] | str:
         obs = item.resource
-        categories: set[str] = set()
+        vital = laboratory = False  # a category coding's code (the codings are checked objects)
         for concept in obs.get("category", ()):
-            categories |= coding_codes(concept)
+            for coding in codings(concept):
+                code = coding.get("code")
+                if code == "vital-signs":
+                    vital = True
+                elif code == "laboratory":
+                    laboratory = True
         loinc = loinc_code(obs.get("code"))
-        if "vital-signs" in categories:
+        if vital:
             domain = "VS"
-        elif "laboratory" in categories:
+        elif laboratory:
             domain = "LB"
         elif loinc in codes.VS_LOINC or loinc in codes.VS_PANELS:
             domain = "VS"
