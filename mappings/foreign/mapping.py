@@ -667,11 +667,9 @@ class _Mapper:
             domain = "LB"
         else:
             return f"{NO_DOMAIN} (Observation category not vital-signs or laboratory, code not in the tables)"
-        holders: list[JSON] = []
-        if _has_value(obs) or not (loinc in codes.VS_PANELS or obs.get("component")):
-            holders.append(obs)
-        holders += [c for c in obs.get("component", ()) if isinstance(c, dict)]
-        with_value = [h for h in holders if _has_value(h)]
+        # the holders of a value: the Observation itself, then its components (each tested once)
+        with_value: list[JSON] = [obs] if _has_value(obs) else []
+        with_value += [c for c in obs.get("component", ()) if isinstance(c, dict) and _has_value(c)]
         if with_value:
             self.report.coverage.setdefault(domain, [0, 0])[0] += 1
         if obs.get("status") == "cancelled":
