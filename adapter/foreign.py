@@ -272,6 +272,13 @@ def _gc_paused() -> Iterator[None]:
             gc.enable()
 
 
+def _handed_over(found: ForeignInput) -> Iterator[ForeignResource]:
+    """`found`'s resources, given to the mapping and no longer held by `found` (so that they are freed
+    once the mapping has built its rows, before the tables and the CSV text are built)."""
+    resources, found.resources = found.resources, []
+    yield from resources
+
+
 def convert_foreign(
     src: str | Path,
     out: str | Path,
@@ -291,7 +298,7 @@ def convert_foreign(
     _check_output(source, target)
     with _gc_paused():
         found = read_foreign(source)
-        mapping = map_foreign(found.resources, options)
+        mapping = map_foreign(_handed_over(found), options)
         mapping.report.input_problems = found.problems
         mapping.report.server_messages = found.messages
         target.mkdir(parents=True, exist_ok=True)

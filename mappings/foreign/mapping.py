@@ -276,7 +276,6 @@ class _Item:
     rtype: str
     source: str  # Type/id, else the fullUrl
     where: str
-    keys: list[str]
 
 
 def bundle_entries(resource: JSON, where: str = "") -> Iterator[ForeignResource]:
@@ -389,9 +388,9 @@ class _Mapper:
                 keys.append(
                     f"identifier|{identifier.get('system', '')}|{identifier.get('value', '')}"
                 )
-        item = _Item(resource, rtype, source, entry.where, keys)
+        item = _Item(resource, rtype, source, entry.where)
         self.items.append(item)
-        for key in keys:
+        for key in keys:  # the index holds them; the item does not need its own list
             self.index.setdefault(key, item)
 
     def resolve(self, reference: Any, rtype: str | None = None) -> _Item | None:
@@ -1152,5 +1151,6 @@ def map_foreign(
     mapper.build_subjects()
     mapper.map_events()
     mapper.account_others()
+    mapper.items, mapper.index, mapper.resolved = [], {}, {}  # the rows are built: let them go
     tables = mapper.tables()
     return ForeignMapping(tables, mapper.report)
