@@ -209,8 +209,10 @@ def _read_mixed(
 
     found = read_foreign(path)
     stats.resources = len(found.resources)
-    own = [entry for entry in found.resources if is_own(entry.resource)]
-    others = [entry for entry in found.resources if not is_own(entry.resource)]
+    own: list[ForeignResource] = []
+    others: list[ForeignResource] = []
+    for entry in found.resources:  # each resource looked at once
+        (own if is_own(entry.resource) else others).append(entry)
     found.resources = []  # held by `own` and `others` only: the others go once they are mapped
     if failure is not None and all(e.resource.get("resourceType") == "Bundle" for e in others):
         raise failure  # only the adapter's own resources: its files are read all or nothing
