@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from adapter.fhir_files import FhirFileError, ReadStats, read_resources, read_trial_resources
 from adapter.fhir_files import resource_files as fhir_data_files
 from adapter.tables import domain_files, read_trial
-from mappings.foreign import ForeignMapping, ForeignOptions
+from mappings.foreign import ForeignMapping, ForeignOptions, ForeignResource
 from mappings.foreign.combine import is_own
 from mappings.trial import ResourceRefused, TrialAssembler, fhir_to_trial, trial_to_fhir
 
@@ -190,6 +190,11 @@ class FhirReading:
         return "mixed" if self.mapping.report.own else "foreign"
 
 
+def _handed_over(entries: list[ForeignResource]) -> Iterator[ForeignResource]:
+    """`entries` one by one, the list held only until the last is taken."""
+    yield from entries
+
+
 def _read_mixed(
     path: Path, options: ForeignOptions, stats: ReadStats, failure: FhirFileError | None
 ) -> FhirReading:
@@ -203,8 +208,12 @@ def _read_mixed(
     from mappings.foreign.combine import combine, trial_subject_keys
 
     found = read_foreign(path)
-    own = [entry for entry in found.resources if is_own(entry.resource)]
-    others = [entry for entry in found.resources if not is_own(entry.resource)]
+    stats.resources = len(found.resources)
+    own: list[ForeignResource] = []
+    others: list[ForeignResource] = []
+    for entry in found.resources:  # each resource looked at once
+        (own if is_own(entry.resource) else others).append(entry)
+    found.resources = []  # held by `own` and `others` only: the others go once they are mapped
     if failure is not None and all(e.resource.get("resourceType") == "Bundle" for e in others):
         raise failure  # only the adapter's own resources: its files are read all or nothing
     assembler = TrialAssembler()
@@ -214,13 +223,14 @@ def _read_mixed(
         except ResourceRefused as exc:
             raise FhirFileError(entry.where, None, str(exc)) from exc
     keys = trial_subject_keys(entry.resource for entry in own)
-    mapping = map_foreign(others, replace(options, trial_subjects=keys))
+    handed = _handed_over(others)
+    del others  # the mapping lets the parsed resources go once its rows are built
+    mapping = map_foreign(handed, replace(options, trial_subjects=keys))
     mapping.report.input_problems = found.problems
     mapping.report.server_messages = found.messages
     for entry in own:
         kind = str(entry.resource.get("resourceType"))
         mapping.report.own[kind] = mapping.report.own.get(kind, 0) + 1
-    stats.resources = len(found.resources)
     return FhirReading(combine(assembler.tables(), mapping.tables), assembler, mapping, stats)
 
 

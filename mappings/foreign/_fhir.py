@@ -9,6 +9,7 @@ are never looked at (they cost nothing and change nothing).
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any, Final
 
@@ -316,56 +317,97 @@ def _cc_problem(value: Any) -> str | None:
     return None
 
 
-def _kind_problem(value: Any, kind: str) -> str | None:
-    """Why `value` is not of `kind` (None when it is)."""
-    if kind == "str":
-        return None if isinstance(value, str) else "expected a string"
-    if kind == "CC":
-        return _cc_problem(value)
-    if kind == "bool":
-        return None if isinstance(value, bool) else "expected true or false"
-    if kind == "num":
-        ok = isinstance(value, int | float | Decimal) and not isinstance(value, bool)
-        return None if ok else "expected a number"
-    if kind == "dateTime":
-        if not isinstance(value, str) or _DATETIME_RE.fullmatch(value) is None:
-            return "expected a date or dateTime"
-        return None
+def _str_problem(value: Any) -> str | None:
+    return None if isinstance(value, str) else "expected a string"
+
+
+def _bool_problem(value: Any) -> str | None:
+    return None if isinstance(value, bool) else "expected true or false"
+
+
+def _num_problem(value: Any) -> str | None:
+    ok = isinstance(value, int | float | Decimal) and not isinstance(value, bool)
+    return None if ok else "expected a number"
+
+
+def _datetime_problem(value: Any) -> str | None:
+    if not isinstance(value, str) or _DATETIME_RE.fullmatch(value) is None:
+        return "expected a date or dateTime"
+    return None
+
+
+def _obj_problem(value: Any) -> str | None:
+    return None if isinstance(value, dict) else "expected an object"
+
+
+def _qty_problem(value: Any) -> str | None:
     if not isinstance(value, dict):
         return "expected an object"
-    if kind == "Qty":
-        if "value" in value and _kind_problem(value["value"], "num") is not None:
-            return "value: expected a number"
-        unit, code = value.get("unit", ""), value.get("code", "")
-        system, comparator = value.get("system", ""), value.get("comparator", "")
-        if not (
-            isinstance(unit, str)
-            and isinstance(code, str)
-            and isinstance(system, str)
-            and isinstance(comparator, str)
-        ):
-            return "unit/code/system: expected strings"
-    elif kind == "Ref":
-        if not isinstance(value.get("reference", ""), str):
-            return "reference: expected a string"
-        if "identifier" in value and _kind_problem(value["identifier"], "Identifier") is not None:
-            return "identifier: expected an object"
-    elif kind == "Period":
-        for key in ("start", "end"):
-            if key in value and _kind_problem(value[key], "dateTime") is not None:
-                return f"{key}: expected a dateTime"
-    elif kind == "Identifier" and not (
-        isinstance(value.get("system", ""), str) and isinstance(value.get("value", ""), str)
+    if "value" in value and _num_problem(value["value"]) is not None:
+        return "value: expected a number"
+    unit, code = value.get("unit", ""), value.get("code", "")
+    system, comparator = value.get("system", ""), value.get("comparator", "")
+    if not (
+        isinstance(unit, str)
+        and isinstance(code, str)
+        and isinstance(system, str)
+        and isinstance(comparator, str)
     ):
+        return "unit/code/system: expected strings"
+    return None
+
+
+def _identifier_problem(value: Any) -> str | None:
+    if not isinstance(value, dict):
+        return "expected an object"
+    if not (isinstance(value.get("system", ""), str) and isinstance(value.get("value", ""), str)):
         return "system/value: expected strings"
     return None
+
+
+def _ref_problem(value: Any) -> str | None:
+    if not isinstance(value, dict):
+        return "expected an object"
+    if not isinstance(value.get("reference", ""), str):
+        return "reference: expected a string"
+    if "identifier" in value and _identifier_problem(value["identifier"]) is not None:
+        return "identifier: expected an object"
+    return None
+
+
+def _period_problem(value: Any) -> str | None:
+    if not isinstance(value, dict):
+        return "expected an object"
+    for key in ("start", "end"):
+        if key in value and _datetime_problem(value[key]) is not None:
+            return f"{key}: expected a dateTime"
+    return None
+
+
+_KIND_PROBLEMS: Final[dict[str, Callable[[Any], str | None]]] = {
+    "str": _str_problem,
+    "CC": _cc_problem,
+    "bool": _bool_problem,
+    "num": _num_problem,
+    "dateTime": _datetime_problem,
+    "Qty": _qty_problem,
+    "Ref": _ref_problem,
+    "Period": _period_problem,
+    "Identifier": _identifier_problem,
+}
+"""Each kind's check, one function each (looked up once per element, not by a chain of tests)."""
+
+
+def _kind_problem(value: Any, kind: str) -> str | None:
+    """Why `value` is not of `kind` (None when it is); any other kind (`obj`): an object."""
+    return _KIND_PROBLEMS.get(kind, _obj_problem)(value)
 
 
 def _dosage_problem(dosage: JSON) -> str | None:
     """Why an R4 Dosage is not valid for the elements read (text, route, timing, doseAndRate)."""
     if not isinstance(dosage.get("text", ""), str):
         return "text: expected a string"
-    if "route" in dosage and _kind_problem(dosage["route"], "CC") is not None:
+    if "route" in dosage and _cc_problem(dosage["route"]) is not None:
         return "route: expected a CodeableConcept"
     if "timing" in dosage and not isinstance(dosage["timing"], dict):
         return "timing: expected an object"
@@ -373,7 +415,7 @@ def _dosage_problem(dosage: JSON) -> str | None:
     if not isinstance(rates, list) or not all(isinstance(r, dict) for r in rates):
         return "doseAndRate: expected an array of objects"
     for rate in rates:
-        if "doseQuantity" in rate and _kind_problem(rate["doseQuantity"], "Qty") is not None:
+        if "doseQuantity" in rate and _qty_problem(rate["doseQuantity"]) is not None:
             return "doseAndRate.doseQuantity: expected a Quantity with a number"
     return None
 
@@ -404,11 +446,16 @@ def _extension_problem(extensions: Any, depth: int = 1) -> str | None:
 
 _SHAPE_STEPS: Final = {
     rtype: tuple(
-        (element, kind.removeprefix("*"), kind.startswith("*")) for element, kind in shape.items()
+        (
+            element,
+            _KIND_PROBLEMS.get(kind.removeprefix("*"), _obj_problem),
+            kind.startswith("*"),
+        )
+        for element, kind in shape.items()
     )
     for rtype, shape in SHAPES.items()
 }
-"""`SHAPES` as (element, kind, 0..*) steps, the `*` read once."""
+"""`SHAPES` as (element, its kind's check, 0..*) steps, the `*` and the kind read once."""
 
 
 def structural_problem(resource: JSON) -> str | None:
@@ -428,8 +475,8 @@ def structural_problem(resource: JSON) -> str | None:
                 return f"{rtype}.{element}{problem}"
     shape = _SHAPE_STEPS.get(rtype, ())
     if shape and "contained" in resource:
-        shape = (*shape, ("contained", "obj", True))
-    for element, kind, many in shape:
+        shape = (*shape, ("contained", _obj_problem, True))
+    for element, check, many in shape:
         if element not in resource:
             continue
         value = resource[element]
@@ -437,13 +484,13 @@ def structural_problem(resource: JSON) -> str | None:
             if not isinstance(value, list):
                 return f"{rtype}.{element}: expected an array (0..*)"
             for item in value:
-                problem = _kind_problem(item, kind)
+                problem = check(item)
                 if problem is not None:
                     return f"{rtype}.{element}: {problem}"
         else:
             if isinstance(value, list):
                 return f"{rtype}.{element}: expected one value (0..1), not an array"
-            problem = _kind_problem(value, kind)
+            problem = check(value)
             if problem is not None:
                 return f"{rtype}.{element}: {problem}"
     if rtype in ("MedicationStatement", "MedicationRequest"):
@@ -472,7 +519,7 @@ def structural_problem(resource: JSON) -> str | None:
         for low_high in resource.get("referenceRange", ()):
             for key in ("low", "high"):
                 if key in low_high:
-                    problem = _kind_problem(low_high[key], "Qty")
+                    problem = _qty_problem(low_high[key])
                     if problem is not None:
                         return f"Observation.referenceRange.{key}: {problem}"
     return None
@@ -520,9 +567,17 @@ def coding_codes(concept: Any) -> set[str]:
 
 
 def loinc_code(concept: Any) -> str:
-    for coding in codings(concept):
-        if coding.get("system") == LOINC and isinstance(coding.get("code"), str):
-            return str(coding["code"])
+    """The first LOINC coding's code (a string), or ''."""
+    if not isinstance(concept, dict):
+        return ""
+    found = concept.get("coding")
+    if not isinstance(found, list):
+        return ""
+    for coding in found:
+        if isinstance(coding, dict) and coding.get("system") == LOINC:
+            code = coding.get("code")
+            if isinstance(code, str):
+                return code
     return ""
 
 

@@ -48,15 +48,17 @@ def is_own(resource: JSON) -> bool:
         return True
     meta = resource.get("meta")
     profiles = meta.get("profile") if isinstance(meta, dict) else None
-    if isinstance(profiles, list) and any(
-        isinstance(p, str) and p.startswith(OWN_PREFIX) for p in profiles
-    ):
-        return True
+    if isinstance(profiles, list):  # loops, not generators: this runs for every resource read
+        for profile in profiles:
+            if isinstance(profile, str) and profile.startswith(OWN_PREFIX):
+                return True
     extensions = resource.get("extension")
-    return isinstance(extensions, list) and any(
-        isinstance(e, dict) and isinstance(e.get("url"), str) and e["url"].startswith(OWN_PREFIX)
-        for e in extensions
-    )
+    if isinstance(extensions, list):
+        for extension in extensions:
+            url = extension.get("url") if isinstance(extension, dict) else None
+            if isinstance(url, str) and url.startswith(OWN_PREFIX):
+                return True
+    return False
 
 
 def _first_value(resource: JSON, system: str) -> str | None:

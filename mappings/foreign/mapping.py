@@ -263,20 +263,19 @@ class ForeignMapping:
     report: MappingReport
 
 
-@dataclass
+@dataclass(slots=True)
 class _Subject:
     studyid: str
     usubjid: str
     patient: str  # Patient/id (the source)
 
 
-@dataclass
+@dataclass(slots=True)
 class _Item:
     resource: JSON
     rtype: str
     source: str  # Type/id, else the fullUrl
     where: str
-    keys: list[str]
 
 
 def bundle_entries(resource: JSON, where: str = "") -> Iterator[ForeignResource]:
@@ -306,6 +305,7 @@ class _Mapper:
         self.options = options
         self.report = MappingReport()
         self.index: dict[str, _Item] = {}
+        self.resolved: dict[tuple[str, str | None], _Item | None] = {}  # see `resolve`
         self.items: list[_Item] = []
         self.rows: dict[str, list[dict[str, str]]] = defaultdict(list)
         self.subject_of: dict[str, _Subject] = {}  # Patient source -> subject
@@ -315,14 +315,16 @@ class _Mapper:
     # --- reading ---------------------------------------------------------------------------------
 
     def take(self, given: Iterable[JSON | ForeignResource]) -> None:
-        by_source: dict[str, list[ForeignResource]] = defaultdict(list)
+        first: dict[str, ForeignResource] = {}  # source -> the entry read (most are read once)
+        again: dict[str, list[ForeignResource]] = {}  # source -> every entry, when read again
         for item in given:
             entry = item if isinstance(item, ForeignResource) else ForeignResource(item)
-            self._take_one(entry, by_source)
-        for source in sorted(by_source):
-            entries = by_source[source]
-            if len(entries) == 1:
-                self._index(entries[0], str(entries[0].resource["resourceType"]), source)
+            self._take_one(entry, first, again)
+        for source in sorted(first):
+            entries = again.get(source)
+            if entries is None:
+                once = first[source]
+                self._index(once, str(once.resource["resourceType"]), source)
                 continue
             # the same resource read more than once: keep one whatever the input order
             versions = sorted(
@@ -340,7 +342,10 @@ class _Mapper:
             self._index(kept, rtype, source)
 
     def _take_one(
-        self, entry: ForeignResource, by_source: dict[str, list[ForeignResource]]
+        self,
+        entry: ForeignResource,
+        first: dict[str, ForeignResource],
+        again: dict[str, list[ForeignResource]],
     ) -> None:
         resource = entry.resource
         rtype = resource.get("resourceType") if isinstance(resource, dict) else None
@@ -361,14 +366,17 @@ class _Mapper:
             )
             if not entry.where:  # given whole (not already flattened by the reader)
                 for inner in bundle_entries(resource):
-                    self._take_one(inner, by_source)
+                    self._take_one(inner, first, again)
             return
         if not source:
             self.report.skipped(
                 name, "no id and no fullUrl: the source cannot be named", "(no id)", entry.where
             )
             return
-        by_source[source].append(entry)
+        if source in first:
+            again.setdefault(source, [first[source]]).append(entry)
+        else:
+            first[source] = entry
 
     def _index(self, entry: ForeignResource, rtype: str, source: str) -> None:
         resource = entry.resource
@@ -380,12 +388,26 @@ class _Mapper:
                 keys.append(
                     f"identifier|{identifier.get('system', '')}|{identifier.get('value', '')}"
                 )
-        item = _Item(resource, rtype, source, entry.where, keys)
+        item = _Item(resource, rtype, source, entry.where)
         self.items.append(item)
-        for key in keys:
+        for key in keys:  # the index holds them; the item does not need its own list
             self.index.setdefault(key, item)
 
     def resolve(self, reference: Any, rtype: str | None = None) -> _Item | None:
+        """The indexed resource `reference` names (of `rtype` when given), or None. A reference that
+        is only a `reference` string is looked up once per text and type (the index is complete
+        once `take` has run; Synthea names each Patient and Encounter thousands of times)."""
+        if type(reference) is dict and len(reference) == 1:
+            literal = reference.get("reference")
+            if type(literal) is str:
+                key = (literal, rtype)
+                if key in self.resolved:
+                    return self.resolved[key]
+                found = self.resolved[key] = self._resolve(reference, rtype)
+                return found
+        return self._resolve(reference, rtype)
+
+    def _resolve(self, reference: Any, rtype: str | None) -> _Item | None:
         for key in reference_keys(reference):
             found = self.index.get(key)
             if found is not None and (rtype is None or found.rtype == rtype):
@@ -600,14 +622,11 @@ class _Mapper:
             if isinstance(subject, str):
                 self.report.skipped(item.rtype, subject, item.source, item.where)
                 continue
+            srcid, studyid, usubjid = _SRCID[domain], subject.studyid, subject.usubjid
             for row in rows:
-                row["STUDYID"], row["DOMAIN"], row["USUBJID"] = (
-                    subject.studyid,
-                    domain,
-                    subject.usubjid,
-                )
-                row[f"{domain}SRCID"] = item.source
-                self.rows[domain].append(row)
+                row["STUDYID"], row["DOMAIN"], row["USUBJID"] = studyid, domain, usubjid
+                row[srcid] = item.source
+            self.rows[domain] += rows
             self.report.mapped(item.rtype, domain, len(rows))
             if item.rtype == "Observation":
                 self.report.coverage.setdefault(domain, [0, 0])[1] += 1
@@ -628,13 +647,18 @@ class _Mapper:
 
     def observation(self, item: _Item) -> tuple[str, list[dict[str, str]]] | str:
         obs = item.resource
-        categories: set[str] = set()
+        vital = laboratory = False  # a category coding's code (the codings are checked objects)
         for concept in obs.get("category", ()):
-            categories |= coding_codes(concept)
+            for coding in codings(concept):
+                code = coding.get("code")
+                if code == "vital-signs":
+                    vital = True
+                elif code == "laboratory":
+                    laboratory = True
         loinc = loinc_code(obs.get("code"))
-        if "vital-signs" in categories:
+        if vital:
             domain = "VS"
-        elif "laboratory" in categories:
+        elif laboratory:
             domain = "LB"
         elif loinc in codes.VS_LOINC or loinc in codes.VS_PANELS:
             domain = "VS"
@@ -642,11 +666,9 @@ class _Mapper:
             domain = "LB"
         else:
             return f"{NO_DOMAIN} (Observation category not vital-signs or laboratory, code not in the tables)"
-        holders: list[JSON] = []
-        if _has_value(obs) or not (loinc in codes.VS_PANELS or obs.get("component")):
-            holders.append(obs)
-        holders += [c for c in obs.get("component", ()) if isinstance(c, dict)]
-        with_value = [h for h in holders if _has_value(h)]
+        # the holders of a value: the Observation itself, then its components (each tested once)
+        with_value: list[JSON] = [obs] if _has_value(obs) else []
+        with_value += [c for c in obs.get("component", ()) if isinstance(c, dict) and _has_value(c)]
         if with_value:
             self.report.coverage.setdefault(domain, [0, 0])[0] += 1
         if obs.get("status") == "cancelled":
@@ -658,12 +680,13 @@ class _Mapper:
             or period_start_end(obs.get("effectivePeriod"))[0]
         )
         rows = []
+        dtc_name = _TEST_NAMES[domain][8]
         for holder in with_value:
             row = self.test_row(item, domain, holder)
             if isinstance(row, str):
                 self.report.note(item.rtype, row, item.source, item.where)
                 continue
-            row[f"{domain}DTC"] = when
+            row[dtc_name] = when
             rows.append(row)
         if not rows:
             return "no value with a LOINC code or a mappable value type"
@@ -689,8 +712,9 @@ class _Mapper:
         if value is None:
             return "value[x] type not mapped (Range, Ratio, SampledData, Period)"
         orres, orresu, ucum = value
-        row = {f"{domain}TESTCD": test.testcd, f"{domain}TEST": test.test, f"{domain}LOINC": loinc}
-        row[f"{domain}ORRES"], row[f"{domain}ORRESU"] = orres, orresu
+        names = _TEST_NAMES[domain]
+        row = {names[0]: test.testcd, names[1]: test.test, names[2]: loinc}
+        row[names[3]], row[names[4]] = orres, orresu
         numeric = "valueQuantity" in holder and codes.is_number(orres)
         stresc = stresn = stresu = ""
         if domain == "VS":
@@ -742,11 +766,7 @@ class _Mapper:
             else:
                 row["LBSPEC"] = test.specimen
             row["LBMETHOD"] = concept_text(obs.get("method"))
-        row[f"{domain}STRESC"], row[f"{domain}STRESN"], row[f"{domain}STRESU"] = (
-            stresc,
-            stresn,
-            stresu,
-        )
+        row[names[5]], row[names[6]], row[names[7]] = stresc, stresn, stresu
         return row
 
     def medication(self, item: _Item) -> tuple[str, list[dict[str, str]]] | str:
@@ -954,18 +974,11 @@ class _Mapper:
                     groups[(row["STUDYID"], row["USUBJID"])].append(row)
                 rows = []
                 date_key, sort_key, src = _DATE_KEY[domain], _SORT_KEY[domain], f"{domain}SRCID"
+                seq_name = f"{domain}SEQ"
                 for key in sorted(groups):
-                    group = sorted(
-                        groups[key],
-                        key=lambda r: (
-                            r.get(date_key, ""),
-                            r.get(sort_key, ""),
-                            r[src],
-                            _row_text(r),
-                        ),
-                    )
+                    group = _sorted_rows(groups[key], date_key, sort_key, src)
                     for seq, row in enumerate(group, start=1):
-                        row[f"{domain}SEQ"] = str(seq)
+                        row[seq_name] = str(seq)
                     rows += group
             columns = COLUMNS[domain]
             blanks = [""] * len(columns)
@@ -1021,8 +1034,53 @@ def _obj(value: Any) -> JSON:
     return value if isinstance(value, dict) else {}
 
 
+_TEST_NAMES: Final = {
+    domain: tuple(
+        domain + name
+        for name in (
+            "TESTCD",
+            "TEST",
+            "LOINC",
+            "ORRES",
+            "ORRESU",
+            "STRESC",
+            "STRESN",
+            "STRESU",
+            "DTC",
+        )
+    )
+    for domain in ("VS", "LB")
+}
+"""A test row's variable names per domain, built once (not per row)."""
+
+_SRCID: Final = {domain: f"{domain}SRCID" for domain in DOMAINS}
+
+
 def _row_text(row: dict[str, str]) -> tuple[tuple[str, str], ...]:
     return tuple(sorted(row.items()))
+
+
+def _sorted_rows(
+    rows: list[dict[str, str]], date_key: str, sort_key: str, src: str
+) -> list[dict[str, str]]:
+    """`rows` sorted by (date, sort key, source, the whole row's text): the row's text, costly, is
+    built only for the rows whose first three keys tie (a stable sort of a tie run by it gives the
+    same order as the four-part key)."""
+    keyed = sorted(
+        ((r.get(date_key, ""), r.get(sort_key, ""), r[src]), i, r) for i, r in enumerate(rows)
+    )
+    out: list[dict[str, str]] = []
+    start = 0
+    while start < len(keyed):
+        end = start + 1
+        while end < len(keyed) and keyed[end][0] == keyed[start][0]:
+            end += 1
+        if end - start == 1:
+            out.append(keyed[start][2])
+        else:
+            out += sorted((r for _, _, r in keyed[start:end]), key=_row_text)
+        start = end
+    return out
 
 
 def _has_value(holder: JSON) -> bool:
@@ -1093,5 +1151,6 @@ def map_foreign(
     mapper.build_subjects()
     mapper.map_events()
     mapper.account_others()
+    mapper.items, mapper.index, mapper.resolved = [], {}, {}  # the rows are built: let them go
     tables = mapper.tables()
     return ForeignMapping(tables, mapper.report)
