@@ -12,6 +12,8 @@ from adapter/sources.py (told by --to); exit codes from the one table in adapter
 from __future__ import annotations
 
 import gc
+import os
+import shutil
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
@@ -109,12 +111,24 @@ def _counts_line(counts: dict[str, int], unit: str) -> str:
     return f"{total} {unit}: {parts}" if parts else f"0 {unit}"
 
 
-def _sdtm_to_fhir(src: Path, source: Source, staging: Path, validate: bool) -> str:
+def _sdtm_to_fhir(
+    src: Path, source: Source, staging: Path, validate: bool, workers: int = 1, bundle: bool = True
+) -> str:
     from adapter.fhir_files import BundleWriter, write_ndjson
     from adapter.tables import TableError, domain_files
     from adapter.validation import validate_all
     from mappings.trial import trial_to_fhir
 
+    if workers > 1 and not validate and source.path is not None and source.path.is_dir():
+        from adapter.engines.workers import sdtm_to_fhir
+
+        done = sdtm_to_fhir(source.path, staging, workers, bundle)
+        if done is not None and done.rows:
+            return f"{done.rows} rows in {done.tables} tables -> " + _counts_line(
+                done.counts, "resources"
+            )
+        for leftover in staging.iterdir():  # None or no rows: one worker says why
+            shutil.rmtree(leftover) if leftover.is_dir() else leftover.unlink()
     try:
         trial = source.trial()
     except TableError as exc:
@@ -138,20 +152,25 @@ def _sdtm_to_fhir(src: Path, source: Source, staging: Path, validate: bool) -> s
             ]
             lines.extend(summary["problems"])
             raise CommandError("\n".join(lines), EXIT_UNEXPECTED)  # a mapping bug
-    with BundleWriter(staging / "bundle.json", "transaction") as bundle:
-
-        def tee(resources: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
-            add = bundle.add
-            for resource in resources:
-                add(resource)
-                yield resource
-
-        counts = write_ndjson(tee(_progress(trial_to_fhir(trial), "SDTM -> FHIR")), staging)
+    stream = _progress(trial_to_fhir(trial), "SDTM -> FHIR")
+    if bundle:
+        with BundleWriter(staging / "bundle.json", "transaction") as writer:
+            counts = write_ndjson(_tee(stream, writer), staging)
+    else:
+        counts = write_ndjson(stream, staging)
     return f"{rows} rows in {len(trial)} tables -> " + _counts_line(counts, "resources")
 
 
+def _tee(resources: Iterable[dict[str, Any]], writer: Any) -> Iterator[dict[str, Any]]:
+    """`resources`, each also added to the Bundle `writer`."""
+    add = writer.add
+    for resource in resources:
+        add(resource)
+        yield resource
+
+
 def _fhir_to_sdtm(
-    src: Path, source: Source, staging: Path, validate: bool
+    src: Path, source: Source, staging: Path, validate: bool, workers: int = 1
 ) -> tuple[str, list[str]]:
     from adapter.fhir_files import FhirFileError, ReadStats
     from adapter.tables import TableError, write_trial
@@ -283,6 +302,21 @@ def _nothing_from_fhir(
     default=None,
     help="With --engine spark: the Spark master (default local[2]; e.g. spark://host:7077).",
 )
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=None,
+    metavar="N",
+    help="Processes to convert on, the trial split by subject (default: the machine's cores; "
+    "1: one process). The output is the same bytes whatever N.",
+)
+@click.option(
+    "--bundle/--no-bundle",
+    default=True,
+    show_default=True,
+    help="SDTM -> FHIR: also write bundle.json, every resource in one transaction Bundle "
+    "(`push` sends the NDJSON in transactions of its own size: --no-bundle for a big trial).",
+)
 def convert(
     src: Path,
     out: Path,
@@ -292,15 +326,23 @@ def convert(
     max_memory: float,
     engine: str = "local",
     spark_master: str | None = None,
+    workers: int | None = None,
+    bundle: bool = True,
 ) -> None:
     """Convert SRC (SDTM tables or FHIR files) and write the result into DIR, all or nothing.
 
-    SDTM -> FHIR writes DIR/<Type>.ndjson (Bulk Data layout) and DIR/bundle.json (a transaction).
+    SDTM -> FHIR writes DIR/<Type>.ndjson (Bulk Data layout) and DIR/bundle.json (a transaction;
+    not with --no-bundle).
     FHIR -> SDTM writes DIR/<domain>.csv. Bad input exits with 3 and lists every problem; input with
     nothing to convert exits with 12 and says what was read.
     """
     if spark_master is not None and engine != "spark":
         raise click.UsageError("--spark-master goes with --engine spark")
+    if workers is not None and engine == "spark":
+        raise click.UsageError("--workers goes with the local engine (Spark has its own)")
+    if not bundle and (engine == "spark" or target == "sdtm"):
+        raise click.UsageError("--no-bundle goes with SDTM -> FHIR on the local engine")
+    workers = workers if workers is not None else (os.cpu_count() or 1)
     from adapter.sources import detect
 
     source = detect(src, want="sdtm" if target == "fhir" else "fhir")  # --to says what SRC is
@@ -310,9 +352,9 @@ def convert(
         if engine == "spark":
             summary, warnings = _convert_on_spark(src, staging, target, validate, spark_master)
         elif target == "fhir":
-            summary = _sdtm_to_fhir(src, source, staging, validate)
+            summary = _sdtm_to_fhir(src, source, staging, validate, workers, bundle)
         else:
-            summary, warnings = _fhir_to_sdtm(src, source, staging, validate)
+            summary, warnings = _fhir_to_sdtm(src, source, staging, validate, workers)
     for line in warnings:
         click.echo(line, err=True)
     click.echo(f"{summary} (in {out})")

@@ -22,7 +22,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Final
 
-from mappings import biopsy, medication, observation, subject
+from mappings import biopsy, clinical, medication, observation, subject
 from mappings.identity import resource_id, row_system
 from mappings.primitives import JSON
 from mappings.sdtm import DOMAINS, Table, Trial
@@ -33,6 +33,8 @@ __all__ = [
     "SubjectPart",
     "ordered_parts",
     "part_resources",
+    "part_starts",
+    "parts_in_table_order",
     "split_by_subject",
     "study_resources",
 ]
@@ -49,6 +51,9 @@ SECTIONS: Final[tuple[tuple[str, str], ...]] = (
     ("VS", "VS"),
     ("QS", "QS"),
     ("RS", "RS"),
+    ("LB", "LB"),
+    ("AE", "AE"),
+    ("MH", "MH"),
     ("PR", "PR"),  # each Procedure, then (sub-position 1) the Specimen it makes first
     ("MI specimen", "MI"),  # Specimens only MI names, at the first MI row naming them
     ("MI", "MI"),
@@ -60,7 +65,12 @@ table whose rows number it (a section's index is the first member of a `Place`).
 _SECTION: Final = {name: index for index, (name, _) in enumerate(SECTIONS)}
 _ROW_DOMAIN: Final = {
     row_system(d): d
-    for d in (*medication.DOMAINS_MAPPED, *observation.DOMAINS_MAPPED, *biopsy.DOMAINS_MAPPED)
+    for d in (
+        *medication.DOMAINS_MAPPED,
+        *observation.DOMAINS_MAPPED,
+        *clinical.DOMAINS_MAPPED,
+        *biopsy.DOMAINS_MAPPED,
+    )
 }
 
 
@@ -103,6 +113,16 @@ def split_by_subject(trial: Trial, parts: int) -> list[SubjectPart]:
             part.trial[table.domain] = Table(table.domain, list(table.columns), piece)
             part.rows[table.domain] = numbered
     return result
+
+
+def part_starts(subjects: int, parts: int) -> list[int]:
+    """Where each part of `split_by_subject(trial, parts)` begins, as the 0-based position of its
+    first subject among the trial's `subjects` (in the order `split_by_subject` takes them), with
+    `subjects` last: part k holds the subjects from `starts[k]` up to `starts[k + 1]`. The same rule
+    (subject i goes to part `i * parts // subjects`), for an engine that cuts the files themselves
+    (`adapter.engines.workers`)."""
+    parts = min(parts, subjects)
+    return [-(-k * subjects // parts) for k in range(parts)] + [subjects]
 
 
 def study_resources(trial: Trial) -> Iterator[JSON]:
@@ -155,10 +175,11 @@ def part_resources(part: SubjectPart) -> Iterator[tuple[Place, JSON]]:
         yield (_SECTION[kind], dm_rows[index], 0), resource
     specimens, reports = _specimen_places(part)
     seen: dict[str, int] = {}
-    for family in (medication.to_fhir, observation.to_fhir, biopsy.to_fhir):
+    for family in (medication.to_fhir, observation.to_fhir, clinical.to_fhir, biopsy.to_fhir):
         for resource in family(part.trial):
-            identifiers: list[JSON] | tuple[JSON, ...] = resource.get("identifier") or ({},)
-            domain = _ROW_DOMAIN.get(identifiers[0].get("system", ""))
+            identifiers: list[JSON] | tuple[JSON, ...] | JSON = resource.get("identifier") or ({},)
+            first = identifiers if isinstance(identifiers, dict) else identifiers[0]  # AE: one object
+            domain = _ROW_DOMAIN.get(first.get("system", ""))
             if domain is not None:
                 index = seen.get(domain, 0)
                 seen[domain] = index + 1
@@ -181,3 +202,19 @@ def ordered_parts(trial: Trial, parts: Iterable[SubjectPart]) -> Iterator[JSON]:
     streams = [sorted(part_resources(p), key=lambda item: item[0]) for p in parts]
     for _, resource in heapq.merge(*streams, key=lambda item: item[0]):
         yield resource
+
+
+def parts_in_table_order(parts: Iterable[SubjectPart]) -> bool:
+    """Whether `parts` (from `split_by_subject`) hold each table's rows as consecutive runs, part
+    after part: true when every table keeps each subject's rows together in the order DM lists the
+    subjects (the SDTM sort order). Then each part's share of every section of the stream follows the
+    previous part's, and the parts' outputs concatenated in order are the whole stream's."""
+    last: dict[str, int] = {}
+    for part in parts:
+        for domain, numbers in part.rows.items():
+            if not numbers:
+                continue
+            if numbers[0] <= last.get(domain, -1):
+                return False
+            last[domain] = numbers[-1]
+    return True

@@ -1,0 +1,477 @@
+"""`convert --workers N`: the local engine on N processes, split by subject, with the bytes of one worker.
+
+SDTM -> FHIR: the tables are read and checked whole first (every problem at once, nothing written
+before), then cut with the Spark engine's split (`adapter.engines.split_by_subject`) into parts of
+whole subjects: at least one per worker, more for a big trial (`ROWS_PER_PART`). Each worker (a
+forked process: the parts are not copied through pipes) maps its parts, serialises every resource
+(NDJSON line and Bundle entry, the bytes `write_ndjson` and `BundleWriter` write) and writes them to
+part files in a folder inside the staging folder, one per section of the stream and resource type.
+The parent then concatenates the part files in stream order (`adapter.engines.SECTIONS`, then part
+order) into `<Type>.ndjson` and `bundle.json` and removes the part files. The concatenation is the
+one-worker stream only when every table keeps each subject's rows together in DM's subject order
+(`parts_in_table_order`: SDTM's own sort order); a trial whose rows interleave subjects converts on
+one worker.
+
+FHIR -> SDTM: each worker reads every NDJSON line but parses only the lines of its subjects (the
+subject key of the Spark engine, `adapter.engines.subject_key`, found first by a byte scan and
+checked on the parsed resource), feeds them in file order to its own `TrialAssembler` and hands back
+its rows; the parent puts the rows together as one assembler would, then sorts and writes them. Any
+refusal, and anything a split could change (a resource whose byte scan and subject disagree, one id
+on two workers, no study layout), makes the parent convert again on one worker: a report of bad input
+is always the one-worker report, word for word.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import multiprocessing
+import shutil
+from dataclasses import dataclass, field
+from operator import itemgetter
+from pathlib import Path
+from typing import IO
+
+import orjson
+
+from adapter.engines import (
+    SECTIONS,
+    Place,
+    part_resources,
+    part_starts,
+    split_by_subject,
+    study_resources,
+)
+from mappings.sdtm import Table, Trial
+
+__all__ = ["BYTES_PER_PART", "PARTS_FOLDER", "Converted", "sdtm_to_fhir"]
+
+PARTS_FOLDER = ".parts"
+"""The folder, inside the staging folder, of the workers' part files (removed before the output is
+finished; with the staging folder on failure or Ctrl-C)."""
+
+
+class _OneWorker(Exception):
+    """The input is not one this engine splits (or breaks a rule): convert it on one worker, which
+    also gives the exact report of what is wrong."""
+
+
+@dataclass
+class _Plan:
+    """How the SDTM files are cut: per subject-level domain its file, its header record (bytes) and
+    each part's byte range; each subject's position in DM; each part's first position."""
+
+    files: dict[str, Path]
+    headers: dict[str, bytes]
+    ranges: dict[str, list[tuple[int, int]]]
+    order: dict[str, int]
+    starts: list[int]
+
+
+_plan: _Plan | None = None
+_folder: Path = Path()
+_bundle: bool = True
+
+
+def _part_file(folder: Path, index: int, section: int, kind: str) -> Path:
+    return folder / f"{index:05d}-{section:02d}-{kind}"
+
+
+# --- cutting the CSV files by subject (the parent) -------------------------------------------------
+
+_BLOCK = 1 << 20
+
+
+class _CsvFile:
+    """A CSV file's bytes and where its records start: a line start with an even
+    number of quote characters before it (a quoted cell may hold line breaks; `""` counts twice)."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.size = len(data)
+        self._parity: list[int] = []  # quote parity before each block
+        parity = 0
+        for block in range(0, self.size, _BLOCK):
+            self._parity.append(parity)
+            parity ^= data.count(b'"', block, block + _BLOCK) & 1
+        self.header_end = self.record_end(0)
+
+    def _odd(self, position: int) -> bool:
+        block = position // _BLOCK
+        start = block * _BLOCK
+        return bool((self._parity[block] + self.data.count(b'"', start, position)) & 1)
+
+    def record_end(self, start: int) -> int:
+        """The end (after its line break) of the record starting at `start`."""
+        at = start
+        while True:
+            newline = self.data.find(b"\n", at)
+            if newline < 0:
+                return self.size
+            if not self._odd(newline):
+                return newline + 1
+            at = newline + 1
+
+    def record_at_or_after(self, position: int) -> int:
+        """The first record start at or after `position` (the size when none)."""
+        if position <= self.header_end:
+            return self.header_end
+        if self.data[position - 1 : position] == b"\n" and not self._odd(position - 1):
+            return position
+        return self.record_end(position)
+
+    def cells(self, start: int) -> list[str]:
+        end = self.record_end(start)
+        text = self.data[start:end].decode("utf-8-sig")
+        for cells in csv.reader(io.StringIO(text, newline=""), strict=True):
+            return cells
+        return []
+
+
+def _subject_column(file: _CsvFile) -> int:
+    header = file.cells(0)
+    if "USUBJID" not in header or len(set(header)) != len(header):
+        raise _OneWorker
+    return header.index("USUBJID")
+
+
+def _dm_order(path: Path) -> dict[str, int]:
+    """Each DM subject's position; `_OneWorker` when a subject is missing or given twice."""
+    text = path.read_bytes().decode("utf-8-sig")
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    header = next(reader)
+    if "USUBJID" not in header:
+        raise _OneWorker
+    column = header.index("USUBJID")
+    order: dict[str, int] = {}
+    for cells in reader:
+        if not cells:
+            continue
+        usubjid = cells[column] if column < len(cells) else ""
+        if not usubjid or usubjid in order:
+            raise _OneWorker
+        order[usubjid] = len(order)
+    return order
+
+
+def _cut(file: _CsvFile, column: int, order: dict[str, int], starts: list[int]) -> list[int]:
+    """The byte offset where each part's records begin in a table that lists its rows in DM's
+    subject order (a bisection over the bytes; the workers check the order), the size last."""
+
+    def position(record: int) -> int:
+        if record >= file.size:
+            return len(order)
+        cells = file.cells(record)
+        found = order.get(cells[column]) if column < len(cells) else None
+        if found is None:
+            raise _OneWorker  # a subject DM does not have: the one-worker report says where
+        return found
+
+    bounds = [file.header_end]
+    for first in starts[1:-1]:
+        low, high = bounds[-1], file.size
+        while low < high:  # the smallest byte offset whose next record belongs to this part or later
+            middle = (low + high) // 2
+            if position(file.record_at_or_after(middle)) >= first:
+                high = middle
+            else:
+                low = middle + 1
+        bounds.append(file.record_at_or_after(low))
+    bounds.append(file.size)
+    return bounds
+
+
+def _plan_cut(src: Path, workers: int) -> tuple[_Plan, dict[str, Path]]:
+    """How to cut the SDTM folder `src`: the subject-level CSV files by subject, the study-level
+    files (returned apart) read whole by the parent.
+
+    Raises:
+        _OneWorker: not CSV files alone, one per domain, with a DM listing each subject once.
+    """
+    from adapter.tables import domain_files
+    from mappings.sdtm import DOMAINS
+
+    found = domain_files(src)
+    if "DM" not in found or any(
+        len(paths) != 1 or paths[0].suffix.lower() != ".csv" for paths in found.values()
+    ):
+        raise _OneWorker
+    files = {code: found[code][0] for code in DOMAINS if code in found}
+    subject_files = {c: p for c, p in files.items() if DOMAINS[c].subject_level}
+    study_files = {c: p for c, p in files.items() if not DOMAINS[c].subject_level}
+    order = _dm_order(subject_files["DM"])
+    if not order:
+        raise _OneWorker
+    size = sum(p.stat().st_size for p in subject_files.values())
+    parts = workers * max(1, -(-size // (BYTES_PER_PART * workers)))
+    starts = part_starts(len(order), parts)
+    headers: dict[str, bytes] = {}
+    ranges: dict[str, list[tuple[int, int]]] = {}
+    for code, path in subject_files.items():
+        data = path.read_bytes()  # one file at a time
+        if not data:
+            raise _OneWorker
+        try:
+            file = _CsvFile(data)
+            column = _subject_column(file)
+            bounds = _cut(file, column, order, starts)
+            headers[code] = data[: file.header_end]
+        except (UnicodeDecodeError, csv.Error, IndexError) as exc:
+            raise _OneWorker from exc
+        del data, file
+        ranges[code] = list(zip(bounds, bounds[1:], strict=False))
+    return _Plan(subject_files, headers, ranges, order, starts), study_files
+
+
+BYTES_PER_PART = 6 << 20
+"""SDTM -> FHIR: CSV bytes per part (about 50,000 rows of the generated cohort; a worker holds one
+part's tables and serialised resources, about 150 MB)."""
+
+
+# --- one part (a worker) ---------------------------------------------------------------------------
+
+
+@dataclass
+class _PartDone:
+    """What a worker made of one part: per section the resource types in the order they first
+    appear (with that place) and their counts; the part's rows per domain and STUDYIDs; or `failed`
+    (the part breaks a rule, or is not in DM's order)."""
+
+    index: int
+    failed: bool = False
+    kinds: dict[int, dict[str, Place]] = field(default_factory=dict)
+    counts: dict[tuple[int, str], int] = field(default_factory=dict)
+    rows: dict[str, int] = field(default_factory=dict)
+    studyids: dict[str, list[str]] = field(default_factory=dict)
+
+
+def _read_part(index: int) -> tuple[Trial, dict[str, list[str]]] | None:
+    """Part `index`'s rows of every subject-level table, read and checked as `read_table` reads a
+    file (a copy of the header and the part's records), with the STUDYIDs each names; None when a
+    rule is broken or a row is not where DM's order puts it."""
+    from adapter.tables import read_table
+
+    plan = _plan
+    assert plan is not None
+    low, high = plan.starts[index], plan.starts[index + 1]
+    order = plan.order
+    trial: Trial = {}
+    studyids: dict[str, list[str]] = {}
+    for code, path in plan.files.items():
+        start, end = plan.ranges[code][index]
+        copy = _folder / f"{index:05d}-{code}.csv"
+        with open(path, "rb") as source, open(copy, "wb") as target:
+            target.write(plan.headers[code])
+            source.seek(start)
+            target.write(source.read(end - start))
+        try:
+            table, problems = read_table(copy, code)
+        finally:
+            copy.unlink()
+        if table is None or problems:
+            return None
+        last = low
+        for row in table.rows:
+            found = order.get(row.get("USUBJID", ""))
+            if found is None or found < last or found >= high:
+                return None
+            last = found
+        trial[code] = table
+        studyids[code] = list(dict.fromkeys(row.get("STUDYID", "") for row in table.rows))
+    return trial, studyids
+
+
+def _convert_part(index: int) -> _PartDone:
+    """Runs in a worker: read part `index`, map it, sort its resources into the sections of the
+    stream and write one file per section and type (NDJSON lines) and per section (Bundle entries)."""
+    from adapter.fhir_files import bundle_entry, dumps
+    from adapter.fhir_json import default
+
+    done = _PartDone(index)
+    read = _read_part(index)
+    if read is None:
+        done.failed = True
+        return done
+    trial, done.studyids = read
+    done.rows = {code: len(table.rows) for code, table in trial.items()}
+    parts = split_by_subject(trial, 1)
+    if not parts:
+        return done
+    option = orjson.OPT_APPEND_NEWLINE
+    serialise = orjson.dumps
+    bundle = _bundle
+    sections: dict[int, list[tuple[Place, str, bytes, bytes]]] = {}
+    for place, resource in part_resources(parts[0]):
+        kind = resource["resourceType"]
+        line = serialise(resource, default=default, option=option)
+        entry = b",\n" + dumps(bundle_entry(resource, "transaction")) if bundle else b""
+        records = sections.get(place[0])
+        if records is None:
+            records = sections[place[0]] = []
+        records.append((place, kind, line, entry))
+    del parts, trial
+    for section, records in sorted(sections.items()):
+        records.sort(key=itemgetter(0))  # places are unique: this is their order in the stream
+        handles: dict[str, IO[bytes]] = {}
+        kinds: dict[str, Place] = {}
+        entries = (
+            open(_part_file(_folder, index, section, "bundle"), "wb", buffering=1 << 20)  # noqa: SIM115
+            if bundle
+            else None
+        )
+        try:
+            for place, kind, line, entry in records:
+                handle = handles.get(kind)
+                if handle is None:
+                    path = _part_file(_folder, index, section, kind)
+                    handle = handles[kind] = open(path, "wb", buffering=1 << 20)  # noqa: SIM115
+                    kinds[kind] = place
+                    done.counts[(section, kind)] = 0
+                handle.write(line)
+                done.counts[(section, kind)] += 1
+                if entries is not None:
+                    entries.write(entry)
+        finally:
+            for handle in handles.values():
+                handle.close()
+            if entries is not None:
+                entries.close()
+        done.kinds[section] = kinds
+        records.clear()
+    return done
+
+
+# --- the whole conversion (the parent) -------------------------------------------------------------
+
+
+@dataclass
+class Converted:
+    """What `sdtm_to_fhir` converted: rows read, tables read, resources written per type."""
+
+    rows: int
+    tables: int
+    counts: dict[str, int]
+
+
+def sdtm_to_fhir(src: Path, out: Path, workers: int, bundle: bool = True) -> Converted | None:
+    """Convert the SDTM folder `src` into `out` on `workers` processes: the files one worker writes,
+    byte for byte. None, with nothing left in `out`, when this engine does not split the input (XPT
+    files, rows not in DM's subject order, a table given twice, no DM) or a part breaks a rule: then
+    convert it on one worker (which reports every problem)."""
+    global _plan, _folder, _bundle
+    from adapter.tables import read_table
+
+    try:
+        plan, study_files = _plan_cut(src, workers)
+    except _OneWorker:
+        return None
+    study: Trial = {}
+    for code, path in study_files.items():
+        table, problems = read_table(path, code)
+        if table is None or problems:
+            return None
+        study[code] = table
+    folder = out / PARTS_FOLDER
+    folder.mkdir(parents=True, exist_ok=True)
+    _plan, _folder, _bundle = plan, folder, bundle
+    try:
+        context = multiprocessing.get_context("fork")  # the plan is inherited, never pickled
+        parts = len(plan.starts) - 1
+        with context.Pool(min(workers, parts)) as pool:
+            done = pool.map(_convert_part, range(parts), chunksize=1)
+        if any(part.failed for part in done):
+            return None
+        skeleton = _skeleton(plan, study, done)
+        if skeleton is None:
+            return None
+        counts = _concatenate(skeleton, out, folder, done, bundle)
+    finally:
+        _plan = None
+        shutil.rmtree(folder, ignore_errors=True)
+    rows = sum(n for part in done for n in part.rows.values())
+    rows += sum(len(t.rows) for t in study.values())
+    return Converted(rows, len(plan.files) + len(study), counts)
+
+
+def _skeleton(plan: _Plan, study: Trial, done: list[_PartDone]) -> Trial | None:
+    """The whole trial as the study resources see it (every table's columns, TS and TA, the
+    STUDYID of the rest), in the trial's table order; None when the tables name more than one
+    STUDYID (the one-worker report says where)."""
+    from mappings.sdtm import DOMAINS
+
+    named = {v for t in study.values() for row in t.rows for v in [row.get("STUDYID", "")]}
+    named.update(v for part in done for ids in part.studyids.values() for v in ids)
+    if len(named - {""}) > 1:
+        return None
+    trial: Trial = {}
+    for code in DOMAINS:
+        if code in study:
+            trial[code] = study[code]
+        elif code in plan.files:
+            with open(plan.files[code], "rb") as handle:
+                header = handle.read(len(plan.headers[code])).decode("utf-8-sig")
+            columns = next(csv.reader(io.StringIO(header, newline="")))
+            ids = [v for part in done for v in part.studyids.get(code, [])]
+            rows = [{"STUDYID": ids[0]}] if ids else []
+            trial[code] = Table(code, columns, rows)
+    return trial
+
+
+def _concatenate(
+    trial: Trial, out: Path, folder: Path, done: list[_PartDone], bundle: bool
+) -> dict[str, int]:
+    """The output files from the study resources (made here) and the part files, in stream order."""
+    from adapter.fhir_files import bundle_entry, dumps
+    from adapter.fhir_json import default
+
+    counts: dict[str, int] = {}
+    handles: dict[str, IO[bytes]] = {}
+    entries = open(out / "bundle.json", "wb", buffering=1 << 20) if bundle else None  # noqa: SIM115
+
+    def handle_of(kind: str) -> IO[bytes]:
+        handle = handles.get(kind)
+        if handle is None:
+            handle = handles[kind] = open(out / f"{kind}.ndjson", "wb", buffering=1 << 20)  # noqa: SIM115
+            counts[kind] = 0
+        return handle
+
+    try:
+        if entries is not None:
+            entries.write(b'{"resourceType":"Bundle","type":' + dumps("transaction") + b',"entry":[')
+        separator = b"\n"
+        for resource in study_resources(trial):
+            kind = resource["resourceType"]
+            handle_of(kind).write(
+                orjson.dumps(resource, default=default, option=orjson.OPT_APPEND_NEWLINE)
+            )
+            counts[kind] += 1
+            if entries is not None:
+                entries.write(separator + dumps(bundle_entry(resource, "transaction")))
+                separator = b",\n"
+        for section in range(len(SECTIONS)):
+            firsts: dict[str, Place] = {}
+            for part in done:
+                for kind, place in part.kinds.get(section, {}).items():
+                    if kind not in firsts or place < firsts[kind]:
+                        firsts[kind] = place
+            for kind in sorted(firsts, key=firsts.__getitem__):  # the order they first appear in
+                handle = handle_of(kind)
+                for part in done:
+                    n = part.counts.get((section, kind))
+                    if n:
+                        with open(_part_file(folder, part.index, section, kind), "rb") as source:
+                            shutil.copyfileobj(source, handle, 1 << 20)
+                        counts[kind] += n
+            if entries is not None:
+                for part in done:
+                    if section in part.kinds:
+                        with open(_part_file(folder, part.index, section, "bundle"), "rb") as source:
+                            shutil.copyfileobj(source, entries, 1 << 20)
+        if entries is not None:
+            entries.write(b"\n]}\n")
+    finally:
+        for handle in handles.values():
+            handle.close()
+        if entries is not None:
+            entries.close()
+    return counts
