@@ -178,6 +178,15 @@ def _fhir_to_sdtm(
     from mappings.trial import ResourceRefused
 
     warnings: list[str] = []
+    if workers > 1 and not validate and source.path is not None:
+        from adapter.engines.workers import fhir_to_sdtm
+
+        done = fhir_to_sdtm(source.path, staging, workers)
+        if done is not None:
+            warnings.extend(_assembly_notes(done.unrecognised, done.duplicates))
+            return f"{done.resources} resources -> " + _counts_line(done.counts, "rows"), warnings
+        for leftover in staging.iterdir():  # None: one worker converts, or says what is wrong
+            shutil.rmtree(leftover) if leftover.is_dir() else leftover.unlink()
     stats = ReadStats()
     try:
         if validate:
@@ -203,12 +212,7 @@ def _fhir_to_sdtm(
             _nothing_from_fhir(src, stats, assembler.unrecognised, assembler.duplicates),
             EXIT_NOTHING_CONVERTED,
         )
-    if assembler.unrecognised:
-        skipped = ", ".join(f"{k} {n}" for k, n in sorted(assembler.unrecognised.items()))
-        warnings.append(f"warning: resources no SDTM domain comes from, not converted: {skipped}")
-    if assembler.duplicates:
-        again = ", ".join(f"{k} {n}" for k, n in sorted(assembler.duplicates.items()))
-        warnings.append(f"note: identical resources read again, taken once: {again}")
+    warnings.extend(_assembly_notes(assembler.unrecognised, assembler.duplicates))
     if stats.outcomes_skipped:
         warnings.append(f"note: {stats.outcomes_skipped} search OperationOutcome entries skipped")
     if stats.bundles_nested:
@@ -221,6 +225,18 @@ def _fhir_to_sdtm(
         raise _bad_input("\n".join(lines)) from exc
     counts = {code: len(table.rows) for code, table in trial.items()}
     return f"{stats.resources} resources -> " + _counts_line(counts, "rows"), warnings
+
+
+def _assembly_notes(unrecognised: dict[str, int], duplicates: dict[str, int]) -> list[str]:
+    """The warning about resources no family took and the note about those read twice."""
+    notes: list[str] = []
+    if unrecognised:
+        skipped = ", ".join(f"{k} {n}" for k, n in sorted(unrecognised.items()))
+        notes.append(f"warning: resources no SDTM domain comes from, not converted: {skipped}")
+    if duplicates:
+        again = ", ".join(f"{k} {n}" for k, n in sorted(duplicates.items()))
+        notes.append(f"note: identical resources read again, taken once: {again}")
+    return notes
 
 
 def _count(n: int, noun: str) -> str:

@@ -37,6 +37,7 @@ __all__ = [
     "parts_in_table_order",
     "split_by_subject",
     "study_resources",
+    "subject_key",
 ]
 
 Place = tuple[int, int, int]
@@ -123,6 +124,20 @@ def part_starts(subjects: int, parts: int) -> list[int]:
     (`adapter.engines.workers`)."""
     parts = min(parts, subjects)
     return [-(-k * subjects // parts) for k in range(parts)] + [subjects]
+
+
+def subject_key(resource: JSON) -> str:
+    """The subject a resource belongs to, for a split of FHIR resources by subject: a Patient's id,
+    the Patient id its `subject` or `individual` points to (the whole reference when it is not
+    `Patient/...`), "" for a study-level resource (CodeSystem, ResearchStudy) or any other."""
+    if resource.get("resourceType") == "Patient":
+        return str(resource.get("id", ""))
+    for name in ("subject", "individual"):
+        link = resource.get(name)
+        if isinstance(link, dict) and isinstance(link.get("reference"), str):
+            reference: str = link["reference"]
+            return reference.rpartition("/")[2] if reference.startswith("Patient/") else reference
+    return ""
 
 
 def study_resources(trial: Trial) -> Iterator[JSON]:

@@ -24,9 +24,12 @@ is always the one-worker report, word for word.
 from __future__ import annotations
 
 import csv
+import heapq
 import io
 import multiprocessing
 import shutil
+import zlib
+from collections import Counter
 from dataclasses import dataclass, field
 from operator import itemgetter
 from pathlib import Path
@@ -41,10 +44,20 @@ from adapter.engines import (
     part_starts,
     split_by_subject,
     study_resources,
+    subject_key,
 )
 from mappings.sdtm import Table, Trial
 
-__all__ = ["BYTES_PER_PART", "PARTS_FOLDER", "Converted", "sdtm_to_fhir"]
+__all__ = [
+    "BYTES_PER_BUCKET",
+    "BYTES_PER_PART",
+    "PARTS_FOLDER",
+    "Assembled",
+    "Converted",
+    "fhir_to_sdtm",
+    "line_key",
+    "sdtm_to_fhir",
+]
 
 PARTS_FOLDER = ".parts"
 """The folder, inside the staging folder, of the workers' part files (removed before the output is
@@ -474,4 +487,298 @@ def _concatenate(
             handle.close()
         if entries is not None:
             entries.close()
+    return counts
+
+
+# --- FHIR -> SDTM ------------------------------------------------------------------------------------
+
+BYTES_PER_BUCKET = 64 << 20
+"""FHIR -> SDTM: NDJSON bytes per bucket of subjects (a worker holds one bucket's rows, about 1.3
+times its NDJSON size, while it sorts them)."""
+
+_PATIENT_REFERENCE = b'"reference":"Patient/'
+_PATIENT_HEAD = b'{"resourceType":"Patient","id":"'
+_PATIENT_TYPE = b'"resourceType":"Patient"'
+
+
+def line_key(line: bytes) -> str:
+    """The subject key (`adapter.engines.subject_key`) of an NDJSON line, found by a byte scan when
+    the line is laid out as this project writes it (the first Patient reference, or a Patient's id
+    right after its type), else by parsing it. The worker that parses the line checks it."""
+    at = line.find(_PATIENT_REFERENCE)
+    if at >= 0:
+        start = at + len(_PATIENT_REFERENCE)
+        end = line.find(b'"', start)
+        return line[start:end].decode("utf-8", "replace") if end >= 0 else ""
+    if line.startswith(_PATIENT_HEAD):
+        end = line.find(b'"', len(_PATIENT_HEAD))
+        return line[len(_PATIENT_HEAD) : end].decode("utf-8", "replace") if end >= 0 else ""
+    if _PATIENT_TYPE in line:
+        try:
+            return subject_key(orjson.loads(line))
+        except orjson.JSONDecodeError:
+            return ""
+    return ""
+
+
+@dataclass
+class _BucketDone:
+    """What a worker made of one bucket of subjects: for each domain the subjects in the order of
+    its sorted rows with the bytes of their CSV rows, the counts a report needs, and `failed`."""
+
+    index: int
+    failed: bool = False
+    resources: int = 0
+    columns: dict[str, list[str]] = field(default_factory=dict)
+    blocks: dict[str, list[tuple[str, int]]] = field(default_factory=dict)
+    rows: dict[str, int] = field(default_factory=dict)
+    unrecognised: dict[str, int] = field(default_factory=dict)
+    duplicates: dict[str, int] = field(default_factory=dict)
+    ids: list[int] = field(default_factory=list)
+
+
+_ranges: list[tuple[Path, int, int]] = []
+_buckets: int = 1
+
+BYTES_PER_RANGE = 32 << 20
+"""FHIR -> SDTM: NDJSON bytes a worker reads at once in the first pass (whole lines)."""
+
+_RESEARCH_STUDY = b'"resourceType":"ResearchStudy"'
+
+
+def _bucket_of(key: str) -> int:
+    return zlib.crc32(key.encode()) % _buckets
+
+
+def _line_ranges(files: list[Path]) -> list[tuple[Path, int, int]]:
+    """The files cut into runs of whole lines of about `BYTES_PER_RANGE` bytes, in order."""
+    ranges: list[tuple[Path, int, int]] = []
+    for file in files:
+        size = file.stat().st_size
+        with open(file, "rb") as handle:
+            start = 0
+            while start < size:
+                handle.seek(min(start + BYTES_PER_RANGE, size))
+                handle.readline()
+                end = min(handle.tell(), size)
+                ranges.append((file, start, end))
+                start = end
+    return ranges
+
+
+def _spill(index: int) -> None:
+    """Runs in a worker (first pass): the lines of range `index` written, in order, to the spill
+    file of their subject's bucket; ResearchStudy lines also to a spill every bucket reads (for the
+    tables' layout)."""
+    file, start, end = _ranges[index]
+    with open(file, "rb") as source:
+        source.seek(start)
+        data = source.read(end - start)
+    handles = [
+        open(_folder / f"{index:05d}-{bucket:05d}", "wb", buffering=1 << 20)  # noqa: SIM115
+        for bucket in range(_buckets)
+    ]
+    try:
+        with open(_folder / f"{index:05d}-study", "wb") as study:
+            writers = [h.write for h in handles]
+            for line in io.BytesIO(data):  # split on \n alone, as the NDJSON reader does
+                if line.isspace() or not line:
+                    continue
+                key = line_key(line)
+                writers[_bucket_of(key)](line)
+                if not key and _RESEARCH_STUDY in line:
+                    study.write(line)
+    finally:
+        for handle in handles:
+            handle.close()
+
+
+def _assemble_bucket(index: int) -> _BucketDone:
+    """Runs in a worker (second pass): the lines spilled for bucket `index`, in file order, fed to
+    a `TrialAssembler` (every ResearchStudy also to its study reader, for the layout); the rows
+    sorted and written as CSV records per domain, grouped by subject."""
+    from adapter.fhir_json import loads_line
+    from adapter.tables import cell_length_problems
+    from mappings.trial import TrialAssembler
+
+    done = _BucketDone(index)
+    study_bucket = _bucket_of("")
+    assembler = TrialAssembler()
+    add = assembler.add
+    ids: set[int] = set()
+    try:
+        if index != study_bucket:
+            for number in range(len(_ranges)):
+                with open(_folder / f"{number:05d}-study", "rb") as handle:
+                    for line in handle:
+                        resource = loads_line(line)
+                        if isinstance(resource, dict):
+                            assembler.study.feed(resource)
+        for number in range(len(_ranges)):
+            with open(_folder / f"{number:05d}-{index:05d}", "rb", buffering=1 << 20) as handle:
+                for line in handle:
+                    resource = loads_line(line)
+                    if not isinstance(resource, dict) or subject_key(resource) != line_key(line):
+                        raise _OneWorker
+                    kind = resource.get("resourceType")
+                    if kind == "Bundle" or not isinstance(kind, str):
+                        raise _OneWorker
+                    add(resource, b"\\" in line and b"\\u00" in line)
+                    done.resources += 1
+                    rid = resource.get("id")
+                    if isinstance(rid, str):
+                        ids.add(hash((kind, rid)))
+        trial = assembler.tables()
+    except (_OneWorker, ValueError):  # not JSON, refused (ResourceRefused is a ValueError), ...
+        done.failed = True
+        return done
+    if index != study_bucket:
+        for code in ("TS", "TA"):
+            if code in trial:
+                trial[code].rows.clear()
+    layout = assembler.study.columns
+    for code, table in trial.items():
+        if code not in layout or table.columns != layout[code]:
+            done.failed = True  # no layout, or columns beyond it: their order is the whole input's
+            return done
+        if cell_length_problems(table, code):
+            done.failed = True
+            return done
+    done.columns = {code: list(t.columns) for code, t in trial.items()}
+    done.unrecognised = dict(assembler.unrecognised)
+    done.duplicates = dict(assembler.duplicates)
+    done.ids = list(ids)
+    for code, table in trial.items():
+        done.rows[code] = len(table.rows)
+        if table.rows:
+            done.blocks[code] = _write_blocks(table, _folder / f"{index:05d}-{code}.csv")
+    return done
+
+
+def _write_blocks(table: Table, path: Path) -> list[tuple[str, int]]:
+    """Write `table`'s rows as CSV records (no header), as `adapter.tables.write_table` writes them;
+    returns each run of one subject's rows (its USUBJID, "" for a study-level table) and its bytes."""
+    blocks: list[tuple[str, int]] = []
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n", quoting=csv.QUOTE_MINIMAL)
+    columns = table.columns
+    with open(path, "wb") as handle:
+        current: str | None = None
+        rows: list[tuple[str, ...]] = []
+
+        def flush() -> None:
+            if current is None:
+                return
+            writer.writerows(rows)
+            data = buffer.getvalue().encode("utf-8")
+            buffer.seek(0)
+            buffer.truncate()
+            handle.write(data)
+            blocks.append((current, len(data)))
+            rows.clear()
+
+        subject_level = table.spec.subject_level
+        for row in table.rows:
+            usubjid = row.get("USUBJID", "") if subject_level else ""
+            if usubjid != current:
+                flush()
+                current = usubjid
+            rows.append(tuple(row.get(c, "") for c in columns))
+        flush()
+    return blocks
+
+
+@dataclass
+class Assembled:
+    """What `fhir_to_sdtm` converted: resources read, rows written per domain, the resources no
+    family took and those read twice (type -> count)."""
+
+    resources: int
+    counts: dict[str, int]
+    unrecognised: dict[str, int]
+    duplicates: dict[str, int]
+
+
+def fhir_to_sdtm(src: Path, out: Path, workers: int) -> Assembled | None:
+    """Convert the NDJSON of `src` (a folder of `.ndjson` files or one such file) into `out` on
+    `workers` processes: the CSV files one worker writes, byte for byte. None, with nothing left in
+    `out`, when this engine does not split the input (gzip or Bundle files, no study layout, a line
+    whose subject the byte scan misreads, one id on two buckets) or a line is refused: then convert
+    it on one worker (which reports what is wrong)."""
+    global _ranges, _buckets, _folder
+    from adapter.fhir_files import FhirFileError, resource_files
+
+    try:
+        files = resource_files(src)
+    except FhirFileError:
+        return None
+    if not files or any(not f.name.lower().endswith(".ndjson") for f in files):
+        return None
+    size = sum(f.stat().st_size for f in files)
+    buckets = workers * max(1, -(-size // (BYTES_PER_BUCKET * workers)))
+    folder = out / PARTS_FOLDER
+    folder.mkdir(parents=True, exist_ok=True)
+    _ranges, _buckets, _folder = _line_ranges(files), buckets, folder
+    try:
+        context = multiprocessing.get_context("fork")
+        with context.Pool(workers) as pool:
+            pool.map(_spill, range(len(_ranges)), chunksize=1)
+            done = pool.map(_assemble_bucket, range(buckets), chunksize=1)
+        if any(b.failed for b in done):
+            return None
+        seen: set[int] = set()
+        for bucket in done:  # one type and id in two buckets: different content (a refusal)
+            if not seen.isdisjoint(bucket.ids):
+                return None
+            seen.update(bucket.ids)
+            bucket.ids = []
+        del seen
+        counts = _merge_tables(done, out, folder)
+    except _OneWorker:
+        return None
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    if counts is None:
+        return None
+    unrecognised: Counter[str] = Counter()
+    duplicates: Counter[str] = Counter()
+    for bucket in done:
+        unrecognised.update(bucket.unrecognised)
+        duplicates.update(bucket.duplicates)
+    resources = sum(b.resources for b in done)
+    return Assembled(resources, counts, dict(unrecognised), dict(duplicates))
+
+
+def _merge_tables(done: list[_BucketDone], out: Path, folder: Path) -> dict[str, int] | None:
+    """Each domain's CSV file: its header, then the buckets' runs of rows merged by USUBJID (the
+    first member of every domain's sort order); None when no row was made. `_OneWorker` when one
+    USUBJID has rows in two buckets."""
+    columns = done[0].columns
+    if not any(b.rows.get(code) for b in done for code in columns):
+        return None
+    counts: dict[str, int] = {}
+    for code, names in columns.items():
+        path = out / f"{code.lower()}.csv"
+        buffer = io.StringIO()
+        csv.writer(buffer, lineterminator="\n", quoting=csv.QUOTE_MINIMAL).writerow(names)
+        sources = {b.index: folder / f"{b.index:05d}-{code}.csv" for b in done if code in b.blocks}
+        handles = {i: open(p, "rb") for i, p in sources.items()}  # noqa: SIM115
+        try:
+            with open(path, "wb") as target:
+                target.write(buffer.getvalue().encode("utf-8"))
+                streams = [
+                    [(usubjid, b.index, n) for usubjid, n in b.blocks[code]]
+                    for b in done
+                    if code in b.blocks
+                ]
+                last: tuple[str, int] | None = None
+                for usubjid, index, n in heapq.merge(*streams):
+                    if last is not None and last[0] == usubjid and last[1] != index:
+                        raise _OneWorker
+                    last = (usubjid, index)
+                    target.write(handles[index].read(n))
+        finally:
+            for handle in handles.values():
+                handle.close()
+        counts[code] = sum(b.rows.get(code, 0) for b in done)
     return counts
