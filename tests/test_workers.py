@@ -157,7 +157,7 @@ def break_cohort(src: Path, tmp_path: Path) -> Path:
     cm[-3] = ",".join(cells)
     (broken / "cm.csv").write_text("".join(cm), encoding="utf-8")
     dm = (broken / "dm.csv").read_text(encoding="utf-8").splitlines(keepends=True)
-    (broken / "dm.csv").write_text("".join(dm + [dm[5]]), encoding="utf-8")  # a subject twice
+    (broken / "dm.csv").write_text("".join([*dm, dm[5]]), encoding="utf-8")  # a subject twice
     return broken
 
 
@@ -227,3 +227,54 @@ def test_workers_go_with_the_local_engine(tmp_path: Path) -> None:
     assert "--workers" in result.stderr
     result = run(DALAKAS, "--out", tmp_path / "o", "--workers", "0")
     assert result.exit_code == 2
+
+
+# --- the problem list is capped -----------------------------------------------------------------------
+
+
+def test_a_table_broken_on_every_row_lists_the_first_problems_and_counts_the_rest(
+    cohort: Path, tmp_path: Path
+) -> None:
+    from adapter.tables import MAX_PROBLEMS
+
+    broken = tmp_path / "broken"
+    shutil.copytree(cohort, broken)
+    cm = (broken / "cm.csv").read_text(encoding="utf-8").splitlines(keepends=True)
+    header = cm[0].rstrip("\n").split(",")
+    column = header.index("CMDOSE")
+    rows = []
+    for line in cm[1:]:
+        cells = line.rstrip("\n").split(",")
+        cells[column] = "lots"
+        rows.append(",".join(cells) + "\n")
+    (broken / "cm.csv").write_text(cm[0] + "".join(rows), encoding="utf-8")
+    first, second, _, _ = both_ways(broken, tmp_path)
+    assert first.exit_code == second.exit_code == 3
+    assert first.stderr == second.stderr
+    lines = second.stderr.strip().splitlines()
+    assert lines[0] == f"Error: {len(rows)} problems in the trial tables:"
+    assert len(lines) == 1 + MAX_PROBLEMS + 1
+    assert lines[1].endswith("cm.csv, row 1, CMDOSE: 'lots' is not a number")
+    assert lines[MAX_PROBLEMS].startswith(f"{broken / 'cm.csv'}, row {MAX_PROBLEMS}, CMDOSE")
+    not_shown = len(rows) - MAX_PROBLEMS
+    assert lines[-1] == f"... and {not_shown} more not shown (the first {MAX_PROBLEMS} are listed)"
+
+
+def test_the_capped_checks_keep_the_first_problems_by_row() -> None:
+    from adapter.tables import MAX_PROBLEMS, TableError, _check_table
+    from mappings.sdtm import Table
+
+    rows = [
+        {"STUDYID": "S", "DOMAIN": "VS", "USUBJID": "S-1", "VSSEQ": str(i)} for i in range(1000)
+    ]
+    for row in rows[::-1][: MAX_PROBLEMS * 3]:
+        row["DOMAIN"] = "XX"
+        row["VSSEQ"] = "x"
+    table = Table("VS", ["STUDYID", "DOMAIN", "USUBJID", "VSSEQ"], rows)
+    whole = _check_table(table, "vs.csv")
+    capped = _check_table(table, "vs.csv", capped=True)
+    assert len(whole) > 6 * MAX_PROBLEMS  # two per broken row, and the missing columns
+    assert list(capped) == list(whole[:MAX_PROBLEMS])
+    assert capped.dropped == len(whole) - MAX_PROBLEMS
+    error = TableError(list(capped), capped.dropped)
+    assert str(error).splitlines()[0] == f"{len(whole)} problems in the trial tables:"

@@ -193,7 +193,9 @@ def part_resources(part: SubjectPart) -> Iterator[tuple[Place, JSON]]:
     for family in (medication.to_fhir, observation.to_fhir, clinical.to_fhir, biopsy.to_fhir):
         for resource in family(part.trial):
             identifiers: list[JSON] | tuple[JSON, ...] | JSON = resource.get("identifier") or ({},)
-            first = identifiers if isinstance(identifiers, dict) else identifiers[0]  # AE: one object
+            first = (
+                identifiers if isinstance(identifiers, dict) else identifiers[0]
+            )  # AE: one object
             domain = _ROW_DOMAIN.get(first.get("system", ""))
             if domain is not None:
                 index = seen.get(domain, 0)

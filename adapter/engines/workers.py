@@ -26,6 +26,7 @@ from __future__ import annotations
 import csv
 import heapq
 import io
+import itertools
 import multiprocessing
 import shutil
 import zlib
@@ -64,9 +65,11 @@ PARTS_FOLDER = ".parts"
 finished; with the staging folder on failure or Ctrl-C)."""
 
 
-class _OneWorker(Exception):
-    """The input is not one this engine splits (or breaks a rule): convert it on one worker, which
-    also gives the exact report of what is wrong."""
+def _one_worker() -> ValueError:
+    """Raised where the input is not one this engine splits (or breaks a rule), caught as a
+    `ValueError` (the readers' refusals are ValueErrors too): it converts on one worker, which also
+    gives the exact report of what is wrong."""
+    return ValueError("convert on one worker")
 
 
 @dataclass
@@ -144,17 +147,17 @@ class _CsvFile:
 def _subject_column(file: _CsvFile) -> int:
     header = file.cells(0)
     if "USUBJID" not in header or len(set(header)) != len(header):
-        raise _OneWorker
+        raise _one_worker()
     return header.index("USUBJID")
 
 
 def _dm_order(path: Path) -> dict[str, int]:
-    """Each DM subject's position; `_OneWorker` when a subject is missing or given twice."""
+    """Each DM subject's position; a `ValueError` when a subject is missing or given twice."""
     text = path.read_bytes().decode("utf-8-sig")
     reader = csv.reader(io.StringIO(text, newline=""), strict=True)
     header = next(reader)
     if "USUBJID" not in header:
-        raise _OneWorker
+        raise _one_worker()
     column = header.index("USUBJID")
     order: dict[str, int] = {}
     for cells in reader:
@@ -162,7 +165,7 @@ def _dm_order(path: Path) -> dict[str, int]:
             continue
         usubjid = cells[column] if column < len(cells) else ""
         if not usubjid or usubjid in order:
-            raise _OneWorker
+            raise _one_worker()
         order[usubjid] = len(order)
     return order
 
@@ -177,13 +180,15 @@ def _cut(file: _CsvFile, column: int, order: dict[str, int], starts: list[int]) 
         cells = file.cells(record)
         found = order.get(cells[column]) if column < len(cells) else None
         if found is None:
-            raise _OneWorker  # a subject DM does not have: the one-worker report says where
+            raise _one_worker()  # a subject DM does not have: the one-worker report says where
         return found
 
     bounds = [file.header_end]
     for first in starts[1:-1]:
         low, high = bounds[-1], file.size
-        while low < high:  # the smallest byte offset whose next record belongs to this part or later
+        while (
+            low < high
+        ):  # the smallest byte offset whose next record belongs to this part or later
             middle = (low + high) // 2
             if position(file.record_at_or_after(middle)) >= first:
                 high = middle
@@ -199,7 +204,7 @@ def _plan_cut(src: Path, workers: int) -> tuple[_Plan, dict[str, Path]]:
     files (returned apart) read whole by the parent.
 
     Raises:
-        _OneWorker: not CSV files alone, one per domain, with a DM listing each subject once.
+        a ValueError: not CSV files alone, one per domain, with a DM listing each subject once.
     """
     from adapter.tables import domain_files
     from mappings.sdtm import DOMAINS
@@ -208,13 +213,13 @@ def _plan_cut(src: Path, workers: int) -> tuple[_Plan, dict[str, Path]]:
     if "DM" not in found or any(
         len(paths) != 1 or paths[0].suffix.lower() != ".csv" for paths in found.values()
     ):
-        raise _OneWorker
+        raise _one_worker()
     files = {code: found[code][0] for code in DOMAINS if code in found}
     subject_files = {c: p for c, p in files.items() if DOMAINS[c].subject_level}
     study_files = {c: p for c, p in files.items() if not DOMAINS[c].subject_level}
     order = _dm_order(subject_files["DM"])
     if not order:
-        raise _OneWorker
+        raise _one_worker()
     size = sum(p.stat().st_size for p in subject_files.values())
     parts = workers * max(1, -(-size // (BYTES_PER_PART * workers)))
     starts = part_starts(len(order), parts)
@@ -223,16 +228,16 @@ def _plan_cut(src: Path, workers: int) -> tuple[_Plan, dict[str, Path]]:
     for code, path in subject_files.items():
         data = path.read_bytes()  # one file at a time
         if not data:
-            raise _OneWorker
+            raise _one_worker()
         try:
             file = _CsvFile(data)
             column = _subject_column(file)
             bounds = _cut(file, column, order, starts)
             headers[code] = data[: file.header_end]
-        except (UnicodeDecodeError, csv.Error, IndexError) as exc:
-            raise _OneWorker from exc
+        except (ValueError, csv.Error, IndexError) as exc:
+            raise _one_worker() from exc
         del data, file
-        ranges[code] = list(zip(bounds, bounds[1:], strict=False))
+        ranges[code] = list(itertools.pairwise(bounds))
     return _Plan(subject_files, headers, ranges, order, starts), study_files
 
 
@@ -376,7 +381,7 @@ def sdtm_to_fhir(src: Path, out: Path, workers: int, bundle: bool = True) -> Con
 
     try:
         plan, study_files = _plan_cut(src, workers)
-    except _OneWorker:
+    except (ValueError, csv.Error, StopIteration, OSError):  # one worker reports what is wrong
         return None
     study: Trial = {}
     for code, path in study_files.items():
@@ -450,7 +455,9 @@ def _concatenate(
 
     try:
         if entries is not None:
-            entries.write(b'{"resourceType":"Bundle","type":' + dumps("transaction") + b',"entry":[')
+            entries.write(
+                b'{"resourceType":"Bundle","type":' + dumps("transaction") + b',"entry":['
+            )
         separator = b"\n"
         for resource in study_resources(trial):
             kind = resource["resourceType"]
@@ -478,7 +485,9 @@ def _concatenate(
             if entries is not None:
                 for part in done:
                     if section in part.kinds:
-                        with open(_part_file(folder, part.index, section, "bundle"), "rb") as source:
+                        with open(
+                            _part_file(folder, part.index, section, "bundle"), "rb"
+                        ) as source:
                             shutil.copyfileobj(source, entries, 1 << 20)
         if entries is not None:
             entries.write(b"\n]}\n")
@@ -619,17 +628,17 @@ def _assemble_bucket(index: int) -> _BucketDone:
                 for line in handle:
                     resource = loads_line(line)
                     if not isinstance(resource, dict) or subject_key(resource) != line_key(line):
-                        raise _OneWorker
+                        raise _one_worker()
                     kind = resource.get("resourceType")
                     if kind == "Bundle" or not isinstance(kind, str):
-                        raise _OneWorker
+                        raise _one_worker()
                     add(resource, b"\\" in line and b"\\u00" in line)
                     done.resources += 1
                     rid = resource.get("id")
                     if isinstance(rid, str):
                         ids.add(hash((kind, rid)))
         trial = assembler.tables()
-    except (_OneWorker, ValueError):  # not JSON, refused (ResourceRefused is a ValueError), ...
+    except ValueError:  # not JSON, refused (ResourceRefused is a ValueError), ...
         done.failed = True
         return done
     if index != study_bucket:
@@ -734,7 +743,7 @@ def fhir_to_sdtm(src: Path, out: Path, workers: int) -> Assembled | None:
             bucket.ids = []
         del seen
         counts = _merge_tables(done, out, folder)
-    except _OneWorker:
+    except ValueError:
         return None
     finally:
         shutil.rmtree(folder, ignore_errors=True)
@@ -751,7 +760,7 @@ def fhir_to_sdtm(src: Path, out: Path, workers: int) -> Assembled | None:
 
 def _merge_tables(done: list[_BucketDone], out: Path, folder: Path) -> dict[str, int] | None:
     """Each domain's CSV file: its header, then the buckets' runs of rows merged by USUBJID (the
-    first member of every domain's sort order); None when no row was made. `_OneWorker` when one
+    first member of every domain's sort order); None when no row was made. a `ValueError` when one
     USUBJID has rows in two buckets."""
     columns = done[0].columns
     if not any(b.rows.get(code) for b in done for code in columns):
@@ -774,7 +783,7 @@ def _merge_tables(done: list[_BucketDone], out: Path, folder: Path) -> dict[str,
                 last: tuple[str, int] | None = None
                 for usubjid, index, n in heapq.merge(*streams):
                     if last is not None and last[0] == usubjid and last[1] != index:
-                        raise _OneWorker
+                        raise _one_worker()
                     last = (usubjid, index)
                     target.write(handles[index].read(n))
         finally:
