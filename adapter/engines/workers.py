@@ -95,50 +95,70 @@ def _part_file(folder: Path, index: int, section: int, kind: str) -> Path:
 
 # --- cutting the CSV files by subject (the parent) -------------------------------------------------
 
-_BLOCK = 1 << 20
+_BLOCK = 1 << 14
 
 
 class _CsvFile:
-    """A CSV file's bytes and where its records start: a line start with an even
-    number of quote characters before it (a quoted cell may hold line breaks; `""` counts twice)."""
+    """A CSV file read in small windows (never whole) and where its records start: a line start with
+    an even number of quote characters before it (a quoted cell may hold line breaks; `""` counts
+    twice). The quote parity before every 16 KB block is counted once, in one pass."""
 
-    def __init__(self, data: bytes) -> None:
-        self.data = data
-        self.size = len(data)
-        self._parity: list[int] = []  # quote parity before each block
+    def __init__(self, handle: IO[bytes], size: int) -> None:
+        self.handle = handle
+        self.size = size
+        self._parity: list[int] = []
         parity = 0
-        for block in range(0, self.size, _BLOCK):
-            self._parity.append(parity)
-            parity ^= data.count(b'"', block, block + _BLOCK) & 1
+        self.quoted = False
+        handle.seek(0)
+        while chunk := handle.read(1 << 20):
+            quoted = b'"' in chunk
+            self.quoted = self.quoted or quoted
+            for at in range(0, len(chunk), _BLOCK):
+                self._parity.append(parity)
+                if quoted:
+                    parity ^= chunk.count(b'"', at, at + _BLOCK) & 1
+        self._parity.append(parity)
         self.header_end = self.record_end(0)
 
+    def _read(self, start: int, end: int) -> bytes:
+        self.handle.seek(start)
+        return self.handle.read(max(0, end - start))
+
     def _odd(self, position: int) -> bool:
+        """Whether `position` lies inside a quoted cell."""
+        if not self.quoted:
+            return False
         block = position // _BLOCK
-        start = block * _BLOCK
-        return bool((self._parity[block] + self.data.count(b'"', start, position)) & 1)
+        window = self._read(block * _BLOCK, position)
+        return bool((self._parity[block] + window.count(b'"')) & 1)
 
     def record_end(self, start: int) -> int:
         """The end (after its line break) of the record starting at `start`."""
         at = start
-        while True:
-            newline = self.data.find(b"\n", at)
+        while at < self.size:
+            window = self._read(at, min(self.size, at + (1 << 16)))
+            newline = window.find(b"\n")
             if newline < 0:
-                return self.size
-            if not self._odd(newline):
-                return newline + 1
-            at = newline + 1
+                at += len(window)
+                continue
+            if not self._odd(at + newline):
+                return at + newline + 1
+            at += newline + 1
+        return self.size
 
     def record_at_or_after(self, position: int) -> int:
         """The first record start at or after `position` (the size when none)."""
         if position <= self.header_end:
             return self.header_end
-        if self.data[position - 1 : position] == b"\n" and not self._odd(position - 1):
+        if self._read(position - 1, position) == b"\n" and not self._odd(position - 1):
             return position
         return self.record_end(position)
 
+    def record(self, start: int) -> bytes:
+        return self._read(start, self.record_end(start))
+
     def cells(self, start: int) -> list[str]:
-        end = self.record_end(start)
-        text = self.data[start:end].decode("utf-8-sig")
+        text = self.record(start).decode("utf-8-sig")
         for cells in csv.reader(io.StringIO(text, newline=""), strict=True):
             return cells
         return []
@@ -153,20 +173,20 @@ def _subject_column(file: _CsvFile) -> int:
 
 def _dm_order(path: Path) -> dict[str, int]:
     """Each DM subject's position; a `ValueError` when a subject is missing or given twice."""
-    text = path.read_bytes().decode("utf-8-sig")
-    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
-    header = next(reader)
-    if "USUBJID" not in header:
-        raise _one_worker()
-    column = header.index("USUBJID")
     order: dict[str, int] = {}
-    for cells in reader:
-        if not cells:
-            continue
-        usubjid = cells[column] if column < len(cells) else ""
-        if not usubjid or usubjid in order:
+    with open(path, encoding="utf-8-sig", newline="") as handle:  # streamed
+        reader = csv.reader(handle, strict=True)
+        header = next(reader)
+        if "USUBJID" not in header:
             raise _one_worker()
-        order[usubjid] = len(order)
+        column = header.index("USUBJID")
+        for cells in reader:
+            if not cells:
+                continue
+            usubjid = cells[column] if column < len(cells) else ""
+            if not usubjid or usubjid in order:
+                raise _one_worker()
+            order[usubjid] = len(order)
     return order
 
 
@@ -226,24 +246,24 @@ def _plan_cut(src: Path, workers: int) -> tuple[_Plan, dict[str, Path]]:
     headers: dict[str, bytes] = {}
     ranges: dict[str, list[tuple[int, int]]] = {}
     for code, path in subject_files.items():
-        data = path.read_bytes()  # one file at a time
-        if not data:
+        size = path.stat().st_size
+        if not size:
             raise _one_worker()
-        try:
-            file = _CsvFile(data)
-            column = _subject_column(file)
-            bounds = _cut(file, column, order, starts)
-            headers[code] = data[: file.header_end]
-        except (ValueError, csv.Error, IndexError) as exc:
-            raise _one_worker() from exc
-        del data, file
+        with open(path, "rb") as handle:
+            try:
+                file = _CsvFile(handle, size)
+                column = _subject_column(file)
+                bounds = _cut(file, column, order, starts)
+                headers[code] = file.record(0)
+            except (ValueError, csv.Error, IndexError) as exc:
+                raise _one_worker() from exc
         ranges[code] = list(itertools.pairwise(bounds))
     return _Plan(subject_files, headers, ranges, order, starts), study_files
 
 
-BYTES_PER_PART = 6 << 20
-"""SDTM -> FHIR: CSV bytes per part (about 50,000 rows of the generated cohort; a worker holds one
-part's tables and serialised resources, about 150 MB)."""
+BYTES_PER_PART = 2 << 20
+"""SDTM -> FHIR: CSV bytes per part (about 16,000 rows of the generated cohort; a worker holds one
+part's tables and serialised resources, about 80 MB)."""
 
 
 # --- one part (a worker) ---------------------------------------------------------------------------
