@@ -28,6 +28,7 @@ import heapq
 import io
 import itertools
 import multiprocessing
+import operator
 import shutil
 import zlib
 from collections import Counter
@@ -707,12 +708,14 @@ def _write_blocks(table: Table, path: Path) -> list[tuple[str, int]]:
             rows.clear()
 
         subject_level = table.spec.subject_level
+        cells = operator.itemgetter(*columns)  # `tables()` gave every row every column
+        single = len(columns) == 1
         for row in table.rows:
             usubjid = row.get("USUBJID", "") if subject_level else ""
             if usubjid != current:
                 flush()
                 current = usubjid
-            rows.append(tuple(row.get(c, "") for c in columns))
+            rows.append((row[columns[0]],) if single else cells(row))
         flush()
     return blocks
 
