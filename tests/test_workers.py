@@ -194,7 +194,7 @@ def test_an_interrupted_run_leaves_no_part_files(
 ) -> None:
     seen: list[Path] = []
 
-    def interrupted(trial, out, folder, done, bundle):  # type: ignore[no-untyped-def]
+    def interrupted(trial, out, folder, done, bundle, pool):  # type: ignore[no-untyped-def]
         seen.extend(folder.iterdir())
         raise KeyboardInterrupt
 
@@ -278,3 +278,33 @@ def test_the_capped_checks_keep_the_first_problems_by_row() -> None:
     assert capped.dropped == len(whole) - MAX_PROBLEMS
     error = TableError(list(capped), capped.dropped)
     assert str(error).splitlines()[0] == f"{len(whole)} problems in the trial tables:"
+
+
+def test_one_id_in_two_buckets_is_reported_as_by_one_worker(
+    cohort_fhir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import zlib
+
+    import orjson
+
+    broken = tmp_path / "fhir"
+    shutil.copytree(cohort_fhir, broken)
+    path = broken / "Observation.ndjson"
+    lines = path.read_bytes().splitlines(keepends=True)
+    first = orjson.loads(lines[0])
+    patient = first["subject"]["reference"].rpartition("/")[2]
+    ids = [
+        orjson.loads(line)["id"] for line in (broken / "Patient.ndjson").read_bytes().splitlines()
+    ]
+    monkeypatch.setattr(workers, "BYTES_PER_BUCKET", 10**12)  # two buckets on two workers
+    other = next(i for i in ids if zlib.crc32(i.encode()) % 2 != zlib.crc32(patient.encode()) % 2)
+    copy = dict(first, subject={"reference": f"Patient/{other}"})  # same id, another subject
+    path.write_bytes(b"".join([*lines, orjson.dumps(copy) + b"\n"]))
+    out = tmp_path / "parts"
+    out.mkdir()
+    assert workers.fhir_to_sdtm(broken, out, 2) is None
+    assert list(out.iterdir()) == []
+    first_run, second_run, _, _ = both_ways(broken, tmp_path, "--to", "sdtm")
+    assert first_run.exit_code == second_run.exit_code == 3
+    assert first_run.stderr == second_run.stderr
+    assert "same type and id but different content" in second_run.stderr

@@ -23,19 +23,21 @@ is always the one-worker report, word for word.
 
 from __future__ import annotations
 
+import array
 import csv
 import heapq
 import io
 import itertools
 import multiprocessing
 import operator
+import os
 import shutil
 import zlib
 from collections import Counter
 from dataclasses import dataclass, field
 from operator import itemgetter
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import orjson
 
@@ -418,12 +420,12 @@ def sdtm_to_fhir(src: Path, out: Path, workers: int, bundle: bool = True) -> Con
         parts = len(plan.starts) - 1
         with context.Pool(min(workers, parts)) as pool:
             done = pool.map(_convert_part, range(parts), chunksize=1)
-        if any(part.failed for part in done):
-            return None
-        skeleton = _skeleton(plan, study, done)
-        if skeleton is None:
-            return None
-        counts = _concatenate(skeleton, out, folder, done, bundle)
+            if any(part.failed for part in done):
+                return None
+            skeleton = _skeleton(plan, study, done)
+            if skeleton is None:
+                return None
+            counts = _concatenate(skeleton, out, folder, done, bundle, pool)
     finally:
         _plan = None
         shutil.rmtree(folder, ignore_errors=True)
@@ -457,67 +459,100 @@ def _skeleton(plan: _Plan, study: Trial, done: list[_PartDone]) -> Trial | None:
 
 
 def _concatenate(
-    trial: Trial, out: Path, folder: Path, done: list[_PartDone], bundle: bool
+    trial: Trial, out: Path, folder: Path, done: list[_PartDone], bundle: bool, pool: Any
 ) -> dict[str, int]:
-    """The output files from the study resources (made here) and the part files, in stream order."""
+    """The output files: the study resources (made here) first, then the part files in stream order,
+    copied into place by the workers (each part file at its offset, `os.copy_file_range`)."""
     from adapter.fhir_files import bundle_entry, dumps
     from adapter.fhir_json import default
 
     counts: dict[str, int] = {}
-    handles: dict[str, IO[bytes]] = {}
-    entries = open(out / "bundle.json", "wb", buffering=1 << 20) if bundle else None  # noqa: SIM115
+    heads: dict[Path, bytearray] = {}
+    layout: dict[Path, list[Path]] = {}
 
-    def handle_of(kind: str) -> IO[bytes]:
-        handle = handles.get(kind)
-        if handle is None:
-            handle = handles[kind] = open(out / f"{kind}.ndjson", "wb", buffering=1 << 20)  # noqa: SIM115
-            counts[kind] = 0
-        return handle
+    def target(kind: str) -> Path:
+        path = out / f"{kind}.ndjson"
+        if path not in heads:
+            heads[path], layout[path], counts[kind] = bytearray(), [], 0
+        return path
 
-    try:
-        if entries is not None:
-            entries.write(
-                b'{"resourceType":"Bundle","type":' + dumps("transaction") + b',"entry":['
-            )
-        separator = b"\n"
-        for resource in study_resources(trial):
-            kind = resource["resourceType"]
-            handle_of(kind).write(
-                orjson.dumps(resource, default=default, option=orjson.OPT_APPEND_NEWLINE)
-            )
-            counts[kind] += 1
-            if entries is not None:
-                entries.write(separator + dumps(bundle_entry(resource, "transaction")))
-                separator = b",\n"
-        for section in range(len(SECTIONS)):
-            firsts: dict[str, Place] = {}
+    entries = out / "bundle.json"
+    if bundle:
+        heads[entries] = bytearray(
+            b'{"resourceType":"Bundle","type":' + dumps("transaction") + b',"entry":['
+        )
+        layout[entries] = []
+    separator = b"\n"
+    for resource in study_resources(trial):
+        kind = resource["resourceType"]
+        heads[target(kind)] += orjson.dumps(
+            resource, default=default, option=orjson.OPT_APPEND_NEWLINE
+        )
+        counts[kind] += 1
+        if bundle:
+            heads[entries] += separator + dumps(bundle_entry(resource, "transaction"))
+            separator = b",\n"
+    for section in range(len(SECTIONS)):
+        firsts: dict[str, Place] = {}
+        for part in done:
+            for kind, place in part.kinds.get(section, {}).items():
+                if kind not in firsts or place < firsts[kind]:
+                    firsts[kind] = place
+        for kind in sorted(firsts, key=firsts.__getitem__):  # the order they first appear in
+            path = target(kind)
             for part in done:
-                for kind, place in part.kinds.get(section, {}).items():
-                    if kind not in firsts or place < firsts[kind]:
-                        firsts[kind] = place
-            for kind in sorted(firsts, key=firsts.__getitem__):  # the order they first appear in
-                handle = handle_of(kind)
-                for part in done:
-                    n = part.counts.get((section, kind))
-                    if n:
-                        with open(_part_file(folder, part.index, section, kind), "rb") as source:
-                            shutil.copyfileobj(source, handle, 1 << 20)
-                        counts[kind] += n
-            if entries is not None:
-                for part in done:
-                    if section in part.kinds:
-                        with open(
-                            _part_file(folder, part.index, section, "bundle"), "rb"
-                        ) as source:
-                            shutil.copyfileobj(source, entries, 1 << 20)
-        if entries is not None:
-            entries.write(b"\n]}\n")
-    finally:
-        for handle in handles.values():
-            handle.close()
-        if entries is not None:
-            entries.close()
+                n = part.counts.get((section, kind))
+                if n:
+                    layout[path].append(_part_file(folder, part.index, section, kind))
+                    counts[kind] += n
+        if bundle:
+            layout[entries].extend(
+                _part_file(folder, part.index, section, "bundle")
+                for part in done
+                if section in part.kinds
+            )
+    jobs: list[tuple[str, str, int]] = []
+    for path, sources in layout.items():
+        offset = len(heads[path])
+        for source in sources:
+            jobs.append((str(source), str(path), offset))
+            offset += source.stat().st_size
+        with open(path, "wb") as handle:
+            handle.write(heads[path])
+            if path == entries:
+                handle.seek(offset)
+                handle.write(b"\n]}\n")
+            else:
+                handle.truncate(offset)
+    jobs.sort(key=lambda job: -os.path.getsize(job[0]))  # the big ones first: even shares
+    pool.map(_copy_into, jobs, chunksize=1)
     return counts
+
+
+def _copy_into(job: tuple[str, str, int]) -> None:
+    """Runs in a worker: copy part file `job[0]` into `job[1]` at offset `job[2]`, then remove it."""
+    source, target, offset = job
+    with open(source, "rb") as reader, open(target, "r+b") as writer:
+        size = os.fstat(reader.fileno()).st_size
+        copied = 0
+        while copied < size:
+            try:
+                n = os.copy_file_range(
+                    reader.fileno(),
+                    writer.fileno(),
+                    size - copied,
+                    offset_src=copied,
+                    offset_dst=offset + copied,
+                )
+            except OSError:  # not on this file system: through memory
+                reader.seek(copied)
+                n = os.pwrite(
+                    writer.fileno(), reader.read(min(1 << 20, size - copied)), offset + copied
+                )
+            if n <= 0:
+                raise OSError(f"{source}: could not copy into {target}")
+            copied += n
+    os.unlink(source)
 
 
 # --- FHIR -> SDTM ------------------------------------------------------------------------------------
@@ -564,7 +599,8 @@ class _BucketDone:
     rows: dict[str, int] = field(default_factory=dict)
     unrecognised: dict[str, int] = field(default_factory=dict)
     duplicates: dict[str, int] = field(default_factory=dict)
-    ids: list[int] = field(default_factory=list)
+    ids: bytes = b""
+    """A hash of each type and id the bucket took, 8 bytes each (int64), for the check across buckets."""
 
 
 _ranges: list[tuple[Path, int, int]] = []
@@ -677,7 +713,7 @@ def _assemble_bucket(index: int) -> _BucketDone:
     done.columns = {code: list(t.columns) for code, t in trial.items()}
     done.unrecognised = dict(assembler.unrecognised)
     done.duplicates = dict(assembler.duplicates)
-    done.ids = list(ids)
+    done.ids = array.array("q", ids).tobytes()
     for code, table in trial.items():
         done.rows[code] = len(table.rows)
         if table.rows:
@@ -758,13 +794,8 @@ def fhir_to_sdtm(src: Path, out: Path, workers: int) -> Assembled | None:
             done = pool.map(_assemble_bucket, range(buckets), chunksize=1)
         if any(b.failed for b in done):
             return None
-        seen: set[int] = set()
-        for bucket in done:  # one type and id in two buckets: different content (a refusal)
-            if not seen.isdisjoint(bucket.ids):
-                return None
-            seen.update(bucket.ids)
-            bucket.ids = []
-        del seen
+        if _shared_ids(done):  # one type and id in two buckets: different content (a refusal)
+            return None
         counts = _merge_tables(done, out, folder)
     except ValueError:
         return None
@@ -779,6 +810,18 @@ def fhir_to_sdtm(src: Path, out: Path, workers: int) -> Assembled | None:
         duplicates.update(bucket.duplicates)
     resources = sum(b.resources for b in done)
     return Assembled(resources, counts, dict(unrecognised), dict(duplicates))
+
+
+def _shared_ids(done: list[_BucketDone]) -> bool:
+    """Whether a type and id (by its 8-byte hash) was taken by two buckets (a hash collision only
+    costs a conversion on one worker)."""
+    import numpy as np
+
+    hashes = np.concatenate([np.frombuffer(b.ids, dtype=np.int64) for b in done])
+    for bucket in done:
+        bucket.ids = b""
+    hashes.sort()
+    return bool(len(hashes) > 1 and (hashes[1:] == hashes[:-1]).any())
 
 
 def _merge_tables(done: list[_BucketDone], out: Path, folder: Path) -> dict[str, int] | None:
