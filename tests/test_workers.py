@@ -69,6 +69,10 @@ def test_sdtm_to_fhir_on_two_workers_writes_the_bytes_of_one(src: Path, tmp_path
     assert first.stdout.replace(str(one), "OUT") == second.stdout.replace(str(two), "OUT")
     assert files(one) == files(two)
     assert "bundle.json" in files(two)
+    direct = tmp_path / "direct"
+    direct.mkdir()
+    assert workers.sdtm_to_fhir(src, direct, 2) is not None  # split, not handed to one worker
+    assert files(direct) == files(one)
 
 
 def test_a_cohort_of_220_subjects_is_cut_into_parts_and_written_the_same(
@@ -143,6 +147,10 @@ def test_fhir_to_sdtm_of_the_fixtures(src: Path, tmp_path: Path) -> None:
     assert first.exit_code == second.exit_code == 0
     assert first.stderr == second.stderr
     assert files(one) == files(two)
+    direct = tmp_path / "direct"
+    direct.mkdir()
+    assert workers.fhir_to_sdtm(fhir, direct, 2) is not None
+    assert files(direct) == files(one)
 
 
 # --- bad input: the report of one worker ------------------------------------------------------------
