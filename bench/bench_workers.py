@@ -7,8 +7,10 @@ Run by hand (results go to docs/performance.md, "Workers and memory"):
 Each conversion is the whole `python -m adapter.cli convert` process (`--no-bundle`: the NDJSON alone;
 `--bundle` adds a copy of every resource) on `--workers 1` and `--workers 2`, one after the other
 (repeated `--repeats` times, the best wall time kept). Peak memory is the largest sum of the resident
-memory of the process and its children (the workers), sampled every 0.05 s, and the largest single
-process (the parent or one worker) in the same samples. The outputs of the two worker counts are compared byte for byte.
+memory of the process and its children (the workers), sampled every 0.05 s, both as RSS (pages a
+forked worker shares with its parent counted in each) and as PSS (shared pages divided among their
+sharers: the memory the conversion takes), and the largest single process (the parent or one
+worker) in the same samples. The outputs of the two worker counts are compared byte for byte.
 The machine's load average (`os.getloadavg`) is printed before and after each size: on a shared
 machine the wall times are only comparable within a run at a similar load.
 """
@@ -39,6 +41,7 @@ class PeakTree:
 
         self.peak = 0
         self.largest = 0
+        self.pss = 0
         self._process = psutil.Process(pid)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -49,6 +52,7 @@ class PeakTree:
 
         while not self._stop.is_set():
             total = 0
+            pss = 0
             try:
                 for process in [self._process, *self._process.children(recursive=True)]:
                     try:
@@ -56,16 +60,31 @@ class PeakTree:
                     except psutil.Error:
                         continue
                     total += rss
+                    pss += _pss(process.pid) or rss
                     self.largest = max(self.largest, rss)
             except psutil.Error:
                 break
             self.peak = max(self.peak, total)
+            self.pss = max(self.pss, pss)
             time.sleep(0.05)
 
     def stop(self) -> float:
         self._stop.set()
         self._thread.join()
         return self.peak / 1e6
+
+
+def _pss(pid: int) -> int:
+    """The proportional set size of a process (shared pages divided among their sharers: a forked
+    worker's pages it still shares with its parent are not counted twice), 0 when unknown."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup", encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return 0
+    return 0
 
 
 def convert(src: Path, out: Path, workers: int, *options: str) -> dict[str, Any]:
@@ -87,6 +106,7 @@ def convert(src: Path, out: Path, workers: int, *options: str) -> dict[str, Any]
         "cpu": (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime),
         "tree_mb": tree,
         "largest_mb": peak.largest / 1e6,
+        "pss_mb": peak.pss / 1e6,
         "summary": stdout.decode().strip(),
     }
 
@@ -139,7 +159,7 @@ def measure(label: str, sdtm: Path, work: Path, repeats: int, bundle: bool) -> l
             rows.append(row)
             print(
                 f"{label:>24} {direction:8} w={w} {row['seconds']:7.2f} s  cpu {row['cpu']:7.2f} s  "
-                f"x{row['speedup']:.2f}  tree {row['tree_mb']:7.0f} MB  largest {row['largest_mb']:6.0f} MB  "
+                f"x{row['speedup']:.2f}  pss {row['pss_mb']:6.0f} MB  tree {row['tree_mb']:7.0f} MB  largest {row['largest_mb']:6.0f} MB  "
                 f"input {row['input_mb']:7.1f} MB  same={same}  load {load:.1f}->{os.getloadavg()[0]:.1f}",
                 flush=True,
             )
@@ -158,13 +178,14 @@ def dm_alone(base: Path, rows: int, out: Path) -> Path:
         header = next(reader)
         template = list(reader)
     column = header.index("USUBJID")
+    study = header.index("STUDYID")
     subject = header.index("SUBJID") if "SUBJID" in header else None
     with open(out / "dm.csv", "w", encoding="utf-8", newline="") as handle:
         writer = csv.writer(handle, lineterminator="\n")
         writer.writerow(header)
         for n in range(rows):
             cells = list(template[n % len(template)])
-            cells[column] = f"{cells[column]}-{n:08d}"
+            cells[column] = f"{cells[study]}-{n:08d}"  # written in SDTM's sort order
             if subject is not None:
                 cells[subject] = f"{n:08d}"
             writer.writerow(cells)
