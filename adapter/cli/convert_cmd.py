@@ -323,8 +323,8 @@ def _nothing_from_fhir(
     type=click.IntRange(min=1),
     default=None,
     metavar="N",
-    help="Processes to convert on, the trial split by subject (default: the machine's cores; "
-    "1: one process). The output is the same bytes whatever N.",
+    help="Processes to convert on, the trial split by subject (default: the cores this process may "
+    "use; 1: one process). The output is the same bytes whatever N.",
 )
 @click.option(
     "--bundle/--no-bundle",
@@ -358,7 +358,7 @@ def convert(
         raise click.UsageError("--workers goes with the local engine (Spark has its own)")
     if not bundle and (engine == "spark" or target == "sdtm"):
         raise click.UsageError("--no-bundle goes with SDTM -> FHIR on the local engine")
-    workers = workers if workers is not None else (os.cpu_count() or 1)
+    workers = workers if workers is not None else _cores()
     from adapter.sources import detect
 
     source = detect(src, want="sdtm" if target == "fhir" else "fhir")  # --to says what SRC is
@@ -374,6 +374,15 @@ def convert(
     for line in warnings:
         click.echo(line, err=True)
     click.echo(f"{summary} (in {out})")
+
+
+def _cores() -> int:
+    """The cores this process may run on (its CPU affinity where the system says, else the
+    machine's count): the default of --workers."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 def _convert_on_spark(
