@@ -112,7 +112,13 @@ def _counts_line(counts: dict[str, int], unit: str) -> str:
 
 
 def _sdtm_to_fhir(
-    src: Path, source: Source, staging: Path, validate: bool, workers: int = 1, bundle: bool = True
+    src: Path,
+    source: Source,
+    staging: Path,
+    validate: bool,
+    workers: int = 1,
+    bundle: bool = True,
+    max_memory: float | None = None,
 ) -> str:
     from adapter.fhir_files import BundleWriter, write_ndjson
     from adapter.tables import TableError, domain_files
@@ -129,6 +135,8 @@ def _sdtm_to_fhir(
             )
         for leftover in staging.iterdir():  # None or no rows: one worker says why
             shutil.rmtree(leftover) if leftover.is_dir() else leftover.unlink()
+    if workers > 1 and max_memory is not None:  # one worker holds the tables: the estimate applies
+        _check_memory(src, source, "fhir", max_memory)
     try:
         trial = source.trial()
     except TableError as exc:
@@ -170,7 +178,12 @@ def _tee(resources: Iterable[dict[str, Any]], writer: Any) -> Iterator[dict[str,
 
 
 def _fhir_to_sdtm(
-    src: Path, source: Source, staging: Path, validate: bool, workers: int = 1
+    src: Path,
+    source: Source,
+    staging: Path,
+    validate: bool,
+    workers: int = 1,
+    max_memory: float | None = None,
 ) -> tuple[str, list[str]]:
     from adapter.fhir_files import FhirFileError, ReadStats
     from adapter.tables import TableError, write_trial
@@ -187,6 +200,8 @@ def _fhir_to_sdtm(
             return f"{done.resources} resources -> " + _counts_line(done.counts, "rows"), warnings
         for leftover in staging.iterdir():  # None: one worker converts, or says what is wrong
             shutil.rmtree(leftover) if leftover.is_dir() else leftover.unlink()
+    if workers > 1 and max_memory is not None:  # one worker holds the rows: the estimate applies
+        _check_memory(src, source, "sdtm", max_memory)
     stats = ReadStats()
     try:
         if validate:
@@ -362,15 +377,16 @@ def convert(
     from adapter.sources import detect
 
     source = detect(src, want="sdtm" if target == "fhir" else "fhir")  # --to says what SRC is
-    _check_memory(src, source, target, max_memory)  # before anything is read or written
+    if engine == "spark" or workers == 1:  # with workers: when it falls back to one (below)
+        _check_memory(src, source, target, max_memory)  # before anything is read or written
     warnings: list[str] = []
     with staged_folder(out, force=force, command="convert", sources=[src]) as staging, gc_paused():
         if engine == "spark":
             summary, warnings = _convert_on_spark(src, staging, target, validate, spark_master)
         elif target == "fhir":
-            summary = _sdtm_to_fhir(src, source, staging, validate, workers, bundle)
+            summary = _sdtm_to_fhir(src, source, staging, validate, workers, bundle, max_memory)
         else:
-            summary, warnings = _fhir_to_sdtm(src, source, staging, validate, workers)
+            summary, warnings = _fhir_to_sdtm(src, source, staging, validate, workers, max_memory)
     for line in warnings:
         click.echo(line, err=True)
     click.echo(f"{summary} (in {out})")
