@@ -41,6 +41,7 @@ from mappings.sdtm import (
 
 __all__ = [
     "CSV_CELL_LIMIT",
+    "MAX_PROBLEMS",
     "TableError",
     "XptLayout",
     "XptLayoutError",
@@ -62,20 +63,51 @@ longer cell in a file is refused naming its row; a table holding one is refused 
 written, so the adapter never writes a CSV it cannot read back."""
 
 
+MAX_PROBLEMS = 200
+"""The problems a bad input reports: the first this many (in file, then row order) are listed and the
+rest only counted, so that a huge broken file cannot fill the memory with its problems (the checks
+of a table keep at most twice this many at a time)."""
+
+
 class TableError(TrialfhirError):
-    """The tables break one or more rules; `problems` lists every one (file, row, variable, reason)."""
+    """The tables break one or more rules; `problems` lists them (file, row, variable, reason): every
+    one, or the first `MAX_PROBLEMS` with `more` counting the rest."""
 
     code: ClassVar[str] = "bad_tables"
     exit_code: ClassVar[ExitCode] = ExitCode.BAD_INPUT
 
-    def __init__(self, problems: list[Problem]) -> None:
-        self.problems = list(problems)
+    def __init__(self, problems: list[Problem], more: int = 0) -> None:
+        self.problems = list(problems[:MAX_PROBLEMS])
+        self.more = more + max(0, len(problems) - MAX_PROBLEMS)
         super().__init__(self._message())
 
     def _message(self) -> str:
-        count = len(self.problems)
+        count = len(self.problems) + self.more
         head = f"{count} problem{'s' if count != 1 else ''} in the trial tables:"
-        return "\n".join([head, *(str(p) for p in self.problems)])
+        lines = [head, *(str(p) for p in self.problems)]
+        if self.more:
+            lines.append(
+                f"... and {self.more} more not shown (the first {len(self.problems)} are listed)"
+            )
+        return "\n".join(lines)
+
+
+class _Capped(list[Problem]):
+    """A table's problems, at most `2 * MAX_PROBLEMS` held: past that, sorted by row and cut to the
+    first `MAX_PROBLEMS` (the order among equal rows kept), the rest counted in `dropped`."""
+
+    dropped = 0
+
+    def add(self, problem: Problem) -> None:
+        self.append(problem)
+        if len(self) >= 2 * MAX_PROBLEMS:
+            self.sort(key=_row_of)
+            self.dropped += len(self) - MAX_PROBLEMS
+            del self[MAX_PROBLEMS:]
+
+
+def _row_of(problem: Problem) -> int:
+    return problem.row or 0
 
 
 # --- finding the files ---------------------------------------------------------------------------
@@ -129,6 +161,7 @@ def read_trial(folder: str | Path, domains: Iterable[str] | None = None) -> Tria
                 wanted.append(code)
     trial: Trial = {}
     numbers: dict[str, list[int] | None] = {}
+    dropped = [0]
     for code in wanted:
         paths = files[code]
         if len(paths) > 1:
@@ -137,15 +170,17 @@ def read_trial(folder: str | Path, domains: Iterable[str] | None = None) -> Tria
                 Problem(str(root), None, None, f"{code} is given twice ({listed}): keep one file")
             )
             continue
-        table, table_problems, numbers[code] = _read_and_check(paths[0], code)
+        table, table_problems, numbers[code] = _read_and_check(paths[0], code, dropped)
         problems.extend(table_problems)
         if table is not None:
             trial[code] = table
-    problems.extend(_trial_problems(trial, {code: files[code][0] for code in trial}, numbers))
-    if problems:
+    problems.extend(
+        _trial_problems(trial, {code: files[code][0] for code in trial}, numbers, dropped)
+    )
+    if problems or dropped[0]:
         order = {str(files[c][0]): i for i, c in enumerate(wanted) if c in files}
         problems.sort(key=lambda p: (order.get(p.file, -1), p.row or 0))
-        raise TableError(problems)
+        raise TableError(problems, dropped[0])
     return trial
 
 
@@ -169,7 +204,11 @@ _NO_CONTROL_CHARACTERS = "\x00clean"
 `_check_table` need not look for them column by column."""
 
 
-def _read_and_check(path: Path, domain: str) -> tuple[Table | None, list[Problem], RowNumbers]:
+def _read_and_check(
+    path: Path, domain: str, dropped: list[int] | None = None
+) -> tuple[Table | None, list[Problem], RowNumbers]:
+    """One file read and checked; the problems of the checks past `MAX_PROBLEMS` counted in
+    `dropped[0]` (when given, else kept)."""
     by_column: Columns | None = None
     if path.suffix.lower() == ".xpt":
         table, problems = _read_xpt(path, domain)
@@ -177,7 +216,10 @@ def _read_and_check(path: Path, domain: str) -> tuple[Table | None, list[Problem
     else:
         table, problems, numbers, by_column = _read_csv(path, domain)
     if table is not None:
-        problems.extend(_check_table(table, str(path), numbers, by_column))
+        checked = _check_table(table, str(path), numbers, by_column, capped=dropped is not None)
+        problems.extend(checked)
+        if dropped is not None:
+            dropped[0] += checked.dropped
     return table, problems, numbers
 
 
@@ -460,18 +502,24 @@ def _read_xpt(path: Path, domain: str) -> tuple[Table | None, list[Problem]]:
 
 
 def _check_table(
-    table: Table, name: str, numbers: RowNumbers = None, by_column: Columns | None = None
-) -> list[Problem]:
+    table: Table,
+    name: str,
+    numbers: RowNumbers = None,
+    by_column: Columns | None = None,
+    capped: bool = False,
+) -> _Capped:
     """The rules one table can break on its own. Column by column, each distinct text checked once
-    (a trial repeats its dates, codes and numbers), rows looked up only for what is wrong."""
+    (a trial repeats its dates, codes and numbers), rows looked up only for what is wrong. `capped`:
+    keep the first `MAX_PROBLEMS` (by row) and count the rest in `dropped`."""
     spec = table.spec
     columns = set(table.columns)
     rows = table.rows
-    problems = [
+    problems = _Capped(
         Problem(name, None, variable, "required column is missing")
         for variable in spec.required
         if variable not in columns
-    ]
+    )
+    add = problems.add if capped else problems.append
 
     def row_number(index: int) -> int:
         return index + 1 if numbers is None else numbers[index]
@@ -480,7 +528,7 @@ def _check_table(
         for index, text in enumerate(values):
             reason = reasons.get(text)
             if reason is not None:
-                problems.append(Problem(name, row_number(index), variable, reason))
+                add(Problem(name, row_number(index), variable, reason))
 
     column_cache: Columns = dict(by_column) if by_column else {}
     clean = column_cache.pop(_NO_CONTROL_CHARACTERS, None) is not None
@@ -520,7 +568,7 @@ def _check_table(
             for index, text in enumerate(values):
                 reason = control_character_problem(text)
                 if reason is not None:
-                    problems.append(Problem(name, row_number(index), variable, reason))
+                    add(Problem(name, row_number(index), variable, reason))
 
     key_column = _key_column(spec)
     if spec.seq is not None and spec.seq in columns and key_column in columns:
@@ -535,7 +583,7 @@ def _check_table(
                     reason = (
                         f"{spec.seq} {key[1]} repeats row {row_number(first)} (same {key_column})"
                     )
-                    problems.append(Problem(name, row_number(index), spec.seq, reason))
+                    add(Problem(name, row_number(index), spec.seq, reason))
     if spec.code == "DM" and "USUBJID" in columns:
         subjects = column("USUBJID")
         if len(set(subjects)) != len(subjects):
@@ -546,8 +594,11 @@ def _check_table(
                 first = first_dm.setdefault(usubjid, index)
                 if first != index:
                     reason = f"subject already in DM on row {row_number(first)}"
-                    problems.append(Problem(name, row_number(index), "USUBJID", reason))
-    problems.sort(key=lambda p: p.row or 0)
+                    add(Problem(name, row_number(index), "USUBJID", reason))
+    problems.sort(key=_row_of)
+    if capped and len(problems) > MAX_PROBLEMS:
+        problems.dropped += len(problems) - MAX_PROBLEMS
+        del problems[MAX_PROBLEMS:]
     return problems
 
 
@@ -574,9 +625,13 @@ def _key_column(spec: DomainSpec) -> str:
 
 
 def _trial_problems(
-    trial: Trial, paths: dict[str, Path], numbers: dict[str, RowNumbers]
+    trial: Trial,
+    paths: dict[str, Path],
+    numbers: dict[str, RowNumbers],
+    dropped: list[int] | None = None,
 ) -> list[Problem]:
-    """The rules that span tables: one STUDYID, every subject known to DM."""
+    """The rules that span tables: one STUDYID, every subject known to DM (per table, the first
+    `MAX_PROBLEMS` by row kept and the rest counted in `dropped[0]`, when given)."""
     problems: list[Problem] = []
 
     def row_number(code: str, index: int) -> int:
@@ -614,11 +669,18 @@ def _trial_problems(
             if not unknown:
                 continue
             name = str(paths[code])
+            found = _Capped()
+            add = found.add if dropped is not None else found.append
             for index, usubjid in enumerate(values):
                 if usubjid in unknown:
-                    problems.append(
-                        Problem(name, row_number(code, index), "USUBJID", "subject is not in DM")
-                    )
+                    add(Problem(name, row_number(code, index), "USUBJID", "subject is not in DM"))
+            found.sort(key=_row_of)
+            if dropped is not None and len(found) > MAX_PROBLEMS:
+                found.dropped += len(found) - MAX_PROBLEMS
+                del found[MAX_PROBLEMS:]
+            if dropped is not None:
+                dropped[0] += found.dropped
+            problems.extend(found)
     return problems
 
 

@@ -252,7 +252,8 @@ def test_an_interrupted_run_leaves_nothing(monkeypatch: pytest.MonkeyPatch, tmp_
 
     monkeypatch.setattr(fhir_files, "write_ndjson", interrupted)
     out = tmp_path / "out"
-    result = run(SMALL, "--out", out)
+    # the one-worker writer (with workers: tests/test_workers.py)
+    result = run(SMALL, "--out", out, "--workers", "1")
     assert result.exit_code != 0
     assert not out.exists()
     assert siblings(out) == []

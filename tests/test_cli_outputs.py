@@ -313,7 +313,9 @@ def test_a_file_added_while_the_command_runs_blocks_the_replacement(
 
     monkeypatch.setattr(fhir_files, "write_ndjson", meanwhile)
     before_edit = snapshot(out)
-    line = one_line_error(invoke("convert", SMALL, "--out", out, "--force"), EXIT_OUTPUT_REFUSED)
+    line = one_line_error(
+        invoke("convert", SMALL, "--out", out, "--force", "--workers", "1"), EXIT_OUTPUT_REFUSED
+    )
     assert "added-meanwhile.txt" in line
     assert snapshot(out) == {**before_edit, "added-meanwhile.txt": b"mine"}
     assert siblings(out) == ["out"]
@@ -462,8 +464,9 @@ def test_a_full_disk_while_writing_is_exit_11_and_leaves_nothing(
     monkeypatch.setattr(tables, "_write_table", full)
     out = tmp_path / "sdtm"
     line = one_line_error(
-        invoke("convert", fhir_folder, "--to", "sdtm", "--out", out), EXIT_OUTPUT_REFUSED
-    )
+        invoke("convert", fhir_folder, "--to", "sdtm", "--out", out, "--workers", "1"),
+        EXIT_OUTPUT_REFUSED,
+    )  # the one-worker writer; with workers: tests/test_workers.py
     assert "No space left on device" in line and ".csv" in line
     assert not out.exists() and siblings(out) == ["fhir-in"]
 

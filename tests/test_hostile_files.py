@@ -705,7 +705,7 @@ def test_convert_refuses_an_input_whose_estimated_memory_exceeds_the_limit(tmp_p
     size = sum(p.stat().st_size for p in SMALL.iterdir() if p.suffix == ".csv")
     limit = size * 20 / 1e9 * 0.9  # just under the estimate: 20 x the CSV size
     out = tmp_path / "out"
-    result = convert(SMALL, "--out", out, "--max-memory", f"{limit:.9f}")
+    result = convert(SMALL, "--out", out, "--max-memory", f"{limit:.9f}", "--workers", "1")
     assert result.exit_code == 3, result.output
     assert "needs about" in result.output and "--max-memory" in result.output
     assert not out.exists()
@@ -719,13 +719,34 @@ def test_the_fhir_side_estimate_is_from_the_files_read(tmp_path: Path) -> None:
     assert convert(SMALL, "--out", flat).exit_code == 0
     size = sum(p.stat().st_size for p in flat.glob("*.ndjson"))  # bundle.json is not read
     result = convert(
-        flat, "--to", "sdtm", "--out", tmp_path / "a", "--max-memory", f"{size * 2 / 1e9 * 0.9:.9f}"
+        flat,
+        *("--to", "sdtm", "--out", tmp_path / "a", "--workers", "1"),
+        *("--max-memory", f"{size * 2 / 1e9 * 0.9:.9f}"),
     )
     assert result.exit_code == 3, result.output
     result = convert(
         flat, "--to", "sdtm", "--out", tmp_path / "b", "--max-memory", f"{size * 2 / 1e9 * 1.1:.9f}"
     )
     assert result.exit_code == 0, result.output
+
+
+def test_with_workers_the_estimate_applies_only_when_one_worker_takes_the_input(
+    tmp_path: Path,
+) -> None:
+    size = sum(p.stat().st_size for p in SMALL.iterdir() if p.suffix == ".csv")
+    limit = f"{size * 20 / 1e9 * 0.9:.9f}"  # under the one-worker estimate
+    result = convert(SMALL, "--out", tmp_path / "split", "--max-memory", limit, "--workers", "2")
+    assert result.exit_code == 0, result.output  # split by subject: the memory stays flat
+    interleaved = tmp_path / "interleaved"
+    shutil.copytree(SMALL, interleaved)
+    lines = (interleaved / "vs.csv").read_text(encoding="utf-8").splitlines(keepends=True)
+    (interleaved / "vs.csv").write_text(lines[0] + "".join(reversed(lines[1:])), encoding="utf-8")
+    out = tmp_path / "out"
+    result = convert(interleaved, "--out", out, "--max-memory", limit, "--workers", "2")
+    assert result.exit_code == 3, result.output  # one worker would hold every table
+    assert "needs about" in result.output
+    assert not out.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["interleaved", "split"]
 
 
 def test_max_memory_must_be_positive(tmp_path: Path) -> None:

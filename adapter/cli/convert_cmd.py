@@ -17,6 +17,8 @@ from adapter/sources.py (told by --to); exit codes from the one table in adapter
 from __future__ import annotations
 
 import gc
+import os
+import shutil
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
@@ -114,12 +116,32 @@ def _counts_line(counts: dict[str, int], unit: str) -> str:
     return f"{total} {unit}: {parts}" if parts else f"0 {unit}"
 
 
-def _sdtm_to_fhir(src: Path, source: Source, staging: Path, validate: bool) -> str:
+def _sdtm_to_fhir(
+    src: Path,
+    source: Source,
+    staging: Path,
+    validate: bool,
+    workers: int = 1,
+    bundle: bool = True,
+    max_memory: float | None = None,
+) -> str:
     from adapter.fhir_files import BundleWriter, write_ndjson
     from adapter.tables import TableError, domain_files
     from adapter.validation import validate_all
     from mappings.trial import trial_to_fhir
 
+    if workers > 1 and not validate and source.path is not None and source.path.is_dir():
+        from adapter.engines.workers import sdtm_to_fhir
+
+        done = sdtm_to_fhir(source.path, staging, workers, bundle)
+        if done is not None and done.rows:
+            return f"{done.rows} rows in {done.tables} tables -> " + _counts_line(
+                done.counts, "resources"
+            )
+        for leftover in staging.iterdir():  # None or no rows: one worker says why
+            shutil.rmtree(leftover) if leftover.is_dir() else leftover.unlink()
+    if workers > 1 and max_memory is not None:  # one worker holds the tables: the estimate applies
+        _check_memory(src, source, "fhir", max_memory)
     try:
         trial = source.trial()
     except TableError as exc:
@@ -143,18 +165,36 @@ def _sdtm_to_fhir(src: Path, source: Source, staging: Path, validate: bool) -> s
             ]
             lines.extend(summary["problems"])
             raise CommandError("\n".join(lines), EXIT_UNEXPECTED)  # a mapping bug
-    with BundleWriter(staging / "bundle.json", "transaction") as bundle:
-        resources = _progress(trial_to_fhir(trial), "SDTM -> FHIR")
-        counts = write_ndjson(resources, staging, bundle=bundle)  # each resource serialised once
+    stream = _progress(trial_to_fhir(trial), "SDTM -> FHIR")
+    if bundle:
+        with BundleWriter(staging / "bundle.json", "transaction") as writer:
+            counts = write_ndjson(stream, staging, bundle=writer)  # each resource serialised once
+    else:
+        counts = write_ndjson(stream, staging)
     return f"{rows} rows in {len(trial)} tables -> " + _counts_line(counts, "resources")
 
 
+def _tee(resources: Iterable[dict[str, Any]], writer: Any) -> Iterator[dict[str, Any]]:
+    """`resources`, each also added to the Bundle `writer`."""
+    add = writer.add
+    for resource in resources:
+        add(resource)
+        yield resource
+
+
 def _fhir_to_sdtm(
-    src: Path, source: Source, staging: Path, validate: bool
+    src: Path,
+    source: Source,
+    staging: Path,
+    validate: bool,
+    workers: int = 1,
+    max_memory: float | None = None,
 ) -> tuple[str, list[str], CommandError | None]:
     """FHIR files -> SDTM tables in `staging`: the summary, the warnings, and the error to leave with
     once the output is in place (exit 12 when FHIR written by others gave no row: the folder then
-    holds the mapping report only)."""
+    holds the mapping report only). With `workers` > 1 the adapter's own NDJSON is split by subject
+    (`adapter.engines.workers`); anything else (FHIR written by others among it included) converts on
+    one worker."""
     from adapter.fhir_files import FhirFileError, ReadStats
     from adapter.tables import TableError, write_trial
     from adapter.validation import validate_all
@@ -162,6 +202,18 @@ def _fhir_to_sdtm(
     from mappings.trial import ResourceRefused
 
     warnings: list[str] = []
+    if workers > 1 and not validate and source.path is not None:
+        from adapter.engines.workers import fhir_to_sdtm
+
+        done = fhir_to_sdtm(source.path, staging, workers)
+        if done is not None:
+            warnings.extend(_assembly_notes(done.unrecognised, done.duplicates))
+            line = f"{done.resources} resources -> " + _counts_line(done.counts, "rows")
+            return line, warnings, None
+        for leftover in staging.iterdir():  # None: one worker converts, or says what is wrong
+            shutil.rmtree(leftover) if leftover.is_dir() else leftover.unlink()
+    if workers > 1 and max_memory is not None:  # one worker holds the rows: the estimate applies
+        _check_memory(src, source, "sdtm", max_memory)
     stats = ReadStats()
     try:
         if validate:
@@ -188,12 +240,7 @@ def _fhir_to_sdtm(
             _nothing_from_fhir(src, stats, assembler.unrecognised, assembler.duplicates),
             EXIT_NOTHING_CONVERTED,
         )
-    if assembler.unrecognised:
-        skipped = ", ".join(f"{k} {n}" for k, n in sorted(assembler.unrecognised.items()))
-        warnings.append(f"warning: resources no SDTM domain comes from, not converted: {skipped}")
-    if assembler.duplicates:
-        again = ", ".join(f"{k} {n}" for k, n in sorted(assembler.duplicates.items()))
-        warnings.append(f"note: identical resources read again, taken once: {again}")
+    warnings.extend(_assembly_notes(assembler.unrecognised, assembler.duplicates))
     if stats.outcomes_skipped:
         warnings.append(f"note: {stats.outcomes_skipped} search OperationOutcome entries skipped")
     if stats.bundles_nested:
@@ -291,6 +338,18 @@ def _foreign_to_sdtm(
     origin = "mixed: own and others'" if reading.origin == "mixed" else "written by others"
     head = f"{reading.stats.resources} resources ({origin}) -> " + _counts_line(counts, "rows")
     return "\n".join([head, *lines]), warnings, None
+
+
+def _assembly_notes(unrecognised: dict[str, int], duplicates: dict[str, int]) -> list[str]:
+    """The warning about resources no family took and the note about those read twice."""
+    notes: list[str] = []
+    if unrecognised:
+        skipped = ", ".join(f"{k} {n}" for k, n in sorted(unrecognised.items()))
+        notes.append(f"warning: resources no SDTM domain comes from, not converted: {skipped}")
+    if duplicates:
+        again = ", ".join(f"{k} {n}" for k, n in sorted(duplicates.items()))
+        notes.append(f"note: identical resources read again, taken once: {again}")
+    return notes
 
 
 def _count(n: int, noun: str) -> str:
@@ -407,6 +466,21 @@ def _check_subjid(ctx: click.Context, param: click.Parameter, value: str) -> str
     default=None,
     help="With --engine spark: the Spark master (default local[2]; e.g. spark://host:7077).",
 )
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=None,
+    metavar="N",
+    help="Processes to convert on, the trial split by subject (default: the cores this process may "
+    "use; 1: one process). The output is the same bytes whatever N.",
+)
+@click.option(
+    "--bundle/--no-bundle",
+    default=True,
+    show_default=True,
+    help="SDTM -> FHIR: also write bundle.json, every resource in one transaction Bundle "
+    "(`push` sends the NDJSON in transactions of its own size: --no-bundle for a big trial).",
+)
 def convert(
     src: Path,
     out: Path,
@@ -419,10 +493,13 @@ def convert(
     study_drugs: tuple[str, ...] = (),
     engine: str = "local",
     spark_master: str | None = None,
+    workers: int | None = None,
+    bundle: bool = True,
 ) -> None:
     """Convert SRC (SDTM tables or FHIR files) and write the result into DIR, all or nothing.
 
-    SDTM -> FHIR writes DIR/<Type>.ndjson (Bulk Data layout) and DIR/bundle.json (a transaction).
+    SDTM -> FHIR writes DIR/<Type>.ndjson (Bulk Data layout) and DIR/bundle.json (a transaction;
+    not with --no-bundle).
     FHIR -> SDTM writes DIR/<domain>.csv; FHIR written by others (alone or beside the adapter's own)
     is mapped profile-free and DIR also gets mapping-report.json and mapping-report.md. Bad input
     exits with 3 and lists every problem; input with nothing to convert exits with 12 and says what
@@ -430,6 +507,11 @@ def convert(
     """
     if spark_master is not None and engine != "spark":
         raise click.UsageError("--spark-master goes with --engine spark")
+    if workers is not None and engine == "spark":
+        raise click.UsageError("--workers goes with the local engine (Spark has its own)")
+    if not bundle and (engine == "spark" or target == "sdtm"):
+        raise click.UsageError("--no-bundle goes with SDTM -> FHIR on the local engine")
+    workers = workers if workers is not None else _cores()
     given = [
         name
         for name, value in (
@@ -457,22 +539,34 @@ def convert(
     source = replace_field(
         source, foreign=ForeignOptions(study=study, subjid=subjid, study_drugs=study_drugs)
     )
-    _check_memory(src, source, target, max_memory)  # before anything is read or written
+    if engine == "spark" or workers == 1:  # with workers: when it falls back to one (below)
+        _check_memory(src, source, target, max_memory)  # before anything is read or written
     warnings: list[str] = []
     nothing: CommandError | None = None
     with staged_folder(out, force=force, command="convert", sources=[src]) as staging, gc_paused():
         if engine == "spark":
             summary, warnings = _convert_on_spark(src, staging, target, validate, spark_master)
         elif target == "fhir":
-            summary = _sdtm_to_fhir(src, source, staging, validate)
+            summary = _sdtm_to_fhir(src, source, staging, validate, workers, bundle, max_memory)
         else:
-            summary, warnings, nothing = _fhir_to_sdtm(src, source, staging, validate)
+            summary, warnings, nothing = _fhir_to_sdtm(
+                src, source, staging, validate, workers, max_memory
+            )
     for line in warnings:
         click.echo(line, err=True)
     if nothing is not None:
         raise nothing  # after the report is in place (exit 12)
     first, _, rest = summary.partition("\n")
     click.echo(f"{first} (in {out})" + (f"\n{rest}" if rest else ""))
+
+
+def _cores() -> int:
+    """The cores this process may run on (its CPU affinity where the system says, else the
+    machine's count): the default of --workers."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 def _convert_on_spark(

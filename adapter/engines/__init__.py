@@ -34,8 +34,11 @@ __all__ = [
     "SubjectPart",
     "ordered_parts",
     "part_resources",
+    "part_starts",
+    "parts_in_table_order",
     "split_by_subject",
     "study_resources",
+    "subject_key",
 ]
 
 Place = tuple[int, int, int]
@@ -112,6 +115,30 @@ def split_by_subject(trial: Trial, parts: int) -> list[SubjectPart]:
             part.trial[table.domain] = Table(table.domain, list(table.columns), piece)
             part.rows[table.domain] = numbered
     return result
+
+
+def part_starts(subjects: int, parts: int) -> list[int]:
+    """Where each part of `split_by_subject(trial, parts)` begins, as the 0-based position of its
+    first subject among the trial's `subjects` (in the order `split_by_subject` takes them), with
+    `subjects` last: part k holds the subjects from `starts[k]` up to `starts[k + 1]`. The same rule
+    (subject i goes to part `i * parts // subjects`), for an engine that cuts the files themselves
+    (`adapter.engines.workers`)."""
+    parts = min(parts, subjects)
+    return [-(-k * subjects // parts) for k in range(parts)] + [subjects]
+
+
+def subject_key(resource: JSON) -> str:
+    """The subject a resource belongs to, for a split of FHIR resources by subject: a Patient's id,
+    the Patient id its `subject` or `individual` points to (the whole reference when it is not
+    `Patient/...`), "" for a study-level resource (CodeSystem, ResearchStudy) or any other."""
+    if resource.get("resourceType") == "Patient":
+        return str(resource.get("id", ""))
+    for name in ("subject", "individual"):
+        link = resource.get(name)
+        if isinstance(link, dict) and isinstance(link.get("reference"), str):
+            reference: str = link["reference"]
+            return reference.rpartition("/")[2] if reference.startswith("Patient/") else reference
+    return ""
 
 
 def study_resources(trial: Trial) -> Iterator[JSON]:
@@ -192,3 +219,19 @@ def ordered_parts(trial: Trial, parts: Iterable[SubjectPart]) -> Iterator[JSON]:
     streams = [sorted(part_resources(p), key=lambda item: item[0]) for p in parts]
     for _, resource in heapq.merge(*streams, key=lambda item: item[0]):
         yield resource
+
+
+def parts_in_table_order(parts: Iterable[SubjectPart]) -> bool:
+    """Whether `parts` (from `split_by_subject`) hold each table's rows as consecutive runs, part
+    after part: true when every table keeps each subject's rows together in the order DM lists the
+    subjects (the SDTM sort order). Then each part's share of every section of the stream follows the
+    previous part's, and the parts' outputs concatenated in order are the whole stream's."""
+    last: dict[str, int] = {}
+    for part in parts:
+        for domain, numbers in part.rows.items():
+            if not numbers:
+                continue
+            if numbers[0] <= last.get(domain, -1):
+                return False
+            last[domain] = numbers[-1]
+    return True

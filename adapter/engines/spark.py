@@ -31,7 +31,14 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from adapter.engines import SECTIONS, SubjectPart, part_resources, split_by_subject, study_resources
+from adapter.engines import (
+    SECTIONS,
+    SubjectPart,
+    part_resources,
+    split_by_subject,
+    study_resources,
+    subject_key,
+)
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -219,21 +226,12 @@ def _section_offsets(trial: Trial) -> tuple[dict[int, int], int]:
 
 
 def _subject_key(line: bytes) -> str:
-    """The subject a resource belongs to (its Patient id), "" for study-level or unreadable text."""
+    """The subject a resource belongs to (`adapter.engines.subject_key`), "" for unreadable text."""
     try:
         resource = orjson.loads(line)
     except orjson.JSONDecodeError:
         return ""
-    if not isinstance(resource, dict):
-        return ""
-    if resource.get("resourceType") == "Patient":
-        return str(resource.get("id", ""))
-    for name in ("subject", "individual"):
-        link = resource.get(name)
-        if isinstance(link, dict) and isinstance(link.get("reference"), str):
-            reference: str = link["reference"]
-            return reference.rpartition("/")[2] if reference.startswith("Patient/") else reference
-    return ""
+    return subject_key(resource) if isinstance(resource, dict) else ""
 
 
 def _partition_of(key: str) -> int:

@@ -588,3 +588,22 @@ def test_a_hospital_patient_given_a_trial_subjects_usubjid_is_refused_by_name(
     done = run("convert", folder, "--to", "sdtm", "--study", "HOSP", "--out", out)
     assert done.code == 0, done.err
     assert "Patient/stranger" in (out / "dm.csv").read_text()
+
+
+def test_workers_hand_a_mixed_folder_to_the_one_worker_path_and_write_the_same_bytes(
+    tmp_path: Path,
+) -> None:
+    flat = tmp_path / "flat"  # one folder of NDJSON, as the split takes an own export
+    flat.mkdir()
+    hospital = FIXTURES / "mixed" / "hospital" / "labs.ndjson"
+    for file in [*(FIXTURES / "mixed" / "trial").iterdir(), hospital]:
+        shutil.copy(file, flat / file.name)
+    outputs = []
+    for workers in ("1", "2"):
+        out = tmp_path / f"w{workers}"
+        done = run("convert", flat, "--to", "sdtm", "--workers", workers, "--out", out)
+        assert done.code == 0, done.err
+        outputs.append({p.name: p.read_bytes() for p in out.iterdir()})
+    assert outputs[0] == outputs[1]
+    assert b"Observation/" in outputs[1]["vs.csv"]  # the hospital's rows, named by their source
+    assert b"Observation/" in outputs[1]["lb.csv"]
