@@ -38,7 +38,14 @@ from mappings.foreign import (
     map_foreign,
 )
 
-__all__ = ["ForeignInput", "ForeignOutputError", "ForeignResult", "convert_foreign", "read_foreign"]
+__all__ = [
+    "ForeignInput",
+    "ForeignOutputError",
+    "ForeignResult",
+    "convert_foreign",
+    "input_files",
+    "read_foreign",
+]
 
 REPORT_JSON = "mapping-report.json"
 REPORT_MD = "mapping-report.md"
@@ -74,6 +81,11 @@ class ForeignResult:
 
 
 # --- reading ---------------------------------------------------------------------------------------
+
+
+def input_files(src: Path) -> list[Path]:
+    """The files `read_foreign(src)` reads: `src` itself, or every FHIR file under it."""
+    return _files(src)
 
 
 def _files(src: Path) -> list[Path]:

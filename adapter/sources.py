@@ -108,9 +108,12 @@ class Source:
         self,
         stats: ReadStats | None = None,
         wrap: Callable[[Iterator[JSON]], Iterator[JSON]] | None = None,
+        before_others: Callable[[], None] | None = None,
     ) -> FhirReading:
         """FHIR files read as this module's docstring says: the adapter's own resources by its
-        lossless path, the rest profile-free (`self.foreign`), the tables combined.
+        lossless path, the rest profile-free (`self.foreign`), the tables combined. `before_others`
+        is called once the input is known to hold FHIR written by others, before the tolerant reader
+        holds it whole (the CLI's memory estimate for that path).
 
         Raises:
             FhirFileError: a file the strict reader refuses in an input of only own resources, or an
@@ -142,6 +145,8 @@ class Source:
         else:
             if others == 0:
                 return FhirReading(assembler.tables(), assembler, None, stats)
+        if before_others is not None:
+            before_others()
         return _read_mixed(self.path, self.foreign, stats, failure)
 
     def assemble(

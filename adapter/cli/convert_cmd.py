@@ -67,6 +67,12 @@ SDTM -> FHIR holds every table as row dicts of strings (13x the CSV size on the 
 18x on a DM alone); FHIR -> SDTM streams the resources and holds the rows they give back (1.4x the
 NDJSON size, 1.7x for DM-only resources)."""
 
+FOREIGN_MEMORY_PER_BYTE = 8
+"""Peak memory per byte of input when the input holds FHIR written by others: the profile-free path
+holds every parsed resource until the cross-resource rules have run (measured 6.2-6.4x the NDJSON on
+the 400-patient Synthea-like bench, docs/performance.md; rounded up). Checked once the input is known
+to hold such FHIR, before the tolerant reader holds it."""
+
 DEFAULT_MAX_MEMORY_GB = 8.0
 
 GZIP_EXPANSION = 25
@@ -107,6 +113,28 @@ def _check_memory(src: Path, source: Source, target: str, max_memory_gb: float) 
             f"{needed / 1e9:.1f} GB of memory ({MEMORY_PER_BYTE[target]} x the input), more than "
             f"--max-memory {max_memory_gb:g} GB. Raise --max-memory if this machine has that much "
             "memory, or convert the trial in parts (a folder per group of subjects)."
+        )
+
+
+def _check_foreign_memory(src: Path, max_memory_gb: float) -> None:
+    """`_check_memory` for the profile-free path (`FOREIGN_MEMORY_PER_BYTE`)."""
+    from adapter.foreign import input_files
+
+    try:
+        size = sum(
+            p.stat().st_size * (GZIP_EXPANSION if p.name.lower().endswith(".gz") else 1)
+            for p in input_files(src)
+        )
+    except OSError:
+        return  # the reader says what it cannot read
+    needed = size * FOREIGN_MEMORY_PER_BYTE
+    if needed > max_memory_gb * 1e9:
+        raise _bad_input(
+            f"{src}: {size / 1e9:.2f} GB of FHIR files, some written by others; mapping them "
+            f"profile-free needs about {needed / 1e9:.1f} GB of memory ({FOREIGN_MEMORY_PER_BYTE} x "
+            f"the input), more than --max-memory {max_memory_gb:g} GB. Raise --max-memory if this "
+            "machine has that much memory, or convert the export in parts (a folder per group of "
+            "patients)."
         )
 
 
@@ -224,7 +252,13 @@ def _fhir_to_sdtm(
                 ]
                 lines.extend(summary["problems"])
                 raise _bad_input("\n".join(lines))
-        reading = source.read_fhir(stats, lambda resources: _progress(resources, "FHIR -> SDTM"))
+        reading = source.read_fhir(
+            stats,
+            lambda resources: _progress(resources, "FHIR -> SDTM"),
+            before_others=(
+                (lambda: _check_foreign_memory(src, max_memory)) if max_memory is not None else None
+            ),
+        )
     except FhirFileError as exc:
         message = str(exc)
         if _looks_like(src) == "sdtm":

@@ -607,3 +607,30 @@ def test_workers_hand_a_mixed_folder_to_the_one_worker_path_and_write_the_same_b
     assert outputs[0] == outputs[1]
     assert b"Observation/" in outputs[1]["vs.csv"]  # the hospital's rows, named by their source
     assert b"Observation/" in outputs[1]["lb.csv"]
+
+
+def test_fhir_written_by_others_is_held_whole_so_its_memory_estimate_is_its_own(
+    tmp_path: Path,
+) -> None:
+    from adapter.cli.convert_cmd import FOREIGN_MEMORY_PER_BYTE, GZIP_EXPANSION, MEMORY_PER_BYTE
+    from adapter.foreign import input_files
+
+    src = FIXTURES / "bulk-export"
+    size = sum(
+        p.stat().st_size * (GZIP_EXPANSION if p.name.endswith(".gz") else 1)
+        for p in input_files(src)
+    )
+    between = (MEMORY_PER_BYTE["sdtm"] + FOREIGN_MEMORY_PER_BYTE) / 2  # above the streamed estimate
+    limit = f"{size * between / 1e9:.9f}"
+    out = tmp_path / "out"
+    done = run(
+        "convert", src, "--to", "sdtm", "--study", "SYN01", "--max-memory", limit, "--out", out
+    )
+    assert done.code == 3, done.err
+    assert "written by others" in done.err and f"{FOREIGN_MEMORY_PER_BYTE} x the input" in done.err
+    assert not out.exists()
+    limit = f"{size * (FOREIGN_MEMORY_PER_BYTE + 1) / 1e9:.9f}"
+    done = run(
+        "convert", src, "--to", "sdtm", "--study", "SYN01", "--max-memory", limit, "--out", out
+    )
+    assert done.code == 0, done.err
