@@ -66,6 +66,10 @@ class ForeignInput:
     resources: list[ForeignResource] = field(default_factory=list)
     problems: list[dict[str, str]] = field(default_factory=list)
     messages: list[dict[str, str]] = field(default_factory=list)
+    not_data: list[dict[str, str]] = field(default_factory=list)
+    """Files known not to be data, each named with what it is: a Bulk Data manifest, `trialfhir
+    export`'s job state, a hidden file such as the output manifest `.trialfhir-manifest.json`. Not
+    problems: an export folder as `trialfhir export` writes it reads without any."""
     files: int = 0
 
 
@@ -166,7 +170,24 @@ def _read_ndjson(path: Path, name: str, in_error_folder: bool, found: ForeignInp
         )
 
 
+def _not_data(parsed: Any, where: str) -> str | None:
+    """What a JSON file without resourceType is, when it is a file an export folder is known to hold."""
+    if not isinstance(parsed, dict) or "resourceType" in parsed:
+        return None
+    if where.rsplit("/", 1)[-1].startswith("."):
+        return "a hidden file (e.g. trialfhir's output manifest): not data"
+    if "transactionTime" in parsed and isinstance(parsed.get("output"), list):
+        return "a Bulk Data manifest (what the export holds): not data"
+    if "transactionTime" in parsed and "status_url" in parsed:
+        return "trialfhir export's job state: not data"
+    return None
+
+
 def _take(parsed: Any, where: str, in_error_folder: bool, found: ForeignInput) -> None:
+    what = _not_data(parsed, where)
+    if what is not None:
+        found.not_data.append({"where": where, "what": what})
+        return
     if not (isinstance(parsed, dict) and "resourceType" in parsed):
         found.problems.append(
             {
@@ -312,6 +333,7 @@ def convert_foreign(
         found = read_foreign(source)
         mapping = map_foreign(_handed_over(found), options)
         mapping.report.input_problems = found.problems
+        mapping.report.not_data = found.not_data
         mapping.report.server_messages = found.messages
         target.mkdir(parents=True, exist_ok=True)
         written: list[Path] = []

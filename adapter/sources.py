@@ -232,6 +232,7 @@ def _read_mixed(
     del others  # the mapping lets the parsed resources go once its rows are built
     mapping = map_foreign(handed, replace(options, trial_subjects=keys))
     mapping.report.input_problems = found.problems
+    mapping.report.not_data = found.not_data
     mapping.report.server_messages = found.messages
     for entry in own:
         kind = str(entry.resource.get("resourceType"))

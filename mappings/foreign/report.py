@@ -67,6 +67,8 @@ class MappingReport:
     coverage: dict[str, list[int]] = field(default_factory=dict)  # VS/LB: [with a value, mapped]
     input_problems: list[dict[str, str]] = field(default_factory=list)
     server_messages: list[dict[str, str]] = field(default_factory=list)
+    not_data: list[dict[str, str]] = field(default_factory=list)
+    """Files known not to be data (a Bulk Data manifest, an export's job state, hidden files)."""
     own: dict[str, int] = field(default_factory=dict)
     """A mixed input's resources of the adapter's own profile, by type: read by its lossless path
     (`mappings.trial`), not by this mapping, so outside `types` and the totals."""
@@ -152,6 +154,7 @@ class MappingReport:
             "own_resources": dict(sorted(self.own.items())),
             "input_problems": self.input_problems,
             "server_messages": self.server_messages,
+            "not_data": self.not_data,
         }
 
     def to_json(self) -> str:
@@ -181,6 +184,10 @@ class MappingReport:
             lines.append(f"  {len(self.input_problems)} input problems (see the report)")
         if self.server_messages:
             lines.append(f"  {len(self.server_messages)} server messages (see the report)")
+        if self.not_data:
+            names = ", ".join(item["where"] for item in self.not_data[:5])
+            more = f" and {len(self.not_data) - 5} more" if len(self.not_data) > 5 else ""
+            lines.append(f"  not data, as expected: {names}{more}")
         return lines
 
     def to_markdown(self) -> str:
@@ -242,6 +249,7 @@ class MappingReport:
         for title, items in (
             ("Input problems", self.input_problems),
             ("Server messages", self.server_messages),
+            ("Files that are not data", self.not_data),
         ):
             if items:
                 out += ["", f"## {title}", ""]

@@ -58,7 +58,10 @@ def test_a_bulk_export_folder_is_read_with_its_logs_and_errors_reported(tmp_path
     reasons = {p["where"]: p["reason"] for p in found.problems}
     assert reasons["Observation.000.ndjson.gz, line 13"] == "not JSON"
     assert reasons["log.ndjson"].startswith("2 lines are JSON but not FHIR resources")
-    assert "manifest.json" in reasons
+    assert "manifest.json" not in reasons  # a Bulk Data manifest is what it is, not a problem
+    assert found.not_data == [
+        {"where": "manifest.json", "what": "a Bulk Data manifest (what the export holds): not data"}
+    ]
     (message,) = found.messages
     assert (message["where"], message["severity"], message["code"]) == (
         "error/OperationOutcome.ndjson, line 1",
