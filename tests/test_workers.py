@@ -194,6 +194,34 @@ def test_a_bad_line_gets_the_report_of_one_worker(cohort_fhir: Path, tmp_path: P
     assert not one.exists() and not two.exists()
 
 
+@pytest.mark.parametrize("index, path", [(1, ("arm", 0)), (2, ())])
+def test_an_element_of_the_wrong_shape_gets_the_report_of_one_worker(
+    index: int, path: tuple[str | int, ...], tmp_path: Path
+) -> None:
+    """A wrong shape the family readers refuse with a TypeError (an `extension` that is `true`, not an
+    array: on the ResearchStudy's arm, on a Patient) is reported as one worker reports it. (The fuzz
+    suite once saw such a TypeError escape a worker; it did not reproduce, and the split now treats
+    every failure of the readers' family, not only ValueError, as "convert on one worker".)"""
+    from adapter.fhir_files import dumps
+    from adapter.tables import read_trial
+    from mappings.trial import trial_to_fhir
+
+    resources = list(trial_to_fhir(read_trial(DATA / "sdtm_small")))
+    element = resources[index]
+    for step in path:
+        element = element[step]
+    element["extension"] = True
+    broken = tmp_path / "fhir"
+    broken.mkdir()
+    (broken / "resources.ndjson").write_bytes(b"".join(dumps(r) + b"\n" for r in resources))
+    first, second, one, two = both_ways(broken, tmp_path, "--to", "sdtm")
+    assert not isinstance(second.exception, TypeError), second.exception
+    assert first.exit_code == second.exit_code == 3, second.output
+    assert first.stderr == second.stderr
+    assert f"resources.ndjson, line {index + 1}" in second.stderr
+    assert not one.exists() and not two.exists()
+
+
 # --- part files cleaned up ----------------------------------------------------------------------------
 
 

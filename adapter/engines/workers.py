@@ -37,7 +37,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from operator import itemgetter
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Final
 
 import orjson
 
@@ -566,6 +566,12 @@ _PATIENT_HEAD = b'{"resourceType":"Patient","id":"'
 _PATIENT_TYPE = b'"resourceType":"Patient"'
 
 
+_CANNOT_SPLIT: Final = (LookupError, TypeError, AttributeError, ValueError, ArithmeticError)
+"""What reading a line may raise on input of the wrong shape (the family readers' failures,
+`mappings.trial`'s `_READER_FAILURES`): the bucket, or the whole split, then goes to the one-worker
+path, which reports it by file, line and element."""
+
+
 def line_key(line: bytes) -> str:
     """The subject key (`adapter.engines.subject_key`) of an NDJSON line, found by a byte scan when
     the line is laid out as this project writes it (the first Patient reference, or a Patient's id
@@ -696,7 +702,7 @@ def _assemble_bucket(index: int) -> _BucketDone:
                     if isinstance(rid, str):
                         ids.add(hash((kind, rid)))
         trial = assembler.tables()
-    except ValueError:  # not JSON, refused (ResourceRefused is a ValueError), ...
+    except _CANNOT_SPLIT:  # not JSON, refused (ResourceRefused is a ValueError), a wrong shape, ...
         done.failed = True
         return done
     if index != study_bucket:
@@ -798,7 +804,7 @@ def fhir_to_sdtm(src: Path, out: Path, workers: int) -> Assembled | None:
         if _shared_ids(done):  # one type and id in two buckets: different content (a refusal)
             return None
         counts = _merge_tables(done, out, folder)
-    except ValueError:
+    except _CANNOT_SPLIT:  # a line the split's own reading cannot take: one worker says why
         return None
     finally:
         shutil.rmtree(folder, ignore_errors=True)
