@@ -61,6 +61,13 @@ def main() -> None:
     parser.add_argument("--subjects", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=1993)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="convert --workers N (default 1: one worker, the measure of issue 13; 0: leave the "
+        "option out, for a checkout older than --workers)",
+    )
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument(
         "--code", type=Path, default=None, help="the checkout to run (default: this one)"
@@ -82,14 +89,15 @@ def main() -> None:
         check=True,
     )
     cli = [sys.executable, "-m", "adapter.cli", "convert"]
+    extra = ["--workers", str(args.workers)] if args.workers else []
     runs: dict[str, list[tuple[float, float, int]]] = {"to-fhir": [], "to-sdtm": [], "floor": []}
     for round_ in range(args.repeats):
         for path in (fhir, back):
             shutil.rmtree(path, ignore_errors=True)
         print(f"round {round_ + 1} (load {os.getloadavg()[0]:.1f}) ...", file=sys.stderr)
-        runs["to-fhir"].append(timed([*cli, str(sdtm), "--out", str(fhir)]))
+        runs["to-fhir"].append(timed([*cli, str(sdtm), "--out", str(fhir), *extra]))
         runs["floor"].append(timed([sys.executable, "-c", FLOOR, str(fhir)]))
-        runs["to-sdtm"].append(timed([*cli, str(fhir), "--to", "sdtm", "--out", str(back)]))
+        runs["to-sdtm"].append(timed([*cli, str(fhir), "--to", "sdtm", "--out", str(back), *extra]))
     identical = all(
         (back / p.name).read_bytes() == p.read_bytes() for p in sorted(sdtm.glob("*.csv"))
     )
