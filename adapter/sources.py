@@ -124,10 +124,14 @@ class Source:
             raise ValueError(f"{self.label}: not FHIR files")
         stats = stats if stats is not None else ReadStats()
 
+        others = False
+
         def own_only(resources: Iterator[JSON]) -> Iterator[JSON]:
+            nonlocal others
             for resource in resources:
                 if not is_own(resource):
-                    raise _WrittenByOthers  # the tolerant reader reads it all again: stop here
+                    others = True
+                    return  # the tolerant reader reads every file again: the strict pass stops
                 yield resource
 
         failure: FhirFileError | None = None
@@ -135,14 +139,13 @@ class Source:
             assembler = read_trial_resources(
                 self.path, stats, lambda rs: own_only(wrap(rs) if wrap is not None else rs)
             )
-        except _WrittenByOthers:
-            pass
         except FhirFileError as exc:
             if isinstance(exc.__cause__, ResourceRefused):
                 raise  # an own resource refused: all or nothing, as always
             failure = exc
         else:
-            return FhirReading(assembler.tables(), assembler, None, stats)
+            if not others:
+                return FhirReading(assembler.tables(), assembler, None, stats)
         if before_others is not None:
             before_others()
         return _read_mixed(self.path, self.foreign, stats, failure)
@@ -172,11 +175,6 @@ class Source:
 
         assert self.server is not None and self.study is not None
         return pull_study(self.server, self.study, client_options=self.client_options).resources
-
-
-class _WrittenByOthers(Exception):
-    """The strict reader met a resource the adapter did not write: the input goes to the tolerant
-    reader (`_read_mixed`), which reads every file again, so the strict pass stops there."""
 
 
 @dataclass
