@@ -43,7 +43,7 @@ from adapter.fhir_files import MAX_BUNDLE_NESTING, FhirFileError, ReadStats, rea
 from adapter.fhir_files import resource_files as fhir_data_files
 from adapter.fhir_json import JSONDecodeErrors, loads
 from mappings.errors import ExitCode, TrialfhirError
-from mappings.foreign.combine import is_own as own_resource
+from mappings.foreign.combine import is_own  # the one rule, shared with convert --to sdtm
 
 __all__ = [
     "MAX_RESOURCES",
@@ -95,16 +95,6 @@ class UploadInputError(TrialfhirError, ValueError):
         super().__init__(
             f"{len(self.problems)} problem(s) in the upload (nothing was sent): {shown}"
         )
-
-
-def is_own(resource: Mapping[str, Any]) -> bool:
-    """Whether the adapter wrote ``resource``: the one rule, ``mappings.foreign.combine.is_own`` (an
-    identifier system, ``url``, ``meta.profile`` or top-level extension url under the adapter's base),
-    shared with ``convert --to sdtm`` so that a file is split into own and others' resources the same
-    way by every command. A damaged own resource (its extensions say ours, its identifier is broken)
-    takes the conditional path and is refused there, naming the entry, never created as someone
-    else's."""
-    return own_resource(dict(resource))
 
 
 # --------------------------------------------------------------------------------------------------

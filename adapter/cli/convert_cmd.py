@@ -93,12 +93,16 @@ def _input_bytes(source: Source) -> int:
     if source.kind == "sdtm" and not (source.path and source.path.is_dir()):
         return 0
     try:
-        return sum(
-            p.stat().st_size * (GZIP_EXPANSION if p.name.lower().endswith(".gz") else 1)
-            for p in source.files()
-        )
+        return _bytes_read(source.files())
     except (FhirFileError, OSError):
         return 0
+
+
+def _bytes_read(files: Iterable[Path]) -> int:
+    """The bytes a reader takes from `files` (a gzip file counts `GZIP_EXPANSION` times its size)."""
+    return sum(
+        p.stat().st_size * (GZIP_EXPANSION if p.name.lower().endswith(".gz") else 1) for p in files
+    )
 
 
 def _check_memory(src: Path, source: Source, target: str, max_memory_gb: float) -> None:
@@ -121,10 +125,7 @@ def _check_foreign_memory(src: Path, max_memory_gb: float) -> None:
     from adapter.foreign import input_files
 
     try:
-        size = sum(
-            p.stat().st_size * (GZIP_EXPANSION if p.name.lower().endswith(".gz") else 1)
-            for p in input_files(src)
-        )
+        size = _bytes_read(input_files(src))
     except OSError:
         return  # the reader says what it cannot read
     needed = size * FOREIGN_MEMORY_PER_BYTE

@@ -10,7 +10,7 @@ Pure (no I/O). Rules: docs/foreign-fhir.md, "Mixed folders".
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar, Final
 from urllib.parse import unquote
 
@@ -29,7 +29,7 @@ OWN_PREFIX: Final = CANONICAL_BASE + "/"
 under this base (`https://trialfhir.org/fhir/sid/...`, its CodeSystem, its StructureDefinitions)."""
 
 
-def is_own(resource: JSON) -> bool:
+def is_own(resource: Mapping[str, Any]) -> bool:
     """True when `resource` was written by the adapter: an identifier's system, its `url`, a
     `meta.profile`, or the url of one of its top-level extensions lies under `OWN_PREFIX` (the
     extensions catch an own resource whose identifier was damaged: it is then refused by the strict
