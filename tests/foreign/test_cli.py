@@ -389,6 +389,9 @@ def test_a_mixed_folder_links_hospital_rows_to_the_trial_subjects(tmp_path: Path
     ]
     report = json.loads((mixed / "mapping-report.json").read_text())
     assert report["own_resources"]["Patient"] == 3
+    # the subjects the hospital rows belong to: the three trial subjects they joined
+    assert (report["subjects"], report["study"]) == (len(synthetic.MIXED_SUBJECTS), "DALAKAS1993")
+    assert f"; {len(synthetic.MIXED_SUBJECTS)} subjects, 15 rows" in done.out
     skipped = report["resource_types"]["Patient"]["skipped_by_reason"]
     assert list(skipped) == ["not a study subject: no ResearchSubject points at it"]
 
