@@ -211,7 +211,7 @@ def _read_mixed(
 
     from adapter.foreign import read_foreign
     from mappings.foreign import map_foreign
-    from mappings.foreign.combine import combine, trial_subject_keys
+    from mappings.foreign.combine import combine, subjects_of, trial_subject_keys
 
     found = read_foreign(path)
     stats.resources = len(found.resources)
@@ -235,6 +235,9 @@ def _read_mixed(
     mapping.report.input_problems = found.problems
     mapping.report.not_data = found.not_data
     mapping.report.server_messages = found.messages
+    joined = subjects_of(mapping.tables)  # trial subjects the hospital rows joined, and its own
+    mapping.report.subjects = len(joined)
+    mapping.report.study = ", ".join(sorted({study for study, _ in joined})) or mapping.report.study
     for entry in own:
         kind = str(entry.resource.get("resourceType"))
         mapping.report.own[kind] = mapping.report.own.get(kind, 0) + 1

@@ -120,9 +120,27 @@ def analyze(
         from mappings.foreign import ForeignOptions
 
         source = replace(source, foreign=ForeignOptions(study=definition.study_id))
-    results = analyze_study(source.trial(), definition, source.label)
+    mapping = None
+    if (
+        source.kind == "fhir"
+    ):  # FHIR written by others is accounted for as `convert` accounts for it
+        reading = source.read_fhir()
+        trial, mapping = reading.trial, reading.mapping
+    else:
+        trial = source.trial()
+    results = analyze_study(trial, definition, source.label)
     with staged_folder(out_dir, force=force, command="analyze", sources=inputs) as staging:
         paths = [out_dir / p.relative_to(staging) for p in write_outputs(results, staging)]
+        if mapping is not None:
+            from adapter.foreign import REPORT_JSON, REPORT_MD
+
+            (staging / REPORT_JSON).write_text(mapping.report.to_json(), encoding="utf-8")
+            (staging / REPORT_MD).write_text(mapping.report.to_markdown(), encoding="utf-8")
+            paths += [out_dir / REPORT_JSON, out_dir / REPORT_MD]
+    if mapping is not None:
+        from adapter.cli.convert_cmd import foreign_summary
+
+        click.echo("\n".join(foreign_summary(mapping.report)))
     results.require_computable()  # exit 13 (after writing the report), never "0 of 0 matched"
     checks = [
         flag
@@ -139,3 +157,5 @@ def analyze(
     click.echo(f"Report: {by_name['report.html']}")
     click.echo(f"        {by_name['report.md']}")
     click.echo(f"Results: {by_name['results.json']}")
+    if mapping is not None:
+        click.echo(f"Mapping: {by_name['mapping-report.md']}")

@@ -121,6 +121,17 @@ class SubjectCollision(TrialfhirError, ValueError):
         )
 
 
+def subjects_of(foreign: dict[str, ForeignTable]) -> set[tuple[str, str]]:
+    """The (STUDYID, USUBJID) of every subject the profile-free rows belong to, in any domain: in a
+    mixed folder, the trial subjects the hospital data joined and the hospital's own subjects."""
+    found: set[tuple[str, str]] = set()
+    for table in foreign.values():
+        if "STUDYID" in table.columns and "USUBJID" in table.columns:
+            study, subject = table.columns.index("STUDYID"), table.columns.index("USUBJID")
+            found.update((row[study], row[subject]) for row in table.rows)
+    return found
+
+
 def _seq_number(text: str) -> int:
     try:
         return int(text)

@@ -389,6 +389,9 @@ def test_a_mixed_folder_links_hospital_rows_to_the_trial_subjects(tmp_path: Path
     ]
     report = json.loads((mixed / "mapping-report.json").read_text())
     assert report["own_resources"]["Patient"] == 3
+    # the subjects the hospital rows belong to: the three trial subjects they joined
+    assert (report["subjects"], report["study"]) == (len(synthetic.MIXED_SUBJECTS), "DALAKAS1993")
+    assert f"; {len(synthetic.MIXED_SUBJECTS)} subjects, 15 rows" in done.out
     skipped = report["resource_types"]["Patient"]["skipped_by_reason"]
     assert list(skipped) == ["not a study subject: no ResearchSubject points at it"]
 
@@ -422,6 +425,40 @@ def test_analyze_on_foreign_data_says_what_each_endpoint_lacks(tmp_path: Path) -
     assert "no endpoint can be computed" in done.err
     assert "E1:" in done.err and "E8:" in done.err
     assert (tmp_path / "a" / "results.json").exists()
+    # every resource accounted for, as `convert --to sdtm` accounts for it: the same report
+    assert (
+        run(
+            "convert",
+            FIXTURES / "single-json",
+            "--to",
+            "sdtm",
+            "--study",
+            "DALAKAS1993",
+            "--out",
+            tmp_path / "c",
+        ).code
+        == 0
+    )
+    for name in ("mapping-report.json", "mapping-report.md"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "c" / name).read_bytes(), name
+    report = json.loads((tmp_path / "a" / "mapping-report.json").read_text())
+    assert report["totals"]["read"] == report["totals"]["mapped"] + report["totals"]["skipped"] > 0
+    assert f"read {report['totals']['read']} resources" in done.out
+
+
+def test_analyze_on_the_adapters_own_fhir_writes_no_mapping_report(tmp_path: Path) -> None:
+    done = run(
+        "analyze",
+        FIXTURES / "mixed" / "trial",
+        "--definition",
+        "dalakas1993",
+        "--out",
+        tmp_path / "a",
+    )
+    assert done.code == 0, done.err
+    assert (tmp_path / "a" / "results.json").exists()
+    assert not (tmp_path / "a" / "mapping-report.json").exists()
+    assert "Mapping:" not in done.out
 
 
 def test_a_broken_line_in_others_fhir_is_reported_and_the_rest_goes_on(tmp_path: Path) -> None:
