@@ -139,10 +139,12 @@ class Wire:
         self.most_in_flight = 0
         self.actions: dict[int, Callable[[FaultHandler, JSON], None]] = {}
         self.answered: dict[int, int] = {}  # chunk -> last status sent
+        self.authorization: list[str | None] = []
 
     def __call__(self, handler: FaultHandler) -> None:
         sent = json.loads(handler.seen.body)
         chunk = self.first[sent["entry"][0]["fullUrl"]]
+        self.authorization.append(handler.headers.get("Authorization"))
         with self.lock:
             self.events.append(("start", chunk))
             self.in_flight += 1
@@ -417,3 +419,38 @@ def test_inside_a_running_event_loop_the_sync_client_sends_one_at_a_time_and_say
     assert wire.most_in_flight == 1
     assert wire.started() == list(range(bundles))
     assert "an event loop is running in this thread" in caplog.text
+
+
+def test_the_concurrent_sender_carries_the_clients_settings(
+    trial: list[JSON], server: FaultServer
+) -> None:
+    from adapter.client import BearerAuth
+
+    wire = Wire(trial, server.base)
+    server.route("POST", "/fhir", wire)
+    with FhirClient(server.base, auth=BearerAuth("s3cret")) as client:
+        push(client, trial, chunk_size=CHUNK, concurrency=2)
+    assert len(wire.authorization) == -(-len(trial) // CHUNK)
+    assert set(wire.authorization) == {"Bearer s3cret"}
+
+
+def test_a_transport_the_async_sender_cannot_use_is_refused_before_anything_is_sent(
+    trial: list[JSON],
+) -> None:
+    import httpx
+
+    class Recording(httpx.BaseTransport):
+        def __init__(self) -> None:
+            self.requests: list[httpx.Request] = []
+
+        def handle_request(self, request: httpx.Request) -> httpx.Response:
+            self.requests.append(request)
+            return httpx.Response(500)
+
+    transport = Recording()
+    with (
+        FhirClient("http://fhir.test/fhir", transport=transport) as client,
+        pytest.raises(ValueError, match="use concurrency=1"),
+    ):
+        push(client, trial, chunk_size=CHUNK, concurrency=2)
+    assert transport.requests == []
