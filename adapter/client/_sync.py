@@ -352,26 +352,28 @@ class FhirClient:
         if concurrency > 1:
             return self._upload_concurrently(plan)
         plan.check()
-        for bundle in plan.bundles():
-            try:
-                if bundle_type == "transaction":
-                    result = self.transaction(bundle)
-                else:
-                    result = self.batch(bundle)
-            except FhirError as exc:
-                failure = plan.interrupted(exc)
-                if failure is exc:
-                    raise
-                raise failure from exc
-            except KeyboardInterrupt as exc:
-                number = plan.chunk + 1
-                exc.add_note(
-                    plan.committed(
-                        f"chunk {number} may or may not have been committed (interrupted)"
-                    )
-                )
-                raise
-            plan.done(result)
+        try:
+            for bundle in plan.bundles():
+                try:
+                    if bundle_type == "transaction":
+                        result = self.transaction(bundle)
+                    else:
+                        result = self.batch(bundle)
+                except FhirError as exc:
+                    failure = plan.interrupted(exc)
+                    if failure is exc:
+                        raise
+                    raise failure from exc
+                plan.done(result)
+        except KeyboardInterrupt as exc:  # Ctrl-C: said, and raised again
+            current = plan.chunk
+            unsettled = (
+                {current: f"chunk {current + 1} may or may not have been committed (interrupted)"}
+                if current >= 0 and current not in plan.committed_chunks
+                else {}
+            )
+            exc.add_note(plan.report(unsettled, after_failure=False))
+            raise
         return plan.summary
 
     def _async_twin(self) -> AsyncFhirClient:

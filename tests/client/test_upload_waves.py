@@ -454,3 +454,21 @@ def test_a_transport_the_async_sender_cannot_use_is_refused_before_anything_is_s
     ):
         push(client, trial, chunk_size=CHUNK, concurrency=2)
     assert transport.requests == []
+
+
+def test_ctrl_c_one_at_a_time_says_what_was_committed(
+    trial: list[JSON], server: FaultServer
+) -> None:
+    wire = Wire(trial, server.base)
+    server.route("POST", "/fhir", wire)
+
+    def progress(sent: int) -> None:
+        if sent == 2 * CHUNK:  # chunk 2 committed: Ctrl-C before chunk 3 is sent
+            signal_module.raise_signal(signal_module.SIGINT)
+
+    with FhirClient(server.base) as client, pytest.raises(KeyboardInterrupt) as caught:
+        push(client, trial, chunk_size=CHUNK, concurrency=1, progress=progress)
+    notes = "\n".join(getattr(caught.value, "__notes__", []))
+    assert wire.started() == [0, 1]
+    assert "Chunks 1-2 (100 of 759 resources) were committed; chunks 3-16 were not sent" in notes
+    assert "may or may not" not in notes
