@@ -334,7 +334,7 @@ class AsyncFhirClient:
             return plan.summary
         for bundle in plan.bundles():
             try:
-                if bundle_type == "transaction":
+                if plan.bundle_type == "transaction":
                     result = await self.transaction(bundle)
                 else:
                     result = await self.batch(bundle)
@@ -354,9 +354,11 @@ class AsyncFhirClient:
         failures: dict[int, BaseException] = {}
         in_flight: set[int] = set()
 
+        halted: list[bool] = []
+
         async def sender() -> None:
             for chunk in pending:
-                if failures:
+                if failures or halted:
                     return
                 in_flight.add(chunk)
                 try:
@@ -370,10 +372,16 @@ class AsyncFhirClient:
                     failures[chunk] = exc
                     return
                 in_flight.discard(chunk)
-                plan.done(result, chunk=chunk)
+                try:
+                    plan.done(result, chunk=chunk)
+                except BaseException:
+                    halted.append(True)  # the others start nothing more
+                    raise
 
+        senders = (sender() for _ in range(min(plan.concurrency, len(wave))))
         try:
-            await asyncio.gather(*(sender() for _ in range(min(plan.concurrency, len(wave)))))
+            # every sender runs to its end: an error of one (a progress callback's) stops none in flight
+            ended = await asyncio.gather(*senders, return_exceptions=True)
         except (asyncio.CancelledError, KeyboardInterrupt):  # Ctrl-C: said, and raised again
             unknown = "may or may not have been committed (interrupted while in flight)"
             plan.interruption = plan.report(
@@ -384,6 +392,10 @@ class AsyncFhirClient:
                 after_failure=False,
             )
             raise
+        raised = [e for e in ended if isinstance(e, BaseException)]
+        if raised:  # not a chunk's failure: raised as it is, with what became of the chunks
+            raised[0].add_note(plan.report({c: plan.became(c, e) for c, e in failures.items()}))
+            raise raised[0]
         if failures:
             failure = plan.stopped(failures)
             cause = failures[min(failures)]

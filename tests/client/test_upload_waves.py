@@ -472,3 +472,24 @@ def test_ctrl_c_one_at_a_time_says_what_was_committed(
     assert wire.started() == [0, 1]
     assert "Chunks 1-2 (100 of 759 resources) were committed; chunks 3-16 were not sent" in notes
     assert "may or may not" not in notes
+
+
+def test_an_error_of_the_callers_progress_lets_the_chunks_in_flight_finish_and_says_so(
+    trial: list[JSON], server: FaultServer
+) -> None:
+    wire = Wire(trial, server.base)
+    server.route("POST", "/fhir", wire)
+
+    def progress(sent: int) -> None:
+        if sent >= 3 * CHUNK:
+            raise ValueError("the caller's bar broke")
+
+    with FhirClient(server.base) as client, pytest.raises(ValueError, match="bar broke") as caught:
+        push(client, trial, chunk_size=CHUNK, concurrency=2, progress=progress)
+    notes = "\n".join(getattr(caught.value, "__notes__", []))
+    committed = wire.committed()
+    assert wire.in_flight == 0 and sorted(wire.answered) == committed
+    held = sum(min(CHUNK, len(trial) - c * CHUNK) for c in committed)
+    assert f"{numbers(committed).capitalize()} ({held} of 759 resources) were committed" in notes
+    assert "were not sent" in notes
+    assert len(wire.started()) <= 4  # chunks 1-3, and at most the one in flight with chunk 3
