@@ -41,6 +41,7 @@ from adapter.client import (
 )
 from adapter.fhir_files import write_ndjson
 from adapter.uploads import (
+    DEFAULT_CONCURRENCY,
     MAX_TRANSACTION_ENTRIES,
     ForeignPlan,
     ForeignSummary,
@@ -53,6 +54,7 @@ from mappings.identity import SID_STUDY
 from mappings.terminology import EXT_RESEARCH_STUDY
 
 __all__ = [
+    "DEFAULT_CONCURRENCY",
     "PullResult",
     "StudyNotFound",
     "pull_study",
@@ -91,6 +93,7 @@ def push(
     keep_ids: bool = False,
     max_transaction_entries: int = MAX_TRANSACTION_ENTRIES,
     progress: Callable[[int], None] | None = None,
+    concurrency: int = DEFAULT_CONCURRENCY,
 ) -> ForeignSummary:
     """Write resources to the server as transactions of `chunk_size` entries. The adapter's own
     resources (a trial's: `adapter.sources`, `detect(path).resources()`) go as conditional entries in
@@ -104,6 +107,12 @@ def push(
     folder, every line of FHIR files, every resource for what its path needs), so bad input uploads
     nothing. A transaction that fails leaves the ones before it committed (each is atomic); the
     error says which were committed, and whether re-running the push completes the job.
+
+    `concurrency`: the adapter's own resources go with up to that many transactions in flight, in
+    dependency waves (`AsyncFhirClient.upload`: a chunk is sent once every earlier chunk holding
+    what it refers to has committed); 1 sends them one at a time. The foreign paths stay one at a
+    time: a created resource's id, assigned by the server, is written into the references of the
+    transactions after it.
     """
     if isinstance(resources, Upload):
         upload: Upload | None = resources if resources.foreign else None
@@ -113,7 +122,9 @@ def push(
         foreign = any(not (isinstance(r, dict) and is_own(r)) for r in own)
         upload = upload_of(own) if foreign else None
     if upload is None:
-        done = client.upload(own, chunk_size=chunk_size, mode=mode, progress=progress)
+        done = client.upload(
+            own, chunk_size=chunk_size, mode=mode, progress=progress, concurrency=concurrency
+        )
         summary = ForeignSummary(counts=done.counts, bundles=done.bundles, failed=done.failed)
         summary.paths["conditional"] = sum(sum(c.values()) for c in done.counts.values())
         return summary

@@ -46,6 +46,7 @@ from mappings.errors import ExitCode, TrialfhirError
 from mappings.foreign.combine import is_own  # the one rule, shared with convert --to sdtm
 
 __all__ = [
+    "DEFAULT_CONCURRENCY",
     "MAX_RESOURCES",
     "MAX_TRANSACTION_ENTRIES",
     "ForeignPlan",
@@ -72,6 +73,9 @@ MAX_TRANSACTION_ENTRIES = 10_000
 group of resources that refer to each other in a cycle; more is refused before anything is sent."""
 MAX_RESOURCES = 1_000_000
 """Resources of one foreign upload (they are held in memory to be put in dependency order)."""
+DEFAULT_CONCURRENCY = 1
+"""Transactions in flight at once when `push` writes the adapter's own resources (dependency waves:
+``AsyncFhirClient.upload``); foreign uploads go one at a time. Why 1: docs/decisions.md."""
 
 _ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 _RELATIVE = re.compile(r"(?P<type>[A-Z][A-Za-z]{1,63})/(?P<id>[A-Za-z0-9\-.]{1,64})")

@@ -301,7 +301,9 @@ def run_config(config: Config, args: argparse.Namespace, resources: list[JSON]) 
             for chunk in args.chunk_sizes:
                 reset(base_url, client, canonical)
                 before = cpu_seconds(server.pid)
-                summary, seconds = timed(partial(push, client, data, chunk_size=chunk))
+                summary, seconds = timed(
+                    partial(push, client, data, chunk_size=chunk, concurrency=1)
+                )
                 result.server_cpu_ms[f"tx{chunk}"] = (
                     (cpu_seconds(server.pid) - before) * 1000 / len(data)
                 )
@@ -317,7 +319,7 @@ def run_config(config: Config, args: argparse.Namespace, resources: list[JSON]) 
                 )
             chunk = args.chunk_sizes[-1]
             before = cpu_seconds(server.pid)
-            summary, seconds = timed(lambda: push(client, data, chunk_size=chunk))
+            summary, seconds = timed(lambda: push(client, data, chunk_size=chunk, concurrency=1))
             result.server_cpu_ms["re-push"] = (cpu_seconds(server.pid) - before) * 1000 / len(data)
             unchanged = summary.total("unchanged")
             if unchanged != len(data):

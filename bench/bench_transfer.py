@@ -7,7 +7,8 @@ STUDYID DALAKAS1993SC, so it never clashes with the fixture's DALAKAS1993). The 
 (`$expunge` everything) before each upload run. THE SERVER IS WIPED: point this at a throwaway HAPI.
 
 Upload: `transfer.push` (conditional-update transactions) with 50, 200 and 500 entries per transaction,
-against one conditional PUT per resource (`FhirClient.update(resource, condition=identifier)`, the same
+each with every `--push-concurrency` (transactions in flight, dependency waves; default 1), against
+one conditional PUT per resource (`FhirClient.update(resource, condition=identifier)`, the same
 request the transaction entries make). Single writes are sampled (`--single-sample` resources drawn at
 random among those nothing refers to, after the referenced ones were loaded untimed) and extrapolated.
 
@@ -16,6 +17,10 @@ Pull, on the data of the last upload run: the adapter's concurrent pull (`pull_s
 (2) a bare concurrent fetch (the same queries, plain `httpx.AsyncClient` + `asyncio.gather` under the
 same concurrency bound, `orjson.loads` of each page and nothing else). Each is repeated `--repeats`
 times, interleaved (who goes first rotates each round); the median is reported. `--profile` adds a cProfile of one adapter pull.
+
+`--server-pid FILE` (the HAPI's pid file, e.g. /tmp/x/hapi.pid of `adapter.testing.hapi start`) adds
+the server's CPU time per upload, from /proc (Linux), as milliseconds per written resource.
+`--skip-pull` measures the uploads only.
 
 Prints a Markdown summary; `--json FILE` also writes every number.
 """
@@ -72,6 +77,7 @@ class UploadRun:
     requests: int
     extrapolated_seconds: float | None = None
     client_cpu_seconds: float = 0.0
+    server_cpu_seconds: float | None = None
 
     @property
     def rate(self) -> float:
@@ -125,6 +131,21 @@ def references(resource: Any) -> Iterator[str]:
             yield from references(item)
 
 
+SERVER_PID: list[int] = []
+"""The HAPI server's pid (`--server-pid`), when given."""
+SERVER_CPU_SECONDS: list[float | None] = []
+"""The server's CPU time of each `timed` call (None without `--server-pid`)."""
+
+
+def server_cpu() -> float | None:
+    """The server's CPU time so far (user + system, from /proc), or None without a pid."""
+    if not SERVER_PID:
+        return None
+    fields = Path(f"/proc/{SERVER_PID[0]}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) / ticks
+
+
 CPU_SECONDS: list[float] = []
 """This process's CPU time (user + system) of each `timed` call, in order: how much of the wall time
 the client side itself spent (the rest is the server and the wire)."""
@@ -132,10 +153,13 @@ the client side itself spent (the rest is the server and the wire)."""
 
 def timed(action: Callable[[], T]) -> tuple[T, float]:
     cpu = time.process_time()
+    server = server_cpu()
     started = time.perf_counter()
     result = action()
     elapsed = time.perf_counter() - started
     CPU_SECONDS.append(time.process_time() - cpu)
+    after = server_cpu()
+    SERVER_CPU_SECONDS.append(None if after is None or server is None else after - server)
     return result, elapsed
 
 
@@ -150,17 +174,33 @@ def reset(base_url: str, client: FhirClient, canonical: list[JSON]) -> None:
 
 
 def upload_transactions(
-    base_url: str, client: FhirClient, canonical: list[JSON], data: list[JSON], chunk: int
+    base_url: str,
+    client: FhirClient,
+    canonical: list[JSON],
+    data: list[JSON],
+    chunk: int,
+    concurrency: int = 1,
 ) -> UploadRun:
     reset(base_url, client, canonical)
-    summary, seconds = timed(lambda: push(client, data, chunk_size=chunk))
+    summary, seconds = timed(lambda: push(client, data, chunk_size=chunk, concurrency=concurrency))
     written = sum(sum(counts.values()) for counts in summary.as_dict().values())
-    if summary.failed or written != len(data):
+    created = summary.total("created")
+    if summary.failed or written != len(data) or created != len(data):
         raise SystemExit(
-            f"transactions of {chunk}: {len(summary.failed)} failed, {written} written"
+            f"transactions of {chunk}: {len(summary.failed)} failed, {written} written, "
+            f"{created} created"
         )
+    method = f"transactions of {chunk}" + (
+        f", {concurrency} in flight" if concurrency > 1 else ", one at a time"
+    )
     return UploadRun(
-        f"transactions of {chunk}", len(data), seconds, summary.bundles, None, CPU_SECONDS[-1]
+        method,
+        len(data),
+        seconds,
+        summary.bundles,
+        None,
+        CPU_SECONDS[-1],
+        SERVER_CPU_SECONDS[-1],
     )
 
 
@@ -177,7 +217,7 @@ def upload_singles(
     targets = [r for r, ref in zip(data, is_referenced, strict=True) if ref]
     leaves = [r for r, ref in zip(data, is_referenced, strict=True) if not ref]
     reset(base_url, client, canonical)
-    push(client, targets, chunk_size=500)  # untimed: what the sampled writes refer to
+    push(client, targets, chunk_size=500, concurrency=1)  # untimed: what the samples refer to
     sample = random.Random(seed).sample(leaves, min(sample_size, len(leaves)))
 
     def write_each() -> None:
@@ -186,7 +226,13 @@ def upload_singles(
 
     _, seconds = timed(write_each)
     run = UploadRun(
-        "one conditional PUT per resource", len(sample), seconds, len(sample), None, CPU_SECONDS[-1]
+        "one conditional PUT per resource",
+        len(sample),
+        seconds,
+        len(sample),
+        None,
+        CPU_SECONDS[-1],
+        SERVER_CPU_SECONDS[-1],
     )
     run.extrapolated_seconds = len(data) / run.rate
     return run
@@ -326,8 +372,9 @@ def report(uploads: list[UploadRun], pulls: list[PullRun], header: str) -> str:
     if uploads:
         lines += [
             "",
-            "| upload | resources | requests | seconds | client CPU s | resources/s |",
-            "|---|---:|---:|---:|---:|---:|",
+            "| upload | resources | requests | seconds | client CPU s | resources/s "
+            "| server CPU ms per resource |",
+            "|---|---:|---:|---:|---:|---:|---:|",
         ]
     for run in uploads:
         extra = (
@@ -335,15 +382,22 @@ def report(uploads: list[UploadRun], pulls: list[PullRun], header: str) -> str:
             if run.extrapolated_seconds
             else ""
         )
+        server = (
+            f"{run.server_cpu_seconds * 1000 / run.resources:.1f}"
+            if run.server_cpu_seconds is not None
+            else "-"
+        )
         lines.append(
             f"| {run.method}{extra} | {run.resources} | {run.requests} | {run.seconds:.1f} "
-            f"| {run.client_cpu_seconds:.1f} | {run.rate:.0f} |"
+            f"| {run.client_cpu_seconds:.1f} | {run.rate:.0f} | {server} |"
         )
     single = next((r for r in uploads if r.extrapolated_seconds), None)
     if single is not None:
         for run in uploads:
             if run is not single:
                 lines.append(f"\n{run.method}: {run.rate / single.rate:.1f}x single writes")
+    if not pulls:
+        return "\n".join(lines)
     lines += [
         "",
         "| pull | resources | requests | median s | runs (s) | client CPU s | resources/s |",
@@ -373,7 +427,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=20260)
     parser.add_argument("--chunks", default="50,200,500", help="transaction sizes, comma-separated")
     parser.add_argument("--single-sample", type=int, default=3000)
-    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--concurrency", type=int, default=8, help="pull requests in flight")
+    parser.add_argument(
+        "--push-concurrency",
+        default="1",
+        help="transactions in flight per upload run, comma-separated (each a run per chunk size)",
+    )
+    parser.add_argument("--server-pid", type=Path, help="the HAPI's pid file: its CPU per upload")
+    parser.add_argument("--skip-pull", action="store_true", help="uploads only")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument(
         "--skip-upload", action="store_true", help="pull only (data already loaded)"
@@ -382,6 +443,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="write every number here too")
     args = parser.parse_args(argv)
     base_url: str = args.base_url
+    if args.server_pid is not None:
+        SERVER_PID.append(int(args.server_pid.read_text().strip()))
     study = token(SID_STUDY, SCALED_STUDYID)
 
     print(
@@ -399,9 +462,34 @@ def main(argv: list[str] | None = None) -> int:
             print(f"singles: {run.rate:.0f}/s", file=sys.stderr)
             uploads.append(run)
             for chunk in (int(c) for c in args.chunks.split(",")):
-                run = upload_transactions(base_url, client, canonical, data, chunk)
-                print(f"{run.method}: {run.rate:.0f}/s in {run.seconds:.0f} s", file=sys.stderr)
-                uploads.append(run)
+                for concurrency in (int(c) for c in args.push_concurrency.split(",")):
+                    run = upload_transactions(base_url, client, canonical, data, chunk, concurrency)
+                    print(
+                        f"{run.method}: {run.rate:.0f}/s in {run.seconds:.0f} s, load "
+                        f"{os.getloadavg()[0]:.1f}",
+                        file=sys.stderr,
+                    )
+                    uploads.append(run)
+
+    if args.skip_pull:
+        header = (
+            f"Machine: {machine()}. Cohort: {args.subjects} subjects, {len(resources)} resources "
+            f"(seed {args.seed}); load average at the end {os.getloadavg()}."
+        )
+        print(report(uploads, [], header))
+        if args.json:
+            args.json.write_text(
+                json.dumps(
+                    {
+                        "machine": machine(),
+                        "subjects": args.subjects,
+                        "resources": len(resources),
+                        "uploads": [asdict(u) | {"rate": u.rate} for u in uploads],
+                    },
+                    indent=2,
+                )
+            )
+        return 0
 
     pulls = [
         PullRun("adapter pull_study_async"),

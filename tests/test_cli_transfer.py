@@ -491,3 +491,56 @@ def test_pull_whose_study_search_answers_another_type_exits_10(
     assert result.exit_code == EXIT_SERVER_ANSWER, result.output
     assert "answered a ResearchStudy search with a Patient" in result.output
     assert not out.exists()
+
+
+def test_push_with_concurrency_names_the_failed_chunk_and_counts_only_what_was_committed(
+    runner: CliRunner, server: FaultServer
+) -> None:
+    from adapter.sources import detect
+
+    trial = list(detect(FIXTURE).resources())
+    target = f"{server.base}/{trial[200]['resourceType']}/{trial[200]['id']}"  # chunk 5's first
+    committed: list[int] = []
+    commit = transaction_answer()
+
+    def answer(handler: FaultHandler) -> None:
+        sent = json.loads(handler.seen.body)
+        if sent["entry"][0]["fullUrl"] == target:
+            json_body({"resourceType": "OperationOutcome", "issue": []}, status=400)(handler)
+            return
+        committed.append(len(sent["entry"]))  # before the answer: counted when the client reads it
+        commit(handler)
+
+    server.route("POST", "/fhir", answer)
+    result = runner.invoke(
+        main,
+        ["push", str(FIXTURE), "--server", server.base, "--chunk-size", "50", "--concurrency", "3"],
+    )
+    assert result.exit_code == EXIT_TRANSACTION, result.output
+    assert "transaction failed in chunk 5 (HTTP 400)" in result.output
+    assert "chunk 5 was rolled back" in result.output
+    assert f"({sum(committed)} of 759 resources)" in result.output
+    assert "pushed" not in result.output
+
+
+def test_push_interrupted_says_what_was_committed_and_exits_130(
+    runner: CliRunner, server: FaultServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import adapter.transfer
+
+    def interrupted(*args: object, **kwargs: object) -> None:
+        stop = KeyboardInterrupt()
+        stop.add_note("Chunks 1-3 (150 of 759 resources) were committed; chunk 4 may or may not")
+        raise stop
+
+    monkeypatch.setattr(adapter.transfer, "push", interrupted)
+    result = runner.invoke(main, ["push", str(FIXTURE), "--server", server.base])
+    assert result.exit_code == 130, result.output
+    assert "push interrupted" in result.output
+    assert "Chunks 1-3 (150 of 759 resources) were committed" in result.output
+
+
+def test_push_concurrency_below_1_is_a_usage_error(runner: CliRunner) -> None:
+    result = runner.invoke(main, ["push", str(FIXTURE), "--server", BASE, "--concurrency", "0"])
+    assert result.exit_code == 2, result.output
+    assert "--concurrency" in result.output

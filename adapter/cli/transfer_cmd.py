@@ -23,7 +23,8 @@ from adapter.cli._common import (
     server_options,
     without_credentials,
 )
-from adapter.uploads import MAX_TRANSACTION_ENTRIES
+from adapter.cli.export_cmd import EXIT_INTERRUPTED
+from adapter.uploads import DEFAULT_CONCURRENCY, MAX_TRANSACTION_ENTRIES
 
 if TYPE_CHECKING:
     from adapter.uploads import ForeignSummary
@@ -71,6 +72,14 @@ def _with_notes(exc: Exception) -> Exception:
     help="Entries of one transaction that references tie together (it cannot be split); more is "
     "refused before anything is sent.",
 )
+@click.option(
+    "--concurrency",
+    type=click.IntRange(1, 64),
+    default=DEFAULT_CONCURRENCY,
+    show_default=True,
+    help="Transactions in flight at once, in dependency waves (what others refer to is committed "
+    "first). FHIR written by others goes one at a time whatever this says.",
+)
 @reported
 def push(
     src: Path,
@@ -79,6 +88,7 @@ def push(
     mode: str,
     keep_ids: bool,
     max_transaction_entries: int,
+    concurrency: int,
     **auth: Any,
 ) -> None:
     """Upload SRC (an SDTM folder, or FHIR NDJSON/Bundles) to the server.
@@ -117,7 +127,12 @@ def push(
                 keep_ids=keep_ids,
                 max_transaction_entries=max_transaction_entries,
                 progress=lambda sent: bar.update(sent - bar.n),
+                concurrency=concurrency,
             )
+        except KeyboardInterrupt as exc:
+            notes = getattr(exc, "__notes__", [])
+            click.echo("\n".join(["push interrupted", *notes]), err=True)
+            raise SystemExit(EXIT_INTERRUPTED) from None
         except Exception as exc:
             failure = _with_notes(exc)
             if failure is exc:

@@ -290,14 +290,24 @@ class AsyncFhirClient:
         identifier_system: str | None = None,
         bundle_type: Literal["transaction", "batch"] = "transaction",
         progress: Callable[[int], None] | None = None,
+        concurrency: int = 1,
+        plan: UploadPlan | None = None,
     ) -> UploadSummary:
         """Write resources in transaction bundles of ``chunk_size``, in order; count what happened.
 
         Order matters: put referenced resources (ResearchStudy, Patient) before those that refer to
         them, or in the same chunk. ``progress`` is called with the number of resources sent so far.
 
+        ``concurrency`` above 1: up to that many bundles in flight, in dependency waves
+        (``dependency_waves``: a chunk waits for every earlier chunk holding what it refers to, or
+        writing the same resource, to commit; a wave starts when the one before it has committed
+        whole). When a chunk fails, the chunks in flight are let finish, no other is started, and
+        the error says which chunks were committed and which were not. The input is held in memory.
+
         The whole input is read and checked before the first request (a one-shot iterator is read
         into a list; a list, or an iterable that starts again, is read twice instead).
+        ``plan``: an ``UploadPlan`` made by the caller (then ``resources`` and the other options are
+        the plan's), to read what was committed after a cancellation (``plan.interruption``).
 
         Raises:
             UnwritableResources: resources that cannot be written in ``mode``, all listed; nothing sent.
@@ -305,19 +315,26 @@ class AsyncFhirClient:
             TransactionResponseMismatch: the server's answer to a chunk does not match it (same fields).
             FhirError: any other failure, with a note (``__notes__``) saying what was committed.
         """
-        plan = UploadPlan(
-            resources,
-            chunk_size=chunk_size,
-            mode=mode,
-            bundle_type=bundle_type,
-            identifier_system=identifier_system,
-            base_url=self.base_url,
-            progress=progress,
-        )
-        plan.check()
+        if plan is None:
+            plan = UploadPlan(
+                resources,
+                chunk_size=chunk_size,
+                mode=mode,
+                bundle_type=bundle_type,
+                identifier_system=identifier_system,
+                base_url=self.base_url,
+                progress=progress,
+                concurrency=concurrency,
+            )
+        if plan.total is None:
+            plan.check()
+        if plan.concurrency > 1:
+            for wave in plan.waves:
+                await self._send_wave(plan, wave)
+            return plan.summary
         for bundle in plan.bundles():
             try:
-                if bundle_type == "transaction":
+                if plan.bundle_type == "transaction":
                     result = await self.transaction(bundle)
                 else:
                     result = await self.batch(bundle)
@@ -328,6 +345,63 @@ class AsyncFhirClient:
                 raise failure from exc
             plan.done(result)
         return plan.summary
+
+    async def _send_wave(self, plan: UploadPlan, wave: list[int]) -> None:
+        """Send the chunks of one wave, at most ``plan.concurrency`` at a time; on a failure, let
+        those in flight finish, start no other, and raise the error saying what became of each.
+        Cancelled (Ctrl-C): ``plan.interruption`` says what was committed, what was in flight."""
+        pending = iter(wave)
+        failures: dict[int, BaseException] = {}
+        in_flight: set[int] = set()
+
+        halted: list[bool] = []
+
+        async def sender() -> None:
+            for chunk in pending:
+                if failures or halted:
+                    return
+                in_flight.add(chunk)
+                try:
+                    bundle = plan.chunk_bundle(chunk)
+                    if plan.bundle_type == "transaction":
+                        result = await self.transaction(bundle)
+                    else:
+                        result = await self.batch(bundle)
+                except Exception as exc:  # raised again below, with what became of every chunk
+                    in_flight.discard(chunk)
+                    failures[chunk] = exc
+                    return
+                in_flight.discard(chunk)
+                try:
+                    plan.done(result, chunk=chunk)
+                except BaseException:
+                    halted.append(True)  # the others start nothing more
+                    raise
+
+        senders = (sender() for _ in range(min(plan.concurrency, len(wave))))
+        try:
+            # every sender runs to its end: an error of one (a progress callback's) stops none in flight
+            ended = await asyncio.gather(*senders, return_exceptions=True)
+        except (asyncio.CancelledError, KeyboardInterrupt):  # Ctrl-C: said, and raised again
+            unknown = "may or may not have been committed (interrupted while in flight)"
+            plan.interruption = plan.report(
+                {
+                    **{c: plan.became(c, e) for c, e in failures.items()},
+                    **{c: f"chunk {c + 1} {unknown}" for c in in_flight},
+                },
+                after_failure=False,
+            )
+            raise
+        raised = [e for e in ended if isinstance(e, BaseException)]
+        if raised:  # not a chunk's failure: raised as it is, with what became of the chunks
+            raised[0].add_note(plan.report({c: plan.became(c, e) for c, e in failures.items()}))
+            raise raised[0]
+        if failures:
+            failure = plan.stopped(failures)
+            cause = failures[min(failures)]
+            if failure is cause:
+                raise failure
+            raise failure from cause
 
     async def validate(self, resource: Mapping[str, Any]) -> list[Issue]:
         """``POST Type/$validate``: the OperationOutcome's issues (empty or informational when valid)."""

@@ -9,10 +9,12 @@ with FhirClient("https://hapi.example.org/fhir", auth=BearerAuth(token)) as clie
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import ssl
 import time
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import httpx
 
@@ -52,7 +54,19 @@ from ._limits import (
 )
 from ._search import Search
 
+if TYPE_CHECKING:
+    from ._async import AsyncFhirClient
+
 __all__ = ["FhirClient"]
+
+
+def _loop_running() -> bool:
+    """Whether an asyncio event loop runs in this thread (then ``asyncio.run`` cannot)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
 
 
 class FhirClient:
@@ -99,6 +113,17 @@ class FhirClient:
             auth.bind(self._core.base_url)
         self._sleep = sleep
         self._capabilities: dict[str, Any] | None = None
+        self._settings: dict[str, Any] = {
+            "auth": auth,
+            "timeout": timeout,
+            "verify": verify,
+            "headers": headers,
+            "retry": self._core.retry,
+            "max_pages": max_pages,
+            "max_body_bytes": max_body_bytes,
+            "deadline": deadline,
+        }
+        self._transport = transport
         tls = ssl_context(verify)
         self._http = httpx.Client(
             auth=auth,
@@ -286,11 +311,17 @@ class FhirClient:
         identifier_system: str | None = None,
         bundle_type: Literal["transaction", "batch"] = "transaction",
         progress: Callable[[int], None] | None = None,
+        concurrency: int = 1,
     ) -> UploadSummary:
         """Write resources in transaction bundles of ``chunk_size``, in order; count what happened.
 
         Order matters: put referenced resources (ResearchStudy, Patient) before those that refer to
         them, or in the same chunk. ``progress`` is called with the number of resources sent so far.
+
+        ``concurrency`` above 1: up to that many bundles in flight, in dependency waves, through an
+        ``AsyncFhirClient`` with this client's settings (``AsyncFhirClient.upload`` says how; a
+        ``transport`` other than ``httpx.MockTransport`` cannot be shared: ValueError). Ctrl-C
+        (KeyboardInterrupt) gets a note saying which chunks were committed.
 
         The whole input is read and checked before the first request (a one-shot iterator is read
         into a list; a list, or an iterable that starts again, is read twice instead).
@@ -301,6 +332,13 @@ class FhirClient:
             TransactionResponseMismatch: the server's answer to a chunk does not match it (same fields).
             FhirError: any other failure, with a note (``__notes__``) saying what was committed.
         """
+        if concurrency > 1 and _loop_running():
+            logging.getLogger("trialfhir.client").warning(
+                "upload: an event loop is running in this thread (a notebook?): the chunks go one "
+                "at a time; AsyncFhirClient.upload(concurrency=%d) sends them concurrently",
+                concurrency,
+            )
+            concurrency = 1
         plan = UploadPlan(
             resources,
             chunk_size=chunk_size,
@@ -309,21 +347,71 @@ class FhirClient:
             identifier_system=identifier_system,
             base_url=self.base_url,
             progress=progress,
+            concurrency=concurrency,
         )
+        if concurrency > 1:
+            return self._upload_concurrently(plan)
         plan.check()
-        for bundle in plan.bundles():
-            try:
-                if bundle_type == "transaction":
-                    result = self.transaction(bundle)
-                else:
-                    result = self.batch(bundle)
-            except FhirError as exc:
-                failure = plan.interrupted(exc)
-                if failure is exc:
-                    raise
-                raise failure from exc
-            plan.done(result)
+        try:
+            for bundle in plan.bundles():
+                try:
+                    if bundle_type == "transaction":
+                        result = self.transaction(bundle)
+                    else:
+                        result = self.batch(bundle)
+                except FhirError as exc:
+                    failure = plan.interrupted(exc)
+                    if failure is exc:
+                        raise
+                    raise failure from exc
+                plan.done(result)
+        except KeyboardInterrupt as exc:  # Ctrl-C: said, and raised again
+            current = plan.chunk
+            unsettled = (
+                {current: f"chunk {current + 1} may or may not have been committed (interrupted)"}
+                if current >= 0 and current not in plan.committed_chunks
+                else {}
+            )
+            exc.add_note(plan.report(unsettled, after_failure=False))
+            raise
         return plan.summary
+
+    def _async_twin(self) -> AsyncFhirClient:
+        """An ``AsyncFhirClient`` with this client's settings (base, auth, TLS, timeouts, retry,
+        limits), for concurrent sending."""
+        from ._async import AsyncFhirClient
+
+        transport = self._transport
+        if transport is not None and not isinstance(transport, httpx.MockTransport):
+            raise ValueError(
+                "concurrency above 1 sends through an AsyncFhirClient, which cannot use this "
+                f"client's transport ({type(transport).__name__}): use concurrency=1"
+            )
+        sleep = self._sleep
+
+        async def wait(seconds: float) -> None:
+            if sleep is time.sleep:
+                await asyncio.sleep(seconds)
+            else:
+                sleep(seconds)  # an injected sleep (tests): called as given
+
+        return AsyncFhirClient(self.base_url, transport=transport, sleep=wait, **self._settings)
+
+    def _upload_concurrently(self, plan: UploadPlan) -> UploadSummary:
+        """``upload`` with ``plan.concurrency`` > 1: the input checked first, then the waves sent
+        by an ``AsyncFhirClient`` with this client's settings."""
+        plan.check()
+        twin = self._async_twin()
+
+        async def run() -> UploadSummary:
+            async with twin as client:
+                return await client.upload((), plan=plan)
+
+        try:
+            return asyncio.run(run())
+        except KeyboardInterrupt as exc:
+            exc.add_note(plan.interruption or plan.report({}, after_failure=False))
+            raise
 
     def validate(self, resource: Mapping[str, Any]) -> list[Issue]:
         """``POST Type/$validate``: the OperationOutcome's issues (empty or informational when valid)."""
