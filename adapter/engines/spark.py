@@ -134,15 +134,17 @@ class SdtmToFhir:
 
 
 class _Writer:
-    """The local engine's files from serialised resources: `<Type>.ndjson` and `bundle.json` (the
-    layout of `adapter.fhir_files.write_ndjson` and `BundleWriter`)."""
+    """The local engine's files from serialised resources: `<Type>.ndjson`, and with `bundle` also
+    `bundle.json` (the layout of `adapter.fhir_files.write_ndjson` and `BundleWriter`)."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, bundle: bool = False) -> None:
         self.folder = folder
         self.counts: dict[str, int] = {}
         self._handles: dict[str, Any] = {}
-        self._bundle = open(folder / "bundle.json", "wb", buffering=1 << 20)  # noqa: SIM115
-        self._bundle.write(b'{"resourceType":"Bundle","type":"transaction","entry":[')
+        self._bundle: Any = None
+        if bundle:
+            self._bundle = open(folder / "bundle.json", "wb", buffering=1 << 20)  # noqa: SIM115
+            self._bundle.write(b'{"resourceType":"Bundle","type":"transaction","entry":[')
         self._separator = b"\n"
 
     def add(self, kind: str, line: bytes, head: bytes, tail: bytes) -> None:
@@ -153,27 +155,34 @@ class _Writer:
             self.counts[kind] = 0
         handle.write(line + b"\n")
         self.counts[kind] += 1
-        self._bundle.write(self._separator + head + line + tail)
-        self._separator = b",\n"
+        if self._bundle is not None:
+            self._bundle.write(self._separator + head + line + tail)
+            self._separator = b",\n"
 
     def close(self, complete: bool) -> None:
         for handle in self._handles.values():
             handle.close()
-        if complete:
-            self._bundle.write(b"\n]}\n")
-        self._bundle.close()
+        if self._bundle is not None:
+            if complete:
+                self._bundle.write(b"\n]}\n")
+            self._bundle.close()
 
 
 def sdtm_to_fhir(
-    spark: SparkSession, trial: Trial, out: Path, partitions: int | None = None
+    spark: SparkSession,
+    trial: Trial,
+    out: Path,
+    partitions: int | None = None,
+    bundle: bool = False,
 ) -> dict[str, int]:
     """Write `trial` (already read and checked) as FHIR into `out`, mapped on Spark; returns the
-    count per resource type. The files are the local engine's, byte for byte."""
+    count per resource type. The files are the local engine's, byte for byte (`bundle`: also
+    `bundle.json`, as `convert --bundle`)."""
     context = spark.sparkContext
     count = partitions or context.defaultParallelism
     parts = split_by_subject(trial, count)
     out.mkdir(parents=True, exist_ok=True)
-    writer = _Writer(out)
+    writer = _Writer(out, bundle)
     complete = False
     try:
         for record in _part_records_from_study(trial):
