@@ -43,8 +43,10 @@ __all__ = ["convert", "gc_paused"]
 
 
 def _progress(items: Iterable[dict[str, Any]], label: str) -> Iterator[dict[str, Any]]:
-    """`items` counted by the commands' progress bar (adapter/cli/_common.progress_bar)."""
-    yield from progress_bar(None, label, items)
+    """`items` counted by the commands' progress bar (adapter/cli/_common.progress_bar); `items`
+    themselves when the bar is silent (no terminal): no generator layer per resource then."""
+    bar = progress_bar(None, label, items)
+    return iter(items) if bar.disable else iter(bar)
 
 
 @contextmanager
