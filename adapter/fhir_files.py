@@ -186,10 +186,24 @@ def _plain_conditional_url(resource: JSON) -> str | None:
     system, value, rt = first.get("system"), first.get("value"), resource.get("resourceType")
     if type(system) is not str or type(value) is not str or type(rt) is not str:
         return None
-    plain = _PLAIN_TOKEN_PART.fullmatch
-    if plain(system) is None or plain(value) is None or not (rt.isascii() and rt.isalpha()):
+    plain_system = _PLAIN_SYSTEMS.get(system)
+    if plain_system is None:
+        plain_system = _PLAIN_TOKEN_PART.fullmatch(system) is not None
+        if len(_PLAIN_SYSTEMS) < _PLAIN_SYSTEMS_KEPT:
+            _PLAIN_SYSTEMS[system] = plain_system
+    if (
+        not plain_system
+        or _PLAIN_TOKEN_PART.fullmatch(value) is None
+        or not (rt.isascii() and rt.isalpha())
+    ):
         return None
     return f"{rt}?identifier={system}%7C{value}"
+
+
+_PLAIN_SYSTEMS: dict[str, bool] = {}
+"""Identifier system -> whether `_PLAIN_TOKEN_PART` takes it whole: a trial's resources share a few
+dozen systems, so each is matched once (at most `_PLAIN_SYSTEMS_KEPT` kept; others matched each time)."""
+_PLAIN_SYSTEMS_KEPT = 1024
 
 
 def _plain_conditional_update(resource: JSON) -> JSON | None:

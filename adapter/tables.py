@@ -223,6 +223,14 @@ class Columns:
             values = self._built[variable] = list(map(operator.itemgetter(index), self._records))
         return values
 
+    def keep_only(self, variables: Iterable[str]) -> None:
+        """Forget the records and every column but `variables` (built now if need be): what the
+        cross-table checks use, without holding every table's records beside its rows."""
+        kept = {v: values for v in variables if (values := self.get(v)) is not None}
+        self._built = kept
+        self._index = {v: i for v, i in self._index.items() if v in kept}
+        self._records = []
+
 
 _CONTROL_BYTES = bytes(c for c in range(0x20) if CONTROL_CHARACTER_RE.match(chr(c)))
 """The bytes of the characters `CONTROL_CHARACTER_RE` finds: in UTF-8 each stands for itself (a byte
@@ -246,6 +254,8 @@ def _read_and_check(
         problems.extend(checked)
         if dropped is not None:
             dropped[0] += checked.dropped
+    if by_column is not None:
+        by_column.keep_only(("STUDYID", "USUBJID"))  # for `_trial_problems`
     return table, problems, numbers, by_column
 
 
