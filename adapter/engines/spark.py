@@ -26,6 +26,7 @@ import zipfile
 import zlib
 from collections import Counter
 from collections.abc import Iterable, Iterator
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -113,17 +114,27 @@ def _code_zip() -> Path:
 # --- SDTM -> FHIR ----------------------------------------------------------------------------------
 
 
-def _part_records(parts: Iterable[SubjectPart]) -> Iterator[Record]:
-    """Runs in a Spark partition: every resource of its parts, serialised, keyed by its place."""
-    from adapter.fhir_files import bundle_entry
+def _part_records(parts: Iterable[SubjectPart], bundle: bool = True) -> Iterator[Record]:
+    """Runs in a Spark partition: every resource of its parts, serialised, keyed by its place (with
+    its Bundle entry's head and tail when `bundle`, else empty)."""
     from adapter.fhir_json import dumps
 
     for part in parts:
         for place, resource in part_resources(part):
-            entry = bundle_entry(resource, "transaction")
-            head = b'{"fullUrl":' + dumps(entry["fullUrl"]) + b',"resource":'
-            tail = b',"request":' + dumps(entry["request"]) + b"}"
-            yield place, (resource["resourceType"], dumps(resource), head, tail)
+            yield place, (resource["resourceType"], dumps(resource), *_entry_ends(resource, bundle))
+
+
+def _entry_ends(resource: dict[str, Any], bundle: bool) -> tuple[bytes, bytes]:
+    """The bytes before and after the resource in its `bundle.json` entry (empty without `bundle`)."""
+    if not bundle:
+        return b"", b""
+    from adapter.fhir_files import bundle_entry
+    from adapter.fhir_json import dumps
+
+    entry = bundle_entry(resource, "transaction")
+    head = b'{"fullUrl":' + dumps(entry["fullUrl"]) + b',"resource":'
+    tail = b',"request":' + dumps(entry["request"]) + b"}"
+    return head, tail
 
 
 class SdtmToFhir:
@@ -185,7 +196,7 @@ def sdtm_to_fhir(
     writer = _Writer(out, bundle)
     complete = False
     try:
-        for record in _part_records_from_study(trial):
+        for record in _part_records_from_study(trial, bundle):
             writer.add(*record[1])
         if parts:
             offsets, total = _section_offsets(trial)
@@ -197,7 +208,7 @@ def sdtm_to_fhir(
 
             placed = (
                 context.parallelize(parts, len(parts))
-                .mapPartitions(_part_records)
+                .mapPartitions(partial(_part_records, bundle=bundle))
                 .repartitionAndSortWithinPartitions(buckets, bucket)  # type: ignore[call-overload]
             )
             for _, value in placed.toLocalIterator(prefetchPartitions=True):
@@ -208,15 +219,14 @@ def sdtm_to_fhir(
     return writer.counts
 
 
-def _part_records_from_study(trial: Trial) -> Iterator[Record]:
-    from adapter.fhir_files import bundle_entry
+def _part_records_from_study(trial: Trial, bundle: bool = True) -> Iterator[Record]:
     from adapter.fhir_json import dumps
 
     for resource in study_resources(trial):
-        entry = bundle_entry(resource, "transaction")
-        head = b'{"fullUrl":' + dumps(entry["fullUrl"]) + b',"resource":'
-        tail = b',"request":' + dumps(entry["request"]) + b"}"
-        yield (-1, 0, 0), (resource["resourceType"], dumps(resource), head, tail)
+        yield (
+            (-1, 0, 0),
+            (resource["resourceType"], dumps(resource), *_entry_ends(resource, bundle)),
+        )
 
 
 def _section_offsets(trial: Trial) -> tuple[dict[int, int], int]:
