@@ -161,6 +161,7 @@ def read_trial(folder: str | Path, domains: Iterable[str] | None = None) -> Tria
                 wanted.append(code)
     trial: Trial = {}
     numbers: dict[str, list[int] | None] = {}
+    columns: dict[str, Columns | None] = {}
     dropped = [0]
     for code in wanted:
         paths = files[code]
@@ -170,12 +171,14 @@ def read_trial(folder: str | Path, domains: Iterable[str] | None = None) -> Tria
                 Problem(str(root), None, None, f"{code} is given twice ({listed}): keep one file")
             )
             continue
-        table, table_problems, numbers[code] = _read_and_check(paths[0], code, dropped)
+        table, table_problems, numbers[code], columns[code] = _read_and_check(
+            paths[0], code, dropped
+        )
         problems.extend(table_problems)
         if table is not None:
             trial[code] = table
     problems.extend(
-        _trial_problems(trial, {code: files[code][0] for code in trial}, numbers, dropped)
+        _trial_problems(trial, {code: files[code][0] for code in trial}, numbers, dropped, columns)
     )
     if problems or dropped[0]:
         order = {str(files[c][0]): i for i, c in enumerate(wanted) if c in files}
@@ -187,7 +190,7 @@ def read_trial(folder: str | Path, domains: Iterable[str] | None = None) -> Tria
 def read_table(path: Path, domain: str) -> tuple[Table | None, list[Problem]]:
     """One domain file (CSV or XPT by suffix) and the problems found in it alone. The table is None
     when the file could not be read at all."""
-    table, problems, _ = _read_and_check(path, domain)
+    table, problems, _, _ = _read_and_check(path, domain)
     return table, problems
 
 
@@ -196,17 +199,48 @@ RowNumbers = list[int] | None
 reported, not kept); None when row i is data row i + 1."""
 
 
-Columns = dict[str, Sequence[str]]
-"""A table's cells column by column (variable -> values in row order), when the reader has them."""
+class Columns:
+    """A table's cells column by column (variable -> values in row order), from the records the CSV
+    reader made (one list of cells per row, in header order): a column is built when first asked for,
+    so the checks pay only for the columns they look at. `clean`: the file's bytes hold no control
+    character (`CONTROL_CHARACTER_RE`), so `_check_table` need not look for them column by column."""
 
-_NO_CONTROL_CHARACTERS = "\x00clean"
-"""A key of `Columns` (never a variable) saying the file's text holds no control character, so
-`_check_table` need not look for them column by column."""
+    __slots__ = ("_built", "_index", "_records", "clean")
+
+    def __init__(self, header: Sequence[str], records: list[list[str]], clean: bool) -> None:
+        self._index = {variable: index for index, variable in enumerate(header)}
+        self._records = records
+        self._built: dict[str, list[str]] = {}
+        self.clean = clean
+
+    def get(self, variable: str) -> list[str] | None:
+        """The values of `variable` in row order, or None when the table has no such column."""
+        values = self._built.get(variable)
+        if values is None:
+            index = self._index.get(variable)
+            if index is None:
+                return None
+            values = self._built[variable] = list(map(operator.itemgetter(index), self._records))
+        return values
+
+    def keep_only(self, variables: Iterable[str]) -> None:
+        """Forget the records and every column but `variables` (built now if need be): what the
+        cross-table checks use, without holding every table's records beside its rows."""
+        kept = {v: values for v in variables if (values := self.get(v)) is not None}
+        self._built = kept
+        self._index = {v: i for v, i in self._index.items() if v in kept}
+        self._records = []
+
+
+_CONTROL_BYTES = bytes(c for c in range(0x20) if CONTROL_CHARACTER_RE.match(chr(c)))
+"""The bytes of the characters `CONTROL_CHARACTER_RE` finds: in UTF-8 each stands for itself (a byte
+below 0x80 is never part of another character), so a file's bytes hold one exactly when its text
+does. `bytes.translate` deleting them is several times faster than the regular expression."""
 
 
 def _read_and_check(
     path: Path, domain: str, dropped: list[int] | None = None
-) -> tuple[Table | None, list[Problem], RowNumbers]:
+) -> tuple[Table | None, list[Problem], RowNumbers, Columns | None]:
     """One file read and checked; the problems of the checks past `MAX_PROBLEMS` counted in
     `dropped[0]` (when given, else kept)."""
     by_column: Columns | None = None
@@ -220,7 +254,9 @@ def _read_and_check(
         problems.extend(checked)
         if dropped is not None:
             dropped[0] += checked.dropped
-    return table, problems, numbers
+    if by_column is not None:
+        by_column.keep_only(("STUDYID", "USUBJID"))  # for `_trial_problems`
+    return table, problems, numbers, by_column
 
 
 def _read_csv(
@@ -273,14 +309,12 @@ def _read_csv(
         records: list[list[str] | None] = [cells for cells in reader if cells]  # fast path
     except csv.Error:
         records = _records_one_by_one(text, name, problems)
-    if all(cells is not None and len(cells) == width for cells in records):
+    # no problem yet: every record was read (none stands as None); all of the header's width?
+    if not problems and set(map(len, records)) <= {width}:  # type: ignore[arg-type]
         # every record has the header's width (checked above): zip's strict check would double the cost
         rows: list[dict[str, str]] = list(map(dict, map(zip, repeat(header), records)))  # type: ignore[arg-type]
-        by_column: Columns = (
-            dict(zip(header, zip(*records, strict=True), strict=True)) if records else {}
-        )
-        if CONTROL_CHARACTER_RE.search(text) is None:
-            by_column[_NO_CONTROL_CHARACTERS] = ()
+        clean = len(raw.translate(None, _CONTROL_BYTES)) == len(raw)
+        by_column = Columns(header, records, clean)  # type: ignore[arg-type]
         return Table(domain, list(header), rows), problems, None, by_column
     rows = []
     numbers: list[int] = []
@@ -530,13 +564,16 @@ def _check_table(
             if reason is not None:
                 add(Problem(name, row_number(index), variable, reason))
 
-    column_cache: Columns = dict(by_column) if by_column else {}
-    clean = column_cache.pop(_NO_CONTROL_CHARACTERS, None) is not None
+    column_cache: dict[str, Sequence[str]] = {}
+    clean = by_column is not None and by_column.clean
 
     def column(variable: str) -> Sequence[str]:
         values = column_cache.get(variable)
         if values is None:
-            values = column_cache[variable] = list(map(operator.itemgetter(variable), rows))
+            values = by_column.get(variable) if by_column is not None else None
+            if values is None:
+                values = list(map(operator.itemgetter(variable), rows))
+            column_cache[variable] = values
         return values
 
     non_empty = [v for v in ("STUDYID", "DOMAIN", "USUBJID", spec.seq) if v and v in columns]
@@ -629,21 +666,29 @@ def _trial_problems(
     paths: dict[str, Path],
     numbers: dict[str, RowNumbers],
     dropped: list[int] | None = None,
+    columns: dict[str, Columns | None] | None = None,
 ) -> list[Problem]:
     """The rules that span tables: one STUDYID, every subject known to DM (per table, the first
-    `MAX_PROBLEMS` by row kept and the rest counted in `dropped[0]`, when given)."""
+    `MAX_PROBLEMS` by row kept and the rest counted in `dropped[0]`, when given). `columns`: the
+    tables' cells by column where the reader has them (else taken from the rows)."""
     problems: list[Problem] = []
 
     def row_number(code: str, index: int) -> int:
         found = numbers.get(code)
         return index + 1 if found is None else found[index]
 
-    studyid_of, usubjid_of = operator.itemgetter("STUDYID"), operator.itemgetter("USUBJID")
+    def column(code: str, variable: str) -> Sequence[str]:
+        by_column = columns.get(code) if columns is not None else None
+        values = by_column.get(variable) if by_column is not None else None
+        if values is None:
+            values = list(map(operator.itemgetter(variable), trial[code].rows))
+        return values
+
     study: tuple[str, str, int] | None = None  # value, file name, row
     for code, table in trial.items():
         if "STUDYID" not in table.columns:
             continue
-        values = list(map(studyid_of, table.rows))
+        values = column(code, "STUDYID")
         distinct = set(values) - {""}
         if study is None and values:
             first = next((i for i, v in enumerate(values) if v), None)
@@ -660,11 +705,11 @@ def _trial_problems(
             problems.append(Problem(str(paths[code]), row_number(code, index), "STUDYID", reason))
     dm = trial.get("DM")
     if dm is not None and "USUBJID" in dm.columns:
-        subjects = set(map(usubjid_of, dm.rows))
+        subjects = set(column("DM", "USUBJID"))
         for code, table in trial.items():
             if code == "DM" or not table.spec.subject_level or "USUBJID" not in table.columns:
                 continue
-            values = list(map(usubjid_of, table.rows))
+            values = column(code, "USUBJID")
             unknown = set(values) - subjects - {""}
             if not unknown:
                 continue

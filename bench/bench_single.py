@@ -6,12 +6,16 @@ docs/performance.md):
     python bench/bench_single.py --subjects 50 --repeats 1   # a quick look
 
 It generates the scaled cohort (`adapter.testing.cohort.generate_scaled`) as CSV, then repeats, in
-rounds: (1) `python -m adapter.cli convert SDTM --out FHIR` (NDJSON + the transaction Bundle, as a
-user runs it), (2) `convert FHIR --to sdtm --out BACK`, (3) the floor: a fresh process that runs
+rounds: (1) `python -m adapter.cli convert SDTM --out FHIR` (as a user runs it: the NDJSON, and the
+transaction Bundle where the checkout's default or `--bundle yes` writes it), (2) `convert FHIR --to sdtm --out BACK`, (3) the floor: a fresh process that runs
 `orjson.loads` on every line of the NDJSON files, nothing else. Every step is a fresh process timed
 from outside (wall clock, and the child's user+system CPU from `os.wait4`), interpreter start and
 imports included. The ratio floor / step is computed per round (the load of a shared machine
 cancels in part) and its median reported; the round trip must give back the CSV files byte for byte.
+
+`--phases` also times each phase of SDTM -> FHIR alone in one process of the checkout (`gc` paused
+as `convert` does; CPU seconds): imports, reading and checking the CSVs, mapping (the resources made
+and dropped), mapping + writing the NDJSON, the output manifest of what was written.
 """
 
 from __future__ import annotations
@@ -54,6 +58,27 @@ def timed(args: list[str]) -> tuple[float, float, int]:
     return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss // 1024
 
 
+PHASES = (
+    "import gc, sys, time, shutil\n"
+    "from pathlib import Path\n"
+    "gc.disable(); clock = time.process_time; start = clock()\n"
+    "from adapter.tables import read_trial\n"
+    "from mappings.trial import trial_to_fhir\n"
+    "from adapter.fhir_files import write_ndjson\n"
+    "from adapter.cli._common import _finish\n"
+    "out = Path(sys.argv[2]); shutil.rmtree(out, ignore_errors=True)\n"
+    "marks = [('imports', clock() - start)]; start = clock()\n"
+    "trial = read_trial(sys.argv[1]); marks.append(('read + check CSVs', clock() - start))\n"
+    "start = clock()\n"
+    "for _ in trial_to_fhir(trial): pass\n"
+    "marks.append(('map (resources dropped)', clock() - start)); start = clock()\n"
+    "write_ndjson(trial_to_fhir(trial), out); marks.append(('map + write NDJSON', clock() - start))\n"
+    "start = clock(); _finish(out, 'bench'); marks.append(('manifest', clock() - start))\n"
+    "shutil.rmtree(out, ignore_errors=True)\n"
+    "print('\\n'.join(f'{name}\\t{seconds:.2f}' for name, seconds in marks))\n"
+)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
@@ -67,6 +92,16 @@ def main() -> None:
         default=1,
         help="convert --workers N (default 1: one worker, the measure of issue 13; 0: leave the "
         "option out, for a checkout older than --workers)",
+    )
+    parser.add_argument(
+        "--bundle",
+        choices=["yes", "no"],
+        default=None,
+        help="pass convert --bundle (yes) or --no-bundle (no); default: neither (the checkout's "
+        "default: no Bundle since 30 Nov 2026, the Bundle before)",
+    )
+    parser.add_argument(
+        "--phases", action="store_true", help="also time each SDTM -> FHIR phase alone"
     )
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument(
@@ -90,12 +125,13 @@ def main() -> None:
     )
     cli = [sys.executable, "-m", "adapter.cli", "convert"]
     extra = ["--workers", str(args.workers)] if args.workers else []
+    to_fhir = {"yes": ["--bundle"], "no": ["--no-bundle"], None: []}[args.bundle]
     runs: dict[str, list[tuple[float, float, int]]] = {"to-fhir": [], "to-sdtm": [], "floor": []}
     for round_ in range(args.repeats):
         for path in (fhir, back):
             shutil.rmtree(path, ignore_errors=True)
         print(f"round {round_ + 1} (load {os.getloadavg()[0]:.1f}) ...", file=sys.stderr)
-        runs["to-fhir"].append(timed([*cli, str(sdtm), "--out", str(fhir), *extra]))
+        runs["to-fhir"].append(timed([*cli, str(sdtm), "--out", str(fhir), *extra, *to_fhir]))
         runs["floor"].append(timed([sys.executable, "-c", FLOOR, str(fhir)]))
         runs["to-sdtm"].append(timed([*cli, str(fhir), "--to", "sdtm", "--out", str(back), *extra]))
     identical = all(
@@ -124,6 +160,20 @@ def main() -> None:
             f"| {step} | {', '.join(f'{w:.2f}' for w in walls)} | {', '.join(f'{c:.2f}' for c in cpus)} "
             f"| {ratio_wall:.2f}x | {ratio_cpu:.2f}x | {max(r[2] for r in runs[step])} |"
         )
+    if args.phases:
+        env = dict(os.environ, PYTHONPATH=str(ROOT))
+        done = subprocess.run(
+            [sys.executable, "-c", PHASES, str(sdtm), str(work / "phases")],
+            cwd=ROOT,
+            env=env,
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        print("\n| SDTM -> FHIR phase, alone | CPU s |\n|---|---:|")
+        for line in done.stdout.splitlines():
+            name, seconds = line.split("\t")
+            print(f"| {name} | {seconds} |")
     if not args.workdir:
         shutil.rmtree(work, ignore_errors=True)
 

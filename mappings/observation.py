@@ -582,22 +582,34 @@ def _vital_signs(table: Table) -> Iterator[JSON]:
         yield observation
 
 
+_SCORES_KEPT: Final = 1 << 16
+"""How many distinct QSSTRESN texts `_scores` keeps the valueQuantity of (cleared when full)."""
+
+
+def _score(number: str) -> tuple[JSON | None, bool]:
+    """(the valueQuantity of a QSSTRESN cell or None, whether it writes back as written)."""
+    value, exact = decimal_cell(number)
+    if value is None:
+        return None, exact
+    return {"value": value, "unit": SCORE_UNIT, "system": UCUM, "code": SCORE_UNIT}, exact
+
+
 def _scores(table: Table) -> Iterator[JSON]:
     context = RowContext(table, "Observation", _QS_NATIVE)
+    scores: dict[str, tuple[JSON | None, bool]] = {}  # per distinct QSSTRESN: shared, read-only
     for row in table.rows:
         get = row.get
         observation, extensions = context.observation(row, _SURVEY)
         number = get("QSSTRESN", "")
         if number:
-            value, exact = decimal_cell(number)
-            if value is not None:
-                observation["valueQuantity"] = {
-                    "value": value,
-                    "unit": SCORE_UNIT,
-                    "system": UCUM,
-                    "code": SCORE_UNIT,
-                }
-            if not exact:
+            found = scores.get(number)
+            if found is None:
+                if len(scores) >= _SCORES_KEPT:
+                    scores.clear()
+                found = scores[number] = _score(number)
+            if found[0] is not None:
+                observation["valueQuantity"] = found[0]
+            if not found[1]:
                 extensions.append(variable_extension("QSSTRESN", number))
         yield observation
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from operator import methodcaller
 from typing import Any, Final
 
 from mappings.identity import SID_STUDY, study_id
@@ -169,6 +170,9 @@ def read_variable(extension: JSON, row: dict[str, str]) -> None:
 # --- SDTM -> FHIR --------------------------------------------------------------------------------
 
 
+_STUDYID_OF: Final = methodcaller("get", "STUDYID", "")
+
+
 def study_ids(trial: Trial) -> list[str]:
     """Every STUDYID the trial's tables name, TS and TA first, then the other tables, first seen first."""
     order = ["TS", "TA", *(d for d in trial if d not in ("TS", "TA"))]
@@ -177,7 +181,7 @@ def study_ids(trial: Trial) -> list[str]:
         table = trial.get(domain)
         if table is None:
             continue
-        for studyid in dict.fromkeys(row.get("STUDYID", "") for row in table.rows):
+        for studyid in dict.fromkeys(map(_STUDYID_OF, table.rows)):
             if studyid and studyid not in seen:
                 seen[studyid] = None
     return list(seen)

@@ -222,7 +222,7 @@ def test_force_replaces_an_earlier_output(tmp_path: Path) -> None:
     assert "--force" in refused.stderr
     result = run(SMALL, "--out", out, "--force")
     assert result.exit_code == 0, result.output
-    assert "bundle.json" in snapshot(out)
+    assert "Patient.ndjson" in snapshot(out)
     assert siblings(out) == ["out"]
 
 
@@ -262,11 +262,25 @@ def test_an_interrupted_run_leaves_nothing(monkeypatch: pytest.MonkeyPatch, tmp_
 # --- what a good run writes -----------------------------------------------------------------------------
 
 
-def test_sdtm_to_fhir_writes_ndjson_per_type_and_a_transaction_bundle(tmp_path: Path) -> None:
-    from adapter.fhir_files import read_resources
-
+def test_sdtm_to_fhir_writes_ndjson_per_type_and_no_bundle_by_default(tmp_path: Path) -> None:
     out = tmp_path / "fhir"
     result = run(SMALL, "--out", out)
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in out.iterdir()) == [
+        ".trialfhir-manifest.json",
+        *sorted(p.name for p in out.glob("*.ndjson")),
+    ]
+    assert (out / "Patient.ndjson").is_file()
+    again = tmp_path / "again"
+    assert run(SMALL, "--out", again, "--no-bundle").exit_code == 0
+    assert snapshot(again) == snapshot(out)
+
+
+def test_bundle_also_writes_a_transaction_bundle_of_the_same_resources(tmp_path: Path) -> None:
+    from adapter.fhir_files import dumps, read_resources
+
+    out = tmp_path / "fhir"
+    result = run(SMALL, "--out", out, "--bundle")
     assert result.exit_code == 0, result.output
     files = sorted(p.name for p in out.iterdir())
     assert "bundle.json" in files and "Patient.ndjson" in files
@@ -278,6 +292,21 @@ def test_sdtm_to_fhir_writes_ndjson_per_type_and_a_transaction_bundle(tmp_path: 
     assert f"{sum(counts.values())} resources" in summary
     bundle = list(read_resources(out / "bundle.json"))
     assert len(bundle) == sum(counts.values())
+    ndjson = [r for name in sorted(counts) for r in read_resources(out / f"{name}.ndjson")]
+    assert sorted(map(dumps, bundle)) == sorted(map(dumps, ndjson))
+    plain = tmp_path / "plain"
+    assert run(SMALL, "--out", plain).exit_code == 0
+    with_bundle = tables(out)
+    del with_bundle["bundle.json"]
+    assert with_bundle == tables(plain)
+
+
+def test_bundle_with_to_sdtm_is_a_usage_error(tmp_path: Path) -> None:
+    assert run(SMALL, "--out", tmp_path / "fhir").exit_code == 0
+    result = run(tmp_path / "fhir", "--to", "sdtm", "--out", tmp_path / "back", "--bundle")
+    assert result.exit_code == 2
+    assert "--bundle goes with SDTM -> FHIR" in result.stderr
+    assert not (tmp_path / "back").exists()
 
 
 def test_validate_accepts_what_the_mappings_make(tmp_path: Path) -> None:
@@ -305,7 +334,7 @@ def test_sdtm_to_fhir_to_sdtm_gives_the_same_files(tmp_path: Path) -> None:
 
 
 def test_the_bundle_alone_converts_back_to_the_same_files(tmp_path: Path) -> None:
-    assert run(SMALL, "--out", tmp_path / "fhir").exit_code == 0
+    assert run(SMALL, "--out", tmp_path / "fhir", "--bundle").exit_code == 0
     bundle = tmp_path / "fhir" / "bundle.json"
     assert run(bundle, "--to", "sdtm", "--out", tmp_path / "back").exit_code == 0
     assert tables(tmp_path / "back") == snapshot(SMALL)
@@ -324,7 +353,7 @@ def test_the_bundle_is_a_valid_r4b_transaction(tmp_path: Path) -> None:
     from adapter.fhir_files import loads
     from adapter.validation import validate_resource
 
-    assert run(SMALL, "--out", tmp_path / "fhir").exit_code == 0
+    assert run(SMALL, "--out", tmp_path / "fhir", "--bundle").exit_code == 0
     bundle = loads((tmp_path / "fhir" / "bundle.json").read_bytes())
     assert validate_resource(bundle) == []
     requests = {entry["request"]["method"] for entry in bundle["entry"]}

@@ -209,7 +209,7 @@ def test_a_refusal_names_the_first_ten_entries_and_counts_the_rest(tmp_path: Pat
 
 def earlier_output(tmp_path: Path) -> Path:
     out = tmp_path / "out"
-    result = invoke("convert", SMALL, "--out", out)
+    result = invoke("convert", SMALL, "--out", out, "--bundle")  # two large files to edit
     assert result.exit_code == 0, result.output
     return out
 
@@ -244,7 +244,7 @@ def test_force_replaces_an_earlier_output_of_another_kind(tmp_path: Path) -> Non
     assert invoke("convert", fhir, "--to", "sdtm", "--out", sdtm).exit_code == 0
     result = invoke("convert", SMALL, "--out", sdtm, "--force")
     assert result.exit_code == 0, result.output
-    assert (sdtm / "bundle.json").is_file() and not (sdtm / "dm.csv").exists()
+    assert (sdtm / "Patient.ndjson").is_file() and not (sdtm / "dm.csv").exists()
     assert siblings(sdtm) == ["out", "sdtm"]
 
 
@@ -341,7 +341,7 @@ def test_a_symlinked_output_folder_is_written_through_and_leaves_no_old_link(
     result = invoke("convert", SMALL, "--to", "fhir", "--out", link, "--force")
     assert result.exit_code == 0, result.output
     assert link.is_symlink() and os.readlink(link) == str(real)
-    assert (real / MANIFEST).is_file() and (real / "bundle.json").is_file()
+    assert (real / MANIFEST).is_file() and (real / "Patient.ndjson").is_file()
     assert siblings(real) == ["link", "out"]
 
 
@@ -352,7 +352,7 @@ def test_a_new_folder_through_a_symlink_to_an_empty_folder(tmp_path: Path) -> No
     link.symlink_to(real)
     result = invoke("convert", SMALL, "--out", link)
     assert result.exit_code == 0, result.output
-    assert link.is_symlink() and (real / "bundle.json").is_file()
+    assert link.is_symlink() and (real / "Patient.ndjson").is_file()
     assert siblings(real) == ["link", "real"]
 
 

@@ -47,7 +47,7 @@ def cohort(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def cohort_fhir(cohort: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("cohort-fhir") / "fhir"
-    result = run(cohort, "--out", out, "--workers", "1")
+    result = run(cohort, "--out", out, "--workers", "1", "--bundle")
     assert result.exit_code == 0, result.output
     return out
 
@@ -64,7 +64,7 @@ def both_ways(src: Path, tmp_path: Path, *options: str) -> tuple[Result, Result,
 
 @pytest.mark.parametrize("src", [DALAKAS, DATA / "sdtm_clinical", DATA / "sdtm_small"])
 def test_sdtm_to_fhir_on_two_workers_writes_the_bytes_of_one(src: Path, tmp_path: Path) -> None:
-    first, second, one, two = both_ways(src, tmp_path)
+    first, second, one, two = both_ways(src, tmp_path, "--bundle")
     assert first.exit_code == 0 and second.exit_code == 0, first.output + second.output
     assert first.stdout.replace(str(one), "OUT") == second.stdout.replace(str(two), "OUT")
     assert files(one) == files(two)
@@ -85,7 +85,7 @@ def test_a_cohort_of_220_subjects_is_cut_into_parts_and_written_the_same(
     assert len(list((cohort / "dm.csv").read_text().splitlines())) == 221
     assert files(out) == files(cohort_fhir)
     assert not (out / workers.PARTS_FOLDER).exists()
-    result = run(cohort, "--out", tmp_path / "cli", "--workers", "3")
+    result = run(cohort, "--out", tmp_path / "cli", "--workers", "3", "--bundle")
     assert result.exit_code == 0, result.output
     assert files(tmp_path / "cli") == files(cohort_fhir)
 
@@ -100,10 +100,14 @@ def test_more_parts_than_workers_give_the_same_bytes(
     assert files(out) == files(cohort_fhir)
 
 
-def test_no_bundle_writes_the_ndjson_alone(cohort: Path, cohort_fhir: Path, tmp_path: Path) -> None:
-    first, second, one, two = both_ways(cohort, tmp_path, "--no-bundle")
+@pytest.mark.parametrize("option", [[], ["--no-bundle"]], ids=["default", "--no-bundle"])
+def test_without_bundle_the_ndjson_alone_is_written(
+    option: list[str], cohort: Path, cohort_fhir: Path, tmp_path: Path
+) -> None:
+    first, second, one, two = both_ways(cohort, tmp_path, *option)
     assert first.exit_code == 0 and second.exit_code == 0
     expected = {k: v for k, v in files(cohort_fhir).items() if k != "bundle.json"}
+    assert "bundle.json" in files(cohort_fhir)
     assert files(one) == files(two) == expected
 
 

@@ -1,5 +1,5 @@
-"""`trialfhir convert`: an SDTM folder -> FHIR files (NDJSON per type + a transaction Bundle), or FHIR
-files -> an SDTM folder, all or nothing.
+"""`trialfhir convert`: an SDTM folder -> FHIR files (NDJSON per type; with --bundle also a transaction
+Bundle), or FHIR files -> an SDTM folder, all or nothing.
 
     trialfhir convert adapter/studies/dalakas1993 --out out/fhir  # SDTM -> FHIR
     trialfhir convert out/fhir --to sdtm --out out/sdtm           # FHIR -> SDTM
@@ -43,8 +43,10 @@ __all__ = ["convert", "gc_paused"]
 
 
 def _progress(items: Iterable[dict[str, Any]], label: str) -> Iterator[dict[str, Any]]:
-    """`items` counted by the commands' progress bar (adapter/cli/_common.progress_bar)."""
-    yield from progress_bar(None, label, items)
+    """`items` counted by the commands' progress bar (adapter/cli/_common.progress_bar); `items`
+    themselves when the bar is silent (no terminal): no generator layer per resource then."""
+    bar = progress_bar(None, label, items)
+    return iter(items) if bar.disable else iter(bar)
 
 
 @contextmanager
@@ -151,7 +153,7 @@ def _sdtm_to_fhir(
     staging: Path,
     validate: bool,
     workers: int = 1,
-    bundle: bool = True,
+    bundle: bool = False,
     max_memory: float | None = None,
 ) -> str:
     from adapter.fhir_files import BundleWriter, write_ndjson
@@ -201,14 +203,6 @@ def _sdtm_to_fhir(
     else:
         counts = write_ndjson(stream, staging)
     return f"{rows} rows in {len(trial)} tables -> " + _counts_line(counts, "resources")
-
-
-def _tee(resources: Iterable[dict[str, Any]], writer: Any) -> Iterator[dict[str, Any]]:
-    """`resources`, each also added to the Bundle `writer`."""
-    add = writer.add
-    for resource in resources:
-        add(resource)
-        yield resource
 
 
 def _fhir_to_sdtm(
@@ -511,10 +505,11 @@ def _check_subjid(ctx: click.Context, param: click.Parameter, value: str) -> str
 )
 @click.option(
     "--bundle/--no-bundle",
-    default=True,
+    default=False,
     show_default=True,
-    help="SDTM -> FHIR: also write bundle.json, every resource in one transaction Bundle "
-    "(`push` sends the NDJSON in transactions of its own size: --no-bundle for a big trial).",
+    help="SDTM -> FHIR: also write bundle.json, every resource in one transaction Bundle (one "
+    "file as large as the NDJSON together; `push` sends the NDJSON in transactions of its own "
+    "size and needs no Bundle).",
 )
 def convert(
     src: Path,
@@ -529,12 +524,12 @@ def convert(
     engine: str = "local",
     spark_master: str | None = None,
     workers: int | None = None,
-    bundle: bool = True,
+    bundle: bool = False,
 ) -> None:
     """Convert SRC (SDTM tables or FHIR files) and write the result into DIR, all or nothing.
 
-    SDTM -> FHIR writes DIR/<Type>.ndjson (Bulk Data layout) and DIR/bundle.json (a transaction;
-    not with --no-bundle).
+    SDTM -> FHIR writes DIR/<Type>.ndjson (Bulk Data layout), and with --bundle also
+    DIR/bundle.json (the same resources as one transaction Bundle).
     FHIR -> SDTM writes DIR/<domain>.csv; FHIR written by others (alone or beside the adapter's own)
     is mapped profile-free and DIR also gets mapping-report.json and mapping-report.md. Bad input
     exits with 3 and lists every problem; input with nothing to convert exits with 12 and says what
@@ -544,8 +539,8 @@ def convert(
         raise click.UsageError("--spark-master goes with --engine spark")
     if workers is not None and engine == "spark":
         raise click.UsageError("--workers goes with the local engine (Spark has its own)")
-    if not bundle and (engine == "spark" or target == "sdtm"):
-        raise click.UsageError("--no-bundle goes with SDTM -> FHIR on the local engine")
+    if bundle and target == "sdtm":
+        raise click.UsageError("--bundle goes with SDTM -> FHIR (leave out --to sdtm)")
     workers = workers if workers is not None else _cores()
     given = [
         name
@@ -580,7 +575,9 @@ def convert(
     nothing: CommandError | None = None
     with staged_folder(out, force=force, command="convert", sources=[src]) as staging, gc_paused():
         if engine == "spark":
-            summary, warnings = _convert_on_spark(src, staging, target, validate, spark_master)
+            summary, warnings = _convert_on_spark(
+                src, staging, target, validate, spark_master, bundle
+            )
         elif target == "fhir":
             summary = _sdtm_to_fhir(src, source, staging, validate, workers, bundle, max_memory)
         else:
@@ -605,7 +602,12 @@ def _cores() -> int:
 
 
 def _convert_on_spark(
-    src: Path, staging: Path, target: str, validate: bool, master: str | None
+    src: Path,
+    staging: Path,
+    target: str,
+    validate: bool,
+    master: str | None,
+    bundle: bool = False,
 ) -> tuple[str, list[str]]:
     """`trialfhir convert --engine spark`: what the local engine's `_sdtm_to_fhir` / `_fhir_to_sdtm`
     do (same checks, messages, exit codes and files), with the mapping on Spark. Returns the summary
@@ -638,7 +640,7 @@ def _convert_on_spark(
                 "nothing was written",
                 EXIT_NOTHING_CONVERTED,
             )
-        counts = sdtm_to_fhir(spark_session(master), trial, staging)
+        counts = sdtm_to_fhir(spark_session(master), trial, staging, bundle=bundle)
         summary = f"{rows} rows in {len(trial)} tables -> " + _counts_line(counts, "resources")
         return summary, []
     try:

@@ -26,6 +26,7 @@ import zipfile
 import zlib
 from collections import Counter
 from collections.abc import Iterable, Iterator
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -113,17 +114,27 @@ def _code_zip() -> Path:
 # --- SDTM -> FHIR ----------------------------------------------------------------------------------
 
 
-def _part_records(parts: Iterable[SubjectPart]) -> Iterator[Record]:
-    """Runs in a Spark partition: every resource of its parts, serialised, keyed by its place."""
-    from adapter.fhir_files import bundle_entry
+def _part_records(parts: Iterable[SubjectPart], bundle: bool = True) -> Iterator[Record]:
+    """Runs in a Spark partition: every resource of its parts, serialised, keyed by its place (with
+    its Bundle entry's head and tail when `bundle`, else empty)."""
     from adapter.fhir_json import dumps
 
     for part in parts:
         for place, resource in part_resources(part):
-            entry = bundle_entry(resource, "transaction")
-            head = b'{"fullUrl":' + dumps(entry["fullUrl"]) + b',"resource":'
-            tail = b',"request":' + dumps(entry["request"]) + b"}"
-            yield place, (resource["resourceType"], dumps(resource), head, tail)
+            yield place, (resource["resourceType"], dumps(resource), *_entry_ends(resource, bundle))
+
+
+def _entry_ends(resource: dict[str, Any], bundle: bool) -> tuple[bytes, bytes]:
+    """The bytes before and after the resource in its `bundle.json` entry (empty without `bundle`)."""
+    if not bundle:
+        return b"", b""
+    from adapter.fhir_files import bundle_entry
+    from adapter.fhir_json import dumps
+
+    entry = bundle_entry(resource, "transaction")
+    head = b'{"fullUrl":' + dumps(entry["fullUrl"]) + b',"resource":'
+    tail = b',"request":' + dumps(entry["request"]) + b"}"
+    return head, tail
 
 
 class SdtmToFhir:
@@ -134,15 +145,17 @@ class SdtmToFhir:
 
 
 class _Writer:
-    """The local engine's files from serialised resources: `<Type>.ndjson` and `bundle.json` (the
-    layout of `adapter.fhir_files.write_ndjson` and `BundleWriter`)."""
+    """The local engine's files from serialised resources: `<Type>.ndjson`, and with `bundle` also
+    `bundle.json` (the layout of `adapter.fhir_files.write_ndjson` and `BundleWriter`)."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, bundle: bool = False) -> None:
         self.folder = folder
         self.counts: dict[str, int] = {}
         self._handles: dict[str, Any] = {}
-        self._bundle = open(folder / "bundle.json", "wb", buffering=1 << 20)  # noqa: SIM115
-        self._bundle.write(b'{"resourceType":"Bundle","type":"transaction","entry":[')
+        self._bundle: Any = None
+        if bundle:
+            self._bundle = open(folder / "bundle.json", "wb", buffering=1 << 20)  # noqa: SIM115
+            self._bundle.write(b'{"resourceType":"Bundle","type":"transaction","entry":[')
         self._separator = b"\n"
 
     def add(self, kind: str, line: bytes, head: bytes, tail: bytes) -> None:
@@ -153,30 +166,37 @@ class _Writer:
             self.counts[kind] = 0
         handle.write(line + b"\n")
         self.counts[kind] += 1
-        self._bundle.write(self._separator + head + line + tail)
-        self._separator = b",\n"
+        if self._bundle is not None:
+            self._bundle.write(self._separator + head + line + tail)
+            self._separator = b",\n"
 
     def close(self, complete: bool) -> None:
         for handle in self._handles.values():
             handle.close()
-        if complete:
-            self._bundle.write(b"\n]}\n")
-        self._bundle.close()
+        if self._bundle is not None:
+            if complete:
+                self._bundle.write(b"\n]}\n")
+            self._bundle.close()
 
 
 def sdtm_to_fhir(
-    spark: SparkSession, trial: Trial, out: Path, partitions: int | None = None
+    spark: SparkSession,
+    trial: Trial,
+    out: Path,
+    partitions: int | None = None,
+    bundle: bool = False,
 ) -> dict[str, int]:
     """Write `trial` (already read and checked) as FHIR into `out`, mapped on Spark; returns the
-    count per resource type. The files are the local engine's, byte for byte."""
+    count per resource type. The files are the local engine's, byte for byte (`bundle`: also
+    `bundle.json`, as `convert --bundle`)."""
     context = spark.sparkContext
     count = partitions or context.defaultParallelism
     parts = split_by_subject(trial, count)
     out.mkdir(parents=True, exist_ok=True)
-    writer = _Writer(out)
+    writer = _Writer(out, bundle)
     complete = False
     try:
-        for record in _part_records_from_study(trial):
+        for record in _part_records_from_study(trial, bundle):
             writer.add(*record[1])
         if parts:
             offsets, total = _section_offsets(trial)
@@ -188,7 +208,7 @@ def sdtm_to_fhir(
 
             placed = (
                 context.parallelize(parts, len(parts))
-                .mapPartitions(_part_records)
+                .mapPartitions(partial(_part_records, bundle=bundle))
                 .repartitionAndSortWithinPartitions(buckets, bucket)  # type: ignore[call-overload]
             )
             for _, value in placed.toLocalIterator(prefetchPartitions=True):
@@ -199,15 +219,14 @@ def sdtm_to_fhir(
     return writer.counts
 
 
-def _part_records_from_study(trial: Trial) -> Iterator[Record]:
-    from adapter.fhir_files import bundle_entry
+def _part_records_from_study(trial: Trial, bundle: bool = True) -> Iterator[Record]:
     from adapter.fhir_json import dumps
 
     for resource in study_resources(trial):
-        entry = bundle_entry(resource, "transaction")
-        head = b'{"fullUrl":' + dumps(entry["fullUrl"]) + b',"resource":'
-        tail = b',"request":' + dumps(entry["request"]) + b"}"
-        yield (-1, 0, 0), (resource["resourceType"], dumps(resource), head, tail)
+        yield (
+            (-1, 0, 0),
+            (resource["resourceType"], dumps(resource), *_entry_ends(resource, bundle)),
+        )
 
 
 def _section_offsets(trial: Trial) -> tuple[dict[int, int], int]:

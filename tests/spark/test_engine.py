@@ -67,7 +67,7 @@ def both_ways_local(src: Path, out: Path) -> tuple[Path, Path]:
     fhir, sdtm = out / "local-fhir", out / "local-sdtm"
     fhir.mkdir()
     sdtm.mkdir()
-    _sdtm_to_fhir(src, detect(src, want="sdtm"), fhir, validate=False)
+    _sdtm_to_fhir(src, detect(src, want="sdtm"), fhir, validate=False, bundle=True)
     _fhir_to_sdtm(fhir, detect(fhir, want="fhir"), sdtm, validate=False)
     return fhir, sdtm
 
@@ -82,7 +82,7 @@ def test_spark_writes_the_local_bytes_both_ways(
     src = shipped_clinical if cohort == "shipped" else generated
     local_fhir, local_sdtm = both_ways_local(src, tmp_path)
     spark_fhir = tmp_path / "spark-fhir"
-    counts = sdtm_to_fhir(spark, read_trial(src), spark_fhir, partitions=4)
+    counts = sdtm_to_fhir(spark, read_trial(src), spark_fhir, partitions=4, bundle=True)
     assert files(spark_fhir) == files(local_fhir)
     assert sum(counts.values()) == sum(1 for _ in (local_fhir / "bundle.json").open()) - 2
     result = fhir_to_sdtm(spark, local_fhir, partitions=4)
@@ -120,13 +120,16 @@ def test_the_command_line_takes_engine_spark(tmp_path: Path, spark: Any) -> None
     from adapter.cli import main
 
     runner = CliRunner()
-    local = runner.invoke(main, ["convert", str(SHIPPED), "--out", str(tmp_path / "local")])
+    local = runner.invoke(main, ["convert", str(SHIPPED), "--out", str(tmp_path / "local"),
+                                 "--bundle"])  # fmt: skip
     assert local.exit_code == 0, local.output
     to_fhir = runner.invoke(main, ["convert", str(SHIPPED), "--out", str(tmp_path / "f"),
-                                   "--engine", "spark", "--spark-master", "local[2]"])  # fmt: skip
+                                   "--engine", "spark", "--spark-master", "local[2]",
+                                   "--bundle"])  # fmt: skip
     assert to_fhir.exit_code == 0, to_fhir.output
     assert "742 rows in 11 tables -> 759 resources" in to_fhir.output
     assert files(tmp_path / "f") == files(tmp_path / "local")
+    assert "bundle.json" in files(tmp_path / "f")
     back = runner.invoke(main, ["convert", str(tmp_path / "f"), "--to", "sdtm", "--out",
                                 str(tmp_path / "s"), "--engine", "spark"])  # fmt: skip
     assert back.exit_code == 0, back.output
