@@ -35,7 +35,6 @@ import shutil
 import zlib
 from collections import Counter
 from dataclasses import dataclass, field
-from operator import itemgetter
 from pathlib import Path
 from typing import IO, Any, Final
 
@@ -44,9 +43,9 @@ import orjson
 from adapter.engines import (
     SECTIONS,
     Place,
+    SubjectPart,
     part_resources,
     part_starts,
-    split_by_subject,
     study_resources,
     subject_key,
 )
@@ -275,12 +274,13 @@ part's tables and serialised resources, about 80 MB)."""
 @dataclass
 class _PartDone:
     """What a worker made of one part: per section the resource types in the order they first
-    appear (with that place) and their counts; the part's rows per domain and STUDYIDs; or `failed`
-    (the part breaks a rule, or is not in DM's order)."""
+    appear in it and per section and type the count; the part's rows per domain and STUDYIDs; or
+    `failed` (the part breaks a rule, is not in DM's order, or a family made a section's resources
+    out of their stream order)."""
 
     index: int
     failed: bool = False
-    kinds: dict[int, dict[str, Place]] = field(default_factory=dict)
+    kinds: dict[int, list[str]] = field(default_factory=dict)
     counts: dict[tuple[int, str], int] = field(default_factory=dict)
     rows: dict[str, int] = field(default_factory=dict)
     studyids: dict[str, list[str]] = field(default_factory=dict)
@@ -323,8 +323,14 @@ def _read_part(index: int) -> tuple[Trial, dict[str, list[str]]] | None:
 
 
 def _convert_part(index: int) -> _PartDone:
-    """Runs in a worker: read part `index`, map it, sort its resources into the sections of the
-    stream and write one file per section and type (NDJSON lines) and per section (Bundle entries)."""
+    """Runs in a worker: read part `index`, map it and stream each resource, as it is made, to the
+    part file of its section and type (NDJSON lines) and of its section (Bundle entries).
+
+    The part is whole subjects in table order (`_read_part` checks it), so its share of each
+    section is one run of the whole stream, and the families make a section's resources in its
+    stream order (per subject, in table-row order: `adapter.engines.part_resources`); the place of
+    each resource is checked against the previous one of its section, and a resource out of that
+    order fails the part (the conversion then runs on one worker) rather than being sorted."""
     from adapter.fhir_files import bundle_entry, dumps
     from adapter.fhir_json import default
 
@@ -335,50 +341,47 @@ def _convert_part(index: int) -> _PartDone:
         return done
     trial, done.studyids = read
     done.rows = {code: len(table.rows) for code, table in trial.items()}
-    parts = split_by_subject(trial, 1)
-    if not parts:
+    if not any(done.rows.values()):
         return done
+    # rows numbered within the part: places are compared only within the part
+    part = SubjectPart(trial, {code: list(range(len(t.rows))) for code, t in trial.items()})
     option = orjson.OPT_APPEND_NEWLINE
     serialise = orjson.dumps
     bundle = _bundle
-    sections: dict[int, list[tuple[Place, str, bytes, bytes]]] = {}
-    for place, resource in part_resources(parts[0]):
-        kind = resource["resourceType"]
-        line = serialise(resource, default=default, option=option)
-        entry = b",\n" + dumps(bundle_entry(resource, "transaction")) if bundle else b""
-        records = sections.get(place[0])
-        if records is None:
-            records = sections[place[0]] = []
-        records.append((place, kind, line, entry))
-    del parts, trial
-    for section, records in sorted(sections.items()):
-        records.sort(key=itemgetter(0))  # places are unique: this is their order in the stream
-        handles: dict[str, IO[bytes]] = {}
-        kinds: dict[str, Place] = {}
-        entries = (
-            open(_part_file(_folder, index, section, "bundle"), "wb", buffering=1 << 20)  # noqa: SIM115
-            if bundle
-            else None
-        )
-        try:
-            for place, kind, line, entry in records:
-                handle = handles.get(kind)
-                if handle is None:
-                    path = _part_file(_folder, index, section, kind)
-                    handle = handles[kind] = open(path, "wb", buffering=1 << 20)  # noqa: SIM115
-                    kinds[kind] = place
-                    done.counts[(section, kind)] = 0
-                handle.write(line)
-                done.counts[(section, kind)] += 1
-                if entries is not None:
-                    entries.write(entry)
-        finally:
-            for handle in handles.values():
-                handle.close()
-            if entries is not None:
-                entries.close()
-        done.kinds[section] = kinds
-        records.clear()
+    files: dict[tuple[int, str], tuple[Any, list[int]]] = {}
+    entries: dict[int, IO[bytes]] = {}
+    last: dict[int, Place] = {}
+    handles: list[IO[bytes]] = []
+    try:
+        for place, resource in part_resources(part):
+            section = place[0]
+            previous = last.get(section)
+            if previous is not None and place < previous:
+                done.failed = True  # not the stream's order: one worker converts it
+                return done
+            last[section] = place
+            kind = resource["resourceType"]
+            found = files.get((section, kind))
+            if found is None:
+                handle = open(_part_file(_folder, index, section, kind), "wb", buffering=1 << 20)  # noqa: SIM115
+                handles.append(handle)
+                found = files[(section, kind)] = (handle.write, [0])
+                done.kinds.setdefault(section, []).append(kind)
+            write, count = found
+            write(serialise(resource, default=default, option=option))
+            count[0] += 1
+            if bundle:
+                entry = entries.get(section)
+                if entry is None:
+                    entry = entries[section] = open(  # noqa: SIM115
+                        _part_file(_folder, index, section, "bundle"), "wb", buffering=1 << 20
+                    )
+                    handles.append(entry)
+                entry.write(b",\n" + dumps(bundle_entry(resource, "transaction")))
+    finally:
+        for handle in handles:
+            handle.close()
+    done.counts = {key: count[0] for key, (_, count) in files.items()}
     return done
 
 
@@ -493,12 +496,10 @@ def _concatenate(
             heads[entries] += separator + dumps(bundle_entry(resource, "transaction"))
             separator = b",\n"
     for section in range(len(SECTIONS)):
-        firsts: dict[str, Place] = {}
+        firsts: dict[str, None] = {}  # the types in the order they first appear in (parts in order)
         for part in done:
-            for kind, place in part.kinds.get(section, {}).items():
-                if kind not in firsts or place < firsts[kind]:
-                    firsts[kind] = place
-        for kind in sorted(firsts, key=firsts.__getitem__):  # the order they first appear in
+            firsts.update(dict.fromkeys(part.kinds.get(section, ())))
+        for kind in firsts:
             path = target(kind)
             for part in done:
                 n = part.counts.get((section, kind))
