@@ -34,6 +34,7 @@ import os
 import shutil
 import zlib
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Final
@@ -600,6 +601,9 @@ class _BucketDone:
 
     index: int
     failed: bool = False
+    misplaced: bool = False
+    """(Cut by byte ranges) a line of a subject of another bucket: the input is not ordered by
+    subject as the adapter writes it, and is spilled instead."""
     resources: int = 0
     columns: dict[str, list[str]] = field(default_factory=dict)
     blocks: dict[str, list[tuple[str, int]]] = field(default_factory=dict)
@@ -670,8 +674,7 @@ def _assemble_bucket(index: int) -> _BucketDone:
     """Runs in a worker (second pass): the lines spilled for bucket `index`, in file order, fed to
     a `TrialAssembler` (every ResearchStudy also to its study reader, for the layout); the rows
     sorted and written as CSV records per domain, grouped by subject."""
-    from adapter.fhir_json import loads_line
-    from adapter.tables import cell_length_problems
+    from adapter.fhir_json import loads_line, loads_line_written
     from mappings.foreign.combine import is_own
     from mappings.trial import TrialAssembler
 
@@ -691,13 +694,13 @@ def _assemble_bucket(index: int) -> _BucketDone:
         for number in range(len(_ranges)):
             with open(_folder / f"{number:05d}-{index:05d}", "rb", buffering=1 << 20) as handle:
                 for line in handle:
-                    resource = loads_line(line)
+                    resource, written = loads_line_written(line)
                     if not isinstance(resource, dict) or subject_key(resource) != line_key(line):
                         raise _one_worker()
                     kind = resource.get("resourceType")
                     if kind == "Bundle" or not isinstance(kind, str) or not is_own(resource):
                         raise _one_worker()  # FHIR written by others: the one-worker path maps it
-                    add(resource, b"\\" in line and b"\\u00" in line)
+                    add(resource, b"\\" in line and b"\\u00" in line, written)
                     done.resources += 1
                     rid = resource.get("id")
                     if isinstance(rid, str):
@@ -706,7 +709,17 @@ def _assemble_bucket(index: int) -> _BucketDone:
     except _CANNOT_SPLIT:  # not JSON, refused (ResourceRefused is a ValueError), a wrong shape, ...
         done.failed = True
         return done
-    if index != study_bucket:
+    return _finish_bucket(done, assembler, trial, ids, index == study_bucket)
+
+
+def _finish_bucket(
+    done: _BucketDone, assembler: Any, trial: Trial, ids: set[int], study: bool
+) -> _BucketDone:
+    """A bucket's tables checked against the study layout and written as CSV records (TS and TA
+    only by the bucket of the study-level resources)."""
+    from adapter.tables import cell_length_problems
+
+    if not study:
         for code in ("TS", "TA"):
             if code in trial:
                 trial[code].rows.clear()
@@ -722,11 +735,217 @@ def _assemble_bucket(index: int) -> _BucketDone:
     done.unrecognised = dict(assembler.unrecognised)
     done.duplicates = dict(assembler.duplicates)
     done.ids = array.array("q", ids).tobytes()
+    index = done.index
     for code, table in trial.items():
         done.rows[code] = len(table.rows)
         if table.rows:
             done.blocks[code] = _write_blocks(table, _folder / f"{index:05d}-{code}.csv")
     return done
+
+
+# --- FHIR -> SDTM cut by byte ranges (the adapter's own NDJSON, ordered by subject) ----------------
+
+STRIDE = 1 << 18
+"""FHIR -> SDTM: bytes between the lines sampled to find where a file's runs ordered by subject
+begin (a run shorter than this may go unseen: then the cut is wrong, a worker sees a line of
+another bucket's subject, and the input is spilled instead)."""
+
+_Range = tuple[int, int, int, int, int]
+"""(file number, start byte, end byte, lowest and one past the highest subject position allowed)."""
+
+
+@dataclass
+class _Cut:
+    """How the NDJSON files are cut into buckets of whole subjects without a spill: each subject's
+    position (its Patient's line in `Patient.ndjson`; -1 for the study-level resources, which have
+    no subject), each bucket's byte ranges in file order, and the ranges of study-level lines (every
+    bucket reads their ResearchStudies for the tables' layout)."""
+
+    files: list[Path]
+    order: dict[str, int]
+    ranges: list[list[_Range]]
+    study: list[_Range]
+
+
+_byte_cut: _Cut | None = None
+
+
+def _patient_order(files: list[Path]) -> dict[str, int] | None:
+    """Each Patient id's position in `Patient.ndjson` (one Patient a line, its id right after its
+    type, as the adapter writes it); None without such a file or when a line is not so."""
+    found = [f for f in files if f.name == "Patient.ndjson"]
+    if len(found) != 1:
+        return None
+    order: dict[str, int] = {}
+    head = len(_PATIENT_HEAD)
+    with open(found[0], "rb", buffering=1 << 20) as handle:
+        for line in handle:
+            if not line.startswith(_PATIENT_HEAD):
+                if line.isspace():
+                    continue
+                return None
+            end = line.find(b'"', head)
+            if end < 0:
+                return None
+            order.setdefault(line[head:end].decode("utf-8", "replace"), len(order))
+    return order
+
+
+class _NdjsonFile:
+    """An NDJSON file read a line at a time at byte offsets, each line's subject position by the
+    byte scan of `line_key` (-1 for no subject, None for a subject without a Patient)."""
+
+    def __init__(self, handle: IO[bytes], size: int, order: dict[str, int]) -> None:
+        self.handle, self.size, self.order = handle, size, order
+
+    def line_at_or_after(self, offset: int) -> int:
+        if offset <= 0:
+            return 0
+        if offset >= self.size:
+            return self.size
+        self.handle.seek(offset - 1)
+        self.handle.readline()
+        return min(self.handle.tell(), self.size)
+
+    def position(self, start: int) -> int | None:
+        if start >= self.size:
+            return len(self.order)
+        self.handle.seek(start)
+        key = line_key(self.handle.readline())
+        return self.order.get(key) if key else -1
+
+    def first(self, low: int, high: int, below: bool, than: int) -> int:
+        """The first line start in [low, high) (`low` a line start) whose position is below `than`
+        (`below`) or at least `than` (not `below`), `high` when none: a bisection over the bytes,
+        right when the lines there are ordered so (a subject without a Patient counts as found)."""
+        start, end = low, high
+        while start < end:
+            middle = (start + end) // 2
+            line = self.line_at_or_after(middle)
+            if line >= high:
+                end = middle
+                continue
+            position = self.position(line)
+            if position is None or (position < than) == below:
+                end = middle
+            else:
+                start = middle + 1
+        return min(self.line_at_or_after(start), high)
+
+
+def _plan_ranges(files: list[Path], buckets: int) -> _Cut | None:
+    """The cut of `files` into `buckets` buckets of whole subjects by byte ranges, when they look
+    ordered as the adapter writes them (each file runs of lines ordered by subject, in the order of
+    `Patient.ndjson`: a section of the stream after another); None when they plainly are not. The
+    workers check every line (`_assemble_range`); the cut only has to be right for that check to
+    pass. Subjects are dealt out as `split_by_subject` deals them (`part_starts`)."""
+    order = _patient_order(files)
+    if not order:
+        return None
+    starts = part_starts(len(order), buckets)
+    buckets = len(starts) - 1
+    ranges: list[list[_Range]] = [[] for _ in range(buckets)]
+    study: list[_Range] = []
+    thresholds = [0, *starts[1:-1]]
+    for number, path in enumerate(files):
+        size = path.stat().st_size
+        if not size:
+            continue
+        with open(path, "rb") as handle:
+            file = _NdjsonFile(handle, size, order)
+            samples = sorted({file.line_at_or_after(o) for o in range(0, size, STRIDE)} - {size})
+            positions = [file.position(s) for s in samples]
+            if any(p is None for p in positions):
+                return None  # a subject without a Patient: spilled (the check is there)
+            runs = [0]
+            for i in range(len(samples) - 1):
+                here, there = positions[i], positions[i + 1]
+                assert here is not None and there is not None
+                if there < here:  # a new run begins after samples[i]
+                    runs.append(file.first(samples[i], samples[i + 1], True, here))
+            runs.append(size)
+            for run_start, run_end in itertools.pairwise(runs):
+                cuts = [run_start]
+                for threshold in thresholds:
+                    cuts.append(file.first(cuts[-1], run_end, False, threshold))
+                cuts.append(run_end)
+                if cuts[1] > cuts[0]:
+                    study.append((number, cuts[0], cuts[1], -1, 0))
+                for bucket in range(buckets):
+                    low, high = cuts[bucket + 1], cuts[bucket + 2]
+                    if high > low:
+                        ranges[bucket].append(
+                            (number, low, high, starts[bucket], starts[bucket + 1])
+                        )
+    if study:  # the study-level lines go to bucket 0, in file order with its own
+        ranges[0] = sorted([*study, *ranges[0]])
+    return _Cut(files, order, ranges, study)
+
+
+def _range_lines(path: Path, start: int, end: int) -> Iterator[bytes]:
+    """The lines of `path` from byte `start` to `end` (both line starts)."""
+    with open(path, "rb", buffering=1 << 20) as handle:
+        handle.seek(start)
+        left = end - start
+        for line in handle:
+            yield line
+            left -= len(line)
+            if left <= 0:
+                return
+
+
+def _assemble_range(index: int) -> _BucketDone:
+    """Runs in a worker: bucket `index`'s byte ranges, in file order, fed to a `TrialAssembler`
+    (the other buckets' first: every ResearchStudy of the study-level ranges to its study reader,
+    for the layout), each line checked to be of a subject of this bucket (else `misplaced`); then
+    as `_assemble_bucket`."""
+    from adapter.fhir_json import loads_line, loads_line_written
+    from mappings.foreign.combine import is_own
+    from mappings.trial import TrialAssembler
+
+    cut = _byte_cut
+    assert cut is not None
+    done = _BucketDone(index)
+    assembler = TrialAssembler()
+    add = assembler.add
+    ids: set[int] = set()
+    order = cut.order
+    files = cut.files
+    try:
+        if index != 0:
+            for number, start, end, _, _ in cut.study:
+                for line in _range_lines(files[number], start, end):
+                    resource = loads_line(line)
+                    if (
+                        isinstance(resource, dict)
+                        and resource.get("resourceType") == "ResearchStudy"
+                    ):
+                        assembler.study.feed(resource)
+        for number, start, end, low, high in cut.ranges[index]:
+            for line in _range_lines(files[number], start, end):
+                if line.isspace():
+                    continue
+                resource, written = loads_line_written(line)
+                if not isinstance(resource, dict):
+                    raise _one_worker()
+                key = subject_key(resource)
+                position = order.get(key, -2) if key else -1
+                if position < low or position >= high:
+                    done.misplaced = True
+                    return done
+                kind = resource.get("resourceType")
+                if kind == "Bundle" or not isinstance(kind, str) or not is_own(resource):
+                    raise _one_worker()  # FHIR written by others: the one-worker path maps it
+                add(resource, b"\\" in line and b"\\u00" in line, written)
+                done.resources += 1
+                rid = resource.get("id")
+                if isinstance(rid, str):
+                    ids.add(hash((kind, rid)))
+        trial = assembler.tables()
+    except _CANNOT_SPLIT:  # not JSON, refused (ResourceRefused is a ValueError), a wrong shape, ...
+        done.failed = True
+        return done
+    return _finish_bucket(done, assembler, trial, ids, index == 0)
 
 
 def _write_blocks(table: Table, path: Path) -> list[tuple[str, int]]:
@@ -781,7 +1000,7 @@ def fhir_to_sdtm(src: Path, out: Path, workers: int) -> Assembled | None:
     `out`, when this engine does not split the input (gzip or Bundle files, no study layout, a line
     whose subject the byte scan misreads, one id on two buckets) or a line is refused: then convert
     it on one worker (which reports what is wrong)."""
-    global _ranges, _buckets, _folder
+    global _ranges, _buckets, _folder, _byte_cut
     from adapter.fhir_files import FhirFileError, resource_files
 
     try:
@@ -794,12 +1013,23 @@ def fhir_to_sdtm(src: Path, out: Path, workers: int) -> Assembled | None:
     buckets = workers * max(1, -(-size // (BYTES_PER_BUCKET * workers)))
     folder = out / PARTS_FOLDER
     folder.mkdir(parents=True, exist_ok=True)
-    _ranges, _buckets, _folder = _line_ranges(files), buckets, folder
+    _folder = folder
+    context = multiprocessing.get_context("fork")  # the plan is inherited, never pickled
     try:
-        context = multiprocessing.get_context("fork")
-        with context.Pool(workers) as pool:
-            pool.map(_spill, range(len(_ranges)), chunksize=1)
-            done = pool.map(_assemble_bucket, range(buckets), chunksize=1)
+        done: list[_BucketDone] | None = None
+        _byte_cut = _plan_ranges(files, buckets)
+        if _byte_cut is not None:
+            with context.Pool(min(workers, len(_byte_cut.ranges))) as pool:
+                done = pool.map(_assemble_range, range(len(_byte_cut.ranges)), chunksize=1)
+            if any(b.misplaced for b in done):  # not ordered by subject: spilled instead
+                done = None
+                for leftover in folder.iterdir():
+                    leftover.unlink()
+        if done is None:
+            _ranges, _buckets = _line_ranges(files), buckets
+            with context.Pool(workers) as pool:
+                pool.map(_spill, range(len(_ranges)), chunksize=1)
+                done = pool.map(_assemble_bucket, range(buckets), chunksize=1)
         if any(b.failed for b in done):
             return None
         if _shared_ids(done):  # one type and id in two buckets: different content (a refusal)
@@ -808,6 +1038,7 @@ def fhir_to_sdtm(src: Path, out: Path, workers: int) -> Assembled | None:
     except _CANNOT_SPLIT:  # a line the split's own reading cannot take: one worker says why
         return None
     finally:
+        _byte_cut = None
         shutil.rmtree(folder, ignore_errors=True)
     if counts is None:
         return None
@@ -837,6 +1068,8 @@ def _merge_tables(done: list[_BucketDone], out: Path, folder: Path) -> dict[str,
     first member of every domain's sort order); None when no row was made. a `ValueError` when one
     USUBJID has rows in two buckets."""
     columns = done[0].columns
+    if any(b.columns != columns for b in done):
+        raise _one_worker()  # every bucket read the same layout: a bug otherwise
     if not any(b.rows.get(code) for b in done for code in columns):
         return None
     counts: dict[str, int] = {}
