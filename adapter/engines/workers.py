@@ -374,14 +374,14 @@ def _convert_part(index: int) -> _PartDone:
             if bundle:
                 entry = entries.get(section)
                 if entry is None:
-                    entry = entries[section] = open(  # noqa: SIM115
-                        _part_file(_folder, index, section, "bundle"), "wb", buffering=1 << 20
-                    )
+                    path = _part_file(_folder, index, section, "bundle")
+                    entry = open(path, "wb", buffering=1 << 20)  # noqa: SIM115
+                    entries[section] = entry
                     handles.append(entry)
                 entry.write(b",\n" + dumps(bundle_entry(resource, "transaction")))
     finally:
-        for handle in handles:
-            handle.close()
+        for opened in handles:
+            opened.close()
     done.counts = {key: count[0] for key, (_, count) in files.items()}
     return done
 
