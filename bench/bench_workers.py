@@ -6,11 +6,14 @@ Run by hand (results go to docs/performance.md, "Workers and memory"):
 
 Each conversion is the whole `python -m adapter.cli convert` process (`--no-bundle`: the NDJSON alone;
 `--bundle` adds a copy of every resource) on `--workers 1` and `--workers 2`, one after the other
-(repeated `--repeats` times, the best wall time kept). Peak memory is the largest sum of the resident
-memory of the process and its children (the workers), sampled every 0.05 s, both as RSS (pages a
-forked worker shares with its parent counted in each) and as PSS (shared pages divided among their
-sharers: the memory the conversion takes), and the largest single process (the parent or one
-worker) in the same samples. The outputs of the two worker counts are compared byte for byte.
+(repeated `--repeats` times, the best wall time kept). The CPU seconds (the process and its
+workers) of two workers over one worker are the overhead of the split (on a shared machine the
+steadier figure: the speed-up on two idle cores is at most 2 over that ratio). Peak memory is the
+largest sum of the resident memory of the process and its children (the workers), sampled every
+0.05 s, both as RSS (pages a forked worker shares with its parent counted in each) and as PSS
+(shared pages divided among their sharers: the memory the conversion takes), and the largest
+single process (the parent or one worker) in the same samples. The outputs of the two worker
+counts are compared byte for byte.
 The machine's load average (`os.getloadavg`) is printed before and after each size: on a shared
 machine the wall times are only comparable within a run at a similar load.
 """
@@ -151,6 +154,7 @@ def measure(label: str, sdtm: Path, work: Path, repeats: int, bundle: bool) -> l
                 "workers": w,
                 **best[w],
                 "speedup": best[1]["seconds"] / best[w]["seconds"],
+                "cpu_ratio": best[w]["cpu"] / best[1]["cpu"],
                 "same_bytes": same,
                 "input_mb": size_mb(sdtm, ".csv")
                 if direction == "to FHIR"
@@ -158,7 +162,8 @@ def measure(label: str, sdtm: Path, work: Path, repeats: int, bundle: bool) -> l
             }
             rows.append(row)
             print(
-                f"{label:>24} {direction:8} w={w} {row['seconds']:7.2f} s  cpu {row['cpu']:7.2f} s  "
+                f"{label:>24} {direction:8} w={w} {row['seconds']:7.2f} s  cpu {row['cpu']:7.2f} s "
+                f"(x{row['cpu_ratio']:.2f} of 1 worker)  "
                 f"x{row['speedup']:.2f}  pss {row['pss_mb']:6.0f} MB  tree {row['tree_mb']:7.0f} MB  largest {row['largest_mb']:6.0f} MB  "
                 f"input {row['input_mb']:7.1f} MB  same={same}  load {load:.1f}->{os.getloadavg()[0]:.1f}",
                 flush=True,
