@@ -1,24 +1,29 @@
 """`convert --workers N`: the local engine on N processes, split by subject, with the bytes of one worker.
 
 SDTM -> FHIR: the tables are read and checked whole first (every problem at once, nothing written
-before), then cut with the Spark engine's split (`adapter.engines.split_by_subject`) into parts of
-whole subjects: at least one per worker, more for a big trial (`ROWS_PER_PART`). Each worker (a
-forked process: the parts are not copied through pipes) maps its parts, serialises every resource
-(NDJSON line and Bundle entry, the bytes `write_ndjson` and `BundleWriter` write) and writes them to
-part files in a folder inside the staging folder, one per section of the stream and resource type.
-The parent then concatenates the part files in stream order (`adapter.engines.SECTIONS`, then part
-order) into `<Type>.ndjson` and `bundle.json` and removes the part files. The concatenation is the
-one-worker stream only when every table keeps each subject's rows together in DM's subject order
-(`parts_in_table_order`: SDTM's own sort order); a trial whose rows interleave subjects converts on
-one worker.
+before), then cut by the Spark engine's rule (`adapter.engines.split_by_subject`, as
+`part_starts` gives it for cutting the files themselves) into parts of whole subjects: at least one
+per worker, more for a big trial (`BYTES_PER_PART`). Each worker (a forked process: the parts are
+not copied through pipes) reads its parts' byte ranges of the CSV files, maps them and streams each
+resource, as it is made, to a part file per section of the stream and resource type (NDJSON lines)
+and per section (Bundle entries): the families make a section's resources in stream order, which
+is checked resource by resource, so nothing is kept or sorted. The parent then lays the part files
+out in stream order (`adapter.engines.SECTIONS`, then part order) and the workers copy them into
+`<Type>.ndjson` and `bundle.json` at their offsets. This is the one-worker stream only when every
+table keeps each subject's rows together in DM's subject order (SDTM's own sort order); a trial
+whose rows interleave subjects converts on one worker.
 
-FHIR -> SDTM: each worker reads every NDJSON line but parses only the lines of its subjects (the
-subject key of the Spark engine, `adapter.engines.subject_key`, found first by a byte scan and
-checked on the parsed resource), feeds them in file order to its own `TrialAssembler` and hands back
-its rows; the parent puts the rows together as one assembler would, then sorts and writes them. Any
-refusal, and anything a split could change (a resource whose byte scan and subject disagree, one id
-on two workers, no study layout), makes the parent convert again on one worker: a report of bad input
-is always the one-worker report, word for word.
+FHIR -> SDTM: the adapter's own NDJSON (a `Patient.ndjson`, each file runs of lines ordered by
+subject: the sections of the stream) is cut into buckets of whole subjects by byte ranges, found
+by bisection (`_plan_ranges`; subjects dealt out by `part_starts`); each worker parses the lines
+of its ranges, checks that each is of one of its subjects (the subject key of the Spark engine,
+`adapter.engines.subject_key`), and feeds them in file order to its own `TrialAssembler`. Input
+not ordered so (a line of another bucket's subject) goes through a first pass instead, which
+writes every line to the spill file of its subject's bucket (`_spill`). The parent merges the
+buckets' rows as one assembler would, sorted. Any refusal, and anything a split could change (a
+resource whose byte scan and subject disagree, one id on two workers, no study layout, FHIR written
+by others), makes the parent convert again on one worker: a report of bad input is always the
+one-worker report, word for word.
 """
 
 from __future__ import annotations
