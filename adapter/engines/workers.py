@@ -39,7 +39,7 @@ import os
 import shutil
 import zlib
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Final
@@ -755,19 +755,20 @@ STRIDE = 1 << 18
 begin (a run shorter than this may go unseen: then the cut is wrong, a worker sees a line of
 another bucket's subject, and the input is spilled instead)."""
 
-_Range = tuple[int, int, int, int, int]
-"""(file number, start byte, end byte, lowest and one past the highest subject position allowed)."""
+_Range = tuple[int, int, int, bool]
+"""(file number, start byte, end byte, whether its lines are study-level: of no subject)."""
 
 
 @dataclass
 class _Cut:
-    """How the NDJSON files are cut into buckets of whole subjects without a spill: each subject's
-    position (its Patient's line in `Patient.ndjson`; -1 for the study-level resources, which have
-    no subject), each bucket's byte ranges in file order, and the ranges of study-level lines (every
-    bucket reads their ResearchStudies for the tables' layout)."""
+    """How the NDJSON files are cut into buckets of whole subjects without a spill: each bucket's
+    byte ranges in file order (its range of `Patient.ndjson`, file `patients`, names its subjects),
+    and the ranges of study-level lines (bucket 0 assembles them; every bucket reads their
+    ResearchStudies for the tables' layout). The subjects' positions are the parent's, while it
+    plans: the workers do not inherit them (2 million subjects take about 300 MB)."""
 
     files: list[Path]
-    order: dict[str, int]
+    patients: int
     ranges: list[list[_Range]]
     study: list[_Range]
 
@@ -775,24 +776,27 @@ class _Cut:
 _byte_cut: _Cut | None = None
 
 
-def _patient_order(files: list[Path]) -> dict[str, int] | None:
-    """Each Patient id's position in `Patient.ndjson` (one Patient a line, its id right after its
-    type, as the adapter writes it); None without such a file or when a line is not so."""
-    found = [f for f in files if f.name == "Patient.ndjson"]
-    if len(found) != 1:
-        return None
-    order: dict[str, int] = {}
+def _patient_ids(lines: Iterable[bytes]) -> Iterator[str | None]:
+    """The id of each Patient line as the adapter writes it (its id right after its type), None for
+    a line that is not so; blank lines skipped."""
     head = len(_PATIENT_HEAD)
-    with open(found[0], "rb", buffering=1 << 20) as handle:
-        for line in handle:
-            if not line.startswith(_PATIENT_HEAD):
-                if line.isspace():
-                    continue
-                return None
+    for line in lines:
+        if line.startswith(_PATIENT_HEAD):
             end = line.find(b'"', head)
-            if end < 0:
+            yield line[head:end].decode("utf-8", "replace") if end >= 0 else None
+        elif not line.isspace():
+            yield None
+
+
+def _patient_order(path: Path) -> dict[str, int] | None:
+    """Each Patient id's position in `path` (`Patient.ndjson`); None when a line is not a Patient
+    as the adapter writes it."""
+    order: dict[str, int] = {}
+    with open(path, "rb", buffering=1 << 20) as handle:
+        for found in _patient_ids(handle):
+            if found is None:
                 return None
-            order.setdefault(line[head:end].decode("utf-8", "replace"), len(order))
+            order.setdefault(found, len(order))
     return order
 
 
@@ -844,7 +848,10 @@ def _plan_ranges(files: list[Path], buckets: int) -> _Cut | None:
     `Patient.ndjson`: a section of the stream after another); None when they plainly are not. The
     workers check every line (`_assemble_range`); the cut only has to be right for that check to
     pass. Subjects are dealt out as `split_by_subject` deals them (`part_starts`)."""
-    order = _patient_order(files)
+    named = [number for number, f in enumerate(files) if f.name == "Patient.ndjson"]
+    if len(named) != 1:
+        return None
+    order = _patient_order(files[named[0]])
     if not order:
         return None
     starts = part_starts(len(order), buckets)
@@ -875,16 +882,14 @@ def _plan_ranges(files: list[Path], buckets: int) -> _Cut | None:
                     cuts.append(file.first(cuts[-1], run_end, False, threshold))
                 cuts.append(run_end)
                 if cuts[1] > cuts[0]:
-                    study.append((number, cuts[0], cuts[1], -1, 0))
+                    study.append((number, cuts[0], cuts[1], True))
                 for bucket in range(buckets):
                     low, high = cuts[bucket + 1], cuts[bucket + 2]
                     if high > low:
-                        ranges[bucket].append(
-                            (number, low, high, starts[bucket], starts[bucket + 1])
-                        )
+                        ranges[bucket].append((number, low, high, False))
     if study:  # the study-level lines go to bucket 0, in file order with its own
         ranges[0] = sorted([*study, *ranges[0]])
-    return _Cut(files, order, ranges, study)
+    return _Cut(files, named[0], ranges, study)
 
 
 def _range_lines(path: Path, start: int, end: int) -> Iterator[bytes]:
@@ -902,8 +907,10 @@ def _range_lines(path: Path, start: int, end: int) -> Iterator[bytes]:
 def _assemble_range(index: int) -> _BucketDone:
     """Runs in a worker: bucket `index`'s byte ranges, in file order, fed to a `TrialAssembler`
     (the other buckets' first: every ResearchStudy of the study-level ranges to its study reader,
-    for the layout), each line checked to be of a subject of this bucket (else `misplaced`); then
-    as `_assemble_bucket`."""
+    for the layout), each line checked to be of a subject of this bucket (one whose Patient is in
+    its range of `Patient.ndjson`; a subject there in two buckets is one id in two buckets, which
+    the parent catches) or study-level in a study-level range (else `misplaced`); then as
+    `_assemble_bucket`."""
     from adapter.fhir_json import loads_line, loads_line_written
     from mappings.foreign.combine import is_own
     from mappings.trial import TrialAssembler
@@ -914,11 +921,15 @@ def _assemble_range(index: int) -> _BucketDone:
     assembler = TrialAssembler()
     add = assembler.add
     ids: set[int] = set()
-    order = cut.order
     files = cut.files
+    mine: set[str | None] = set()
+    for number, start, end, study in cut.ranges[index]:
+        if number == cut.patients and not study:
+            mine.update(_patient_ids(_range_lines(files[number], start, end)))
+    mine -= {None, ""}
     try:
         if index != 0:
-            for number, start, end, _, _ in cut.study:
+            for number, start, end, _ in cut.study:
                 for line in _range_lines(files[number], start, end):
                     resource = loads_line(line)
                     if (
@@ -926,7 +937,7 @@ def _assemble_range(index: int) -> _BucketDone:
                         and resource.get("resourceType") == "ResearchStudy"
                     ):
                         assembler.study.feed(resource)
-        for number, start, end, low, high in cut.ranges[index]:
+        for number, start, end, study in cut.ranges[index]:
             for line in _range_lines(files[number], start, end):
                 if line.isspace():
                     continue
@@ -934,8 +945,7 @@ def _assemble_range(index: int) -> _BucketDone:
                 if not isinstance(resource, dict):
                     raise _one_worker()
                 key = subject_key(resource)
-                position = order.get(key, -2) if key else -1
-                if position < low or position >= high:
+                if (key != "") if study else (key not in mine):
                     done.misplaced = True
                     return done
                 kind = resource.get("resourceType")
