@@ -241,6 +241,25 @@ def test_fhir_written_by_others_among_ordered_lines_goes_to_one_worker(
     assert files(one) == files(two)
 
 
+def test_a_patient_given_twice_far_apart_gives_the_bytes_of_one(
+    cohort_fhir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first Patient again at the end of `Patient.ndjson`: whichever bucket the cut gives it
+    to, its subject is never split (two buckets naming it are one id in two buckets: one worker)."""
+    twice = tmp_path / "fhir"
+    shutil.copytree(cohort_fhir, twice)
+    patients = (twice / "Patient.ndjson").read_bytes()
+    (twice / "Patient.ndjson").write_bytes(patients + patients.splitlines(keepends=True)[0])
+    for stride in (workers.STRIDE, 4096):  # the second run of one line unseen, then seen
+        monkeypatch.setattr(workers, "STRIDE", stride)
+        (tmp_path / str(stride)).mkdir()
+        first, second, one, two = both_ways(twice, tmp_path / str(stride), "--to", "sdtm")
+        assert first.exit_code == second.exit_code == 0, first.output + second.output
+        assert first.stderr == second.stderr
+        assert "identical resources read again, taken once: Patient 1" in second.stderr
+        assert files(one) == files(two)
+
+
 def test_resources_made_out_of_their_stream_order_send_a_part_to_one_worker(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
