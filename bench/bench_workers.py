@@ -90,9 +90,31 @@ def _pss(pid: int) -> int:
     return 0
 
 
+CODE = ROOT
+"""The tree whose `adapter` is run (`--code`: e.g. a `git archive` of the base commit)."""
+
+ONE_AT_A_TIME = False
+"""`--one-at-a-time`: the workers' pool has one process, so the plan for N workers runs one part
+after another: its CPU seconds are the split's work, without two processes competing for the cores."""
+
+_ONE_PROCESS_POOL = """
+import multiprocessing, sys
+_context = multiprocessing.get_context
+class _OneProcess:
+    def __init__(self, context): self._context = context
+    def Pool(self, processes=None, *args, **kwargs): return self._context.Pool(1, *args, **kwargs)
+    def __getattr__(self, name): return getattr(self._context, name)
+multiprocessing.get_context = lambda method=None: _OneProcess(_context(method))
+sys.argv = ["trialfhir", *sys.argv[1:]]
+from adapter.cli import main
+main()
+"""
+
+
 def convert(src: Path, out: Path, workers: int, *options: str) -> dict[str, Any]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    command = [sys.executable, "-m", "adapter.cli", "convert", str(src), "--out", str(out)]
+    env = {**os.environ, "PYTHONPATH": str(CODE)}
+    runner = ["-c", _ONE_PROCESS_POOL] if ONE_AT_A_TIME else ["-m", "adapter.cli"]
+    command = [sys.executable, *runner, "convert", str(src), "--out", str(out)]
     command += ["--force", "--workers", str(workers), *options]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
@@ -213,7 +235,15 @@ def main() -> int:
     parser.add_argument("--bundle", action="store_true", help="also write bundle.json")
     parser.add_argument("--seed", type=int, default=1993)
     parser.add_argument("--keep", type=Path, default=None, help="work in this folder and keep it")
+    parser.add_argument("--code", type=Path, default=ROOT, help="run the adapter of this tree")
+    parser.add_argument(
+        "--one-at-a-time",
+        action="store_true",
+        help="a pool of one process runs the N-worker plan: the CPU seconds of the split alone",
+    )
     args = parser.parse_args()
+    global CODE, ONE_AT_A_TIME
+    CODE, ONE_AT_A_TIME = args.code.resolve(), args.one_at_a_time
     sys.path.insert(0, str(ROOT))
     from adapter.testing.cohort import generate_scaled, write_csv_folder
 
