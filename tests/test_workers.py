@@ -198,6 +198,8 @@ def test_a_subject_split_across_two_files_is_cut_by_byte_ranges(
         orjson.loads(lines[middle - 1])["subject"]["reference"] == subject
     )  # cut inside a subject
     (split / "Observation.ndjson").write_bytes(b"".join(lines[:middle]))
+    with open(split / "ResearchStudy.ndjson", "ab") as study:
+        study.write(b"\n")  # a blank line among the study-level lines: skipped by every bucket
     (split / "Observation2.ndjson").write_bytes(b"".join(lines[middle:]))  # read right after it
     paths = spy_paths(monkeypatch)
     out = tmp_path / "split-out"

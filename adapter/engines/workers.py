@@ -931,6 +931,8 @@ def _assemble_range(index: int) -> _BucketDone:
         if index != 0:
             for number, start, end, _ in cut.study:
                 for line in _range_lines(files[number], start, end):
+                    if line.isspace():
+                        continue  # bucket 0 skips it too
                     resource = loads_line(line)
                     if (
                         isinstance(resource, dict)
