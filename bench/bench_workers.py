@@ -6,11 +6,14 @@ Run by hand (results go to docs/performance.md, "Workers and memory"):
 
 Each conversion is the whole `python -m adapter.cli convert` process (`--no-bundle`: the NDJSON alone;
 `--bundle` adds a copy of every resource) on `--workers 1` and `--workers 2`, one after the other
-(repeated `--repeats` times, the best wall time kept). Peak memory is the largest sum of the resident
-memory of the process and its children (the workers), sampled every 0.05 s, both as RSS (pages a
-forked worker shares with its parent counted in each) and as PSS (shared pages divided among their
-sharers: the memory the conversion takes), and the largest single process (the parent or one
-worker) in the same samples. The outputs of the two worker counts are compared byte for byte.
+(repeated `--repeats` times, the best wall time kept). The CPU seconds (the process and its
+workers) of two workers over one worker are the overhead of the split (on a shared machine the
+steadier figure: the speed-up on two idle cores is at most 2 over that ratio). Peak memory is the
+largest sum of the resident memory of the process and its children (the workers), sampled every
+0.05 s, both as RSS (pages a forked worker shares with its parent counted in each) and as PSS
+(shared pages divided among their sharers: the memory the conversion takes), and the largest
+single process (the parent or one worker) in the same samples. The outputs of the two worker
+counts are compared byte for byte.
 The machine's load average (`os.getloadavg`) is printed before and after each size: on a shared
 machine the wall times are only comparable within a run at a similar load.
 """
@@ -87,9 +90,31 @@ def _pss(pid: int) -> int:
     return 0
 
 
+CODE = ROOT
+"""The tree whose `adapter` is run (`--code`: e.g. a `git archive` of the base commit)."""
+
+ONE_AT_A_TIME = False
+"""`--one-at-a-time`: the workers' pool has one process, so the plan for N workers runs one part
+after another: its CPU seconds are the split's work, without two processes competing for the cores."""
+
+_ONE_PROCESS_POOL = """
+import multiprocessing, sys
+_context = multiprocessing.get_context
+class _OneProcess:
+    def __init__(self, context): self._context = context
+    def Pool(self, processes=None, *args, **kwargs): return self._context.Pool(1, *args, **kwargs)
+    def __getattr__(self, name): return getattr(self._context, name)
+multiprocessing.get_context = lambda method=None: _OneProcess(_context(method))
+sys.argv = ["trialfhir", *sys.argv[1:]]
+from adapter.cli import main
+main()
+"""
+
+
 def convert(src: Path, out: Path, workers: int, *options: str) -> dict[str, Any]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    command = [sys.executable, "-m", "adapter.cli", "convert", str(src), "--out", str(out)]
+    env = {**os.environ, "PYTHONPATH": str(CODE)}
+    runner = ["-c", _ONE_PROCESS_POOL] if ONE_AT_A_TIME else ["-m", "adapter.cli"]
+    command = [sys.executable, *runner, "convert", str(src), "--out", str(out)]
     command += ["--force", "--workers", str(workers), *options]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
@@ -151,6 +176,7 @@ def measure(label: str, sdtm: Path, work: Path, repeats: int, bundle: bool) -> l
                 "workers": w,
                 **best[w],
                 "speedup": best[1]["seconds"] / best[w]["seconds"],
+                "cpu_ratio": best[w]["cpu"] / best[1]["cpu"],
                 "same_bytes": same,
                 "input_mb": size_mb(sdtm, ".csv")
                 if direction == "to FHIR"
@@ -158,7 +184,8 @@ def measure(label: str, sdtm: Path, work: Path, repeats: int, bundle: bool) -> l
             }
             rows.append(row)
             print(
-                f"{label:>24} {direction:8} w={w} {row['seconds']:7.2f} s  cpu {row['cpu']:7.2f} s  "
+                f"{label:>24} {direction:8} w={w} {row['seconds']:7.2f} s  cpu {row['cpu']:7.2f} s "
+                f"(x{row['cpu_ratio']:.2f} of 1 worker)  "
                 f"x{row['speedup']:.2f}  pss {row['pss_mb']:6.0f} MB  tree {row['tree_mb']:7.0f} MB  largest {row['largest_mb']:6.0f} MB  "
                 f"input {row['input_mb']:7.1f} MB  same={same}  load {load:.1f}->{os.getloadavg()[0]:.1f}",
                 flush=True,
@@ -208,7 +235,15 @@ def main() -> int:
     parser.add_argument("--bundle", action="store_true", help="also write bundle.json")
     parser.add_argument("--seed", type=int, default=1993)
     parser.add_argument("--keep", type=Path, default=None, help="work in this folder and keep it")
+    parser.add_argument("--code", type=Path, default=ROOT, help="run the adapter of this tree")
+    parser.add_argument(
+        "--one-at-a-time",
+        action="store_true",
+        help="a pool of one process runs the N-worker plan: the CPU seconds of the split alone",
+    )
     args = parser.parse_args()
+    global CODE, ONE_AT_A_TIME
+    CODE, ONE_AT_A_TIME = args.code.resolve(), args.one_at_a_time
     sys.path.insert(0, str(ROOT))
     from adapter.testing.cohort import generate_scaled, write_csv_folder
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import errno
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
@@ -130,10 +131,13 @@ def test_fhir_to_sdtm_on_two_workers_writes_the_bytes_of_one(
 ) -> None:
     monkeypatch.setattr(workers, "BYTES_PER_BUCKET", 4_000_000)  # more buckets than workers
     monkeypatch.setattr(workers, "BYTES_PER_RANGE", 3_000_000)  # several line ranges per file
+    monkeypatch.setattr(workers, "STRIDE", 50_000)  # runs found between closer samples
+    paths = spy_paths(monkeypatch)
     out = tmp_path / "buckets"
     out.mkdir()
     done = workers.fhir_to_sdtm(cohort_fhir, out, 2)
     assert done is not None
+    assert paths == ["ranges"]  # the adapter's own NDJSON is cut by byte ranges, not spilled
     assert sum(done.counts.values()) > 40_000
     assert not (out / workers.PARTS_FOLDER).exists()
     first, second, one, two = both_ways(cohort_fhir, tmp_path, "--to", "sdtm")
@@ -141,6 +145,145 @@ def test_fhir_to_sdtm_on_two_workers_writes_the_bytes_of_one(
     assert first.stdout.replace(str(one), "OUT") == second.stdout.replace(str(two), "OUT")
     assert files(one) == files(two) == files(out)
     assert files(two) == files(cohort)  # and the round trip holds, byte for byte
+
+
+def spy_paths(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Which ways `fhir_to_sdtm` split its input, in order: "ranges" (cut by byte ranges),
+    "no ranges" (the files plainly not ordered so), "spill" (the first pass over every line)."""
+    seen: list[str] = []
+    plan, lines = workers._plan_ranges, workers._line_ranges
+
+    def planned(files: list[Path], buckets: int) -> object:
+        cut = plan(files, buckets)
+        seen.append("ranges" if cut is not None else "no ranges")
+        return cut
+
+    def spilled(files: list[Path]) -> object:
+        seen.append("spill")
+        return lines(files)
+
+    monkeypatch.setattr(workers, "_plan_ranges", planned)
+    monkeypatch.setattr(workers, "_line_ranges", spilled)
+    return seen
+
+
+def observation_lines(folder: Path) -> list[bytes]:
+    return (folder / "Observation.ndjson").read_bytes().splitlines(keepends=True)
+
+
+def test_files_not_ordered_by_subject_are_spilled_and_give_the_bytes_of_one(
+    cohort_fhir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shuffled = tmp_path / "fhir"
+    shutil.copytree(cohort_fhir, shuffled)
+    lines = observation_lines(shuffled)
+    (shuffled / "Observation.ndjson").write_bytes(b"".join([*lines[1::2], *lines[::2]]))
+    paths = spy_paths(monkeypatch)
+    out = tmp_path / "split"
+    out.mkdir()
+    assert workers.fhir_to_sdtm(shuffled, out, 2) is not None  # split, by the spill
+    assert paths in (["ranges", "spill"], ["no ranges", "spill"])
+    first, second, one, two = both_ways(shuffled, tmp_path, "--to", "sdtm")
+    assert first.exit_code == second.exit_code == 0, first.output + second.output
+    assert files(one) == files(two) == files(out)
+
+
+def test_a_subject_split_across_two_files_is_cut_by_byte_ranges(
+    cohort: Path, cohort_fhir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import orjson
+
+    split = tmp_path / "fhir"
+    shutil.copytree(cohort_fhir, split)
+    lines = observation_lines(split)
+    middle = len(lines) // 2
+    subject = orjson.loads(lines[middle])["subject"]["reference"]
+    assert (
+        orjson.loads(lines[middle - 1])["subject"]["reference"] == subject
+    )  # cut inside a subject
+    (split / "Observation.ndjson").write_bytes(b"".join(lines[:middle]))
+    with open(split / "ResearchStudy.ndjson", "ab") as study:
+        study.write(b"\n")  # a blank line among the study-level lines: skipped by every bucket
+    (split / "Observation2.ndjson").write_bytes(b"".join(lines[middle:]))  # read right after it
+    paths = spy_paths(monkeypatch)
+    out = tmp_path / "split-out"
+    out.mkdir()
+    assert workers.fhir_to_sdtm(split, out, 2) is not None
+    assert paths == ["ranges"]
+    assert files(out) == files(cohort)  # the same rows as from one file, byte for byte
+    result = run(split, "--to", "sdtm", "--out", tmp_path / "one", "--workers", "1")
+    assert result.exit_code == 0, result.output
+    assert files(tmp_path / "one") == files(out)
+
+
+def test_fhir_written_by_others_among_ordered_lines_goes_to_one_worker(
+    cohort_fhir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import orjson
+
+    mixed = tmp_path / "fhir"
+    shutil.copytree(cohort_fhir, mixed)
+    lines = observation_lines(mixed)
+    own = orjson.loads(lines[10])
+    other = {  # a hospital's Observation of the same subject: no identifier or extension of ours
+        "resourceType": "Observation",
+        "id": "hospital-1",
+        "status": "final",
+        "code": {"coding": [{"system": "http://loinc.org", "code": "8867-4"}]},
+        "subject": own["subject"],
+        "effectiveDateTime": "1991-03-21",
+        "valueQuantity": {"value": 72, "unit": "/min", "system": "http://unitsofmeasure.org"},
+    }
+    lines.insert(11, orjson.dumps(other) + b"\n")  # in its subject's place: the cut holds
+    (mixed / "Observation.ndjson").write_bytes(b"".join(lines))
+    paths = spy_paths(monkeypatch)
+    out = tmp_path / "split"
+    out.mkdir()
+    assert workers.fhir_to_sdtm(mixed, out, 2) is None  # one worker maps FHIR written by others
+    assert paths == ["ranges"] and list(out.iterdir()) == []
+    first, second, one, two = both_ways(mixed, tmp_path, "--to", "sdtm")
+    assert first.exit_code == second.exit_code, first.output + second.output
+    assert first.stderr == second.stderr
+    assert files(one) == files(two)
+
+
+def test_a_patient_given_twice_far_apart_gives_the_bytes_of_one(
+    cohort_fhir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first Patient again at the end of `Patient.ndjson`: whichever bucket the cut gives it
+    to, its subject is never split (two buckets naming it are one id in two buckets: one worker)."""
+    twice = tmp_path / "fhir"
+    shutil.copytree(cohort_fhir, twice)
+    patients = (twice / "Patient.ndjson").read_bytes()
+    (twice / "Patient.ndjson").write_bytes(patients + patients.splitlines(keepends=True)[0])
+    for stride in (workers.STRIDE, 4096):  # the second run of one line unseen, then seen
+        monkeypatch.setattr(workers, "STRIDE", stride)
+        (tmp_path / str(stride)).mkdir()
+        first, second, one, two = both_ways(twice, tmp_path / str(stride), "--to", "sdtm")
+        assert first.exit_code == second.exit_code == 0, first.output + second.output
+        assert first.stderr == second.stderr
+        assert "identical resources read again, taken once: Patient 1" in second.stderr
+        assert files(one) == files(two)
+
+
+def test_resources_made_out_of_their_stream_order_send_a_part_to_one_worker(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The parts stream each resource to its place as it is made: a family that made a section's
+    resources in another order (a change of the mappings) is caught, not written out of order."""
+    from adapter.engines import part_resources
+
+    def reversed_resources(part: object) -> object:
+        return reversed(list(part_resources(part)))  # type: ignore[arg-type]
+
+    monkeypatch.setattr(workers, "part_resources", reversed_resources)
+    out = tmp_path / "out"
+    out.mkdir()
+    assert workers.sdtm_to_fhir(DATA / "sdtm_clinical", out, 2) is None
+    assert list(out.iterdir()) == []
+    first, second, one, two = both_ways(DATA / "sdtm_clinical", tmp_path)
+    assert first.exit_code == second.exit_code == 0
+    assert files(one) == files(two)
 
 
 @pytest.mark.parametrize("src", [DALAKAS, DATA / "sdtm_clinical"])
@@ -211,7 +354,7 @@ def test_an_element_of_the_wrong_shape_gets_the_report_of_one_worker(
     from mappings.trial import trial_to_fhir
 
     resources = list(trial_to_fhir(read_trial(DATA / "sdtm_small")))
-    element = resources[index]
+    element: Any = resources[index]
     for step in path:
         element = element[step]
     element["extension"] = True

@@ -1,24 +1,29 @@
 """`convert --workers N`: the local engine on N processes, split by subject, with the bytes of one worker.
 
 SDTM -> FHIR: the tables are read and checked whole first (every problem at once, nothing written
-before), then cut with the Spark engine's split (`adapter.engines.split_by_subject`) into parts of
-whole subjects: at least one per worker, more for a big trial (`ROWS_PER_PART`). Each worker (a
-forked process: the parts are not copied through pipes) maps its parts, serialises every resource
-(NDJSON line and Bundle entry, the bytes `write_ndjson` and `BundleWriter` write) and writes them to
-part files in a folder inside the staging folder, one per section of the stream and resource type.
-The parent then concatenates the part files in stream order (`adapter.engines.SECTIONS`, then part
-order) into `<Type>.ndjson` and `bundle.json` and removes the part files. The concatenation is the
-one-worker stream only when every table keeps each subject's rows together in DM's subject order
-(`parts_in_table_order`: SDTM's own sort order); a trial whose rows interleave subjects converts on
-one worker.
+before), then cut by the Spark engine's rule (`adapter.engines.split_by_subject`, as
+`part_starts` gives it for cutting the files themselves) into parts of whole subjects: at least one
+per worker, more for a big trial (`BYTES_PER_PART`). Each worker (a forked process: the parts are
+not copied through pipes) reads its parts' byte ranges of the CSV files, maps them and streams each
+resource, as it is made, to a part file per section of the stream and resource type (NDJSON lines)
+and per section (Bundle entries): the families make a section's resources in stream order, which
+is checked resource by resource, so nothing is kept or sorted. The parent then lays the part files
+out in stream order (`adapter.engines.SECTIONS`, then part order) and the workers copy them into
+`<Type>.ndjson` and `bundle.json` at their offsets. This is the one-worker stream only when every
+table keeps each subject's rows together in DM's subject order (SDTM's own sort order); a trial
+whose rows interleave subjects converts on one worker.
 
-FHIR -> SDTM: each worker reads every NDJSON line but parses only the lines of its subjects (the
-subject key of the Spark engine, `adapter.engines.subject_key`, found first by a byte scan and
-checked on the parsed resource), feeds them in file order to its own `TrialAssembler` and hands back
-its rows; the parent puts the rows together as one assembler would, then sorts and writes them. Any
-refusal, and anything a split could change (a resource whose byte scan and subject disagree, one id
-on two workers, no study layout), makes the parent convert again on one worker: a report of bad input
-is always the one-worker report, word for word.
+FHIR -> SDTM: the adapter's own NDJSON (a `Patient.ndjson`, each file runs of lines ordered by
+subject: the sections of the stream) is cut into buckets of whole subjects by byte ranges, found
+by bisection (`_plan_ranges`; subjects dealt out by `part_starts`); each worker parses the lines
+of its ranges, checks that each is of one of its subjects (the subject key of the Spark engine,
+`adapter.engines.subject_key`), and feeds them in file order to its own `TrialAssembler`. Input
+not ordered so (a line of another bucket's subject) goes through a first pass instead, which
+writes every line to the spill file of its subject's bucket (`_spill`). The parent merges the
+buckets' rows as one assembler would, sorted. Any refusal, and anything a split could change (a
+resource whose byte scan and subject disagree, one id on two workers, no study layout, FHIR written
+by others), makes the parent convert again on one worker: a report of bad input is always the
+one-worker report, word for word.
 """
 
 from __future__ import annotations
@@ -34,8 +39,8 @@ import os
 import shutil
 import zlib
 from collections import Counter
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from operator import itemgetter
 from pathlib import Path
 from typing import IO, Any, Final
 
@@ -44,9 +49,9 @@ import orjson
 from adapter.engines import (
     SECTIONS,
     Place,
+    SubjectPart,
     part_resources,
     part_starts,
-    split_by_subject,
     study_resources,
     subject_key,
 )
@@ -275,12 +280,13 @@ part's tables and serialised resources, about 80 MB)."""
 @dataclass
 class _PartDone:
     """What a worker made of one part: per section the resource types in the order they first
-    appear (with that place) and their counts; the part's rows per domain and STUDYIDs; or `failed`
-    (the part breaks a rule, or is not in DM's order)."""
+    appear in it and per section and type the count; the part's rows per domain and STUDYIDs; or
+    `failed` (the part breaks a rule, is not in DM's order, or a family made a section's resources
+    out of their stream order)."""
 
     index: int
     failed: bool = False
-    kinds: dict[int, dict[str, Place]] = field(default_factory=dict)
+    kinds: dict[int, list[str]] = field(default_factory=dict)
     counts: dict[tuple[int, str], int] = field(default_factory=dict)
     rows: dict[str, int] = field(default_factory=dict)
     studyids: dict[str, list[str]] = field(default_factory=dict)
@@ -323,8 +329,14 @@ def _read_part(index: int) -> tuple[Trial, dict[str, list[str]]] | None:
 
 
 def _convert_part(index: int) -> _PartDone:
-    """Runs in a worker: read part `index`, map it, sort its resources into the sections of the
-    stream and write one file per section and type (NDJSON lines) and per section (Bundle entries)."""
+    """Runs in a worker: read part `index`, map it and stream each resource, as it is made, to the
+    part file of its section and type (NDJSON lines) and of its section (Bundle entries).
+
+    The part is whole subjects in table order (`_read_part` checks it), so its share of each
+    section is one run of the whole stream, and the families make a section's resources in its
+    stream order (per subject, in table-row order: `adapter.engines.part_resources`); the place of
+    each resource is checked against the previous one of its section, and a resource out of that
+    order fails the part (the conversion then runs on one worker) rather than being sorted."""
     from adapter.fhir_files import bundle_entry, dumps
     from adapter.fhir_json import default
 
@@ -335,50 +347,47 @@ def _convert_part(index: int) -> _PartDone:
         return done
     trial, done.studyids = read
     done.rows = {code: len(table.rows) for code, table in trial.items()}
-    parts = split_by_subject(trial, 1)
-    if not parts:
+    if not any(done.rows.values()):
         return done
+    # rows numbered within the part: places are compared only within the part
+    part = SubjectPart(trial, {code: list(range(len(t.rows))) for code, t in trial.items()})
     option = orjson.OPT_APPEND_NEWLINE
     serialise = orjson.dumps
     bundle = _bundle
-    sections: dict[int, list[tuple[Place, str, bytes, bytes]]] = {}
-    for place, resource in part_resources(parts[0]):
-        kind = resource["resourceType"]
-        line = serialise(resource, default=default, option=option)
-        entry = b",\n" + dumps(bundle_entry(resource, "transaction")) if bundle else b""
-        records = sections.get(place[0])
-        if records is None:
-            records = sections[place[0]] = []
-        records.append((place, kind, line, entry))
-    del parts, trial
-    for section, records in sorted(sections.items()):
-        records.sort(key=itemgetter(0))  # places are unique: this is their order in the stream
-        handles: dict[str, IO[bytes]] = {}
-        kinds: dict[str, Place] = {}
-        entries = (
-            open(_part_file(_folder, index, section, "bundle"), "wb", buffering=1 << 20)  # noqa: SIM115
-            if bundle
-            else None
-        )
-        try:
-            for place, kind, line, entry in records:
-                handle = handles.get(kind)
-                if handle is None:
-                    path = _part_file(_folder, index, section, kind)
-                    handle = handles[kind] = open(path, "wb", buffering=1 << 20)  # noqa: SIM115
-                    kinds[kind] = place
-                    done.counts[(section, kind)] = 0
-                handle.write(line)
-                done.counts[(section, kind)] += 1
-                if entries is not None:
-                    entries.write(entry)
-        finally:
-            for handle in handles.values():
-                handle.close()
-            if entries is not None:
-                entries.close()
-        done.kinds[section] = kinds
-        records.clear()
+    files: dict[tuple[int, str], tuple[Any, list[int]]] = {}
+    entries: dict[int, IO[bytes]] = {}
+    last: dict[int, Place] = {}
+    handles: list[IO[bytes]] = []
+    try:
+        for place, resource in part_resources(part):
+            section = place[0]
+            previous = last.get(section)
+            if previous is not None and place < previous:
+                done.failed = True  # not the stream's order: one worker converts it
+                return done
+            last[section] = place
+            kind = resource["resourceType"]
+            found = files.get((section, kind))
+            if found is None:
+                handle = open(_part_file(_folder, index, section, kind), "wb", buffering=1 << 20)  # noqa: SIM115
+                handles.append(handle)
+                found = files[(section, kind)] = (handle.write, [0])
+                done.kinds.setdefault(section, []).append(kind)
+            write, count = found
+            write(serialise(resource, default=default, option=option))
+            count[0] += 1
+            if bundle:
+                entry = entries.get(section)
+                if entry is None:
+                    path = _part_file(_folder, index, section, "bundle")
+                    entry = open(path, "wb", buffering=1 << 20)  # noqa: SIM115
+                    entries[section] = entry
+                    handles.append(entry)
+                entry.write(b",\n" + dumps(bundle_entry(resource, "transaction")))
+    finally:
+        for opened in handles:
+            opened.close()
+    done.counts = {key: count[0] for key, (_, count) in files.items()}
     return done
 
 
@@ -493,12 +502,10 @@ def _concatenate(
             heads[entries] += separator + dumps(bundle_entry(resource, "transaction"))
             separator = b",\n"
     for section in range(len(SECTIONS)):
-        firsts: dict[str, Place] = {}
+        firsts: dict[str, None] = {}  # the types in the order they first appear in (parts in order)
         for part in done:
-            for kind, place in part.kinds.get(section, {}).items():
-                if kind not in firsts or place < firsts[kind]:
-                    firsts[kind] = place
-        for kind in sorted(firsts, key=firsts.__getitem__):  # the order they first appear in
+            firsts.update(dict.fromkeys(part.kinds.get(section, ())))
+        for kind in firsts:
             path = target(kind)
             for part in done:
                 n = part.counts.get((section, kind))
@@ -599,6 +606,9 @@ class _BucketDone:
 
     index: int
     failed: bool = False
+    misplaced: bool = False
+    """(Cut by byte ranges) a line of a subject of another bucket: the input is not ordered by
+    subject as the adapter writes it, and is spilled instead."""
     resources: int = 0
     columns: dict[str, list[str]] = field(default_factory=dict)
     blocks: dict[str, list[tuple[str, int]]] = field(default_factory=dict)
@@ -669,8 +679,7 @@ def _assemble_bucket(index: int) -> _BucketDone:
     """Runs in a worker (second pass): the lines spilled for bucket `index`, in file order, fed to
     a `TrialAssembler` (every ResearchStudy also to its study reader, for the layout); the rows
     sorted and written as CSV records per domain, grouped by subject."""
-    from adapter.fhir_json import loads_line
-    from adapter.tables import cell_length_problems
+    from adapter.fhir_json import loads_line, loads_line_written
     from mappings.foreign.combine import is_own
     from mappings.trial import TrialAssembler
 
@@ -690,13 +699,13 @@ def _assemble_bucket(index: int) -> _BucketDone:
         for number in range(len(_ranges)):
             with open(_folder / f"{number:05d}-{index:05d}", "rb", buffering=1 << 20) as handle:
                 for line in handle:
-                    resource = loads_line(line)
+                    resource, written = loads_line_written(line)
                     if not isinstance(resource, dict) or subject_key(resource) != line_key(line):
                         raise _one_worker()
                     kind = resource.get("resourceType")
                     if kind == "Bundle" or not isinstance(kind, str) or not is_own(resource):
                         raise _one_worker()  # FHIR written by others: the one-worker path maps it
-                    add(resource, b"\\" in line and b"\\u00" in line)
+                    add(resource, b"\\" in line and b"\\u00" in line, written)
                     done.resources += 1
                     rid = resource.get("id")
                     if isinstance(rid, str):
@@ -705,7 +714,17 @@ def _assemble_bucket(index: int) -> _BucketDone:
     except _CANNOT_SPLIT:  # not JSON, refused (ResourceRefused is a ValueError), a wrong shape, ...
         done.failed = True
         return done
-    if index != study_bucket:
+    return _finish_bucket(done, assembler, trial, ids, index == study_bucket)
+
+
+def _finish_bucket(
+    done: _BucketDone, assembler: Any, trial: Trial, ids: set[int], study: bool
+) -> _BucketDone:
+    """A bucket's tables checked against the study layout and written as CSV records (TS and TA
+    only by the bucket of the study-level resources)."""
+    from adapter.tables import cell_length_problems
+
+    if not study:
         for code in ("TS", "TA"):
             if code in trial:
                 trial[code].rows.clear()
@@ -721,11 +740,229 @@ def _assemble_bucket(index: int) -> _BucketDone:
     done.unrecognised = dict(assembler.unrecognised)
     done.duplicates = dict(assembler.duplicates)
     done.ids = array.array("q", ids).tobytes()
+    index = done.index
     for code, table in trial.items():
         done.rows[code] = len(table.rows)
         if table.rows:
             done.blocks[code] = _write_blocks(table, _folder / f"{index:05d}-{code}.csv")
     return done
+
+
+# --- FHIR -> SDTM cut by byte ranges (the adapter's own NDJSON, ordered by subject) ----------------
+
+STRIDE = 1 << 18
+"""FHIR -> SDTM: bytes between the lines sampled to find where a file's runs ordered by subject
+begin (a run shorter than this may go unseen: then the cut is wrong, a worker sees a line of
+another bucket's subject, and the input is spilled instead)."""
+
+_Range = tuple[int, int, int, bool]
+"""(file number, start byte, end byte, whether its lines are study-level: of no subject)."""
+
+
+@dataclass
+class _Cut:
+    """How the NDJSON files are cut into buckets of whole subjects without a spill: each bucket's
+    byte ranges in file order (its range of `Patient.ndjson`, file `patients`, names its subjects),
+    and the ranges of study-level lines (bucket 0 assembles them; every bucket reads their
+    ResearchStudies for the tables' layout). The subjects' positions are the parent's, while it
+    plans: the workers do not inherit them (2 million subjects take about 300 MB)."""
+
+    files: list[Path]
+    patients: int
+    ranges: list[list[_Range]]
+    study: list[_Range]
+
+
+_byte_cut: _Cut | None = None
+
+
+def _patient_ids(lines: Iterable[bytes]) -> Iterator[str | None]:
+    """The id of each Patient line as the adapter writes it (its id right after its type), None for
+    a line that is not so; blank lines skipped."""
+    head = len(_PATIENT_HEAD)
+    for line in lines:
+        if line.startswith(_PATIENT_HEAD):
+            end = line.find(b'"', head)
+            yield line[head:end].decode("utf-8", "replace") if end >= 0 else None
+        elif not line.isspace():
+            yield None
+
+
+def _patient_order(path: Path) -> dict[str, int] | None:
+    """Each Patient id's position in `path` (`Patient.ndjson`); None when a line is not a Patient
+    as the adapter writes it."""
+    order: dict[str, int] = {}
+    with open(path, "rb", buffering=1 << 20) as handle:
+        for found in _patient_ids(handle):
+            if found is None:
+                return None
+            order.setdefault(found, len(order))
+    return order
+
+
+class _NdjsonFile:
+    """An NDJSON file read a line at a time at byte offsets, each line's subject position by the
+    byte scan of `line_key` (-1 for no subject, None for a subject without a Patient)."""
+
+    def __init__(self, handle: IO[bytes], size: int, order: dict[str, int]) -> None:
+        self.handle, self.size, self.order = handle, size, order
+
+    def line_at_or_after(self, offset: int) -> int:
+        if offset <= 0:
+            return 0
+        if offset >= self.size:
+            return self.size
+        self.handle.seek(offset - 1)
+        self.handle.readline()
+        return min(self.handle.tell(), self.size)
+
+    def position(self, start: int) -> int | None:
+        if start >= self.size:
+            return len(self.order)
+        self.handle.seek(start)
+        key = line_key(self.handle.readline())
+        return self.order.get(key) if key else -1
+
+    def first(self, low: int, high: int, below: bool, than: int) -> int:
+        """The first line start in [low, high) (`low` a line start) whose position is below `than`
+        (`below`) or at least `than` (not `below`), `high` when none: a bisection over the bytes,
+        right when the lines there are ordered so (a subject without a Patient counts as found)."""
+        start, end = low, high
+        while start < end:
+            middle = (start + end) // 2
+            line = self.line_at_or_after(middle)
+            if line >= high:
+                end = middle
+                continue
+            position = self.position(line)
+            if position is None or (position < than) == below:
+                end = middle
+            else:
+                start = middle + 1
+        return min(self.line_at_or_after(start), high)
+
+
+def _plan_ranges(files: list[Path], buckets: int) -> _Cut | None:
+    """The cut of `files` into `buckets` buckets of whole subjects by byte ranges, when they look
+    ordered as the adapter writes them (each file runs of lines ordered by subject, in the order of
+    `Patient.ndjson`: a section of the stream after another); None when they plainly are not. The
+    workers check every line (`_assemble_range`); the cut only has to be right for that check to
+    pass. Subjects are dealt out as `split_by_subject` deals them (`part_starts`)."""
+    named = [number for number, f in enumerate(files) if f.name == "Patient.ndjson"]
+    if len(named) != 1:
+        return None
+    order = _patient_order(files[named[0]])
+    if not order:
+        return None
+    starts = part_starts(len(order), buckets)
+    buckets = len(starts) - 1
+    ranges: list[list[_Range]] = [[] for _ in range(buckets)]
+    study: list[_Range] = []
+    thresholds = [0, *starts[1:-1]]
+    for number, path in enumerate(files):
+        size = path.stat().st_size
+        if not size:
+            continue
+        with open(path, "rb") as handle:
+            file = _NdjsonFile(handle, size, order)
+            samples = sorted({file.line_at_or_after(o) for o in range(0, size, STRIDE)} - {size})
+            positions = [file.position(s) for s in samples]
+            if any(p is None for p in positions):
+                return None  # a subject without a Patient: spilled (the check is there)
+            runs = [0]
+            for i in range(len(samples) - 1):
+                here, there = positions[i], positions[i + 1]
+                assert here is not None and there is not None
+                if there < here:  # a new run begins after samples[i]
+                    runs.append(file.first(samples[i], samples[i + 1], True, here))
+            runs.append(size)
+            for run_start, run_end in itertools.pairwise(runs):
+                cuts = [run_start]
+                for threshold in thresholds:
+                    cuts.append(file.first(cuts[-1], run_end, False, threshold))
+                cuts.append(run_end)
+                if cuts[1] > cuts[0]:
+                    study.append((number, cuts[0], cuts[1], True))
+                for bucket in range(buckets):
+                    low, high = cuts[bucket + 1], cuts[bucket + 2]
+                    if high > low:
+                        ranges[bucket].append((number, low, high, False))
+    if study:  # the study-level lines go to bucket 0, in file order with its own
+        ranges[0] = sorted([*study, *ranges[0]])
+    return _Cut(files, named[0], ranges, study)
+
+
+def _range_lines(path: Path, start: int, end: int) -> Iterator[bytes]:
+    """The lines of `path` from byte `start` to `end` (both line starts)."""
+    with open(path, "rb", buffering=1 << 20) as handle:
+        handle.seek(start)
+        left = end - start
+        for line in handle:
+            yield line
+            left -= len(line)
+            if left <= 0:
+                return
+
+
+def _assemble_range(index: int) -> _BucketDone:
+    """Runs in a worker: bucket `index`'s byte ranges, in file order, fed to a `TrialAssembler`
+    (the other buckets' first: every ResearchStudy of the study-level ranges to its study reader,
+    for the layout), each line checked to be of a subject of this bucket (one whose Patient is in
+    its range of `Patient.ndjson`; a subject there in two buckets is one id in two buckets, which
+    the parent catches) or study-level in a study-level range (else `misplaced`); then as
+    `_assemble_bucket`."""
+    from adapter.fhir_json import loads_line, loads_line_written
+    from mappings.foreign.combine import is_own
+    from mappings.trial import TrialAssembler
+
+    cut = _byte_cut
+    assert cut is not None
+    done = _BucketDone(index)
+    assembler = TrialAssembler()
+    add = assembler.add
+    ids: set[int] = set()
+    files = cut.files
+    mine: set[str | None] = set()
+    for number, start, end, study in cut.ranges[index]:
+        if number == cut.patients and not study:
+            mine.update(_patient_ids(_range_lines(files[number], start, end)))
+    mine -= {None, ""}
+    try:
+        if index != 0:
+            for number, start, end, _ in cut.study:
+                for line in _range_lines(files[number], start, end):
+                    if line.isspace():
+                        continue  # bucket 0 skips it too
+                    resource = loads_line(line)
+                    if (
+                        isinstance(resource, dict)
+                        and resource.get("resourceType") == "ResearchStudy"
+                    ):
+                        assembler.study.feed(resource)
+        for number, start, end, study in cut.ranges[index]:
+            for line in _range_lines(files[number], start, end):
+                if line.isspace():
+                    continue
+                resource, written = loads_line_written(line)
+                if not isinstance(resource, dict):
+                    raise _one_worker()
+                key = subject_key(resource)
+                if (key != "") if study else (key not in mine):
+                    done.misplaced = True
+                    return done
+                kind = resource.get("resourceType")
+                if kind == "Bundle" or not isinstance(kind, str) or not is_own(resource):
+                    raise _one_worker()  # FHIR written by others: the one-worker path maps it
+                add(resource, b"\\" in line and b"\\u00" in line, written)
+                done.resources += 1
+                rid = resource.get("id")
+                if isinstance(rid, str):
+                    ids.add(hash((kind, rid)))
+        trial = assembler.tables()
+    except _CANNOT_SPLIT:  # not JSON, refused (ResourceRefused is a ValueError), a wrong shape, ...
+        done.failed = True
+        return done
+    return _finish_bucket(done, assembler, trial, ids, index == 0)
 
 
 def _write_blocks(table: Table, path: Path) -> list[tuple[str, int]]:
@@ -780,7 +1017,7 @@ def fhir_to_sdtm(src: Path, out: Path, workers: int) -> Assembled | None:
     `out`, when this engine does not split the input (gzip or Bundle files, no study layout, a line
     whose subject the byte scan misreads, one id on two buckets) or a line is refused: then convert
     it on one worker (which reports what is wrong)."""
-    global _ranges, _buckets, _folder
+    global _ranges, _buckets, _folder, _byte_cut
     from adapter.fhir_files import FhirFileError, resource_files
 
     try:
@@ -793,12 +1030,23 @@ def fhir_to_sdtm(src: Path, out: Path, workers: int) -> Assembled | None:
     buckets = workers * max(1, -(-size // (BYTES_PER_BUCKET * workers)))
     folder = out / PARTS_FOLDER
     folder.mkdir(parents=True, exist_ok=True)
-    _ranges, _buckets, _folder = _line_ranges(files), buckets, folder
+    _folder = folder
+    context = multiprocessing.get_context("fork")  # the plan is inherited, never pickled
     try:
-        context = multiprocessing.get_context("fork")
-        with context.Pool(workers) as pool:
-            pool.map(_spill, range(len(_ranges)), chunksize=1)
-            done = pool.map(_assemble_bucket, range(buckets), chunksize=1)
+        done: list[_BucketDone] | None = None
+        _byte_cut = _plan_ranges(files, buckets)
+        if _byte_cut is not None:
+            with context.Pool(min(workers, len(_byte_cut.ranges))) as pool:
+                done = pool.map(_assemble_range, range(len(_byte_cut.ranges)), chunksize=1)
+            if any(b.misplaced for b in done):  # not ordered by subject: spilled instead
+                done = None
+                for leftover in folder.iterdir():
+                    leftover.unlink()
+        if done is None:
+            _ranges, _buckets = _line_ranges(files), buckets
+            with context.Pool(workers) as pool:
+                pool.map(_spill, range(len(_ranges)), chunksize=1)
+                done = pool.map(_assemble_bucket, range(buckets), chunksize=1)
         if any(b.failed for b in done):
             return None
         if _shared_ids(done):  # one type and id in two buckets: different content (a refusal)
@@ -807,6 +1055,7 @@ def fhir_to_sdtm(src: Path, out: Path, workers: int) -> Assembled | None:
     except _CANNOT_SPLIT:  # a line the split's own reading cannot take: one worker says why
         return None
     finally:
+        _byte_cut = None
         shutil.rmtree(folder, ignore_errors=True)
     if counts is None:
         return None
@@ -836,6 +1085,8 @@ def _merge_tables(done: list[_BucketDone], out: Path, folder: Path) -> dict[str,
     first member of every domain's sort order); None when no row was made. a `ValueError` when one
     USUBJID has rows in two buckets."""
     columns = done[0].columns
+    if any(b.columns != columns for b in done):
+        raise _one_worker()  # every bucket read the same layout: a bug otherwise
     if not any(b.rows.get(code) for b in done for code in columns):
         return None
     counts: dict[str, int] = {}
