@@ -985,3 +985,22 @@ def test_an_output_folder_that_cannot_be_moved_aside_is_exit_11(
     line = one_line_error(invoke("convert", SMALL, "--out", out, "--force"), EXIT_OUTPUT_REFUSED)
     assert "cannot be moved aside" in line and "busy" in line
     assert snapshot(out) == before and siblings(out) == ["out"]
+
+
+def test_the_manifest_hashes_files_on_threads_in_the_listed_order(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Several files hashed at once still give each file its own digest, in the listed order."""
+    import hashlib
+
+    from adapter.cli import _common
+
+    monkeypatch.setattr(_common, "HASH_THREADS", 3)
+    paths = []
+    for index, size in enumerate((5, 3_000_000, 0, 1_500_000, 70)):
+        path = tmp_path / f"f{index}"
+        path.write_bytes(bytes([index + 1]) * size)
+        paths.append(path)
+    expected = [hashlib.sha256(p.read_bytes()).hexdigest() for p in paths]
+    assert _common._sha256_all(paths) == expected
+    assert len(set(expected)) == len(expected)

@@ -564,6 +564,23 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+HASH_THREADS = min(4, os.cpu_count() or 1)
+"""Files hashed at once for a manifest: hashlib and file reads release the GIL, so threads hash
+on several cores (the 300 MB of NDJSON of a 1,000-subject conversion: 0.4 s of one core)."""
+
+
+def _sha256_all(paths: list[Path]) -> list[str]:
+    """The sha256 of each file, in order; the largest files started first, `HASH_THREADS` at once."""
+    if HASH_THREADS < 2 or len(paths) < 2:
+        return [_sha256(path) for path in paths]
+    from concurrent.futures import ThreadPoolExecutor
+
+    by_size = sorted(range(len(paths)), key=lambda i: -paths[i].stat().st_size)
+    with ThreadPoolExecutor(HASH_THREADS, thread_name_prefix="trialfhir-sha256") as pool:
+        futures = {i: pool.submit(_sha256, paths[i]) for i in by_size}
+        return [futures[i].result() for i in range(len(paths))]
+
+
 def _unchanged(path: Path, size: int, sha256: str) -> bool:
     try:
         return path.stat().st_size == size and _sha256(path) == sha256
@@ -752,17 +769,20 @@ def _finish(staging: Path, written_by: str) -> dict[str, int]:
     folders: list[str] = []
     formula_cells: dict[str, int] = {}
     os.chmod(staging, 0o700)
+    written: list[str] = []
     for rel, kind in sorted(_walk(staging)):
         path = staging / rel
         if kind == "folder":
             os.chmod(path, 0o700)
             folders.append(rel)
         elif kind == "file":
-            files.append({"path": rel, "size": path.stat().st_size, "sha256": _sha256(path)})
+            written.append(rel)
             if rel.lower().endswith(".csv"):
                 count = formula_like_cells(path)
                 if count:
                     formula_cells[rel] = count
+    for rel, digest in zip(written, _sha256_all([staging / rel for rel in written]), strict=True):
+        files.append({"path": rel, "size": (staging / rel).stat().st_size, "sha256": digest})
     document = {
         "format": MANIFEST_FORMAT,
         "written_by": written_by,
