@@ -729,18 +729,52 @@ def write_table(table: Table, path: str | Path) -> None:
 
 def _write_table(table: Table, path: str | Path) -> None:
     columns = table.columns
-    with open(path, "w", encoding="utf-8", newline="") as handle:
-        writer = csv.writer(handle, lineterminator="\n", quoting=csv.QUOTE_MINIMAL)
-        writer.writerow(columns)
+    lines: list[tuple[str, ...]] | None = None
+    if len(columns) > 1:
         try:  # rows read or rebuilt by us hold every column: one C-level lookup per row
-            cells = operator.itemgetter(*columns)
-            lines = [cells(row) for row in table.rows] if len(columns) > 1 else None
+            lines = list(map(operator.itemgetter(*columns), table.rows))
         except KeyError:
             lines = None
-        if lines is None:
-            get = dict.get
-            lines = [tuple(get(row, c, "") for c in columns) for row in table.rows]
+    if lines is None:
+        get = dict.get
+        lines = [tuple(get(row, c, "") for c in columns) for row in table.rows]
+    text = _plain_csv(columns, lines)
+    with open(path, "w", encoding="utf-8", newline="") as handle:
+        if text is not None:
+            handle.write(text)
+            return
+        writer = csv.writer(handle, lineterminator="\n", quoting=csv.QUOTE_MINIMAL)
+        writer.writerow(columns)
         writer.writerows(lines)
+
+
+def _plain_csv(columns: Sequence[str], lines: list[tuple[str, ...]]) -> str | None:
+    """The CSV text of `columns` and `lines` joined in C, when no cell needs the csv module: every
+    cell a string without a comma, quote, CR or LF (then QUOTE_MINIMAL quotes nothing; the one
+    exception, a row of a single empty cell, is left out with tables of one column). None otherwise
+    (the caller writes with `csv.writer`): the bytes are the same either way.
+
+    A comma or line end inside a cell is found by counting: the joined text holds exactly one comma
+    per cell boundary and one LF per row boundary when no cell holds one."""
+    width = len(columns)
+    if width < 2:
+        return None
+    try:
+        header = ",".join(columns)
+        body = "\n".join(map(",".join, lines))
+    except TypeError:  # a cell that is not a string: the csv module's rendering
+        return None
+    rows = len(lines)
+    if (
+        header.count(",") != width - 1
+        or body.count(",") != rows * (width - 1)
+        or body.count("\n") != max(rows - 1, 0)
+        or any(c in header for c in '"\r\n')
+        or '"' in body
+        or "\r" in body
+    ):
+        return None
+    return header + "\n" + body + "\n" if rows else header + "\n"
 
 
 def write_trial(trial: Trial, out_dir: str | Path) -> list[Path]:
