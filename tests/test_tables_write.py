@@ -6,17 +6,18 @@ from __future__ import annotations
 import csv
 import io
 import random
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 
-from adapter.tables import _plain_csv, write_table
+from adapter.tables import WRITE_CHUNK, _plain_lines, write_table
 from mappings.sdtm import Table
 
 PIECES = ["a", "b", ",", '"', "\n", "\r", " ", "", "é", "\t", "\u2028", "x,y"]
 
 
-def csv_module(columns: list[str], lines: list[tuple[str, ...]]) -> str:
+def csv_module(columns: list[str], lines: Sequence[tuple[str, ...]]) -> str:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n", quoting=csv.QUOTE_MINIMAL)
     writer.writerow(columns)
@@ -35,7 +36,7 @@ def test_plain_join_is_the_csv_modules_text_or_declines() -> None:
 
         columns = [cell(2) for _ in range(width)]
         lines = [tuple(cell(3) for _ in range(width)) for _ in range(rows)]
-        text = _plain_csv(columns, lines)
+        text = _plain_lines(width, [tuple(columns), *lines])
         if text is not None:
             joined += 1
             assert text == csv_module(columns, lines), (columns, lines)
@@ -65,3 +66,11 @@ def test_a_row_missing_a_cell_is_written_with_it_empty(tmp_path: Path) -> None:
     table = Table("XX", ["A", "B", "C"], [{"A": "1", "C": "3"}, {"A": "4", "B": "5", "C": "6"}])
     write_table(table, tmp_path / "xx.csv")
     assert (tmp_path / "xx.csv").read_bytes() == b"A,B,C\n1,,3\n4,5,6\n"
+
+
+def test_a_table_longer_than_a_chunk_mixes_joined_and_quoted_chunks(tmp_path: Path) -> None:
+    rows = [{"A": str(n), "B": "x"} for n in range(WRITE_CHUNK * 2 + 5)]
+    rows[WRITE_CHUNK + 3]["B"] = 'needs "quotes", here'
+    write_table(Table("XX", ["A", "B"], rows), tmp_path / "xx.csv")
+    lines = [(row["A"], row["B"]) for row in rows]
+    assert (tmp_path / "xx.csv").read_bytes() == csv_module(["A", "B"], lines).encode()
