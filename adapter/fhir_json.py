@@ -238,25 +238,31 @@ the look-ahead for a digit let the regex engine skip string values quickly (abou
 
 _ARRAY_NUMBER = re.compile(rb"\[\s*-?[0-9]")
 
-_EXPONENT_MEMBER = re.compile(rb'":-?[0-9][0-9.]*[eE]')
-_NUMBER_ARRAY = re.compile(rb"\[-?[0-9]")
-_EXPONENT_ELEMENT = re.compile(rb"[\[,]-?[0-9][0-9.]*[eE]")
 _NUMBER_START = frozenset(b"-0123456789"[i : i + 1] for i in range(11))
+_NUMBER_BYTES = b"0123456789.+-"
+_EXPONENT_VIEW = bytes(
+    b":"[0] if byte in b":[," else b"e"[0] if byte in b"eE" else b"x"[0] for byte in range(256)
+)
+"""`_has_exponent_number`'s view of a text: where a value may start (`:`, `[`, `,`) becomes `:`, an
+`e` or `E` stays `e`, every other byte `x` (after the bytes of a number's other characters are
+deleted)."""
 
 
 def _has_exponent_number(compact: bytes) -> bool:
     """True when `compact` (JSON as orjson writes it: no whitespace) may hold a number written with an
     exponent (or a string that looks like one: then the exact parser, right for both, merely runs
-    where it need not). A member's value follows `":` (a literal the regex engine finds fast); an
-    array's elements follow `[` and `,`, looked at only when an array starts with a number (arrays
-    of numbers are rare in FHIR, and hold one type, as `has_suspect_number` assumes too). Anchored
-    on where a value starts, so that the hex digits of a UUID (`8e83`) inside a string do not send
-    nearly every line to the exact parser."""
-    if compact[:1] in _NUMBER_START or _EXPONENT_MEMBER.search(compact) is not None:
+    where it need not).
+
+    A number follows `:` (a member's value), `[` or `,` (an array's element), or starts the text; it
+    is made of digits, `.`, `+`, `-` and, written with an exponent, one `e` or `E`. With those other
+    characters deleted and the rest mapped by `_EXPONENT_VIEW` (two passes in C, no regular
+    expression), such a number leaves `:e`; a string leaves `:e` only when it holds a `:`, `[` or `,`
+    followed by a number-like text with an `e` (`"urn:example"`): a false alarm, never a miss. The hex
+    digits of a UUID (`8e83`) follow no such byte inside a string, so they do not send nearly every
+    line to the exact parser."""
+    if compact[:1] in _NUMBER_START:
         return True
-    return _NUMBER_ARRAY.search(compact) is not None and (
-        _EXPONENT_ELEMENT.search(compact) is not None
-    )
+    return b":e" in compact.translate(_EXPONENT_VIEW, _NUMBER_BYTES)
 
 
 def has_suspect_number(raw: bytes) -> bool:

@@ -44,7 +44,7 @@ from adapter.fhir_files import FhirFileError, ReadStats, read_resources, read_tr
 from adapter.fhir_files import resource_files as fhir_data_files
 from adapter.tables import domain_files, read_trial
 from mappings.foreign import ForeignMapping, ForeignOptions, ForeignResource
-from mappings.foreign.combine import is_own
+from mappings.foreign.combine import OWN_PREFIX, is_own
 from mappings.trial import ResourceRefused, TrialAssembler, fhir_to_trial, trial_to_fhir
 
 if TYPE_CHECKING:
@@ -129,6 +129,15 @@ class Source:
         def own_only(resources: Iterator[JSON]) -> Iterator[JSON]:
             nonlocal others
             for resource in resources:
+                # `is_own`'s first rule inlined (the adapter's resources carry their own identifier
+                # system first): the whole rule runs only for the others
+                identifiers = resource.get("identifier")
+                if type(identifiers) is list and identifiers:
+                    first = identifiers[0]
+                    system = first.get("system") if type(first) is dict else None
+                    if type(system) is str and system.startswith(OWN_PREFIX):
+                        yield resource
+                        continue
                 if not is_own(resource):
                     others = True
                     return  # the tolerant reader reads every file again: the strict pass stops

@@ -772,20 +772,63 @@ def write_table(table: Table, path: str | Path) -> None:
     _write_table(table, path)
 
 
+WRITE_CHUNK = 10_000
+"""Rows turned into CSV text at a time (the text of a whole big table is never held at once)."""
+
+
 def _write_table(table: Table, path: str | Path) -> None:
     columns = table.columns
+    rows = table.rows
+    width = len(columns)
+    fetch = operator.itemgetter(*columns) if width > 1 else None
+    get = dict.get
     with open(path, "w", encoding="utf-8", newline="") as handle:
         writer = csv.writer(handle, lineterminator="\n", quoting=csv.QUOTE_MINIMAL)
-        writer.writerow(columns)
-        try:  # rows read or rebuilt by us hold every column: one C-level lookup per row
-            cells = operator.itemgetter(*columns)
-            lines = [cells(row) for row in table.rows] if len(columns) > 1 else None
-        except KeyError:
-            lines = None
-        if lines is None:
-            get = dict.get
-            lines = [tuple(get(row, c, "") for c in columns) for row in table.rows]
-        writer.writerows(lines)
+        header = _plain_lines(width, [tuple(columns)])
+        if header is None:
+            writer.writerow(columns)
+        else:
+            handle.write(header)
+        for start in range(0, len(rows), WRITE_CHUNK):
+            chunk = rows[start : start + WRITE_CHUNK]
+            lines: list[tuple[str, ...]] | None = None
+            if fetch is not None:
+                try:  # rows read or rebuilt by us hold every column: one C-level lookup per row
+                    lines = list(map(fetch, chunk))
+                except KeyError:
+                    lines = None
+            if lines is None:
+                lines = [tuple(get(row, c, "") for c in columns) for row in chunk]
+            text = _plain_lines(width, lines)
+            if text is None:
+                writer.writerows(lines)
+            else:
+                handle.write(text)
+
+
+def _plain_lines(width: int, lines: list[tuple[str, ...]]) -> str | None:
+    """The CSV text of `lines` (rows of `width` cells) joined in C, when no cell needs the csv module:
+    every cell a string without a comma, quote, CR or LF (then QUOTE_MINIMAL quotes nothing; the one
+    exception, a row of a single empty cell, is left out with tables of one column). None otherwise:
+    the caller writes those rows with `csv.writer`, which gives the same bytes (a CSV row's text does
+    not depend on the other rows, so chunks of rows may go either way).
+
+    A comma or line end inside a cell is found by counting: the joined text holds exactly one comma
+    per cell boundary and one LF per row boundary when no cell holds one."""
+    if width < 2:
+        return None
+    try:
+        text = "\n".join(map(",".join, lines))
+    except TypeError:  # a cell that is not a string: the csv module's rendering
+        return None
+    if (
+        text.count(",") != len(lines) * (width - 1)
+        or text.count("\n") != len(lines) - 1
+        or '"' in text
+        or "\r" in text
+    ):
+        return None
+    return text + "\n" if lines else ""
 
 
 def write_trial(trial: Trial, out_dir: str | Path) -> list[Path]:

@@ -398,7 +398,13 @@ class MedicationReader:
         domain, value = found
         row, carried = read_head(resource, domain, value)
         trt, stdtc, endtc, dosfrq, route_name, dose_name, dosu = _NAMES[domain]
-        medication = read_text(resource, "medicationCodeableConcept")
+        # `read_text`, `obj`, `text`, `array`, `url`: their common cases inlined (a valid element
+        # taken as is), anything else handed to them (the same answer, or the same refusal)
+        get = resource.get
+        concept = get("medicationCodeableConcept")
+        medication = concept.get("text") if type(concept) is dict else None
+        if type(medication) is not str or not medication or "\x00" in medication:
+            medication = read_text(resource, "medicationCodeableConcept")
         if medication:
             row[trt] = medication
         if "effectiveDateTime" in resource or "_effectiveDateTime" in resource:
@@ -408,7 +414,9 @@ class MedicationReader:
                 if domain == "CM":
                     row[endtc] = start
         else:
-            period = obj(resource, "effectivePeriod")
+            period = get("effectivePeriod")
+            if type(period) is not dict or not period:
+                period = obj(resource, "effectivePeriod")
             if period is not None:
                 start = get_dtc(period, "start")
                 if start:
@@ -416,35 +424,57 @@ class MedicationReader:
                 end = get_dtc(period, "end")
                 if end:
                     row[endtc] = end
-        dosage = obj(resource, "dosage")
+        dosage = get("dosage")
+        if type(dosage) is not dict or not dosage:
+            dosage = obj(resource, "dosage")
         if dosage is not None:
-            frequency = text(dosage, "text")
+            frequency = dosage.get("text")
+            if type(frequency) is not str or not frequency or "\x00" in frequency:
+                frequency = text(dosage, "text")
             if frequency:
                 row[dosfrq] = frequency
-            route = read_text(dosage, "route")
+            concept = dosage.get("route")
+            route = concept.get("text") if type(concept) is dict else None
+            if type(route) is not str or not route or "\x00" in route:
+                route = read_text(dosage, "route")
             if route:
                 row[route_name] = route
             dose = None
-            for ext in array(dosage, "extension"):
-                if url(ext) == EXT_PRESCRIBED_DOSE:
+            extensions = dosage.get("extension")
+            if type(extensions) is not list or not extensions:
+                extensions = array(dosage, "extension")
+            for ext in extensions:
+                ext_url = ext.get("url") if type(ext) is dict else None
+                if type(ext_url) is not str or not ext_url:
+                    ext_url = url(ext)
+                if ext_url == EXT_PRESCRIBED_DOSE:
                     dose = obj(ext, "valueQuantity")
                     break
             if dose is None:
-                dose = obj(dosage, "dose")
+                dose = dosage.get("dose")
+                if type(dose) is not dict or not dose:
+                    dose = obj(dosage, "dose")
             if dose is not None and "value" in dose:
                 row[dose_name] = decimal_text(dose["value"])
-                unit = text(dose, "unit")
+                unit = dose.get("unit")
+                if type(unit) is not str or not unit or "\x00" in unit:
+                    unit = text(dose, "unit")
                 if unit:
                     row[dosu] = unit
         if domain == "CM":
-            reasons = array(resource, "reasonCode")
+            reasons = get("reasonCode")
+            if type(reasons) is not list or not reasons:
+                reasons = array(resource, "reasonCode")
             if reasons:
                 if type(reasons[0]) is not dict:
                     raise TypeError("reasonCode: not an object")
                 indication = text(reasons[0], "text")
                 if indication:
                     row["CMINDC"] = indication
-            category = read_text(resource, "category")
+            concept = get("category")
+            category = concept.get("text") if type(concept) is dict else None
+            if type(category) is not str or not category or "\x00" in category:
+                category = read_text(resource, "category")
             if category:
                 row["CMCAT"] = category
         if carried:

@@ -436,7 +436,10 @@ def row_key(resource: JSON, systems: dict[str, str]) -> tuple[str, str] | None:
     first = identifiers[0]
     domain = systems.get(first.get("system"))
     if domain is not None:
-        return domain, text(first, "value")
+        value = first.get("value")  # `text(first, "value")`, its common case inlined (hot path)
+        if type(value) is not str or not value or "\x00" in value:
+            value = text(first, "value")
+        return domain, value
     found = row_domain(resource)
     if found is None or found[0] not in systems.values():
         return None
@@ -450,12 +453,18 @@ def read_head(resource: JSON, domain: str, value: str) -> tuple[dict[str, str], 
     Raises:
         TypeError: an extension or a part of one whose shape R4 does not allow (a null `url`, a
             number where a string belongs, ...): the trial assembler names it."""
-    studyid, usubjid, seq = split_key(value, 3)
+    keys = value.split("/")  # `split_key(value, 3)`, its common case inlined (hot path)
+    if len(keys) != 3 or "%" in value:
+        keys = split_key(value, 3)
+    studyid, usubjid, seq = keys
     row = {"STUDYID": studyid, "DOMAIN": domain, "USUBJID": usubjid, _SEQ_NAMES[domain]: seq}
     if not (studyid and usubjid and seq):  # required cells; an empty one comes back absent
         row = {k: v for k, v in row.items() if v}
     carried: dict[str, str] = {}
-    for ext in array(resource, "extension"):
+    extensions = resource.get("extension")
+    if type(extensions) is not list or not extensions:
+        extensions = array(resource, "extension")
+    for ext in extensions:
         ext_url = ext.get("url") if type(ext) is dict else None  # `url(ext)`, inlined (hot loop)
         if type(ext_url) is not str or not ext_url:
             raise TypeError("extension: not an object with a url")
@@ -488,7 +497,10 @@ def read_head(resource: JSON, domain: str, value: str) -> tuple[dict[str, str], 
             if name and cell:
                 carried[name] = cell
         elif ext_url == EXT_EPOCH:
-            row["EPOCH"] = text(ext, "valueString")
+            epoch = ext.get("valueString")  # `text(ext, "valueString")`, inlined
+            if type(epoch) is not str or not epoch or "\x00" in epoch:
+                epoch = text(ext, "valueString")
+            row["EPOCH"] = epoch
         elif ext_url == EXT_VISIT:
             for part in array(ext, "extension"):
                 part_url = url(part)
@@ -506,15 +518,23 @@ def read_code(concept: Any, row: dict[str, str], testcd_name: str, test_name: st
         TypeError: a coding, its system or code, or the text, not of the shape R4 allows."""
     if concept is None:
         return
-    for coding in array(concept, "coding"):
+    codings = concept.get("coding")  # `array`, `text`: their common cases inlined (hot path)
+    if type(codings) is not list or not codings:
+        codings = array(concept, "coding")
+    for coding in codings:
         if type(coding) is not dict or not coding:
             raise TypeError("coding: not an object with content")
-        if text(coding, "system") == PROJECT_CODESYSTEM:
+        system = coding.get("system")
+        if type(system) is not str or not system or "\x00" in system:
+            system = text(coding, "system")
+        if system == PROJECT_CODESYSTEM:
             code = text(coding, "code")
             if code:
                 row[testcd_name] = code
             break
-    name = text(concept, "text")
+    name = concept.get("text")
+    if type(name) is not str or not name or "\x00" in name:
+        name = text(concept, "text")
     if name:
         row[test_name] = name
 
@@ -524,6 +544,12 @@ def read_text(resource: JSON, key: str) -> str:
 
     Raises:
         TypeError: either one not of the shape R4 allows."""
+    concept = resource.get(key)  # `obj`, `text`: their common cases inlined (hot path)
+    if type(concept) is dict and concept:
+        name = concept.get("text")
+        if type(name) is str and name and "\x00" not in name:
+            return name
+        return text(concept, "text")
     concept = obj(resource, key)
     return "" if concept is None else text(concept, "text")
 

@@ -165,6 +165,8 @@ def get_dtc(source: JSON, key: str) -> str:
         and "_" + key not in source
     ):
         return value
+    if value is None and key not in source and "_" + key not in source:
+        return ""  # absent, nothing carried beside it
     primitive = source.get("_" + key)
     if primitive is not None or "_" + key in source:
         if type(primitive) is not dict or not primitive:

@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from itertools import chain
+from operator import itemgetter
 from typing import ClassVar, Final, Protocol
 
 import orjson
@@ -116,8 +117,14 @@ def _sort_rows(spec: DomainSpec, rows: list[dict[str, str]]) -> None:
         rows.sort(key=lambda row: row["USUBJID"])
         return
     if len(spec.sort_key) == 2 and spec.sort_key[0] == "USUBJID" and numeric[1]:
-        seq = spec.sort_key[1]
-        rows.sort(key=lambda row: (row["USUBJID"], _number_or_text(row[seq])))
+        # (USUBJID, --SEQ as a number): each distinct --SEQ text converted once, the keys built and
+        # the rows ordered by C-level calls (a stable sort of the row positions: equal keys keep
+        # their order, as `rows.sort` would)
+        seqs = list(map(itemgetter(spec.sort_key[1]), rows))
+        number = {text: _number_or_text(text) for text in set(seqs)}
+        usubjids = map(itemgetter("USUBJID"), rows)
+        keys = list(zip(usubjids, map(number.__getitem__, seqs), strict=True))
+        rows[:] = map(rows.__getitem__, sorted(range(len(rows)), key=keys.__getitem__))
         return
 
     def key(row: dict[str, str]) -> tuple[object, ...]:
@@ -130,9 +137,7 @@ def _sort_rows(spec: DomainSpec, rows: list[dict[str, str]]) -> None:
 
 
 def _default_columns(domain: str, rows: list[dict[str, str]]) -> list[str]:
-    present: dict[str, None] = {}
-    for row in rows:
-        present.update(dict.fromkeys(row))
+    present = dict.fromkeys(chain.from_iterable(rows))  # every column, in first-seen order
     spec = DOMAINS.get(domain)
     if spec is None:
         return list(present)

@@ -483,6 +483,9 @@ def test_a_one_line_compact_bundle_is_read_whole(tmp_path: Path) -> None:
         (b'{"v":1e-7}', True),
         (b'{"v":[1,2e16]}', True),
         (b'{"v":{"w":-1.5E+3}}', True),
+        (b'{"v":[{"w":1},-2.5e-9]}', True),  # an array that does not start with a number
+        (b'{"v":"urn:example"}', True),  # a false alarm (costs speed only): the parse is the same
+        (b'{"v":"a:8"}', False),
     ],
 )
 def test_only_a_number_with_an_exponent_sends_a_line_to_the_exact_parser(
