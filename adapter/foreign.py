@@ -45,6 +45,7 @@ __all__ = [
     "convert_foreign",
     "input_files",
     "read_foreign",
+    "write_report",
 ]
 
 REPORT_JSON = "mapping-report.json"
@@ -275,6 +276,15 @@ def _write_atomically(path: Path, text: str) -> None:
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
+
+
+def write_report(report: Any, folder: Path) -> list[Path]:
+    """`mapping-report.json` and `mapping-report.md` of `report` (a `MappingReport`) into `folder`
+    (a staging folder: the command's output is finished whole or not at all); the paths written."""
+    paths = [folder / REPORT_JSON, folder / REPORT_MD]
+    paths[0].write_text(report.to_json(), encoding="utf-8")
+    paths[1].write_text(report.to_markdown(), encoding="utf-8")
+    return paths
 
 
 def table_csv(columns: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:

@@ -132,11 +132,9 @@ def analyze(
     with staged_folder(out_dir, force=force, command="analyze", sources=inputs) as staging:
         paths = [out_dir / p.relative_to(staging) for p in write_outputs(results, staging)]
         if mapping is not None:
-            from adapter.foreign import REPORT_JSON, REPORT_MD
+            from adapter.foreign import write_report
 
-            (staging / REPORT_JSON).write_text(mapping.report.to_json(), encoding="utf-8")
-            (staging / REPORT_MD).write_text(mapping.report.to_markdown(), encoding="utf-8")
-            paths += [out_dir / REPORT_JSON, out_dir / REPORT_MD]
+            paths += [out_dir / p.name for p in write_report(mapping.report, staging)]
     if mapping is not None:
         from adapter.cli.convert_cmd import foreign_summary
 

@@ -335,14 +335,13 @@ def _foreign_to_sdtm(
 ) -> tuple[str, list[str], CommandError | None]:
     """FHIR written by others (alone or beside the adapter's own resources): the combined tables and
     the mapping report into `staging`; nothing mapped -> only the report, and exit 12 afterwards."""
-    from adapter.foreign import REPORT_JSON, REPORT_MD
+    from adapter.foreign import REPORT_MD, write_report
     from adapter.tables import TableError, write_trial
 
     report = reading.mapping.report
     trial = reading.trial
     warnings = _own_warnings(reading.assembler)
-    (staging / REPORT_JSON).write_text(report.to_json(), encoding="utf-8")
-    (staging / REPORT_MD).write_text(report.to_markdown(), encoding="utf-8")
+    write_report(report, staging)
     lines = foreign_summary(report)
     rows = sum(len(table.rows) for table in trial.values())
     if rows == 0:

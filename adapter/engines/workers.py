@@ -39,7 +39,7 @@ import os
 import shutil
 import zlib
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Final
@@ -675,19 +675,41 @@ def _spill(index: int) -> None:
             handle.close()
 
 
+def _taker(
+    assembler: Any, done: _BucketDone, ids: set[int]
+) -> Callable[[dict[str, Any], bytes, bytes | None], None]:
+    """What a bucket does with each of its resources: to `assembler`, counted in `done`, its
+    (type, id) kept in `ids` for the parent's check across buckets; FHIR written by others (or a
+    Bundle) sends the input to one worker."""
+    from mappings.foreign.combine import is_own
+
+    add = assembler.add
+
+    def take(resource: dict[str, Any], line: bytes, written: bytes | None) -> None:
+        kind = resource.get("resourceType")
+        if kind == "Bundle" or not isinstance(kind, str) or not is_own(resource):
+            raise _one_worker()  # FHIR written by others: the one-worker path maps it
+        add(resource, b"\\" in line and b"\\u00" in line, written)
+        done.resources += 1
+        rid = resource.get("id")
+        if isinstance(rid, str):
+            ids.add(hash((kind, rid)))
+
+    return take
+
+
 def _assemble_bucket(index: int) -> _BucketDone:
     """Runs in a worker (second pass): the lines spilled for bucket `index`, in file order, fed to
     a `TrialAssembler` (every ResearchStudy also to its study reader, for the layout); the rows
     sorted and written as CSV records per domain, grouped by subject."""
     from adapter.fhir_json import loads_line, loads_line_written
-    from mappings.foreign.combine import is_own
     from mappings.trial import TrialAssembler
 
     done = _BucketDone(index)
     study_bucket = _bucket_of("")
     assembler = TrialAssembler()
-    add = assembler.add
     ids: set[int] = set()
+    take = _taker(assembler, done, ids)
     try:
         if index != study_bucket:
             for number in range(len(_ranges)):
@@ -702,14 +724,7 @@ def _assemble_bucket(index: int) -> _BucketDone:
                     resource, written = loads_line_written(line)
                     if not isinstance(resource, dict) or subject_key(resource) != line_key(line):
                         raise _one_worker()
-                    kind = resource.get("resourceType")
-                    if kind == "Bundle" or not isinstance(kind, str) or not is_own(resource):
-                        raise _one_worker()  # FHIR written by others: the one-worker path maps it
-                    add(resource, b"\\" in line and b"\\u00" in line, written)
-                    done.resources += 1
-                    rid = resource.get("id")
-                    if isinstance(rid, str):
-                        ids.add(hash((kind, rid)))
+                    take(resource, line, written)
         trial = assembler.tables()
     except _CANNOT_SPLIT:  # not JSON, refused (ResourceRefused is a ValueError), a wrong shape, ...
         done.failed = True
@@ -912,15 +927,14 @@ def _assemble_range(index: int) -> _BucketDone:
     the parent catches) or study-level in a study-level range (else `misplaced`); then as
     `_assemble_bucket`."""
     from adapter.fhir_json import loads_line, loads_line_written
-    from mappings.foreign.combine import is_own
     from mappings.trial import TrialAssembler
 
     cut = _byte_cut
     assert cut is not None
     done = _BucketDone(index)
     assembler = TrialAssembler()
-    add = assembler.add
     ids: set[int] = set()
+    take = _taker(assembler, done, ids)
     files = cut.files
     mine: set[str | None] = set()
     for number, start, end, study in cut.ranges[index]:
@@ -950,14 +964,7 @@ def _assemble_range(index: int) -> _BucketDone:
                 if (key != "") if study else (key not in mine):
                     done.misplaced = True
                     return done
-                kind = resource.get("resourceType")
-                if kind == "Bundle" or not isinstance(kind, str) or not is_own(resource):
-                    raise _one_worker()  # FHIR written by others: the one-worker path maps it
-                add(resource, b"\\" in line and b"\\u00" in line, written)
-                done.resources += 1
-                rid = resource.get("id")
-                if isinstance(rid, str):
-                    ids.add(hash((kind, rid)))
+                take(resource, line, written)
         trial = assembler.tables()
     except _CANNOT_SPLIT:  # not JSON, refused (ResourceRefused is a ValueError), a wrong shape, ...
         done.failed = True
